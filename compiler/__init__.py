@@ -1,0 +1,21 @@
+"""unroll.compiler: .unroll spec text in, readable PyTorch source out.
+
+Pipeline (docs/design.md): parse (lark) -> AST -> check (names, shapes, dtypes)
+-> dataflow graph (networkx) -> plan (hoisting, tying, trainability) -> emit.
+This package never imports torch: compiling is text in, text out.
+"""
+
+from .driver import CompileOptions, compile_source, compile_spec, resolve_spec
+from .diagnostics import CompileError, Diagnostic
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CompileError",
+    "CompileOptions",
+    "Diagnostic",
+    "compile_source",
+    "compile_spec",
+    "resolve_spec",
+    "__version__",
+]

@@ -1,0 +1,211 @@
+"""The abstract syntax tree of a spec, with source spans on every node."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .diagnostics import Span
+
+
+# ---------------------------------------------------------------- dimensions
+@dataclass(frozen=True)
+class DimExpr:
+    """A symbolic dimension: integer combination of dim names, e.g. `2*C + 1`.
+
+    Stored canonically as sorted (name, coefficient) terms plus a constant, so
+    equal dims compare equal.  Products of two names are kept as a single
+    term named "a*b".
+    """
+
+    terms: tuple[tuple[str, int], ...] = ()
+    const: int = 0
+
+    @staticmethod
+    def of(value: "int | str | DimExpr") -> "DimExpr":
+        if isinstance(value, DimExpr):
+            return value
+        if isinstance(value, int):
+            return DimExpr((), value)
+        return DimExpr(((value, 1),), 0)
+
+    def __add__(self, other: "DimExpr") -> "DimExpr":
+        acc = dict(self.terms)
+        for name, coef in other.terms:
+            acc[name] = acc.get(name, 0) + coef
+        return DimExpr(tuple(sorted((k, v) for k, v in acc.items() if v)), self.const + other.const)
+
+    def __mul__(self, other: "DimExpr") -> "DimExpr | None":
+        if not self.terms:
+            return DimExpr(tuple((k, v * self.const) for k, v in other.terms if v * self.const), self.const * other.const)
+        if not other.terms:
+            return other * self
+        if len(self.terms) == 1 and len(other.terms) == 1 and not self.const and not other.const:
+            (a, ca), (b, cb) = self.terms[0], other.terms[0]
+            return DimExpr((("*".join(sorted([a, b])), ca * cb),), 0)
+        return None
+
+    @property
+    def is_int(self) -> bool:
+        return not self.terms
+
+    def names(self) -> set[str]:
+        out: set[str] = set()
+        for name, _ in self.terms:
+            out.update(name.split("*"))
+        return out
+
+    def __str__(self) -> str:
+        parts = []
+        for name, coef in self.terms:
+            parts.append(name if coef == 1 else f"{coef}*{name}")
+        if self.const or not parts:
+            parts.append(str(self.const))
+        return " + ".join(parts)
+
+    def python(self) -> str:
+        """Python expression computing this dim from local variables of the same names."""
+        parts = []
+        for name, coef in self.terms:
+            prod = " * ".join(name.split("*"))
+            parts.append(prod if coef == 1 else f"{coef} * {prod}")
+        if self.const or not parts:
+            parts.append(str(self.const))
+        return " + ".join(parts)
+
+
+# ---------------------------------------------------------------- types (syntax)
+@dataclass
+class TypeSyntax:
+    span: Span
+    base: str  # real | complex | int | operator
+    dims: list[DimExpr] | None = None  # None: scalar
+    dim_spans: list[Span] = field(default_factory=list)
+    out_dims: list[DimExpr] | None = None  # operator[out <- in]
+
+
+# ---------------------------------------------------------------- expressions
+@dataclass
+class Expr:
+    span: Span
+
+
+@dataclass
+class Number(Expr):
+    value: float | int
+    text: str
+
+
+@dataclass
+class String(Expr):
+    value: str
+
+
+@dataclass
+class Name(Expr):
+    name: str
+
+
+@dataclass
+class Unary(Expr):
+    op: str  # "-"
+    operand: Expr
+
+
+@dataclass
+class Binary(Expr):
+    op: str  # + - * / @ ^ < > <= >= == !=
+    left: Expr
+    right: Expr
+
+
+@dataclass
+class Attribute(Expr):
+    value: Expr
+    attr: str  # T | H
+    attr_span: Span
+
+
+@dataclass
+class Index(Expr):
+    value: Expr
+    index: Expr
+
+
+@dataclass
+class Keyword:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass
+class Call(Expr):
+    func: Expr  # Name, or Attribute (K.H)
+    args: list[Expr]
+    kwargs: list[Keyword]
+
+
+@dataclass
+class ListExpr(Expr):
+    items: list[Expr]
+
+
+# ---------------------------------------------------------------- statements
+@dataclass
+class Assign:
+    span: Span
+    target: str
+    target_span: Span
+    value: Expr
+
+
+@dataclass
+class Local:
+    span: Span
+    target: str
+    target_span: Span
+    value: Expr
+
+
+@dataclass
+class Repeat:
+    span: Span
+    count: Expr
+    body: list
+
+
+# ---------------------------------------------------------------- declarations
+@dataclass
+class Annotation:
+    name: str
+    span: Span
+    args: list[Expr] = field(default_factory=list)
+
+
+@dataclass
+class Decl:
+    kind: str  # dim | data | hyper | input | let | state | param | net
+    name: str
+    span: Span  # the name's span
+    line_span: Span  # the whole declaration
+    type: TypeSyntax | None = None
+    value: Expr | None = None
+    annotations: list[Annotation] = field(default_factory=list)
+    net_kind: str | None = None  # net: cnn | mlp ...
+    net_args: list = field(default_factory=list)
+
+
+@dataclass
+class Spec:
+    name: str | None = None
+    name_span: Span | None = None
+    title: str | None = None
+    decls: list[Decl] = field(default_factory=list)
+    layers: Expr | None = None
+    layers_span: Span | None = None
+    step: list | None = None
+    step_span: Span | None = None
+    final: list | None = None
+    outputs: list[tuple[str, Span]] = field(default_factory=list)
+    output_span: Span | None = None
+    comments: list[str] = field(default_factory=list)  # leading comment block (header)

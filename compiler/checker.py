@@ -1,0 +1,843 @@
+"""Checker: AST -> typed IR.  Resolves names, infers shapes and dtypes with
+symbolic dims, validates annotations and options, and records for every
+expression the level at which it can be computed (see ir.py)."""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+from dataclasses import dataclass, field
+
+from . import ast, ir
+from .ast import DimExpr
+from .diagnostics import CompileError, Diagnostic, DiagnosticSink, Source, Span, did_you_mean
+from .operators import OPERATORS, SPECIAL_FORMS, Arg, function_names
+from .types import BOOL, COMPLEX, INT, OPERATOR, REAL, ShapeError, Type, broadcast, shape_str
+
+# Names the generated Python uses itself; a spec may not declare them.
+GENERATED_NAMES = {"self", "torch", "rt", "layer", "dtype", "cdtype", "device", "batch", "record", "states",
+                   "unbatched", "nn", "math", "F"}
+IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "^": "pow",
+              "<": "lt", ">": "gt", "<=": "le", ">=": "ge", "==": "eq", "!=": "ne"}
+PY_OPS = {"add", "sub", "mul", "div", "pow", "neg", "lt", "gt", "le", "ge", "eq", "ne"}
+
+FLAGS_TRAIN = ("learned", "fixed")
+FLAGS_TYING = ("shared", "per_layer")
+FLAGS_CONSTRAINT = ("positive", "nonnegative", "range", "unit_columns")
+ALL_FLAGS = FLAGS_TRAIN + FLAGS_TYING + FLAGS_CONSTRAINT
+
+
+@dataclass
+class Schedule:
+    """Compile-time choices that override the spec's annotations (`unrollc compile` options)."""
+
+    layers: int | None = None
+    tie: list[str] = field(default_factory=list)
+    untie: list[str] = field(default_factory=list)
+    learn: list[str] = field(default_factory=list)
+    freeze: list[str] = field(default_factory=list)
+    # where each option value sits in the (reconstructed) command line, for diagnostics
+    option_source: Source | None = None
+    option_spans: dict = field(default_factory=dict)  # (option, name) -> Span
+
+
+@dataclass
+class Symbol:
+    name: str
+    kind: str  # dim | data | hyper | input | let | param | state | local | net
+    type: Type
+    level: int
+    span: Span
+    version: int = 0
+    py: bool = False
+    per_layer: bool = False
+    static: object = None
+
+
+class Checker:
+    def __init__(self, spec: ast.Spec, source: Source, schedule: Schedule | None = None):
+        self.spec = spec
+        self.source = source
+        self.schedule = schedule or Schedule()
+        self.sink = DiagnosticSink(source)
+        self.scope: dict[str, Symbol] = {}
+        self.depth = ir.FORWARD
+        self.context = "top"
+        self.allow_layer = False
+        self.batched_states: set[str] = set()
+        self.prev_used: list[str] = []
+        self.locals_types: dict[str, Type] = {}
+
+    # ------------------------------------------------------------ helpers
+    def error(self, message: str, span: Span | None, hint: str | None = None) -> None:
+        self.sink.error(message, span, hint)
+
+    def _declare(self, sym: Symbol) -> bool:
+        name = sym.name
+        if not IDENTIFIER.match(name):
+            self.error(f"invalid name `{name}`", sym.span,
+                       "names start with a letter and use letters, digits and `_` (a leading `_` is reserved)")
+            return False
+        if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+            self.error(f"`{name}` is a Python keyword and cannot name a {sym.kind}", sym.span, f"rename it, e.g. `{name}_`")
+            return False
+        if name in GENERATED_NAMES or name in OPERATORS or name in SPECIAL_FORMS or hasattr(builtins, name):
+            self.error(f"`{name}` is reserved and cannot name a {sym.kind}", sym.span,
+                       f"it is a built-in operator or a name the generated code uses; rename it, e.g. `{name}_`")
+            return False
+        if name in self.scope:
+            prev = self.scope[name]
+            diag = Diagnostic(f"`{name}` is already defined (as a {prev.kind})", sym.span,
+                              "every name is declared once; pick another name")
+            diag.notes.append(("first defined here", prev.span))
+            self.sink.items.append(diag)
+            return False
+        self.scope[name] = sym
+        return True
+
+    def _type(self, ts: ast.TypeSyntax, what: str, allow_int=False, allow_operator=False) -> Type | None:
+        if ts.base == OPERATOR:
+            if not allow_operator:
+                self.error(f"a {what} cannot have an operator type", ts.span)
+                return None
+            dims = self._dims(ts.dims or [], ts.dim_spans)
+            out = self._dims(ts.out_dims or [], ts.dim_spans)
+            return Type(OPERATOR, tuple(dims), False, tuple(out))
+        if ts.base not in (REAL, COMPLEX, INT):
+            hint = did_you_mean(ts.base, (REAL, COMPLEX, INT)) or "types are `real`, `complex`, `int` (hypers only)"
+            self.error(f"unknown type `{ts.base}`", ts.span, hint)
+            return None
+        if ts.base == INT and not allow_int:
+            self.error(f"a {what} cannot be `int`", ts.span, "use `real` (integers are for hyperparameters)")
+            return None
+        dims = self._dims(ts.dims or [], ts.dim_spans)
+        return Type(ts.base, tuple(dims))
+
+    def _dims(self, dims: list[DimExpr], spans: list[Span]) -> list[DimExpr]:
+        for i, d in enumerate(dims):
+            for name in sorted(d.names()):
+                sym = self.scope.get(name)
+                if sym is None or sym.kind != "dim":
+                    span = spans[i] if i < len(spans) else None
+                    hint = did_you_mean(name, [s.name for s in self.scope.values() if s.kind == "dim"])
+                    self.error(f"unknown dimension `{name}`", span, hint or f"declare it: `dims {name}`")
+            if d.is_int and d.const <= 0:
+                self.error("a dimension must be positive", spans[i] if i < len(spans) else None)
+        return dims
+
+    # ------------------------------------------------------------ expressions
+    def expr(self, e: ast.Expr) -> ir.Node | None:
+        method = getattr(self, "_e_" + type(e).__name__)
+        return method(e)
+
+    def _e_Number(self, e: ast.Number):
+        is_int = isinstance(e.value, int)
+        return ir.Node("number", [], Type(INT if is_int else REAL), e.span, ir.CONST, {"value": e.value},
+                       py=True, static=e.value if is_int else None)
+
+    def _e_String(self, e: ast.String):
+        self.error("strings are only allowed as the title on the `spec` line", e.span)
+        return None
+
+    def _e_ListExpr(self, e: ast.ListExpr):
+        items = [self.expr(i) for i in e.items]
+        if any(i is None for i in items):
+            return None
+        dims = []
+        for node in items:
+            if isinstance(node.static, DimExpr):
+                dims.append(node.static)
+            elif isinstance(node.static, int):
+                dims.append(DimExpr.of(node.static))
+            else:
+                self.error("a list holds dimensions (dim names or integers)", node.span)
+                return None
+        return ir.Node("list", items, Type(INT, (DimExpr.of(len(dims)),)), e.span, ir.CONST, py=True,
+                       static=tuple(dims))
+
+    def _e_Name(self, e: ast.Name):
+        name = e.name
+        if name == "layer":
+            if not self.allow_layer:
+                hint = ("mark the parameter `per_layer`" if self.context == "param" else
+                        "`layer` is the layer index: use it in the step or in per-layer parameter defaults")
+                self.error("`layer` is not available here", e.span, hint)
+                return None
+            return ir.Node("var", [], Type(INT), e.span, ir.LAYER, {"name": "layer", "kind": "layer"}, py=True)
+        sym = self.scope.get(name)
+        if sym is None:
+            if name in OPERATORS or name in SPECIAL_FORMS:
+                self.error(f"`{name}` is an operator; call it: `{name}(...)`", e.span)
+                return None
+            hint = did_you_mean(name, list(self.scope) + (["layer"] if self.allow_layer else []))
+            self.error(f"unknown name `{name}`", e.span, hint)
+            return None
+        if not self._visible(sym, e.span):
+            return None
+        if sym.kind == "dim":
+            return ir.Node("var", [], Type(INT), e.span, sym.level, {"name": name, "kind": "dim"}, py=True,
+                           static=DimExpr.of(name))
+        if sym.kind == "net":
+            self.error(f"`{name}` is a sub-network; call it: `{name}(...)`", e.span)
+            return None
+        typ = sym.type
+        if sym.kind == "state" and name in self.batched_states:
+            typ = typ.with_(batched=True)
+        return ir.Node("var", [], typ, e.span, sym.level,
+                       {"name": name, "kind": sym.kind, "version": sym.version, "per_layer": sym.per_layer},
+                       py=sym.py, static=sym.static)
+
+    def _visible(self, sym: Symbol, span: Span) -> bool:
+        ctx = self.context
+        if ctx in ("param", "hyper") and sym.kind in ("input", "state", "local"):
+            self.error(f"a parameter default cannot use the {sym.kind} `{sym.name}`", span,
+                       "defaults are computed once at construction from data, hyperparameters and constants")
+            return False
+        if ctx in ("param",) and sym.kind == "let" and sym.level > ir.CONST:
+            self.error(f"`{sym.name}` depends on inputs or parameters and cannot be used in a parameter default", span)
+            return False
+        if ctx == "let" and sym.kind == "state":
+            self.error(f"`let` at the top level cannot use the state `{sym.name}`", span,
+                       "move the computation into the `step:` block (`let` there is a per-layer temporary)")
+            return False
+        return True
+
+    def _e_Unary(self, e: ast.Unary):
+        operand = self.expr(e.operand)
+        if operand is None:
+            return None
+        return self._apply("neg", [operand], e.span, [e.operand.span])
+
+    def _e_Binary(self, e: ast.Binary):
+        left, right = self.expr(e.left), self.expr(e.right)
+        if left is None or right is None:
+            return None
+        return self._apply(BINARY_OPS[e.op], [left, right], e.span, [e.left.span, e.right.span], symbol=e.op)
+
+    def _e_Attribute(self, e: ast.Attribute):
+        value = self.expr(e.value)
+        if value is None:
+            return None
+        if e.attr in ("T", "H"):
+            return self._apply(e.attr, [value], e.span, [e.value.span], symbol="." + e.attr)
+        self.error(f"unknown attribute `.{e.attr}`", e.attr_span,
+                   did_you_mean(e.attr, ["T", "H"]) or "the attributes are `.T` (transpose) and `.H` (conjugate transpose)")
+        return None
+
+    def _e_Index(self, e: ast.Index):
+        value, index = self.expr(e.value), self.expr(e.index)
+        if value is None or index is None:
+            return None
+        if value.type.rank == 0:
+            self.error(f"cannot index a scalar ({value.type})", e.value.span)
+            return None
+        if index.type.dtype != INT or index.type.rank != 0 or index.type.batched:
+            self.error(f"an index must be an integer, got {index.type}", e.index.span)
+            return None
+        if isinstance(index.static, int) and isinstance(value.type.shape[0], DimExpr) and value.type.shape[0].is_int:
+            if not 0 <= index.static < value.type.shape[0].const:
+                self.error(f"index {index.static} is out of range for axis of size {value.type.shape[0]}", e.index.span)
+                return None
+        typ = value.type.with_(shape=value.type.shape[1:])
+        return ir.Node("index", [value, index], typ, e.span, max(value.level, index.level))
+
+    def _e_Call(self, e: ast.Call):
+        if isinstance(e.func, ast.Name):
+            name = e.func.name
+            if name == "prev":
+                return self._prev(e)
+            if name == "grad":
+                return self._grad(e)
+            op = OPERATORS.get(name)
+            if op is None or name in ("add", "sub", "mul", "div", "pow", "neg", "matmul", "T", "H",
+                                      "lt", "gt", "le", "ge", "eq", "ne"):
+                sym = self.scope.get(name)
+                if sym is not None and sym.kind in ("data",) and sym.type.dtype != OPERATOR:
+                    self.error(f"`{name}` is a matrix, not an operator; multiply with `@`", e.func.span,
+                               f"write `{name} @ {self._text(e.args[0].span) if e.args else 'x'}`")
+                    return None
+                hint = did_you_mean(name, function_names()) or "`unrollc ops` lists the operators"
+                self.error(f"unknown operator `{name}`", e.func.span, hint)
+                return None
+            if e.kwargs:
+                self.error(f"`{name}` takes no keyword arguments", e.kwargs[0].span)
+                return None
+            n = len(e.args)
+            if not op.min_args <= n <= op.max_args:
+                want = (str(op.min_args) if op.min_args == op.max_args else f"{op.min_args} to {op.max_args}")
+                self.error(f"`{name}` takes {want} argument{'s' if op.max_args != 1 else ''}, got {n}", e.span,
+                           f"{name}: {op.doc}")
+                return None
+            args = [self.expr(a) for a in e.args]
+            if any(a is None for a in args):
+                return None
+            for i in op.static_args:
+                if i < len(args) and not isinstance(args[i].static, int):
+                    self.error(f"argument {i + 1} of `{name}` must be an integer literal", e.args[i].span)
+                    return None
+            return self._apply(name, args, e.span, [a.span for a in e.args], call=True)
+        self.error("only named operators can be called", e.func.span)
+        return None
+
+    def _apply(self, opname: str, args: list[ir.Node], span: Span, arg_spans: list[Span], symbol=None,
+               call=False) -> ir.Node | None:
+        op = OPERATORS[opname]
+        dim_args = op.extra.get("dim_args")
+        emit_args = []
+        for i, a in enumerate(args):
+            static = a.static
+            if dim_args and (dim_args is True or i in dim_args) and isinstance(static, int):
+                static = DimExpr.of(static)
+            emit_args.append(Arg("", a.type, py=a.py, static=static))
+        try:
+            out = op.infer([a.type for a in args], emit_args)
+        except ShapeError as err:
+            where = arg_spans[err.arg] if err.arg is not None and err.arg < len(arg_spans) else span
+            label = symbol or opname
+            msg = err.message if call or symbol is None else f"in `{label}`: {err.message}"
+            self.error(msg, where, err.hint)
+            return None
+        level = max([a.level for a in args], default=ir.CONST)
+        py = opname in PY_OPS and all(a.py for a in args)
+        if opname in ("max", "min") and len(args) == 2 and all(a.py for a in args):
+            py = True
+        static = None
+        if py and opname in ("add", "sub", "mul") and all(isinstance(a.static, int) for a in args):
+            static = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y}[opname](
+                args[0].static, args[1].static)
+        return ir.Node(opname, args, out, span, level, {"statics": tuple(a.static for a in emit_args)}, py=py,
+                       static=static)
+
+    def _prev(self, e: ast.Call):
+        if self.context != "step":
+            self.error("`prev(...)` is only meaningful inside the `step:` block", e.span)
+            return None
+        if len(e.args) != 1 or not isinstance(e.args[0], ast.Name):
+            self.error("`prev` takes one state name: `prev(x)`", e.span)
+            return None
+        name = e.args[0].name
+        sym = self.scope.get(name)
+        if sym is None or sym.kind != "state":
+            self.error(f"`prev` needs a state, `{name}` is {'undefined' if sym is None else 'a ' + sym.kind}",
+                       e.args[0].span, did_you_mean(name, [s.name for s in self.scope.values() if s.kind == "state"]))
+            return None
+        if name not in self.prev_used:
+            self.prev_used.append(name)
+        typ = sym.type.with_(batched=name in self.batched_states)
+        return ir.Node("var", [], typ, e.span, ir.LAYER, {"name": name, "kind": "state", "prev": True, "version": -1})
+
+    def _grad(self, e: ast.Call):
+        from .grad import GradError, gradient_ast
+
+        if len(e.args) != 2 or not isinstance(e.args[1], ast.Name):
+            self.error("`grad` takes an expression and a variable: `grad(0.5 * norm(A @ x - y)^2, x)`", e.span)
+            return None
+        f = self.expr(e.args[0])
+        if f is None:
+            return None
+        if f.type.rank != 0:
+            self.error(f"`grad` needs a scalar function, got {f.type}", e.args[0].span,
+                       "wrap the expression in `norm(...)^2`, `sum(...)` or `dot(...)`")
+            return None
+        wrt = e.args[1].name
+        sym = self.scope.get(wrt)
+        if sym is None:
+            self.error(f"unknown name `{wrt}`", e.args[1].span, did_you_mean(wrt, list(self.scope)))
+            return None
+        try:
+            expr = gradient_ast(e.args[0], wrt, self._symbol_shapes(), e.span)
+        except GradError as err:
+            self.error(f"cannot differentiate: {err}", e.args[0].span,
+                       "grad supports sums, scalar multiples, `@`, `.T`, `norm(.)^2`, `dot`, `sum`, and elementwise "
+                       "`*` with constants")
+            return None
+        node = self.expr(expr)
+        if node is not None and node.type.shape != sym.type.shape:
+            self.error(f"internal: gradient has shape {shape_str(node.type.shape)}, expected "
+                       f"{shape_str(sym.type.shape)}", e.span)
+            return None
+        if node is not None:
+            node.attrs["grad_of"] = self._text(e.args[0].span)
+        return node
+
+    def _symbol_shapes(self) -> dict[str, tuple]:
+        return {n: (s.kind, s.type.shape if s.type else ()) for n, s in self.scope.items()}
+
+    def _text(self, span: Span) -> str:
+        if span.line != span.end_line:
+            return self.source.line_text(span.line)[span.column - 1:].strip()
+        return self.source.line_text(span.line)[span.column - 1: span.end_column - 1]
+
+    # ------------------------------------------------------------ declarations
+    def run(self) -> ir.Program:
+        for _ in range(3):  # states become batched when an update makes them so: iterate to a fixpoint
+            before = set(self.batched_states)
+            program = self._run_once()
+            if self.sink.items or self.batched_states == before:
+                break
+            self.sink = DiagnosticSink(self.source)
+        self.sink.raise_if_any()
+        return program
+
+    def _run_once(self) -> ir.Program:
+        spec = self.spec
+        self.scope = {}
+        self.prev_used = []
+        self.locals_types = {}
+        data, hypers, inputs, lets, params, states = [], [], [], [], [], []
+        data_dims: dict[str, tuple[str, int]] = {}
+        input_dims: dict[str, tuple[str, int]] = {}
+        dims: list[str] = []
+        if spec.name is None:
+            self.error("missing `spec NAME` line", Span.point(1, 1), 'start the file with `spec my_algorithm "Title"`')
+        elif not IDENTIFIER.match(spec.name) or keyword.iskeyword(spec.name):
+            self.error(f"invalid spec name `{spec.name}`", spec.name_span)
+
+        decls = spec.decls
+        # dims first (they may be used by any type)
+        for d in decls:
+            if d.kind == "dim":
+                if self._declare(Symbol(d.name, "dim", Type(INT), ir.CONST, d.span)):
+                    dims.append(d.name)
+        for d in decls:
+            line = d.line_span.line
+            if d.kind == "dim":
+                continue
+            if d.kind == "data":
+                t = self._type(d.type, "data operator", allow_operator=True)
+                if t is None:
+                    continue
+                if self._declare(Symbol(d.name, "data", t, ir.CONST, d.span)):
+                    data.append(ir.Data(d.name, t, d.span, line))
+                    for axis, dim in enumerate(t.shape):
+                        if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const and "*" not in dim.terms[0][0]:
+                            data_dims.setdefault(dim.terms[0][0], (d.name, axis))
+            elif d.kind == "hyper":
+                h = self._hyper(d)
+                if h is not None:
+                    hypers.append(h)
+            elif d.kind == "input":
+                t = self._type(d.type, "input")
+                if t is None:
+                    continue
+                t = t.with_(batched=True)
+                if self._declare(Symbol(d.name, "input", t, ir.FORWARD, d.span)):
+                    inputs.append(ir.Input(d.name, t, d.span, line))
+                    for axis, dim in enumerate(t.shape):
+                        if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const and "*" not in dim.terms[0][0]:
+                            input_dims.setdefault(dim.terms[0][0], (d.name, axis))
+            elif d.kind == "let":
+                self.context = "let"
+                node = self.expr(d.value)
+                self.context = "top"
+                if node is None:
+                    continue
+                if node.type.dtype == BOOL:
+                    self.error("a `let` cannot hold a comparison", d.value.span)
+                    continue
+                if self._declare(Symbol(d.name, "let", node.type, node.level, d.span, py=node.py, static=node.static)):
+                    lets.append(ir.Let(d.name, node, d.span, line))
+            elif d.kind == "param":
+                p = self._param(d)
+                if p is not None:
+                    params.append(p)
+            elif d.kind == "state":
+                s = self._state(d)
+                if s is not None:
+                    states.append(s)
+            elif d.kind == "net":
+                self.error(f"learned sub-networks (`net ... : {d.net_kind}(...)`) are not implemented yet", d.line_span,
+                           "see docs/language.md, 'Roadmap'")
+
+        # dims must be bound by data or inputs
+        for name in dims:
+            if name not in data_dims and name not in input_dims:
+                sym = self.scope[name]
+                self.error(f"dimension `{name}` is not the size of any data or input axis", sym.span,
+                           "give a data operator or an input a type that uses it, e.g. `input y : real[" + name + "]`")
+        # dims bound only by inputs: known per forward call
+        for name in input_dims:
+            if name not in data_dims and name in self.scope:
+                self.scope[name].level = ir.FORWARD
+
+        self._check_options(params)
+        layers = self._layers()
+
+        # step
+        step: list = []
+        if spec.step is None:
+            self.error("missing `step:` block", Span.point(max(1, len(self.source.text.split("\n")) - 1), 1),
+                       "write the update equations of one iteration in an indented `step:` block")
+        else:
+            self.context = "step"
+            self.allow_layer = True
+            saved = {n: (s.version, s.level) for n, s in self.scope.items()}
+            assigned = self._assigned_names(spec.step)
+            for name in assigned:
+                sym = self.scope.get(name)
+                if sym is not None and sym.kind == "state":
+                    sym.level = ir.LAYER
+                    sym.version += 1
+            step = self._block(spec.step, ir.LAYER, states)
+            # after the loop, states hold their final values (level FORWARD for the final stage)
+            for name in list(self.scope):
+                sym = self.scope[name]
+                if sym.kind == "local":
+                    del self.scope[name]
+                elif sym.kind == "state":
+                    sym.level = max(saved.get(name, (0, sym.level))[1], ir.FORWARD)
+                    sym.version += 1
+            self.allow_layer = False
+        # final stage
+        final: list = []
+        if spec.final is not None:
+            self.context = "final"
+            final = self._block(spec.final, ir.FORWARD, states)
+        self.context = "top"
+
+        outputs = []
+        if not spec.outputs:
+            self.error("missing `output` line", Span.point(len(self.source.text.rstrip("\n").split("\n")), 1),
+                       "name the value(s) the network returns, e.g. `output x`")
+        for name, span in spec.outputs:
+            sym = self.scope.get(name)
+            if sym is None:
+                self.error(f"output `{name}` is not defined", span,
+                           did_you_mean(name, [s.name for s in self.scope.values()
+                                               if s.kind in ("state", "local", "let", "input")]))
+            elif sym.kind not in ("state", "local", "let", "input"):
+                self.error(f"output `{name}` is a {sym.kind}; outputs are states, `let` values or final-stage values",
+                           span)
+            else:
+                outputs.append(name)
+        for s in states:
+            s.type = s.type.with_(batched=s.name in self.batched_states or s.type.batched)
+
+        return ir.Program(
+            name=spec.name or "spec", title=spec.title or (spec.name or "spec"), source_path=self.source.path,
+            source_text=self.source.text, comments=spec.comments, dims=dims, data_dims=data_dims,
+            input_dims=input_dims, data=data, hypers=hypers, inputs=inputs, lets=lets, params=params,
+            states=states, layers=layers, step=step, final=final, outputs=outputs, prev_used=list(self.prev_used),
+            locals_types=dict(self.locals_types))
+
+    def _hyper(self, d: ast.Decl):
+        dtype = REAL
+        if d.type is not None:
+            if d.type.base not in (REAL, INT) or d.type.dims:
+                self.error("a hyperparameter is a `real` or `int` scalar", d.type.span)
+                return None
+            dtype = d.type.base
+        self.context = "hyper"
+        node = self.expr(d.value)
+        self.context = "top"
+        if node is None:
+            return None
+        value = _constant_value(node)
+        if value is None:
+            self.error("a hyperparameter default must be a number", d.value.span, "for example `hyper lam = 0.1`")
+            return None
+        if d.type is None and isinstance(value, int) and not isinstance(value, bool):
+            dtype = INT
+        if dtype == INT and not float(value).is_integer():
+            self.error(f"`{d.name}` is an `int` hyperparameter but its default is {value}", d.value.span)
+            return None
+        value = int(value) if dtype == INT else float(value)
+        t = Type(dtype)
+        if self._declare(Symbol(d.name, "hyper", t, ir.CONST, d.span, py=True,
+                                static=value if dtype == INT else None)):
+            return ir.Hyper(d.name, dtype, value, d.span, d.line_span.line)
+        return None
+
+    def _param(self, d: ast.Decl):
+        t = self._type(d.type, "parameter")
+        if t is None:
+            return None
+        learned, per_layer, constraint, cargs = True, False, None, ()
+        seen: dict[str, ast.Annotation] = {}
+        ok = True
+        for a in d.annotations:
+            if a.name not in ALL_FLAGS:
+                self.error(f"unknown annotation `{a.name}`", a.span,
+                           did_you_mean(a.name, ALL_FLAGS) or "annotations: " + ", ".join(ALL_FLAGS))
+                ok = False
+                continue
+            group = next(g for g in (FLAGS_TRAIN, FLAGS_TYING, FLAGS_CONSTRAINT) if a.name in g)
+            clash = next((seen[n] for n in group if n in seen), None)
+            if clash is not None:
+                diag = Diagnostic(f"conflicting annotations `{clash.name}` and `{a.name}`", a.span,
+                                  f"a parameter is one of: {', '.join(group)}")
+                diag.notes.append((f"`{clash.name}` given here", clash.span))
+                self.sink.items.append(diag)
+                ok = False
+                continue
+            seen[a.name] = a
+            if a.name == "range":
+                vals = [_constant_value(n) for n in (self._const_arg(x) for x in a.args)]
+                if len(a.args) != 2 or any(v is None for v in vals):
+                    self.error("`range` takes two numbers: `range(lo, hi)`", a.span)
+                    ok = False
+                    continue
+                if not vals[0] < vals[1]:
+                    self.error(f"empty range: {vals[0]} is not below {vals[1]}", a.span)
+                    ok = False
+                    continue
+                constraint, cargs = "range", (float(vals[0]), float(vals[1]))
+            elif a.args:
+                self.error(f"`{a.name}` takes no arguments", a.span)
+                ok = False
+            elif a.name in FLAGS_CONSTRAINT:
+                constraint = a.name
+            elif a.name == "fixed":
+                learned = False
+            elif a.name == "per_layer":
+                per_layer = True
+        # compile-time options override the spec
+        sch = self.schedule
+        if d.name in sch.tie:
+            per_layer = False
+        if d.name in sch.untie:
+            per_layer = True
+        if d.name in sch.learn:
+            learned = True
+        if d.name in sch.freeze:
+            learned = False
+        if constraint is not None and t.dtype == COMPLEX:
+            self.error(f"the constraint `{constraint}` needs a real parameter", d.type.span)
+            ok = False
+        if constraint == "unit_columns" and t.rank != 2:
+            self.error("`unit_columns` needs a matrix parameter", d.type.span)
+            ok = False
+        self.context = "param"
+        self.allow_layer = per_layer
+        init = self.expr(d.value)
+        self.allow_layer = False
+        self.context = "top"
+        if init is None:
+            return None
+        uses_layer = any(n.op == "var" and n.attrs.get("kind") == "layer" for n in init.walk())
+        if broadcast(t.shape, init.type.shape) != t.shape:
+            self.error(f"default value of `{d.name}` has shape {shape_str(init.type.shape)}, but the parameter is "
+                       f"{t}", d.value.span, "the default must have the declared shape (or broadcast to it)")
+            ok = False
+        if init.type.dtype == COMPLEX and t.dtype == REAL:
+            self.error(f"complex default for the real parameter `{d.name}`", d.value.span,
+                       "declare it `complex[...]` or take `real(...)`")
+            ok = False
+        if init.type.dtype == BOOL:
+            self.error("a parameter default cannot be a comparison", d.value.span)
+            ok = False
+        if not ok:
+            return None
+        level = ir.LAYER if per_layer else ir.FORWARD
+        if self._declare(Symbol(d.name, "param", t, level, d.span, per_layer=per_layer)):
+            text = " ".join(a.name if not a.args else self._text(a.span) for a in d.annotations)
+            return ir.Param(d.name, t, init, learned, per_layer, constraint, cargs, d.span, d.line_span.line,
+                            uses_layer, text)
+        return None
+
+    def _const_arg(self, e: ast.Expr):
+        saved = self.context
+        self.context = "hyper"
+        node = self.expr(e)
+        self.context = saved
+        return node
+
+    def _state(self, d: ast.Decl):
+        t = self._type(d.type, "state")
+        if t is None:
+            return None
+        self.context = "state"
+        init = self.expr(d.value)
+        self.context = "top"
+        if init is None:
+            return None
+        if broadcast(t.shape, init.type.shape) != t.shape:
+            self.error(f"initial value of `{d.name}` has shape {shape_str(init.type.shape)}, but the state is {t}",
+                       d.value.span, "the initial value must have the state's shape (or broadcast to it, like 0)")
+            return None
+        if init.type.dtype == COMPLEX and t.dtype == REAL:
+            self.error(f"complex initial value for the real state `{d.name}`", d.value.span,
+                       "declare the state `complex[...]`, or take `real(...)`/`abs(...)`")
+            return None
+        if init.type.batched:
+            self.batched_states.add(d.name)
+        if self._declare(Symbol(d.name, "state", t, max(init.level, ir.FORWARD), d.span)):
+            return ir.State(d.name, t, init, d.span, d.line_span.line)
+        return None
+
+    def _layers(self) -> int:
+        spec = self.spec
+        if self.schedule.layers is not None:
+            if self.schedule.layers <= 0:
+                src = self.schedule.option_source
+                self.sink.items.append(Diagnostic(f"--layers must be positive, got {self.schedule.layers}",
+                                                  self.schedule.option_spans.get(("--layers", None))))
+                if src is not None:
+                    raise CompileError(self.sink.items[-1:], src)
+                return 1
+            return self.schedule.layers
+        if spec.layers is None:
+            self.error("missing `layers N` line", Span.point(1, 1), "give the default depth, e.g. `layers 10`")
+            return 1
+        node = self.expr(spec.layers)
+        value = None if node is None else _constant_value(node)
+        if value is None or not isinstance(value, int):
+            self.error("`layers` needs a positive integer", spec.layers.span)
+            return 1
+        if value <= 0:
+            self.error(f"`layers` must be positive, got {value}", spec.layers.span, "an unrolled network has at least one layer")
+            return 1
+        return value
+
+    def _check_options(self, params: list[ir.Param]) -> None:
+        sch = self.schedule
+        names = [p.name for p in params]
+        for option in ("--tie", "--untie", "--learn", "--freeze"):
+            values = getattr(sch, option[2:])
+            for v in values:
+                if v not in names:
+                    span = sch.option_spans.get((option, v))
+                    diag = Diagnostic(f"{option}: `{v}` is not a parameter of this spec", span,
+                                      did_you_mean(v, names) or ("parameters: " + ", ".join(names) if names
+                                                                 else "this spec declares no parameters"))
+                    if sch.option_source is not None:
+                        raise CompileError([diag], sch.option_source)
+                    self.sink.items.append(diag)
+        for a, b in (("tie", "untie"), ("learn", "freeze")):
+            both = set(getattr(sch, a)) & set(getattr(sch, b))
+            for v in sorted(both):
+                diag = Diagnostic(f"`{v}` is given to both --{a} and --{b}", sch.option_spans.get((f"--{b}", v)))
+                if sch.option_source is not None:
+                    raise CompileError([diag], sch.option_source)
+                self.sink.items.append(diag)
+
+    # ------------------------------------------------------------ statements
+    def _assigned_names(self, body) -> list[str]:
+        out: list[str] = []
+        for s in body:
+            if isinstance(s, ast.Assign) and s.target not in out:
+                out.append(s.target)
+            elif isinstance(s, ast.Repeat):
+                for n in self._assigned_names(s.body):
+                    if n not in out:
+                        out.append(n)
+        return out
+
+    def _block(self, body, depth: int, states: list[ir.State]) -> list:
+        out = []
+        for s in body:
+            if isinstance(s, ast.Local):
+                node = self.expr(s.value)
+                if node is None:
+                    continue
+                if s.target in self.scope and self.scope[s.target].kind == "local":
+                    self.error(f"`{s.target}` is already a local value", s.target_span,
+                               f"to update it write `{s.target} = ...` without `let`")
+                    continue
+                if self._declare(Symbol(s.target, "local", node.type, node.level, s.target_span, version=1,
+                                        py=node.py, static=node.static)):
+                    self.locals_types[s.target] = node.type
+                    out.append(ir.Assign(s.target, "local", node, s.span, depth))
+            elif isinstance(s, ast.Assign):
+                node = self._assign(s, depth)
+                if node is not None:
+                    out.append(node)
+            elif isinstance(s, ast.Repeat):
+                out.append(self._repeat(s, depth, states))
+        return out
+
+    def _assign(self, s: ast.Assign, depth: int):
+        sym = self.scope.get(s.target)
+        if sym is None:
+            hint = did_you_mean(s.target, [n for n, x in self.scope.items() if x.kind in ("state", "local")])
+            self.error(f"assignment to undeclared `{s.target}`", s.target_span,
+                       hint or f"declare it as a state (`state {s.target} : real[...] = 0`) or introduce a "
+                               f"temporary with `let {s.target} = ...`")
+            self.expr(s.value)
+            return None
+        if sym.kind not in ("state", "local"):
+            self.error(f"cannot assign to the {sym.kind} `{s.target}`; only states and `let` temporaries change",
+                       s.target_span,
+                       "parameters change by training, data and hyperparameters at construction" if sym.kind in (
+                           "param", "data", "hyper") else f"declare `{s.target}` as a `state` to update it")
+            self.expr(s.value)
+            return None
+        node = self.expr(s.value)
+        if node is None:
+            return None
+        target_t = sym.type
+        if node.type.dtype == BOOL:
+            self.error("cannot assign a comparison; use `where(cond, a, b)`", s.value.span)
+            return None
+        if node.type.shape != target_t.shape:
+            if broadcast(target_t.shape, node.type.shape) == target_t.shape and sym.kind == "state":
+                pass  # a broadcastable value (e.g. a scalar) fills the state
+            else:
+                self.error(f"`{s.target}` is {target_t} but the value has shape {shape_str(node.type.shape)}",
+                           s.value.span, "an update must keep the declared shape")
+                return None
+        if node.type.dtype == COMPLEX and target_t.dtype != COMPLEX:
+            self.error(f"complex value assigned to the real {sym.kind} `{s.target}`", s.value.span,
+                       "a real value is required: take `real(...)`, `abs(...)` or `abs2(...)`, or declare the state "
+                       "`complex[...]`")
+            return None
+        if sym.kind == "state" and node.type.batched and s.target not in self.batched_states:
+            self.batched_states.add(s.target)
+        if sym.kind == "local":
+            sym.type = node.type
+            sym.level = max(node.level, depth if sym.level >= depth else node.level)
+            self.locals_types[s.target] = node.type
+            sym.py = node.py
+        sym.version += 1
+        return ir.Assign(s.target, sym.kind, node, s.span, depth)
+
+    def _repeat(self, s: ast.Repeat, depth: int, states):
+        count = self.expr(s.count)
+        value = None if count is None else _constant_value(count)
+        if count is not None and not (count.type.dtype == INT and count.level == ir.CONST and count.type.rank == 0):
+            self.error("a `repeat` count must be an integer literal or `int` hyperparameter", s.count.span)
+        elif isinstance(value, int) and value <= 0:
+            self.error(f"`repeat` count must be positive, got {value}", s.count.span)
+        inner = depth + 1
+        carried = self._assigned_names(s.body)
+        for name in carried:
+            sym = self.scope.get(name)
+            if sym is not None and sym.kind in ("state", "local"):
+                sym.level = inner
+                sym.version += 1
+        body = self._block(s.body, inner, states)
+        for name in carried:
+            sym = self.scope.get(name)
+            if sym is not None and sym.kind in ("state", "local"):
+                sym.level = depth if sym.kind == "state" or sym.level > depth else sym.level
+                sym.level = max(sym.level, depth) if sym.kind == "local" else sym.level
+                sym.version += 1
+        return ir.Repeat(count, body, s.span, inner, carried)
+
+
+def _constant_value(node: ir.Node):
+    """Evaluate a compile-time numeric constant (literals and arithmetic on them)."""
+    if node.op == "number":
+        return node.attrs["value"]
+    if node.op == "var" and node.attrs.get("kind") == "hyper":
+        return None
+    if node.op == "neg":
+        v = _constant_value(node.args[0])
+        return None if v is None else -v
+    if node.op in ("add", "sub", "mul", "div", "pow") and len(node.args) == 2:
+        a, b = (_constant_value(x) for x in node.args)
+        if a is None or b is None:
+            return None
+        try:
+            return {"add": a + b, "sub": a - b, "mul": a * b}.get(node.op) if node.op in ("add", "sub", "mul") else (
+                a / b if node.op == "div" else a ** b)
+        except (ZeroDivisionError, OverflowError):
+            return None
+    return None
+
+
+def check(spec: ast.Spec, source: Source, schedule: Schedule | None = None) -> ir.Program:
+    return Checker(spec, source, schedule).run()

@@ -1,0 +1,152 @@
+"""unrollc: the command-line driver.  Never shows a Python traceback for a
+mistake in a spec or in the options: diagnostics go to stderr, exit status 1."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .diagnostics import CompileError
+from .driver import VERSION, check_source, compile_spec, make_options, resolve_spec, shipped_specs
+
+
+def _add_schedule(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layers", type=int, metavar="N", help="number of layers (overrides the spec's `layers`)")
+    p.add_argument("--tie", action="append", metavar="P,..", help="share these parameters across layers")
+    p.add_argument("--untie", action="append", metavar="P,..", help="give these parameters one value per layer")
+    p.add_argument("--learn", action="append", metavar="P,..", help="make these parameters trainable")
+    p.add_argument("--freeze", action="append", metavar="P,..", help="keep these parameters fixed (buffers)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="unrollc", description="Compile .unroll specs of iterative algorithms into "
+                                "trainable PyTorch modules (one layer per iteration).")
+    p.add_argument("--version", action="version", version=f"unrollc {VERSION}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    c = sub.add_parser("compile", help="compile a spec to a Python module",
+                       description="Compile SPEC (a path or a shipped spec name) to a PyTorch module.")
+    c.add_argument("spec", metavar="SPEC")
+    c.add_argument("-o", "--output", metavar="OUT.py", help="output file (default: <spec>_net.py; `-` for stdout)")
+    c.add_argument("--class-name", metavar="NAME", help="name of the generated class")
+    _add_schedule(c)
+
+    k = sub.add_parser("check", help="report diagnostics only (exit 0 if the spec is valid)",
+                       description="Parse and check SPEC; print diagnostics; exit 0 if valid, 1 otherwise.")
+    k.add_argument("spec", metavar="SPEC")
+    _add_schedule(k)
+
+    sub.add_parser("list", help="list the shipped specs", description="List the shipped specs, one per line.")
+
+    e = sub.add_parser("explain", help="show the equations, the parameter table and the execution plan",
+                       description="Show what a spec computes: equations (text and LaTeX), parameters, and which "
+                                   "values are constants, hoisted out of the loop, or per layer.")
+    e.add_argument("spec", metavar="SPEC")
+    e.add_argument("--latex", action="store_true", help="print the update equations as LaTeX only")
+    _add_schedule(e)
+
+    g = sub.add_parser("graph", help="print the dataflow graph as Graphviz DOT",
+                       description="Print the dataflow graph of SPEC in Graphviz DOT (colour = level).")
+    g.add_argument("spec", metavar="SPEC")
+    _add_schedule(g)
+
+    o = sub.add_parser("ops", help="list the operators of the language", description="List every operator.")
+    o.add_argument("--markdown", action="store_true", help="as a Markdown table")
+    return p
+
+
+def _options(args):
+    return make_options(layers=args.layers, tie=args.tie, untie=args.untie, learn=args.learn, freeze=args.freeze,
+                        class_name=getattr(args, "class_name", None))
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except CompileError as err:
+        print(err.report(), file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"unrollc: error: {err}", file=sys.stderr)
+        return 1
+
+
+def cmd_compile(args) -> int:
+    options = _options(args)
+    source, path = compile_spec(args.spec, options)
+    out = args.output or f"{path.stem}_net.py"
+    if out == "-":
+        sys.stdout.write(source)
+    else:
+        Path(out).write_text(source)
+        print(f"unrollc: wrote {out} ({path.stem}: {source.count(chr(10))} lines)", file=sys.stderr)
+    return 0
+
+
+def cmd_check(args) -> int:
+    path = resolve_spec(args.spec)
+    program = check_source(path.read_text(), str(path), _options(args))
+    print(f"{path}: ok ({program.name}: {len(program.params)} parameters, {len(program.states)} states, "
+          f"{program.layers} layers)")
+    return 0
+
+
+def cmd_list(args) -> int:
+    for name, path in shipped_specs().items():
+        title = ""
+        for line in path.read_text().split("\n"):
+            if line.startswith("spec "):
+                title = line.split('"')[1] if '"' in line else ""
+                break
+        print(f"{name:<22} {title}")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from .explain import explain
+
+    path = resolve_spec(args.spec)
+    program = check_source(path.read_text(), str(path), _options(args))
+    print(explain(program, latex_only=args.latex))
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from .graph import build_graph, to_dot
+
+    path = resolve_spec(args.spec)
+    program = check_source(path.read_text(), str(path), _options(args))
+    sys.stdout.write(to_dot(build_graph(program)))
+    return 0
+
+
+def cmd_ops(args) -> int:
+    from .operators import OPERATORS, SPECIAL_FORMS, function_names
+
+    names = function_names()
+    if args.markdown:
+        print("| operator | category | description |")
+        print("|---|---|---|")
+    for n in names:
+        op = OPERATORS.get(n)
+        doc = SPECIAL_FORMS[n] if op is None else op.doc
+        cat = "special form" if op is None else op.category
+        if args.markdown:
+            print(f"| `{n}` | {cat} | {doc.replace('|', '/')} |")
+        else:
+            print(f"{n:<12} {cat:<15} {doc}")
+    return 0
+
+
+COMMANDS = {"compile": cmd_compile, "check": cmd_check, "list": cmd_list, "explain": cmd_explain,
+            "graph": cmd_graph, "ops": cmd_ops}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

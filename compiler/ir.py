@@ -1,0 +1,158 @@
+"""Typed intermediate representation produced by the checker.
+
+Every expression becomes a `Node` carrying its type and its *level*, the
+outermost place where its value can be computed:
+
+    CONST   (0)  once, when the module is constructed (depends on data/hypers)
+    FORWARD (1)  once per forward call, before the layer loop (inputs, shared params)
+    LAYER   (2)  inside the layer loop (states, per-layer params, `layer`)
+    LAYER+d      inside d nested `repeat` loops
+
+The planner hoists every sub-expression to its level; the emitter prints it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .diagnostics import Span
+from .types import Type
+
+CONST, FORWARD, LAYER = 0, 1, 2
+LEVEL_NAMES = {CONST: "constant", FORWARD: "layer-invariant", LAYER: "per-layer"}
+
+
+@dataclass(eq=False)
+class Node:
+    op: str  # a registry operator name, or one of: var, number, dim, index, list
+    args: list["Node"]
+    type: Type
+    span: Span
+    level: int
+    attrs: dict = field(default_factory=dict)
+    py: bool = False  # evaluates to a Python number in generated code
+    static: object = None  # compile-time value: int literal or DimExpr
+
+    @property
+    def key(self) -> tuple:
+        """Structural identity, used for common-subexpression elimination."""
+        k = self.__dict__.get("_key")
+        if k is None:
+            attrs = tuple(sorted((a, v) for a, v in self.attrs.items() if a in ("name", "version", "value", "axis",
+                                                                                 "per_layer", "prev", "kind")))
+            k = (self.op, attrs, tuple(a.key for a in self.args))
+            self.__dict__["_key"] = k
+        return k
+
+    def walk(self):
+        yield self
+        for a in self.args:
+            yield from a.walk()
+
+
+@dataclass
+class Assign:
+    target: str
+    kind: str  # state | local
+    value: Node
+    span: Span
+    depth: int  # LAYER for the step body, more inside repeat blocks; FORWARD in final
+
+
+@dataclass
+class Repeat:
+    count: Node
+    body: list
+    span: Span
+    depth: int  # level of the statements inside
+    carried: list[str] = field(default_factory=list)  # names assigned in the body
+
+
+@dataclass
+class Param:
+    name: str
+    type: Type  # one layer's shape
+    init: Node
+    learned: bool
+    per_layer: bool
+    constraint: str | None  # positive | nonnegative | range | unit_columns
+    constraint_args: tuple = ()
+    span: Span = None  # type: ignore[assignment]
+    line: int = 0
+    uses_layer: bool = False
+    annotation_text: str = ""
+
+
+@dataclass
+class State:
+    name: str
+    type: Type
+    init: Node
+    span: Span
+    line: int
+    assigned: bool = False
+
+
+@dataclass
+class Let:
+    name: str
+    value: Node
+    span: Span
+    line: int
+
+    @property
+    def level(self) -> int:
+        return self.value.level
+
+
+@dataclass
+class Hyper:
+    name: str
+    dtype: str
+    default: float | int
+    span: Span
+    line: int
+
+
+@dataclass
+class Data:
+    name: str
+    type: Type
+    span: Span
+    line: int
+
+
+@dataclass
+class Input:
+    name: str
+    type: Type
+    span: Span
+    line: int
+
+
+@dataclass
+class Program:
+    name: str
+    title: str
+    source_path: str
+    source_text: str
+    comments: list[str]
+    dims: list[str]
+    data_dims: dict[str, tuple[str, int]]  # dim -> (data name, axis) that binds it
+    input_dims: dict[str, tuple[str, int]]  # dim -> (input name, logical axis)
+    data: list[Data]
+    hypers: list[Hyper]
+    inputs: list[Input]
+    lets: list[Let]
+    params: list[Param]
+    states: list[State]
+    layers: int
+    step: list
+    final: list
+    outputs: list[str]
+    prev_used: list[str] = field(default_factory=list)
+    locals_types: dict[str, Type] = field(default_factory=dict)
+
+    def line(self, number: int) -> str:
+        lines = self.source_text.split("\n")
+        return lines[number - 1].strip() if 1 <= number <= len(lines) else ""

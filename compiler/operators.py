@@ -1,0 +1,761 @@
+"""The operator registry: every operator of the language is defined here, once.
+
+An entry gives the operator's
+  * signature   (positional arity, keyword names, which arguments are static ints),
+  * shape rule  (`infer`: argument types -> result type, raising ShapeError),
+  * emission    (`emit`: argument code -> PyTorch expression),
+  * LaTeX       (`latex`: argument LaTeX -> LaTeX),
+  * reference   (`reference`: a numpy implementation on one unbatched sample,
+                 used by the test-suite to check the runtime kernels),
+and a one-line doc used by `unrollc ops` and docs/language.md.
+
+Adding an operator means adding one `register(...)` call below (plus, for a
+new kernel, a function in runtime/ops.py).  This module imports no torch and
+no numpy at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .ast import DimExpr
+from .types import BOOL, COMPLEX, INT, REAL, ShapeError, Type, broadcast, promote, shape_str
+
+# Python operator precedences used to parenthesise emitted code minimally.
+P_ATOM, P_POW, P_UNARY, P_MUL, P_ADD, P_CMP = 100, 90, 80, 70, 60, 50
+
+
+@dataclass
+class Arg:
+    """One emitted argument: its code, its type, and how tightly the code binds."""
+
+    code: str
+    type: Type
+    prec: int = P_ATOM
+    py: bool = False  # a Python number (hyperparameter / literal arithmetic), not a tensor
+    static: object = None  # compile-time value (int literal, keyword string)
+
+
+@dataclass
+class Emitted:
+    code: str
+    prec: int = P_ATOM
+
+
+class EmitContext:
+    """Names the generated code uses for the working dtype/device and batch size."""
+
+    dtype = "dtype"
+    device = "device"
+    batch = "batch"
+
+
+def wrap(arg: Arg | Emitted, prec: int) -> str:
+    return arg.code if arg.prec >= prec else f"({arg.code})"
+
+
+def tensor(arg: Arg) -> str:
+    """Code for a tensor, converting a Python number where needed."""
+    if arg.py:
+        dt = "cdtype" if arg.type.dtype == COMPLEX else EmitContext.dtype
+        return f"torch.tensor({arg.code}, dtype={dt}, device={EmitContext.device})"
+    return arg.code
+
+
+def lift(arg: Arg, rank: int) -> str:
+    """Code of a batched argument with singleton axes inserted after the batch axis
+    so that it broadcasts against a value of logical rank `rank`."""
+    if arg.type.batched and arg.type.rank < rank:
+        nones = ", ".join(["None"] * (rank - arg.type.rank))
+        return f"{wrap(arg, P_ATOM)}[:, {nones}]"
+    return arg.code if arg.prec >= P_ATOM else None  # type: ignore[return-value]
+
+
+def lifted(arg: Arg, rank: int, prec: int) -> str:
+    code = lift(arg, rank)
+    return code if code is not None else wrap(arg, prec)
+
+
+def axis_code(t: Type, axis: int) -> int:
+    """Physical axis for a logical axis of a (possibly batched) value."""
+    if axis < 0:
+        return axis
+    return axis + 1 if t.batched else axis
+
+
+def all_axes(t: Type) -> str | None:
+    """Physical axes of all logical axes (for full reductions), None if unbatched."""
+    if not t.batched:
+        return None
+    axes = tuple(range(1, t.rank + 1))
+    return str(axes[0]) if len(axes) == 1 else "(" + ", ".join(map(str, axes)) + ")"
+
+
+# ---------------------------------------------------------------- the registry
+@dataclass
+class Operator:
+    name: str
+    min_args: int
+    max_args: int
+    infer: Callable[[list[Type], list[Arg | None]], Type]
+    emit: Callable[[list[Arg], Type], Emitted]
+    latex: Callable[[list[str]], str]
+    doc: str
+    kwargs: tuple[str, ...] = ()
+    static_args: tuple[int, ...] = ()  # positions that must be compile-time integers
+    reference: Callable | None = None
+    differentiable: bool = True
+    category: str = "elementwise"
+    example: str = ""
+    runtime: str | None = None  # runtime.ops function the emission calls
+    extra: dict = field(default_factory=dict)
+
+
+OPERATORS: dict[str, Operator] = {}
+
+
+def register(op: Operator) -> Operator:
+    assert op.name not in OPERATORS, op.name
+    OPERATORS[op.name] = op
+    return op
+
+
+def _np():
+    import numpy
+
+    return numpy
+
+
+# ---------------------------------------------------------------- shape-rule helpers
+def _numeric(t: Type, i: int, what: str = "a number or tensor") -> None:
+    if not t.numeric:
+        raise ShapeError(f"expected {what}, got {t}", i)
+
+
+def _real(t: Type, i: int, opname: str) -> None:
+    _numeric(t, i)
+    if t.dtype == COMPLEX:
+        raise ShapeError(f"`{opname}` needs a real value, got {t}", i,
+                         "take `real(...)`, `abs(...)` or `abs2(...)` of the complex value first")
+
+
+def _elementwise(*ts: Type) -> Type:
+    shape = ts[0].shape
+    for i, t in enumerate(ts[1:], start=1):
+        out = broadcast(shape, t.shape)
+        if out is None:
+            raise ShapeError(f"shapes {shape_str(shape)} and {shape_str(t.shape)} do not broadcast", i,
+                             "elementwise operands must have equal trailing dims (or 1)")
+        shape = out
+    return Type(promote(*[t.dtype for t in ts]), shape, any(t.batched for t in ts))
+
+
+def _same_as_first(types, args):
+    _numeric(types[0], 0)
+    return types[0].with_(dtype=REAL if types[0].dtype in (INT, BOOL) else types[0].dtype)
+
+
+def _real_scalar_or_broadcast(types, i, opname):
+    _real(types[i], i, opname)
+    if broadcast(types[0].shape, types[i].shape) != types[0].shape:
+        raise ShapeError(f"threshold of shape {shape_str(types[i].shape)} does not broadcast to "
+                         f"the value's shape {shape_str(types[0].shape)}", i,
+                         "a threshold is a scalar or has the value's trailing shape")
+
+
+# ---------------------------------------------------------------- arithmetic
+def _arith(symbol: str, prec: int, latex: Callable[[list[str]], str], ref, name: str, doc: str):
+    def infer(types, args):
+        for i, t in enumerate(types):
+            _numeric(t, i)
+        out = _elementwise(*types)
+        if symbol == "/" and out.dtype in (INT, BOOL):
+            out = out.with_(dtype=REAL)
+        return out
+
+    def emit(args, out):
+        a, b = args
+        right_prec = prec + 1  # left-associative
+        if a.py and b.py:
+            return Emitted(f"{wrap(a, prec)} {symbol} {wrap(b, right_prec)}", prec)
+        return Emitted(f"{lifted(a, out.rank, prec)} {symbol} {lifted(b, out.rank, right_prec)}", prec)
+
+    return register(Operator(name, 2, 2, infer, emit, latex, doc, reference=ref, category="arithmetic"))
+
+
+_arith("+", P_ADD, lambda a: f"{a[0]} + {a[1]}", lambda a, b: a + b, "add", "elementwise sum (broadcasting)")
+_arith("-", P_ADD, lambda a: f"{a[0]} - {a[1]}", lambda a, b: a - b, "sub", "elementwise difference")
+_arith("*", P_MUL, lambda a: f"{a[0]} {a[1]}", lambda a, b: a * b, "mul", "elementwise product")
+_arith("/", P_MUL, lambda a: f"\\frac{{{a[0]}}}{{{a[1]}}}", lambda a, b: a / b, "div", "elementwise quotient")
+
+
+def _pow_infer(types, args):
+    _numeric(types[0], 0)
+    _real(types[1], 1, "^ (exponent)")
+    out = _elementwise(*types)
+    return out.with_(dtype=REAL) if out.dtype in (INT, BOOL) and not (args[1] and isinstance(args[1].static, int)) else out
+
+
+def _pow_emit(args, out):
+    a, b = args
+    if a.py and b.py:
+        return Emitted(f"{wrap(a, P_POW + 1)} ** {wrap(b, P_POW)}", P_POW)
+    if b.static == 2 and not a.py and a.type.dtype != COMPLEX:
+        return Emitted(f"torch.square({lifted(a, out.rank, P_ATOM) if a.type.batched else a.code})", P_ATOM)
+    return Emitted(f"{lifted(a, out.rank, P_POW + 1)} ** {lifted(b, out.rank, P_POW)}", P_POW)
+
+
+register(Operator("pow", 2, 2, _pow_infer, _pow_emit, lambda a: f"{{{a[0]}}}^{{{a[1]}}}",
+                  "elementwise power; real, also negative, exponents (`x^2`, `x**-0.5`)",
+                  reference=lambda a, b: a ** b, category="arithmetic"))
+
+
+def _neg_emit(args, out):
+    (a,) = args
+    return Emitted(f"-{wrap(a, P_UNARY)}", P_UNARY)
+
+
+register(Operator("neg", 1, 1, lambda t, a: (_numeric(t[0], 0), t[0])[1], _neg_emit, lambda a: f"-{a[0]}",
+                  "unary minus", reference=lambda a: -a, category="arithmetic"))
+
+
+def _compare(symbol: str, name: str, tex: str):
+    def infer(types, args):
+        for i, t in enumerate(types):
+            _real(t, i, symbol)
+        return _elementwise(*types).with_(dtype=BOOL)
+
+    def emit(args, out):
+        a, b = args
+        if a.py and b.py:
+            return Emitted(f"{wrap(a, P_ADD)} {symbol} {wrap(b, P_ADD)}", P_CMP)
+        return Emitted(f"{lifted(a, out.rank, P_ADD)} {symbol} {lifted(b, out.rank, P_ADD)}", P_CMP)
+
+    register(Operator(name, 2, 2, infer, emit, lambda a: f"{a[0]} {tex} {a[1]}",
+                      f"elementwise comparison `{symbol}` (a boolean mask, for `where`)",
+                      differentiable=False, category="arithmetic"))
+
+
+for _sym, _name, _tex in (("<", "lt", "<"), (">", "gt", ">"), ("<=", "le", "\\le"), (">=", "ge", "\\ge"),
+                          ("==", "eq", "="), ("!=", "ne", "\\ne")):
+    _compare(_sym, _name, _tex)
+
+
+# ---------------------------------------------------------------- linear algebra
+def _matmul_infer(types, args):
+    a, b = types
+    for i, t in enumerate(types):
+        _numeric(t, i, "a matrix or vector")
+    if a.rank == 0 or b.rank == 0:
+        raise ShapeError("`@` needs a vector or matrix on both sides; use `*` to scale", 0 if a.rank == 0 else 1)
+    inner_a = a.shape[-1]
+    inner_b = b.shape[0] if b.rank == 1 else b.shape[-2]
+    if inner_a != inner_b:
+        raise ShapeError(f"inner dimensions do not match: {shape_str(a.shape)} @ {shape_str(b.shape)} "
+                         f"({inner_a} vs {inner_b})", None,
+                         "a matrix of shape [p, q] multiplies a vector of length q; check the order or use `.T`")
+    if a.rank == 1 and b.rank == 1:
+        shape = ()
+    elif a.rank == 1:
+        shape = b.shape[:-2] + b.shape[-1:]
+    elif b.rank == 1:
+        shape = a.shape[:-1]
+    else:
+        batch = broadcast(a.shape[:-2], b.shape[:-2])
+        if batch is None:
+            raise ShapeError(f"stacked matrices {shape_str(a.shape)} and {shape_str(b.shape)} do not broadcast")
+        shape = batch + (a.shape[-2], b.shape[-1])
+    return Type(promote(a.dtype, b.dtype), shape, a.batched or b.batched)
+
+
+def _matmul_emit(args, out):
+    a, b = args
+    A, B = a.type, b.type
+    if A.rank >= 2 and B.rank == 1:
+        if not B.batched:
+            return Emitted(f"{wrap(a, P_MUL)} @ {wrap(b, P_MUL + 1)}", P_MUL)
+        if not A.batched and A.rank == 2:
+            # matrix times a batch of vectors: one GEMM, x @ A^T (and x @ A for A.T, x @ conj(A) for A.H)
+            if a.prec >= P_ATOM and a.code.endswith(".mT"):
+                return Emitted(f"{wrap(b, P_MUL)} @ {a.code[:-3]}", P_MUL)
+            if a.prec >= P_ATOM and a.code.endswith(".mH"):
+                return Emitted(f"{wrap(b, P_MUL)} @ {a.code[:-3]}.conj()", P_MUL)
+            return Emitted(f"{wrap(b, P_MUL)} @ {wrap(a, P_ATOM)}.mT", P_MUL)
+        return Emitted(f"({wrap(a, P_MUL)} @ {wrap(b, P_ATOM)}.unsqueeze(-1)).squeeze(-1)", P_ATOM)
+    if A.rank == 1 and B.rank >= 2:
+        if not A.batched or (not B.batched and B.rank == 2):
+            return Emitted(f"{wrap(a, P_MUL)} @ {wrap(b, P_MUL + 1)}", P_MUL)
+        return Emitted(f"({wrap(a, P_ATOM)}.unsqueeze(-2) @ {wrap(b, P_MUL + 1)}).squeeze(-2)", P_ATOM)
+    if A.rank == 1 and B.rank == 1:
+        return Emitted(f"({lifted(a, 1, P_MUL)} * {lifted(b, 1, P_MUL)}).sum(-1)", P_ATOM)
+    # matrix @ matrix: torch.matmul broadcasts leading axes; lift batched lower-rank sides
+    rank = max(A.rank, B.rank)
+    return Emitted(f"{lifted(a, rank, P_MUL)} @ {lifted(b, rank, P_MUL + 1)}", P_MUL)
+
+
+register(Operator("matmul", 2, 2, _matmul_infer, _matmul_emit, lambda a: f"{a[0]} {a[1]}",
+                  "matrix product; matrix @ vector, vector @ vector (dot), stacked matrices broadcast",
+                  reference=lambda a, b: a @ b, category="linear algebra"))
+
+
+def _transpose_infer(types, args):
+    (t,) = types
+    _numeric(t, 0)
+    if t.rank < 2:
+        raise ShapeError(f"`.T` needs a matrix, got {t}", 0, "vectors have no orientation here: `A.T @ x` and `x @ A` agree")
+    return t.with_(shape=t.shape[:-2] + (t.shape[-1], t.shape[-2]))
+
+
+register(Operator("T", 1, 1, _transpose_infer, lambda a, o: Emitted(f"{wrap(a[0], P_ATOM)}.mT"),
+                  lambda a: f"{a[0]}^{{T}}", "transpose of the last two axes (`A.T`)",
+                  reference=lambda a: _np().swapaxes(a, -1, -2), category="linear algebra"))
+register(Operator("H", 1, 1, _transpose_infer, lambda a, o: Emitted(f"{wrap(a[0], P_ATOM)}.mH"),
+                  lambda a: f"{a[0]}^{{H}}", "conjugate transpose (`A.H`); equals `.T` for real values",
+                  reference=lambda a: _np().conj(_np().swapaxes(a, -1, -2)), category="linear algebra"))
+
+
+def _square_matrix(t: Type, i: int, opname: str) -> None:
+    if t.rank != 2 or t.shape[0] != t.shape[1]:
+        raise ShapeError(f"`{opname}` needs a square matrix, got {t}", i)
+
+
+def _opnorm_infer(types, args):
+    (t,) = types
+    _numeric(t, 0)
+    if t.rank != 2:
+        raise ShapeError(f"`opnorm` needs a matrix, got {t}", 0)
+    return Type(REAL, (), t.batched)
+
+
+register(Operator("opnorm", 1, 1, _opnorm_infer,
+                  lambda a, o: Emitted(f"torch.linalg.matrix_norm({a[0].code}, ord=2)"),
+                  lambda a: f"\\|{a[0]}\\|_2", "spectral norm (largest singular value) of a matrix",
+                  reference=lambda a: _np().linalg.norm(a, 2), category="linear algebra"))
+
+
+def _solve_infer(types, args):
+    a, b = types
+    _numeric(a, 0)
+    _numeric(b, 1)
+    _square_matrix(a, 0, "solve")
+    rows = b.shape[0] if b.rank >= 1 else None
+    if b.rank == 0 or (b.rank == 1 and b.shape[0] != a.shape[0]) or (b.rank == 2 and b.shape[0] != a.shape[0]):
+        raise ShapeError(f"`solve(M, B)` needs B with {a.shape[0]} rows, got {shape_str(b.shape)} ({rows})", 1)
+    return Type(promote(a.dtype, b.dtype), b.shape, a.batched or b.batched)
+
+
+def _solve_emit(args, out):
+    a, b = args
+    if b.type.rank == 1 and b.type.batched and not a.type.batched:
+        # batch of right-hand sides: solve once for all (columns of B^T)
+        return Emitted(f"torch.linalg.solve({a[0].code if False else a.code}, {wrap(b, P_ATOM)}.mT).mT", P_ATOM)
+    if b.type.rank == 1:
+        return Emitted(f"torch.linalg.solve({a.code}, {wrap(b, P_ATOM)}.unsqueeze(-1)).squeeze(-1)", P_ATOM)
+    return Emitted(f"torch.linalg.solve({a.code}, {b.code})")
+
+
+register(Operator("solve", 2, 2, _solve_infer, _solve_emit, lambda a: f"{a[0]}^{{-1}} {a[1]}",
+                  "M^{-1} B for a square matrix M (a linear solve, never an explicit inverse)",
+                  reference=lambda a, b: _np().linalg.solve(a, b), category="linear algebra"))
+
+
+def _eye_infer(types, args):
+    if args[0] is None or not isinstance(args[0].static, DimExpr):
+        raise ShapeError("`eye(n)` needs a dimension (a dim name or an integer)", 0)
+    d = args[0].static
+    return Type(REAL, (d, d), False)
+
+
+register(Operator("eye", 1, 1, _eye_infer,
+                  lambda a, o: Emitted(f"torch.eye({a[0].code}, dtype={EmitContext.dtype}, device={EmitContext.device})"),
+                  lambda a: f"I_{{{a[0]}}}", "identity matrix of size n", category="construction",
+                  reference=lambda n: _np().eye(n), extra={"dim_args": True}))
+
+
+def _fill_infer(types, args):
+    dims = []
+    for i, a in enumerate(args):
+        if a is None or not isinstance(a.static, DimExpr):
+            raise ShapeError("expected a dimension (a dim name or an integer)", i)
+        dims.append(a.static)
+    return Type(REAL, tuple(dims), False)
+
+
+def _fill(name: str, fn: str, tex: str):
+    register(Operator(name, 1, 8, _fill_infer,
+                      lambda a, o: Emitted(f"torch.{fn}({', '.join(x.code for x in a)}, dtype={EmitContext.dtype}, "
+                                           f"device={EmitContext.device})"),
+                      lambda a: tex, f"tensor of {fn} with the given dims, e.g. `{name}(m, n)`",
+                      category="construction", extra={"dim_args": True}))
+
+
+_fill("zeros", "zeros", "0")
+_fill("ones", "ones", "\\mathbf{1}")
+
+
+# ---------------------------------------------------------------- thresholds and proximal maps
+def _soft_infer(types, args):
+    _numeric(types[0], 0)
+    _real_scalar_or_broadcast(types, 1, "soft (threshold)")
+    return types[0].with_(dtype=REAL if types[0].dtype in (INT, BOOL) else types[0].dtype,
+                          batched=types[0].batched or types[1].batched)
+
+
+def _thresh_emit(fn):
+    def emit(args, out):
+        v, th = args
+        return Emitted(f"rt.{fn}({v.code}, {lifted(th, out.rank, P_ADD) if th.type.batched else th.code})")
+    return emit
+
+
+def _ref_soft(v, t):
+    np = _np()
+    if np.iscomplexobj(v):
+        mag = np.abs(v)
+        return np.where(mag > t, v / np.where(mag == 0, 1, mag) * np.maximum(mag - t, 0), 0)
+    return np.sign(v) * np.maximum(np.abs(v) - t, 0)
+
+
+register(Operator("soft", 2, 2, _soft_infer, _thresh_emit("soft"),
+                  lambda a: f"\\mathcal{{S}}_{{{a[1]}}}\\left({a[0]}\\right)",
+                  "soft threshold sign(v)·max(|v|−θ, 0); complex v: v/|v|·max(|v|−θ, 0); θ scalar or per-entry",
+                  reference=_ref_soft, category="proximal", runtime="soft", example="soft(Wt @ x + We @ y, theta)"))
+
+
+def _soft_nonneg_infer(types, args):
+    _real(types[0], 0, "soft_nonneg")
+    return _soft_infer(types, args)
+
+
+register(Operator("soft_nonneg", 2, 2, _soft_nonneg_infer, _thresh_emit("soft_nonneg"),
+                  lambda a: f"\\mathcal{{S}}^{{+}}_{{{a[1]}}}\\left({a[0]}\\right)",
+                  "one-sided soft threshold max(v−θ, 0) = relu(v − θ)",
+                  reference=lambda v, t: _np().maximum(v - t, 0), category="proximal", runtime="soft_nonneg"))
+
+
+def _hard_infer(types, args):
+    return _soft_infer(types, args)
+
+
+register(Operator("hard", 2, 2, _hard_infer, _thresh_emit("hard"),
+                  lambda a: f"\\mathcal{{H}}_{{{a[1]}}}\\left({a[0]}\\right)",
+                  "hard threshold by value: v where |v| > θ, else 0",
+                  reference=lambda v, t: _np().where(_np().abs(v) > t, v, 0), category="proximal", runtime="hard"))
+
+
+def _topk_infer(types, args):
+    _numeric(types[0], 0)
+    if types[0].rank == 0:
+        raise ShapeError("`hard_topk` needs a vector (or tensor) per sample", 0)
+    if types[1].dtype != INT or types[1].rank != 0 or types[1].batched:
+        raise ShapeError(f"the count k must be an integer hyperparameter or literal, got {types[1]}", 1)
+    return types[0]
+
+
+def _ref_topk(v, k):
+    np = _np()
+    flat = v.reshape(-1)
+    order = np.argsort(-np.abs(flat), kind="stable")[:k]
+    out = np.zeros_like(flat)
+    out[order] = flat[order]
+    return out.reshape(v.shape)
+
+
+register(Operator("hard_topk", 2, 2, _topk_infer,
+                  lambda a, o: Emitted(f"rt.hard_topk({a[0].code}, {a[1].code}, batched={a[0].type.batched})"),
+                  lambda a: f"\\mathcal{{H}}_{{{a[1]}}}\\left({a[0]}\\right)",
+                  "keep the k entries of largest magnitude of each sample (ties: lowest index), zero the rest",
+                  reference=_ref_topk, category="proximal", runtime="hard_topk"))
+
+
+def _ss_infer(types, args):
+    out = _soft_infer(types[:2], args[:2])
+    if types[0].dtype == COMPLEX:
+        raise ShapeError("`ss_soft` needs a real value", 0)
+    _real(types[2], 2, "ss_soft (fraction p)")
+    if types[2].rank != 0 or types[2].batched:
+        raise ShapeError("the support fraction p must be a scalar (per layer at most)", 2)
+    return out
+
+
+def _ref_ss(v, t, p):
+    import math
+
+    np = _np()
+    flat = v.reshape(-1)
+    k = math.ceil(float(p) * flat.size)
+    order = np.argsort(-np.abs(flat), kind="stable")[:k]
+    keep = np.zeros(flat.shape, bool)
+    keep[order] = True
+    soft = np.sign(flat) * np.maximum(np.abs(flat) - t, 0)
+    out = np.where(keep & (np.abs(flat) > t), flat, soft)
+    return out.reshape(v.shape)
+
+
+register(Operator("ss_soft", 3, 3, _ss_infer,
+                  lambda a, o: Emitted(f"rt.ss_soft({a[0].code}, "
+                                       f"{lifted(a[1], o.rank, P_ADD) if a[1].type.batched else a[1].code}, "
+                                       f"{a[2].code}, batched={a[0].type.batched})"),
+                  lambda a: f"\\eta^{{ss}}_{{{a[1]},{a[2]}}}\\left({a[0]}\\right)",
+                  "support-selection threshold of LISTA-CPSS: the ⌈p·m⌉ largest-magnitude entries above θ pass "
+                  "unchanged, the rest are soft-thresholded", reference=_ref_ss, category="proximal", runtime="ss_soft"))
+
+
+def _clamp_infer(types, args):
+    for i, t in enumerate(types):
+        _real(t, i, "clamp")
+    return _elementwise(*types).with_(dtype=REAL)
+
+
+def _clamp_emit(args, out):
+    v, lo, hi = args
+    parts = [lifted(x, out.rank, P_ADD) if x.type.batched else tensor(x) if not x.py else x.code for x in (v, lo, hi)]
+    if lo.py and hi.py:
+        return Emitted(f"torch.clamp({parts[0]}, {lo.code}, {hi.code})")
+    return Emitted(f"torch.clamp({parts[0]}, {parts[1]}, {parts[2]})")
+
+
+register(Operator("clamp", 3, 3, _clamp_infer, _clamp_emit,
+                  lambda a: f"\\Pi_{{[{a[1]},{a[2]}]}}\\left({a[0]}\\right)",
+                  "projection onto the box [lo, hi] (elementwise clamp)",
+                  reference=lambda v, lo, hi: _np().clip(v, lo, hi), category="proximal"))
+
+
+# ---------------------------------------------------------------- elementwise functions
+def _unary(name: str, torch_fn: str, tex: Callable[[list[str]], str], doc: str, ref, *, real_only=False,
+           out_real=False, differentiable=True, complex_ok=True):
+    def infer(types, args):
+        (t,) = types
+        _numeric(t, 0)
+        if real_only:
+            _real(t, 0, name)
+        dtype = REAL if (out_real or t.dtype in (INT, BOOL)) else t.dtype
+        return t.with_(dtype=dtype)
+
+    def emit(args, out):
+        (a,) = args
+        return Emitted(f"{torch_fn}({tensor(a)})")
+
+    register(Operator(name, 1, 1, infer, emit, tex, doc, reference=ref, differentiable=differentiable))
+
+
+_unary("relu", "torch.relu", lambda a: f"\\left[{a[0]}\\right]_+", "max(v, 0)", lambda v: _np().maximum(v, 0), real_only=True)
+_unary("sign", "torch.sgn", lambda a: f"\\operatorname{{sign}}\\left({a[0]}\\right)", "sign (v/|v| for complex, 0 at 0)",
+       lambda v: _np().sign(v), differentiable=False)
+_unary("abs", "torch.abs", lambda a: f"\\left|{a[0]}\\right|", "magnitude", lambda v: _np().abs(v), out_real=True)
+_unary("abs2", "rt.abs2", lambda a: f"\\left|{a[0]}\\right|^2", "squared magnitude |v|² (real for complex v)",
+       lambda v: _np().abs(v) ** 2, out_real=True)
+_unary("sqrt", "torch.sqrt", lambda a: f"\\sqrt{{{a[0]}}}", "square root", lambda v: _np().sqrt(v))
+_unary("exp", "torch.exp", lambda a: f"e^{{{a[0]}}}", "exponential", lambda v: _np().exp(v))
+_unary("log", "torch.log", lambda a: f"\\log {a[0]}", "natural logarithm", lambda v: _np().log(v))
+_unary("tanh", "torch.tanh", lambda a: f"\\tanh {a[0]}", "hyperbolic tangent", lambda v: _np().tanh(v), real_only=True)
+_unary("sigmoid", "torch.sigmoid", lambda a: f"\\sigma\\left({a[0]}\\right)", "logistic sigmoid",
+       lambda v: 1 / (1 + _np().exp(-v)), real_only=True)
+_unary("conj", "torch.conj", lambda a: f"\\overline{{{a[0]}}}", "complex conjugate", lambda v: _np().conj(v))
+_unary("real", "torch.real", lambda a: f"\\operatorname{{Re}}\\left({a[0]}\\right)", "real part",
+       lambda v: _np().real(v), out_real=True)
+_unary("imag", "torch.imag", lambda a: f"\\operatorname{{Im}}\\left({a[0]}\\right)", "imaginary part",
+       lambda v: _np().imag(v), out_real=True)
+
+
+# ---------------------------------------------------------------- reductions
+def _axis_arg(args, i):
+    a = args[i] if i < len(args) else None
+    if a is None:
+        return None
+    if not isinstance(a.static, int) or isinstance(a.static, bool):
+        raise ShapeError("the axis must be an integer literal", i)
+    return a.static
+
+
+def _reduce_infer(real_out=False, complex_ok=True, name=""):
+    def infer(types, args):
+        t = types[0]
+        _numeric(t, 0)
+        if not complex_ok:
+            _real(t, 0, name)
+        axis = _axis_arg(args, 1) if len(types) > 1 else None
+        dtype = REAL if (real_out or t.dtype in (INT, BOOL)) else t.dtype
+        if axis is None:
+            return Type(dtype, (), t.batched)
+        if not -t.rank <= axis < t.rank:
+            raise ShapeError(f"axis {axis} is out of range for {t} (rank {t.rank})", 1)
+        shape = list(t.shape)
+        del shape[axis]
+        return Type(dtype, tuple(shape), t.batched)
+    return infer
+
+
+def _reduce_emit(method: str):
+    def emit(args, out):
+        a = args[0]
+        if len(args) > 1:
+            return Emitted(f"{wrap(a, P_ATOM)}.{method}(dim={axis_code(a.type, args[1].static)})")
+        axes = all_axes(a.type)
+        if a.type.rank == 0:
+            return Emitted(a.code, a.prec)
+        if axes is None:
+            return Emitted(f"{wrap(a, P_ATOM)}.{method}()")
+        return Emitted(f"{wrap(a, P_ATOM)}.{method}(dim={axes})")
+    return emit
+
+
+register(Operator("sum", 1, 2, _reduce_infer(), _reduce_emit("sum"),
+                  lambda a: f"\\sum {a[0]}", "sum of all entries of each sample, or along one axis: `sum(X, 0)`",
+                  static_args=(1,), reference=lambda v, axis=None: _np().sum(v, axis=axis), category="reduction"))
+register(Operator("mean", 1, 2, _reduce_infer(), _reduce_emit("mean"),
+                  lambda a: f"\\operatorname{{mean}} {a[0]}", "mean of all entries of each sample, or along one axis",
+                  static_args=(1,), reference=lambda v, axis=None: _np().mean(v, axis=axis), category="reduction"))
+
+
+def _norm_emit(args, out):
+    a = args[0]
+    if len(args) > 1:
+        return Emitted(f"torch.linalg.vector_norm({a.code}, dim={axis_code(a.type, args[1].static)})")
+    if a.type.rank == 0:
+        return Emitted(f"torch.abs({tensor(a)})")
+    axes = all_axes(a.type)
+    if axes is None:
+        return Emitted(f"torch.linalg.vector_norm({a.code})")
+    return Emitted(f"torch.linalg.vector_norm({a.code}, dim={axes})")
+
+
+register(Operator("norm", 1, 2, _reduce_infer(real_out=True), _norm_emit,
+                  lambda a: f"\\left\\|{a[0]}\\right\\|_2",
+                  "Euclidean (Frobenius) norm of each sample, or along one axis: `norm(X, 1)` (row norms)",
+                  static_args=(1,), reference=lambda v, axis=None: _np().linalg.norm(v, axis=axis) if axis is not None
+                  else _np().linalg.norm(v.reshape(-1)), category="reduction"))
+
+
+def _nnz_emit(args, out):
+    a = args[0]
+    axes = all_axes(a.type)
+    base = f"({wrap(a, P_ATOM)} != 0).to({EmitContext.dtype})"
+    if a.type.rank == 0:
+        return Emitted(base)
+    return Emitted(f"{base}.sum()" if axes is None else f"{base}.sum(dim={axes})")
+
+
+register(Operator("nnz", 1, 1, _reduce_infer(real_out=True), _nnz_emit, lambda a: f"\\|{a[0]}\\|_0",
+                  "number of nonzero entries of each sample (‖v‖₀), as a real number; no gradient",
+                  reference=lambda v: float(_np().count_nonzero(v)), differentiable=False, category="reduction"))
+
+
+def _minmax(name: str, fn: str, red: str, tex: str):
+    def infer(types, args):
+        for i, t in enumerate(types):
+            _real(t, i, name)
+        if len(types) == 1:
+            return Type(REAL, (), types[0].batched)
+        return _elementwise(*types).with_(dtype=promote(REAL, *[t.dtype for t in types]) if any(
+            t.dtype == REAL for t in types) else INT)
+
+    def emit(args, out):
+        if len(args) == 1:
+            a = args[0]
+            if a.type.rank == 0:
+                return Emitted(a.code, a.prec)
+            axes = all_axes(a.type)
+            return Emitted(f"{wrap(a, P_ATOM)}.{red}()" if axes is None else f"{wrap(a, P_ATOM)}.{red}(dim={axes})")
+        a, b = args
+        if a.py and b.py:
+            return Emitted(f"{name}({a.code}, {b.code})")
+        if a.py or b.py:
+            t, s = (b, a) if a.py else (a, b)
+            return Emitted(f"torch.clamp_{'min' if name == 'max' else 'max'}({t.code}, {s.code})")
+        return Emitted(f"torch.{fn}({lifted(a, out.rank, P_ADD)}, {lifted(b, out.rank, P_ADD)})")
+
+    register(Operator(name, 1, 2, infer, emit, lambda a: f"\\{tex}\\left({', '.join(a)}\\right)",
+                      f"`{name}(a, b)`: elementwise {name}imum; `{name}(v)`: {name}imum over each sample",
+                      reference=lambda *v: getattr(_np(), fn)(*v) if len(v) == 2 else getattr(_np(), red)(v[0]),
+                      category="reduction"))
+
+
+_minmax("max", "maximum", "amax", "max")
+_minmax("min", "minimum", "amin", "min")
+
+
+# ---------------------------------------------------------------- selection (no gradient through the choice)
+def _argmax_infer(types, args):
+    t = types[0]
+    _real(t, 0, "argmax")
+    if t.rank != 1:
+        raise ShapeError(f"`argmax` needs a vector per sample, got {t}", 0)
+    return Type(INT, (), t.batched)
+
+
+register(Operator("argmax", 1, 1, _argmax_infer, lambda a, o: Emitted(f"{wrap(a[0], P_ATOM)}.argmax(dim=-1)"),
+                  lambda a: f"\\arg\\max {a[0]}", "index of the largest entry of each sample (first on ties)",
+                  reference=lambda v: int(_np().argmax(v)), differentiable=False, category="selection"))
+
+
+def _onehot_infer(types, args):
+    if types[0].dtype != INT or types[0].rank != 0:
+        raise ShapeError(f"`onehot` needs an integer index, got {types[0]}", 0)
+    if args[1] is None or not isinstance(args[1].static, DimExpr):
+        raise ShapeError("the length must be a dimension", 1)
+    return Type(REAL, (args[1].static,), types[0].batched)
+
+
+register(Operator("onehot", 2, 2, _onehot_infer,
+                  lambda a, o: Emitted(f"rt.onehot({a[0].code}, {a[1].code}, dtype={EmitContext.dtype})"),
+                  lambda a: f"e_{{{a[0]}}}", "unit vector e_k of the given length (per sample for a batched k)",
+                  reference=lambda k, n: _np().eye(n)[k], differentiable=False, category="selection",
+                  extra={"dim_args": (1,)}))
+
+
+def _where_infer(types, args):
+    c, a, b = types
+    if c.dtype != BOOL:
+        raise ShapeError(f"the condition of `where` must be a comparison, got {c}", 0)
+    return _elementwise(c.with_(dtype=INT), a, b).with_(dtype=promote(a.dtype, b.dtype, REAL))
+
+
+def _where_emit(args, out):
+    c, a, b = args
+    parts = [lifted(x, out.rank, P_ADD) if x.type.batched else (tensor(x) if x.py else x.code) for x in (c, a, b)]
+    return Emitted(f"torch.where({parts[0]}, {parts[1]}, {parts[2]})")
+
+
+register(Operator("where", 3, 3, _where_infer, _where_emit,
+                  lambda a: f"\\begin{{cases}}{a[1]} & {a[0]}\\\\ {a[2]} & \\text{{otherwise}}\\end{{cases}}",
+                  "elementwise choice: `where(cond, a, b)`", category="selection",
+                  reference=lambda c, a, b: _np().where(c, a, b)))
+
+
+def _dot_infer(types, args):
+    a, b = types
+    if a.rank != b.rank or a.shape != b.shape:
+        raise ShapeError(f"`dot` needs equal shapes, got {shape_str(a.shape)} and {shape_str(b.shape)}", 1)
+    return Type(promote(a.dtype, b.dtype), (), a.batched or b.batched)
+
+
+def _dot_emit(args, out):
+    a, b = args
+    prod = f"{lifted(a, a.type.rank, P_MUL)} * {lifted(b, b.type.rank, P_MUL)}"
+    if a.type.dtype == COMPLEX:
+        prod = f"torch.conj({a.code}) * {lifted(b, b.type.rank, P_MUL)}"
+    axes = all_axes(out.with_(shape=a.type.shape, batched=a.type.batched or b.type.batched))
+    return Emitted(f"({prod}).sum()" if axes is None else f"({prod}).sum(dim={axes})")
+
+
+register(Operator("dot", 2, 2, _dot_infer, _dot_emit, lambda a: f"\\langle {a[0]}, {a[1]} \\rangle",
+                  "inner product ⟨a, b⟩ = Σ conj(a)·b of each sample", category="reduction",
+                  reference=lambda a, b: _np().vdot(a, b)))
+
+
+# ---------------------------------------------------------------- special forms (checked by the checker itself)
+SPECIAL_FORMS = {
+    "prev": "prev(x): the value of state x at the start of the current layer (Jacobi / simultaneous updates)",
+    "grad": "grad(f, x): gradient of the smooth scalar expression f with respect to x, derived symbolically",
+}
+
+
+def lookup(name: str) -> Operator | None:
+    return OPERATORS.get(name)
+
+
+def function_names() -> list[str]:
+    internal = {"add", "sub", "mul", "div", "pow", "neg", "matmul", "T", "H", "lt", "gt", "le", "ge", "eq", "ne"}
+    return sorted([n for n in OPERATORS if n not in internal] + list(SPECIAL_FORMS))

@@ -1,0 +1,1 @@
+"""The shipped `.unroll` specs (package data); `unrollc list` shows them."""

@@ -1,0 +1,56 @@
+"""`unroll.load(spec, **options)`: compile (cached on disk) and import a generated module."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from unroll.compiler import CompileError
+from unroll.compiler.driver import VERSION, compile_source, make_options, resolve_spec
+
+from .module import UnrolledModule
+
+
+def cache_dir() -> Path:
+    """Where compiled modules are kept: $UNROLL_CACHE, else ~/.cache/unroll."""
+    root = os.environ.get("UNROLL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "unroll")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load(spec, layers=None, tie=None, untie=None, learn=None, freeze=None, class_name=None):
+    """Compile SPEC with the given options and return the generated class.
+
+    The source is cached under `cache_dir()`, keyed by the SHA-256 of the spec
+    text, the options and the compiler version.  Mistakes in the spec or the
+    options raise `unroll.compiler.CompileError`, whose message is the
+    formatted diagnostic.
+    """
+    options = make_options(layers=layers, tie=tie, untie=untie, learn=learn, freeze=freeze, class_name=class_name)
+    path = resolve_spec(str(spec))
+    text = path.read_text()
+    key = hashlib.sha256("\0".join([VERSION, text, options.text()]).encode()).hexdigest()[:20]
+    target = cache_dir() / f"{path.stem}_{key}.py"
+    if not target.exists():
+        source = compile_source(text, str(path), options)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(source)
+        tmp.replace(target)  # atomic: concurrent loaders never see a half-written file
+    module_name = f"unroll_generated_{path.stem}_{key}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        spec_obj = importlib.util.spec_from_file_location(module_name, target)
+        module = importlib.util.module_from_spec(spec_obj)
+        sys.modules[module_name] = module
+        spec_obj.loader.exec_module(module)
+    for value in vars(module).values():
+        if isinstance(value, type) and issubclass(value, UnrolledModule) and value is not UnrolledModule:
+            return value
+    raise CompileError([], None)  # unreachable for compiler output
+
+
+__all__ = ["cache_dir", "load"]

@@ -1,0 +1,86 @@
+"""Constrained parameters.  Each reparametrisation reproduces its default value
+*exactly* at initialisation and keeps the constraint through training.
+
+    positive      value = init · exp(s), s = 0 at start      (smooth, scale-free)
+    nonnegative   value = max(raw, 0),   raw = init at start (projection)
+    range(lo,hi)  value = clamp(raw, lo, hi)                 (projection)
+    unit_columns  value = raw / ‖raw‖ per column              (default normalised once)
+
+Generated code calls the module to get the value: `theta = self.theta()`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Positive(nn.Module):
+    """Strictly positive parameter: init · exp(log_scale), log_scale starting at 0."""
+
+    def __init__(self, init: torch.Tensor, name: str = "parameter"):
+        super().__init__()
+        if not bool((init > 0).all()):
+            raise ValueError(f"{name}: a `positive` parameter needs a positive default, got min {init.min().item():g}")
+        self.register_buffer("init", init.detach().clone())
+        self.log_scale = nn.Parameter(torch.zeros_like(init))
+
+    def forward(self) -> torch.Tensor:
+        return self.init * torch.exp(self.log_scale)
+
+
+class NonNegative(nn.Module):
+    """Nonnegative parameter: the projection max(raw, 0)."""
+
+    def __init__(self, init: torch.Tensor, name: str = "parameter"):
+        super().__init__()
+        if not bool((init >= 0).all()):
+            raise ValueError(f"{name}: a `nonnegative` parameter needs a nonnegative default")
+        self.raw = nn.Parameter(init.detach().clone())
+
+    def forward(self) -> torch.Tensor:
+        return torch.clamp_min(self.raw, 0)
+
+
+class Range(nn.Module):
+    """Parameter confined to [lo, hi] by projection."""
+
+    def __init__(self, init: torch.Tensor, lo: float, hi: float, name: str = "parameter"):
+        super().__init__()
+        if not bool(((init >= lo) & (init <= hi)).all()):
+            raise ValueError(f"{name}: default outside range({lo}, {hi})")
+        self.lo, self.hi = float(lo), float(hi)
+        self.raw = nn.Parameter(init.detach().clone())
+
+    def forward(self) -> torch.Tensor:
+        return torch.clamp(self.raw, self.lo, self.hi)
+
+    def extra_repr(self) -> str:
+        return f"range=({self.lo}, {self.hi})"
+
+
+class UnitColumns(nn.Module):
+    """Matrix (or per-layer stack of matrices) with unit-ℓ2-norm columns."""
+
+    def __init__(self, init: torch.Tensor, name: str = "parameter"):
+        super().__init__()
+        norms = torch.linalg.vector_norm(init, dim=-2, keepdim=True)
+        if not bool((norms > 0).all()):
+            raise ValueError(f"{name}: `unit_columns` needs a default without zero columns")
+        self.raw = nn.Parameter((init / norms).detach().clone())
+
+    def forward(self) -> torch.Tensor:
+        return self.raw / torch.linalg.vector_norm(self.raw, dim=-2, keepdim=True)
+
+
+def check_constraint(value: torch.Tensor, constraint: str | None, args=(), name: str = "parameter") -> torch.Tensor:
+    """Validate a *fixed* parameter's default against its constraint (it stays a buffer)."""
+    if constraint == "positive" and not bool((value > 0).all()):
+        raise ValueError(f"{name}: a `positive` parameter needs a positive default")
+    if constraint == "nonnegative" and not bool((value >= 0).all()):
+        raise ValueError(f"{name}: a `nonnegative` parameter needs a nonnegative default")
+    if constraint == "range" and not bool(((value >= args[0]) & (value <= args[1])).all()):
+        raise ValueError(f"{name}: default outside range{tuple(args)}")
+    if constraint == "unit_columns":
+        value = value / torch.linalg.vector_norm(value, dim=-2, keepdim=True)
+    return value
