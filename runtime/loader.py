@@ -6,12 +6,25 @@ import hashlib
 import importlib.util
 import os
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 from unroll.compiler import CompileError
 from unroll.compiler.driver import VERSION, compile_source, make_options, resolve_spec
 
 from .module import UnrolledModule
+
+
+@lru_cache(maxsize=1)
+def compiler_fingerprint() -> str:
+    """Hash of the compiler's own sources: a changed compiler never serves stale cached modules."""
+    import unroll.compiler as package
+
+    digest = hashlib.sha256(VERSION.encode())
+    root = Path(package.__file__).parent
+    for f in sorted(root.glob("*.py")) + sorted(root.glob("*.lark")):
+        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()
 
 
 def cache_dir() -> Path:
@@ -26,14 +39,14 @@ def load(spec, layers=None, tie=None, untie=None, learn=None, freeze=None, class
     """Compile SPEC with the given options and return the generated class.
 
     The source is cached under `cache_dir()`, keyed by the SHA-256 of the spec
-    text, the options and the compiler version.  Mistakes in the spec or the
+    text, the options and the compiler (version and sources).  Mistakes in the spec or the
     options raise `unroll.compiler.CompileError`, whose message is the
     formatted diagnostic.
     """
     options = make_options(layers=layers, tie=tie, untie=untie, learn=learn, freeze=freeze, class_name=class_name)
     path = resolve_spec(str(spec))
     text = path.read_text()
-    key = hashlib.sha256("\0".join([VERSION, text, options.text()]).encode()).hexdigest()[:20]
+    key = hashlib.sha256("\0".join([compiler_fingerprint(), text, options.text()]).encode()).hexdigest()[:20]
     target = cache_dir() / f"{path.stem}_{key}.py"
     if not target.exists():
         source = compile_source(text, str(path), options)

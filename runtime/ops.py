@@ -84,8 +84,13 @@ def onehot(index: torch.Tensor, length: int, dtype=None) -> torch.Tensor:
 
 def full_param(value, shape, dtype, device) -> torch.Tensor:
     """A parameter's default value as a fresh tensor of exactly `shape`."""
-    t = torch.as_tensor(value, device=device)
-    t = t.to(dtype if not t.is_complex() else t.dtype)
+    if isinstance(value, complex):
+        t = torch.tensor(value, dtype=complex_dtype(dtype), device=device)
+    elif isinstance(value, (int, float)):
+        t = torch.tensor(value, dtype=dtype, device=device)  # never through float32
+    else:
+        t = torch.as_tensor(value, device=device)
+        t = t.to(dtype if not t.is_complex() else complex_dtype(dtype))
     return t.expand(tuple(shape)).clone()
 
 

@@ -1,0 +1,178 @@
+"""`unrollc explain`: what a spec computes, in words a reader can check.
+
+Prints the update equations (spec text and LaTeX rendered from the operator
+registry), the parameter table (shape, tying, trainability, constraint,
+default), and the execution plan: which values are constants (computed once at
+construction), layer-invariant (hoisted out of the loop) or per layer.
+"""
+
+from __future__ import annotations
+
+from . import ir
+from .operators import OPERATORS
+from .planner import summary
+
+GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu",
+         "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega", "Gamma", "Delta",
+         "Theta", "Lambda", "Xi", "Pi", "Sigma", "Phi", "Psi", "Omega"}
+ALIASES = {"lam": "\\lambda", "eps": "\\epsilon"}
+
+PREC = {"add": 1, "sub": 1, "mul": 2, "div": 3, "matmul": 2, "neg": 2, "pow": 4}
+
+
+def latex_name(name: str) -> str:
+    if name in ALIASES:
+        return ALIASES[name]
+    base, _, sub = name.partition("_")
+    head = f"\\{base}" if base in GREEK else (base if len(base) == 1 else f"\\mathrm{{{base}}}")
+    return f"{head}_{{\\mathrm{{{sub}}}}}" if sub else head
+
+
+class LatexPrinter:
+    def __init__(self, program: ir.Program):
+        self.p = program
+        self.params = {x.name: x for x in program.params}
+        self.updated: set[str] = set()
+
+    def node(self, n: ir.Node) -> str:
+        if n.op == "number":
+            v = n.attrs["value"]
+            return repr(v) if not isinstance(v, float) or not v.is_integer() else str(int(v))
+        if n.op == "var":
+            name = n.attrs["name"]
+            kind = n.attrs.get("kind")
+            if kind == "layer":
+                return "l"
+            tex = latex_name(name)
+            if n.attrs.get("prev"):
+                return f"{tex}^{{(l)}}"
+            if kind == "state":
+                return f"{tex}^{{(l+1)}}" if name in self.updated else f"{tex}^{{(l)}}"
+            if kind == "param" and self.params[name].per_layer:
+                return f"{tex}^{{(l)}}"
+            return tex
+        if n.op == "list":
+            return "(" + ", ".join(str(d) for d in n.static) + ")"
+        if n.op == "index":
+            return f"{self.node(n.args[0])}_{{[{self.node(n.args[1])}]}}"
+        args = []
+        mine = PREC.get(n.op, 9)
+        for i, a in enumerate(n.args):
+            text = self.node(a)
+            child = PREC.get(a.op, 9)
+            if n.op in PREC and (child < mine or (n.op in ("sub", "matmul") and i == 1 and child == mine)):
+                if not (n.op == "div"):
+                    text = f"\\left({text}\\right)"
+            if n.op == "pow" and i == 0 and a.op not in ("var", "number"):
+                text = f"\\left({text}\\right)"
+            args.append(text)
+        return OPERATORS[n.op].latex(args)
+
+    def block(self, stmts, target_suffix: bool = True) -> list[str]:
+        out = []
+        for st in stmts:
+            if isinstance(st, ir.Repeat):
+                out.append(f"\\text{{repeat }} {self.node(st.count)} \\text{{ times:}}")
+                out.extend("\\quad " + line for line in self.block(st.body))
+                continue
+            rhs = self.node(st.value)
+            if st.kind == "state":
+                lhs = f"{latex_name(st.target)}^{{(l+1)}}" if target_suffix else latex_name(st.target)
+                self.updated.add(st.target)
+            else:
+                lhs = latex_name(st.target)
+            out.append(f"{lhs} &= {rhs}")
+        return out
+
+
+def latex_equations(program: ir.Program) -> str:
+    printer = LatexPrinter(program)
+    lines = printer.block(program.step)
+    body = " \\\\\n".join(lines)
+    text = f"\\begin{{aligned}}\n{body}\n\\end{{aligned}}"
+    if program.final:
+        printer.updated = set()
+        final = " \\\\\n".join(printer.block(program.final, target_suffix=False))
+        text += f"\n% final stage (after layer L)\n\\begin{{aligned}}\n{final}\n\\end{{aligned}}"
+    return text
+
+
+def explain(program: ir.Program, latex_only: bool = False) -> str:
+    if latex_only:
+        return latex_equations(program)
+    p = program
+    out = [f"{p.name}: {p.title}", f"  {p.layers} layers; inputs: {', '.join(i.name for i in p.inputs) or '-'}; "
+           f"outputs: {', '.join(p.outputs)}", ""]
+    out.append("Update equations (one layer, l = 0 .. L-1):")
+    for line, _level, text in summary(p):
+        out.append(f"  {line:>4} | {text}")
+    if p.final:
+        out.append("Final stage:")
+        for st in p.final:
+            if isinstance(st, ir.Assign):
+                out.append(f"  {st.span.line:>4} | {p.line(st.span.line)}")
+    out.append("")
+    out.append("LaTeX:")
+    out.extend("  " + line for line in latex_equations(p).split("\n"))
+    out.append("")
+    out.append("Parameters:")
+    if not p.params:
+        out.append("  (none: the classical algorithm)")
+    rows = [("name", "shape", "tying", "trainable", "constraint", "default")]
+    for x in p.params:
+        rows.append((x.name, str(x.type), "per-layer" if x.per_layer else "shared",
+                     "learned" if x.learned else "fixed", x.constraint or "-", _text(p, x.init.span)))
+    if p.params:
+        widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        for r in rows:
+            out.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    out.append("")
+    out.append("Execution plan:")
+    consts = [l.name for l in p.lets if l.level == ir.CONST]
+    if consts:
+        out.append(f"  constants (computed once at construction): {', '.join(consts)}")
+    fwd = [l.name for l in p.lets if l.level == ir.FORWARD]
+    if fwd:
+        out.append(f"  once per forward call: {', '.join(fwd)}")
+    hoisted = _hoisted(p)
+    if hoisted:
+        out.append("  hoisted out of the layer loop:")
+        for level, text in hoisted:
+            out.append(f"    [{ir.LEVEL_NAMES[level]}] {text}")
+    for line, level, text in summary(p):
+        out.append(f"  line {line:>3} [{level}] {text}")
+    return "\n".join(out)
+
+
+def _text(p: ir.Program, span) -> str:
+    line = p.source_text.split("\n")[span.line - 1]
+    if span.line == span.end_line:
+        return line[span.column - 1: span.end_column - 1].strip()
+    return line[span.column - 1:].strip()
+
+
+def _hoisted(p: ir.Program) -> list[tuple[int, str]]:
+    """Maximal sub-expressions of the step computed before the loop."""
+    from .planner import is_trivial
+
+    found: list[tuple[int, str]] = []
+    seen = set()
+
+    def visit(n: ir.Node, depth: int):
+        if not is_trivial(n) and n.level < depth:
+            if n.key not in seen:
+                seen.add(n.key)
+                found.append((n.level, _text(p, n.span)))
+            return
+        for a in n.args:
+            visit(a, depth)
+
+    def block(stmts, depth):
+        for st in stmts:
+            if isinstance(st, ir.Repeat):
+                block(st.body, st.depth)
+            else:
+                visit(st.value, depth)
+
+    block(p.step, ir.LAYER)
+    return found
