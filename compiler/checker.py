@@ -12,12 +12,17 @@ from dataclasses import dataclass, field
 from . import ast, ir
 from .ast import DimExpr
 from .diagnostics import CompileError, Diagnostic, DiagnosticSink, Source, Span, did_you_mean
-from .operators import OPERATORS, SPECIAL_FORMS, Arg, function_names
+from .operators import INTERNAL_OPERATORS, OPERATORS, SPECIAL_FORMS, Arg, function_names
+
+USER_OPERATORS = {name for name in OPERATORS if name not in INTERNAL_OPERATORS}
 from .types import BOOL, COMPLEX, INT, OPERATOR, REAL, ShapeError, Type, broadcast, shape_str
 
 # Names the generated Python uses itself; a spec may not declare them.
 GENERATED_NAMES = {"self", "torch", "rt", "layer", "dtype", "cdtype", "device", "batch", "record", "states",
-                   "unbatched", "nn", "math", "F"}
+                   "unbatched", "batch_info", "dims"}
+# Python builtins the generated code calls: a spec name may not shadow them (other builtins are fine)
+USED_BUILTINS = {"range", "int", "float", "dict", "super", "min", "max", "len", "isinstance", "tuple", "list",
+                 "type", "object", "print", "None", "True", "False"}
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "^": "pow",
@@ -84,7 +89,8 @@ class Checker:
         if keyword.iskeyword(name) or keyword.issoftkeyword(name):
             self.error(f"`{name}` is a Python keyword and cannot name a {sym.kind}", sym.span, f"rename it, e.g. `{name}_`")
             return False
-        if name in GENERATED_NAMES or name in OPERATORS or name in SPECIAL_FORMS or hasattr(builtins, name):
+        if name in GENERATED_NAMES or name in USER_OPERATORS or name in SPECIAL_FORMS or name in USED_BUILTINS \
+                or (name.startswith("__") and hasattr(builtins, name)):
             self.error(f"`{name}` is reserved and cannot name a {sym.kind}", sym.span,
                        f"it is a built-in operator or a name the generated code uses; rename it, e.g. `{name}_`")
             return False
@@ -222,7 +228,8 @@ class Checker:
         if value is None:
             return None
         if e.attr in ("T", "H"):
-            return self._apply(e.attr, [value], e.span, [e.value.span], symbol="." + e.attr)
+            return self._apply("transpose" if e.attr == "T" else "adjoint", [value], e.span, [e.value.span],
+                               symbol="." + e.attr)
         self.error(f"unknown attribute `.{e.attr}`", e.attr_span,
                    did_you_mean(e.attr, ["T", "H"]) or "the attributes are `.T` (transpose) and `.H` (conjugate transpose)")
         return None
@@ -252,8 +259,7 @@ class Checker:
             if name == "grad":
                 return self._grad(e)
             op = OPERATORS.get(name)
-            if op is None or name in ("add", "sub", "mul", "div", "pow", "neg", "matmul", "T", "H",
-                                      "lt", "gt", "le", "ge", "eq", "ne"):
+            if op is None or name in INTERNAL_OPERATORS:
                 sym = self.scope.get(name)
                 if sym is not None and sym.kind in ("data",) and sym.type.dtype != OPERATOR:
                     self.error(f"`{name}` is a matrix, not an operator; multiply with `@`", e.func.span,

@@ -24,7 +24,7 @@ def _label(node: ir.Node) -> str:
     if node.op == "number":
         return repr(node.attrs["value"])
     return {"add": "+", "sub": "−", "mul": "×", "div": "÷", "pow": "^", "neg": "−", "matmul": "@",
-            "T": "ᵀ", "H": "ᴴ"}.get(node.op, node.op)
+            "transpose": "ᵀ", "adjoint": "ᴴ"}.get(node.op, node.op)
 
 
 def build_graph(program: ir.Program) -> nx.DiGraph:

@@ -307,11 +307,11 @@ def _transpose_infer(types, args):
     return t.with_(shape=t.shape[:-2] + (t.shape[-1], t.shape[-2]))
 
 
-register(Operator("T", 1, 1, _transpose_infer, lambda a, o: Emitted(f"{wrap(a[0], P_ATOM)}.mT"),
-                  lambda a: f"{a[0]}^{{T}}", "transpose of the last two axes (`A.T`)",
+register(Operator("transpose", 1, 1, _transpose_infer, lambda a, o: Emitted(f"{wrap(a[0], P_ATOM)}.mT"),
+                  lambda a: f"{a[0]}^{{T}}", "transpose of the last two axes (`A.T`, or `transpose(A)`)",
                   reference=lambda a: _np().swapaxes(a, -1, -2), category="linear algebra"))
-register(Operator("H", 1, 1, _transpose_infer, lambda a, o: Emitted(f"{wrap(a[0], P_ATOM)}.mH"),
-                  lambda a: f"{a[0]}^{{H}}", "conjugate transpose (`A.H`); equals `.T` for real values",
+register(Operator("adjoint", 1, 1, _transpose_infer, lambda a, o: Emitted(f"{wrap(a[0], P_ATOM)}.mH"),
+                  lambda a: f"{a[0]}^{{H}}", "conjugate transpose (`A.H`, or `adjoint(A)`); equals `.T` for real values",
                   reference=lambda a: _np().conj(_np().swapaxes(a, -1, -2)), category="linear algebra"))
 
 
@@ -752,10 +752,246 @@ SPECIAL_FORMS = {
 }
 
 
+# registry entries reached through syntax (`a + b`, `-a`, `a @ b`, `a < b`), not by name
+INTERNAL_OPERATORS = frozenset({"add", "sub", "mul", "div", "pow", "neg", "matmul", "lt", "gt", "le", "ge", "eq", "ne"})
+
+
 def lookup(name: str) -> Operator | None:
     return OPERATORS.get(name)
 
 
 def function_names() -> list[str]:
-    internal = {"add", "sub", "mul", "div", "pow", "neg", "matmul", "T", "H", "lt", "gt", "le", "ge", "eq", "ne"}
+    internal = INTERNAL_OPERATORS
     return sorted([n for n in OPERATORS if n not in internal] + list(SPECIAL_FORMS))
+
+
+# ---------------------------------------------------------------- Fourier transforms (issue 3)
+def _fft_infer(ndim: int, name: str):
+    def infer(types, args):
+        t = types[0]
+        _numeric(t, 0)
+        if t.rank < ndim:
+            raise ShapeError(f"`{name}` needs at least {ndim} axis/axes per sample, got {t}", 0)
+        return t.with_(dtype=COMPLEX)
+    return infer
+
+
+def _fft(name: str, fn: str, ndim: int, norm: str | None, tex: str, doc: str, ref):
+    dims = "(-2, -1)" if ndim == 2 else "-1"
+    kw = "dim" if ndim == 1 else "dim"
+    norm_code = f", norm={norm!r}" if norm else ""
+    register(Operator(name, 1, 1, _fft_infer(ndim, name),
+                      lambda a, o: Emitted(f"torch.fft.{fn}({a[0].code}, {kw}={dims}{norm_code})"),
+                      lambda a: tex.format(a[0]), doc, reference=ref, category="fourier"))
+
+
+_fft("fft", "fft", 1, None, "\\mathcal{{F}}\\left({}\\right)", "1-D DFT of the last axis (unnormalised, numpy convention)",
+     lambda v: _np().fft.fft(v, axis=-1))
+_fft("ifft", "ifft", 1, None, "\\mathcal{{F}}^{{-1}}\\left({}\\right)", "inverse 1-D DFT of the last axis",
+     lambda v: _np().fft.ifft(v, axis=-1))
+_fft("fft2", "fft2", 2, None, "\\mathcal{{F}}\\left({}\\right)", "2-D DFT of the last two axes (unnormalised)",
+     lambda v: _np().fft.fft2(v, axes=(-2, -1)))
+_fft("ifft2", "ifft2", 2, None, "\\mathcal{{F}}^{{-1}}\\left({}\\right)", "inverse 2-D DFT of the last two axes",
+     lambda v: _np().fft.ifft2(v, axes=(-2, -1)))
+_fft("fft2u", "fft2", 2, "ortho", "F_u\\left({}\\right)", "unitary 2-D DFT (norm='ortho', MRI convention)",
+     lambda v: _np().fft.fft2(v, axes=(-2, -1), norm="ortho"))
+_fft("ifft2u", "ifft2", 2, "ortho", "F_u^{{H}}\\left({}\\right)", "inverse unitary 2-D DFT (norm='ortho')",
+     lambda v: _np().fft.ifft2(v, axes=(-2, -1), norm="ortho"))
+
+
+# ---------------------------------------------------------------- circular convolution with filter banks (issue 3)
+def _conv_infer(name: str):
+    def infer(types, args):
+        k, x = types
+        _numeric(k, 0)
+        _numeric(x, 1)
+        if k.rank < 2:
+            raise ShapeError(f"`{name}` needs a 2-D kernel (or a stack [C, s, s] of kernels), got {k}", 0)
+        if x.rank < 2:
+            raise ShapeError(f"`{name}` needs an image (last two axes), got {x}", 1)
+        lead = broadcast(k.shape[:-2], x.shape[:-2])
+        if lead is None:
+            raise ShapeError(f"kernel stack {shape_str(k.shape[:-2])} and image stack {shape_str(x.shape[:-2])} "
+                             "do not broadcast", 1)
+        dtype = COMPLEX if COMPLEX in (k.dtype, x.dtype) else REAL
+        return Type(dtype, lead + x.shape[-2:], k.batched or x.batched)
+    return infer
+
+
+def _conv_emit(fn: str):
+    def emit(args, out):
+        k, x = args
+        kcode = lifted(k, out.rank, P_ADD) if k.type.batched and k.type.rank < out.rank else k.code
+        xcode = lifted(x, out.rank, P_ADD) if x.type.batched and x.type.rank < out.rank else x.code
+        return Emitted(f"rt.{fn}({kcode}, {xcode})")
+    return emit
+
+
+def _ref_conv(adjoint: bool):
+    def ref(k, x):
+        np = _np()
+        h, w = x.shape[-2:]
+        K = _ref_otf(k, h, w)
+        X = np.fft.fft2(x, axes=(-2, -1))
+        out = np.fft.ifft2((np.conj(K) if adjoint else K) * X, axes=(-2, -1))
+        return out if (np.iscomplexobj(k) or np.iscomplexobj(x)) else out.real
+    return ref
+
+
+def _ref_otf(k, h, w):
+    np = _np()
+    s1, s2 = k.shape[-2:]
+    pad = np.zeros(k.shape[:-2] + (h, w), dtype=k.dtype)
+    pad[..., :s1, :s2] = k
+    pad = np.roll(pad, (-((s1 - 1) // 2), -((s2 - 1) // 2)), axis=(-2, -1))
+    return np.fft.fft2(pad, axes=(-2, -1))
+
+
+register(Operator("conv2", 2, 2, _conv_infer("conv2"), _conv_emit("conv2"),
+                  lambda a: f"{a[0]} \\circledast {a[1]}",
+                  "circular 2-D convolution of images [..., h, w] with a kernel [s, s] or a bank [C, s, s] "
+                  "(kernel centre at the origin, psf2otf convention); real in, real out",
+                  reference=_ref_conv(False), category="convolution", runtime="conv2"))
+register(Operator("conv2_adj", 2, 2, _conv_infer("conv2_adj"), _conv_emit("conv2_adj"),
+                  lambda a: f"\\tilde{{{a[0]}}} \\circledast {a[1]}",
+                  "exact adjoint of `conv2` (circular correlation with the kernel); sum over a bank with "
+                  "`sum(conv2_adj(d, z), 0)`", reference=_ref_conv(True), category="convolution",
+                  runtime="conv2_adj"))
+
+
+def _otf_infer(types, args):
+    k = types[0]
+    _numeric(k, 0)
+    if k.rank < 2:
+        raise ShapeError(f"`otf` needs a 2-D kernel or a stack of kernels, got {k}", 0)
+    for i in (1, 2):
+        if args[i] is None or not isinstance(args[i].static, DimExpr):
+            raise ShapeError("the image size must be given by two dimensions: `otf(k, h, w)`", i)
+    return Type(COMPLEX, k.shape[:-2] + (args[1].static, args[2].static), k.batched)
+
+
+register(Operator("otf", 3, 3, _otf_infer,
+                  lambda a, o: Emitted(f"rt.otf({a[0].code}, {a[1].code}, {a[2].code})"),
+                  lambda a: f"\\hat{{{a[0]}}}", "frequency response of a kernel (stack) at image size h x w "
+                  "(psf2otf: zero-pad, centre to the origin, fft2)", reference=_ref_otf, category="fourier",
+                  runtime="otf", extra={"dim_args": (1, 2)}))
+
+
+# ---------------------------------------------------------------- matrix proximal maps and normalisations (issue 3)
+def _matrix_thresh_infer(name: str):
+    def infer(types, args):
+        X, tau = types
+        _numeric(X, 0)
+        if X.rank < 2:
+            raise ShapeError(f"`{name}` needs a matrix per sample, got {X}", 0)
+        _real(tau, 1, f"{name} (threshold)")
+        if tau.rank != 0:
+            raise ShapeError(f"the threshold of `{name}` is a scalar, got {tau}", 1)
+        return X.with_(batched=X.batched or tau.batched)
+    return infer
+
+
+def _ref_svt(X, tau):
+    np = _np()
+    U, s, Vh = np.linalg.svd(X, full_matrices=False)
+    return (U * np.maximum(s - tau, 0)) @ Vh
+
+
+def _ref_row_shrink(X, tau):
+    np = _np()
+    norms = np.linalg.norm(X, axis=-1, keepdims=True)
+    return X * np.maximum(0, 1 - tau / np.where(norms == 0, 1, norms)) * (norms > 0)
+
+
+def _matrix_thresh_emit(fn):
+    def emit(args, out):
+        X, tau = args
+        t = f"{wrap(tau, P_ATOM)}[:, None, None]" if tau.type.batched else tau.code
+        return Emitted(f"rt.{fn}({X.code}, {t})")
+    return emit
+
+
+register(Operator("svt", 2, 2, _matrix_thresh_infer("svt"), _matrix_thresh_emit("svt"),
+                  lambda a: f"\\mathcal{{T}}_{{{a[1]}}}\\left({a[0]}\\right)",
+                  "singular value thresholding U·max(Σ−τ, 0)·Vᴴ (prox of τ‖·‖_*; complex capable)",
+                  reference=_ref_svt, category="proximal", runtime="svt"))
+register(Operator("row_shrink", 2, 2, _matrix_thresh_infer("row_shrink"), _matrix_thresh_emit("row_shrink"),
+                  lambda a: f"\\mathcal{{S}}^{{1,2}}_{{{a[1]}}}\\left({a[0]}\\right)",
+                  "row-wise ℓ2 shrinkage X_i·max(0, 1 − τ/‖X_i‖) (prox of τ‖·‖_{1,2}; zero rows stay zero)",
+                  reference=_ref_row_shrink, category="proximal", runtime="row_shrink"))
+
+
+def _norm_sum_infer(types, args):
+    _real(types[0], 0, "norm_sum")
+    if types[0].rank == 0:
+        raise ShapeError("`norm_sum` needs a vector or tensor per sample", 0)
+    return types[0]
+
+
+register(Operator("norm_sum", 1, 1, _norm_sum_infer,
+                  lambda a, o: Emitted(f"rt.norm_sum({a[0].code}, batched={a[0].type.batched})"),
+                  lambda a: f"N_1\\left({a[0]}\\right)", "normalise each sample to unit sum (N₁ of DUBLID)",
+                  reference=lambda v: v / v.sum(), category="normalisation", runtime="norm_sum"))
+
+
+def _normcols_infer(types, args):
+    _numeric(types[0], 0)
+    if types[0].rank < 2:
+        raise ShapeError("`normalize_columns` needs a matrix", 0)
+    return types[0]
+
+
+register(Operator("normalize_columns", 1, 1, _normcols_infer,
+                  lambda a, o: Emitted(f"rt.normalize_columns({a[0].code})"),
+                  lambda a: f"\\operatorname{{ncol}}\\left({a[0]}\\right)", "scale every column to unit ℓ2 norm",
+                  reference=lambda W: W / _np().linalg.norm(W, axis=-2, keepdims=True), category="normalisation",
+                  runtime="normalize_columns"))
+
+
+def _angle_infer(types, args):
+    _numeric(types[0], 0)
+    return types[0].with_(dtype=REAL)
+
+
+register(Operator("angle", 1, 1, _angle_infer, lambda a, o: Emitted(f"torch.angle({tensor(a[0])})"),
+                  lambda a: f"\\angle {a[0]}", "phase of a complex value (radians)",
+                  reference=lambda v: _np().angle(v), differentiable=True, category="complex"))
+
+
+def _expj_infer(types, args):
+    _real(types[0], 0, "expj")
+    return types[0].with_(dtype=COMPLEX)
+
+
+register(Operator("expj", 1, 1, _expj_infer, lambda a, o: Emitted(f"torch.polar(torch.ones_like({a[0].code}), "
+                                                                    f"{a[0].code})"),
+                  lambda a: f"e^{{j {a[0]}}}", "unit-modulus complex number e^{jθ}",
+                  reference=lambda t: _np().exp(1j * t), category="complex"))
+
+
+def _complex_infer(types, args):
+    for i, t in enumerate(types):
+        _real(t, i, "complex")
+    return _elementwise(*types).with_(dtype=COMPLEX)
+
+
+register(Operator("complex", 2, 2, _complex_infer,
+                  lambda a, o: Emitted(f"torch.complex({lifted(a[0], o.rank, P_ADD)}, {lifted(a[1], o.rank, P_ADD)})"),
+                  lambda a: f"\\left({a[0]} + j {a[1]}\\right)", "complex number from real and imaginary parts",
+                  reference=lambda re, im: re + 1j * im, category="complex"))
+
+
+def _outer_infer(types, args):
+    u, v = types
+    for i, t in enumerate(types):
+        _numeric(t, i)
+        if t.rank != 1:
+            raise ShapeError(f"`outer` needs two vectors, got {t}", i)
+    return Type(promote(u.dtype, v.dtype), (u.shape[0], v.shape[0]), u.batched or v.batched)
+
+
+register(Operator("outer", 2, 2, _outer_infer,
+                  lambda a, o: Emitted(f"{wrap(a[0], P_ATOM)}.unsqueeze(-1) * {wrap(a[1], P_ATOM)}.unsqueeze(-2)",
+                                       P_MUL),
+                  lambda a: f"{a[0]} {a[1]}^{{T}}", "outer product u vᵀ of two vectors (e.g. to scale rows: "
+                  "`H * outer(c, ones(T))`)", reference=lambda u, v: _np().outer(u, v), category="linear algebra"))

@@ -28,7 +28,7 @@ def is_trivial(node: ir.Node) -> bool:
     """Values that are as cheap to recompute as to name."""
     if node.op in TRIVIAL_OPS:
         return True
-    if node.op in ("T", "H", "neg") and node.args[0].op in TRIVIAL_OPS:
+    if node.op in ("transpose", "adjoint", "neg") and node.args[0].op in TRIVIAL_OPS:
         return True
     if node.py:
         return True  # plain Python arithmetic on hyperparameters / dims

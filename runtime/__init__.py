@@ -9,6 +9,13 @@ and calls `rt.soft(...)`, `rt.Positive(...)`, ...
 
 from .module import UnrolledModule
 from .ops import (
+    conv2,
+    conv2_adj,
+    norm_sum,
+    normalize_columns,
+    otf,
+    row_shrink,
+    svt,
     abs2,
     adjoint_test,
     complex_dtype,
@@ -25,6 +32,13 @@ from .ops import (
 from .params import NonNegative, Positive, Range, UnitColumns, check_constraint
 
 __all__ = [
+    "conv2",
+    "conv2_adj",
+    "norm_sum",
+    "normalize_columns",
+    "otf",
+    "row_shrink",
+    "svt",
     "NonNegative",
     "Positive",
     "Range",

@@ -201,6 +201,8 @@ def _real_of(dtype):
 
 
 def _complex_of(dtype):
+    if dtype.is_complex:
+        return dtype
     return {torch.float32: torch.complex64, torch.float64: torch.complex128, torch.float16: torch.complex32}.get(
         dtype, torch.complex64)
 

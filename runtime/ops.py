@@ -115,3 +115,59 @@ def complex_dtype(dtype):
     """The complex dtype matching a real `dtype` (float64 -> complex128)."""
     return {torch.float32: torch.complex64, torch.float64: torch.complex128, torch.float16: torch.complex32,
             torch.bfloat16: torch.complex64}.get(dtype, dtype)
+
+
+# ---------------------------------------------------------------- issue 3 kernels
+def otf(kernel: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Frequency response of a kernel (or a stack [..., s1, s2]) at image size h x w:
+    zero-pad, move the kernel centre ((s-1)//2) to the origin, fft2 (psf2otf)."""
+    s1, s2 = kernel.shape[-2:]
+    pad = kernel.new_zeros(kernel.shape[:-2] + (h, w))
+    pad[..., :s1, :s2] = kernel
+    pad = torch.roll(pad, shifts=(-((s1 - 1) // 2), -((s2 - 1) // 2)), dims=(-2, -1))
+    return torch.fft.fft2(pad, dim=(-2, -1))
+
+
+def _conv(kernel, x, adjoint: bool):
+    h, w = x.shape[-2:]
+    K = otf(kernel, h, w)
+    if adjoint:
+        K = K.conj()
+    out = torch.fft.ifft2(K * torch.fft.fft2(x, dim=(-2, -1)), dim=(-2, -1))
+    return out if (kernel.is_complex() or x.is_complex()) else out.real
+
+
+def conv2(kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Circular 2-D convolution (kernel centre at the origin), via the FFT."""
+    return _conv(kernel, x, adjoint=False)
+
+
+def conv2_adj(kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Exact adjoint of `conv2`: circular correlation with the kernel."""
+    return _conv(kernel, x, adjoint=True)
+
+
+def svt(X: torch.Tensor, tau) -> torch.Tensor:
+    """Singular value thresholding U·max(σ − τ, 0)·Vᴴ over the last two axes."""
+    U, s, Vh = torch.linalg.svd(X, full_matrices=False)
+    s = torch.relu(s - tau)
+    return (U * s.unsqueeze(-2).to(U.dtype)) @ Vh
+
+
+def row_shrink(X: torch.Tensor, tau) -> torch.Tensor:
+    """Row-wise ℓ2 shrinkage X_i·max(0, 1 − τ/‖X_i‖); zero rows stay zero."""
+    norms = torch.linalg.vector_norm(X, dim=-1, keepdim=True)
+    safe = torch.where(norms > 0, norms, torch.ones_like(norms))
+    scale = torch.relu(1 - tau / safe) * (norms > 0)
+    return X * scale.to(X.dtype)
+
+
+def norm_sum(v: torch.Tensor, batched: bool = True) -> torch.Tensor:
+    """Normalise each sample to unit sum."""
+    dims = tuple(range(1, v.dim())) if batched else tuple(range(v.dim()))
+    return v / v.sum(dim=dims, keepdim=True)
+
+
+def normalize_columns(W: torch.Tensor) -> torch.Tensor:
+    """Scale every column (axis -2) to unit ℓ2 norm."""
+    return W / torch.linalg.vector_norm(W, dim=-2, keepdim=True)
