@@ -33,8 +33,7 @@ class UnrolledModule(nn.Module):
         after the last layer).  Unbatched inputs give unbatched states."""
         args = self._bind_inputs(inputs, named)
         record: list = []
-        with torch.no_grad() if not torch.is_grad_enabled() else _null():
-            self._unrolled(*args, record=record)
+        self._unrolled(*args, record=record)  # keeps the autograd graph: usable for deep supervision
         if self._last_unbatched:
             record = [{k: _unbatch(v) for k, v in step.items()} for step in record]
         return record
@@ -205,11 +204,3 @@ def _complex_of(dtype):
         return dtype
     return {torch.float32: torch.complex64, torch.float64: torch.complex128, torch.float16: torch.complex32}.get(
         dtype, torch.complex64)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -64,8 +64,8 @@ def test_rpca_ista_equals_numpy_complex():
     for b, scale in enumerate((1, 2)):
         ref = np_rpca(H1, H2, scale * D, 2.0, 0.5, 15)
         for layer in (1, 5, 15):
-            assert rel(trace[layer]["L"][b].numpy(), ref[layer][0]) < 1e-10
-            assert rel(trace[layer]["S"][b].numpy(), ref[layer][1]) < 1e-10
+            assert rel(trace[layer]["L"][b].detach().numpy(), ref[layer][0]) < 1e-10
+            assert rel(trace[layer]["S"][b].detach().numpy(), ref[layer][1]) < 1e-10
 
 
 def test_rpca_ista_objective_non_increasing():
@@ -74,7 +74,7 @@ def test_rpca_ista_objective_non_increasing():
     I = np.eye(m, dtype=complex)
     Net = unroll.load("rpca_ista", layers=40)
     trace = Net(H1=I, H2=I, lam1=2.0, lam2=0.5).trace(torch.from_numpy(D))
-    f = [rpca_objective(I, I, D, s["L"].numpy(), s["S"].numpy(), 2.0, 0.5) for s in trace]
+    f = [rpca_objective(I, I, D, s["L"].detach().numpy(), s["S"].detach().numpy(), 2.0, 0.5) for s in trace]
     assert all(b <= a + 1e-9 * abs(a) for a, b in zip(f, f[1:]))
 
 
@@ -118,12 +118,12 @@ def test_admm_lasso_equals_numpy_and_solves_the_lasso():
     Net = unroll.load("admm_lasso", layers=20)
     trace = Net(A=A, lam=0.05, rho=1.0).trace(torch.from_numpy(y))
     ref = np_admm(A, y, 0.05, 1.0, 1.0, 20)
-    assert max(rel(trace[l]["x"].numpy(), ref[l]) for l in range(21)) < 1e-10
+    assert max(rel(trace[l]["x"].detach().numpy(), ref[l]) for l in range(21)) < 1e-10
     # convergence to the lasso optimum (sklearn) and primal residual -> 0
     sk = pytest.importorskip("sklearn.linear_model")
     Net = unroll.load("admm_lasso", layers=2000)
     states = Net(A=A, lam=0.05, rho=1.0).trace(torch.from_numpy(y))
-    x, z = states[-1]["x"].numpy(), states[-1]["z"].numpy()
+    x, z = states[-1]["x"].detach().numpy(), states[-1]["z"].detach().numpy()
     assert np.abs(x - z).max() < 1e-8
     for i in range(4):
         ref = sk.Lasso(alpha=0.05 / 30, fit_intercept=False, tol=1e-14, max_iter=10**6).fit(A, y[i]).coef_
@@ -167,14 +167,14 @@ def test_nmf_mu_equals_numpy_and_decreases_the_divergence(beta):
     trace = Net(W0=W0, beta=beta, mu=0.0).trace(torch.from_numpy(M))
     ref = np_nmf(W0, M, beta, 0.0, 1e-12, 25)
     for layer in (1, 10, 25):
-        assert rel(trace[layer]["H"].numpy(), ref[layer][1]) < 1e-10
-        assert rel(trace[layer]["W"].numpy(), ref[layer][0]) < 1e-10
+        assert rel(trace[layer]["H"].detach().numpy(), ref[layer][1]) < 1e-10
+        assert rel(trace[layer]["W"].detach().numpy(), ref[layer][0]) < 1e-10
     for s in trace[1:]:
-        W, H = s["W"].numpy(), s["H"].numpy()
+        W, H = s["W"].detach().numpy(), s["H"].detach().numpy()
         assert (H >= 0).all() and (W >= 0).all()
         assert np.allclose(np.linalg.norm(W, axis=1), 1.0)  # unit-norm columns after every layer
     if beta in (1.0, 2.0):  # MM guarantee for beta in [1, 2]
-        d = [beta_div(M, s["W"].numpy() @ s["H"].numpy(), beta) for s in trace]
+        d = [beta_div(M, s["W"].detach().numpy() @ s["H"].detach().numpy(), beta) for s in trace]
         assert all(b <= a * (1 + 1e-10) for a, b in zip(d, d[1:]))
 
 
@@ -197,3 +197,156 @@ def test_nmf_h_update_matches_sklearn_with_w_fixed():
         V = W0 @ H
         H = H * (W0.T @ (M / V)) / W0.sum(axis=0)[:, None]
     assert rel(Ht.T, H) < 1e-6
+
+
+# ------------------------------------------------------------------ ADMM-CSNet
+def _derivative_filters():
+    d = np.zeros((2, 3, 3))
+    d[0, 1, 1], d[0, 1, 2] = -1.0, 1.0  # horizontal forward difference (centre at [1, 1])
+    d[1, 1, 1], d[1, 2, 1] = -1.0, 1.0  # vertical forward difference
+    return d
+
+
+def np_otf(k, h, w):
+    s1, s2 = k.shape[-2:]
+    pad = np.zeros(k.shape[:-2] + (h, w))
+    pad[..., :s1, :s2] = k
+    return np.fft.fft2(np.roll(pad, (-((s1 - 1) // 2), -((s2 - 1) // 2)), axis=(-2, -1)))
+
+
+def np_conv(k, x, adjoint=False):
+    K = np_otf(k, *x.shape[-2:])
+    return np.fft.ifft2((K.conj() if adjoint else K) * np.fft.fft2(x)).real
+
+
+def np_admm_csnet(mask, d, y, rho, lam, eta, L):
+    h, w = mask.shape
+    Fu = lambda v: np.fft.fft2(v, norm="ortho")  # noqa: E731
+    iFu = lambda v: np.fft.ifft2(v, norm="ortho")  # noqa: E731
+    x = iFu(y).real
+    z = np.zeros((d.shape[0], h, w))
+    a = np.zeros_like(z)
+    xs = [x]
+    denom = mask + (rho * np.abs(np_otf(d, h, w)) ** 2).sum(0)
+    for _ in range(L):
+        x = iFu((mask * y + Fu(np_conv(d, rho * (z - a), adjoint=True).sum(0))) / denom).real
+        dx = np_conv(d, x[None])
+        z = np.sign(dx + a) * np.maximum(np.abs(dx + a) - lam / rho, 0)
+        a = a + eta * (dx - z)
+        xs.append(x)
+    return xs
+
+
+def _mri_problem(h=16, w=16, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    img = ((xx - w / 2) ** 2 + (yy - h / 2) ** 2 < (h / 3) ** 2).astype(float) + 0.05 * rng.standard_normal((h, w))
+    mask = (rng.random((h, w)) < 0.4).astype(float)
+    mask[0, 0] = 1.0  # DC sampled: the reconstruction system is invertible
+    y = mask * np.fft.fft2(img, norm="ortho")
+    return img, mask, y
+
+
+def test_admm_csnet_equals_numpy_admm():
+    img, mask, y = _mri_problem()
+    d = _derivative_filters()
+    Net = unroll.load("admm_csnet", layers=8)
+    net = Net(mask=mask, d0=d, lam0=0.02, rho0=0.5)
+    trace = net.trace(torch.from_numpy(np.stack([y, 0.5 * y])))
+    for b, scale in enumerate((1.0, 0.5)):
+        ref = np_admm_csnet(mask, d, scale * y, 0.5, 0.02, 1.0, 8)
+        assert max(rel(trace[l]["x"][b].detach().numpy(), ref[l]) for l in range(9)) < 1e-10
+
+
+def test_admm_csnet_fft_closed_form_equals_dense_solve():
+    # catalog B2 (b): U1 with z = alpha = 0 is (Phi^H Phi + sum rho D^T D)^-1 Phi^H y, Phi = M F_u
+    h = w = 8
+    img, mask, y = _mri_problem(h, w, seed=1)
+    d = _derivative_filters()
+    n = h * w
+    eye = np.eye(n)
+    Fu = np.stack([np.fft.fft2(e.reshape(h, w), norm="ortho").reshape(-1) for e in eye], axis=1)
+    Phi = np.diag(mask.reshape(-1)) @ Fu
+    Dmats = [np.stack([np_conv(d[i], e.reshape(h, w)).reshape(-1) for e in eye], axis=1) for i in range(2)]
+    rho = 0.7
+    system = Phi.conj().T @ Phi + sum(rho * D.T @ D for D in Dmats)
+    x_dense = np.linalg.solve(system, Phi.conj().T @ y.reshape(-1)).reshape(h, w)
+    Net = unroll.load("admm_csnet", layers=1)
+    x_net = Net(mask=mask, d0=d, rho0=rho).trace(torch.from_numpy(y))[1]["x"].detach().numpy()
+    assert rel(x_net, x_dense.real) < 1e-10
+
+
+def test_admm_csnet_conv_adjoint_dot_product():
+    from unroll.runtime import adjoint_test, conv2, conv2_adj
+
+    rng = np.random.default_rng(0)
+    k = torch.from_numpy(rng.standard_normal((3, 3)))
+    x = torch.from_numpy(rng.standard_normal((9, 7)))
+    u = torch.from_numpy(rng.standard_normal((9, 7)))
+    assert adjoint_test(lambda v: conv2(k, v), lambda v: conv2_adj(k, v), x, u) < 1e-12
+
+
+def test_admm_csnet_trains():
+    torch.manual_seed(0)
+    img, mask, y = _mri_problem(seed=2)
+    imgs, ys = [], []
+    for s in range(8):
+        im, _, _ = _mri_problem(seed=10 + s)
+        imgs.append(im)
+        ys.append(mask * np.fft.fft2(im, norm="ortho"))
+    X = torch.tensor(np.stack(imgs), dtype=torch.float32)
+    Y = torch.tensor(np.stack(ys), dtype=torch.complex64)
+    Net = unroll.load("admm_csnet", layers=4)
+    net = Net(mask=torch.tensor(mask, dtype=torch.float32), d0=torch.tensor(_derivative_filters(),
+                                                                          dtype=torch.float32))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(60):
+        loss = (net(Y) - X).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+    assert (net.parameter_values()["rho"] > 0).all()
+
+
+# ------------------------------------------------------------------ deep NMF
+def test_deep_nmf_untrained_equals_classical_h_updates():
+    rng = np.random.default_rng(0)
+    F, T, K = 10, 7, 3
+    M = rng.random((3, F, T)) + 0.1
+    W = rng.random((F, K)) + 0.1
+    W /= np.linalg.norm(W, axis=0)
+    for beta in (0.0, 1.0, 2.0):
+        Net = unroll.load("deep_nmf", layers=12)
+        trace = Net(W=W, beta=beta, mu=0.1).trace(torch.from_numpy(M))
+        H = np.sqrt(M.mean(axis=(1, 2)) / K)[:, None, None] * np.ones((3, K, T))
+        for layer in range(1, 13):
+            V = W @ H + 1e-12
+            H = H * (W.T @ (M * V ** (beta - 2))) / (W.T @ V ** (beta - 1) + 0.1)
+            assert rel(trace[layer]["H"].detach().numpy(), H) < 1e-10
+            assert (trace[layer]["H"].detach().numpy() >= 0).all()
+
+
+def test_deep_nmf_trains_and_keeps_w_nonnegative():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+    F, T, K = 12, 8, 3
+    W_true = rng.random((F, K))
+    H_true = rng.random((64, K, T))
+    M = W_true @ H_true + 0.01
+    W_init = rng.random((F, K)) + 0.1
+    Net = unroll.load("deep_nmf", layers=5)
+    net = Net(W=torch.tensor(W_init, dtype=torch.float32), beta=2.0)
+    Mt, Ht = torch.tensor(M, dtype=torch.float32), torch.tensor(H_true, dtype=torch.float32)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-2)
+    first = None
+    for _ in range(150):
+        loss = (net(Mt) - Ht).square().mean()
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first
+    assert (net.parameter_values()["Wl"] >= 0).all()
