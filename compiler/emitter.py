@@ -96,6 +96,22 @@ class Emitter:
         return self._compute(node, depth)
 
     def _compute(self, node: ir.Node, depth: int) -> Arg:
+        if node.op == "net_call":
+            (arg,) = (self.render(a, depth) for a in node.args)
+            name = node.attrs["name"]
+            self.used.add(name)
+            net = f"{name}[layer]" if node.attrs.get("per_layer") else name
+            if node.args[0].type.batched:
+                return Arg(f"{net}({arg.code})", node.type)
+            return Arg(f"rt.apply_net({net}, {arg.code}, batched=False)", node.type)
+        if node.op == "op_apply":
+            (arg,) = (self.render(a, depth) for a in node.args)
+            name = node.attrs["name"]
+            self.used.add(name)
+            method = f"{name}.adjoint" if node.attrs.get("adjoint") else name
+            if node.args[0].type.batched:
+                return Arg(f"{method}({arg.code})", node.type)
+            return Arg(f"rt.apply_net({method}, {arg.code}, batched=False)", node.type)
         if node.op == "index":
             value, index = (self.render(a, depth) for a in node.args)
             if node.args[0].type.batched:
@@ -363,6 +379,10 @@ class Emitter:
         out.add("dims = {}", 2)
         first_real = None
         for d in p.data:
+            if d.type.dtype == "operator":
+                out.add(f"if {d.name} is None:", 2)
+                out.add(f"raise TypeError({self.class_name + ': missing operator ' + repr(d.name)!r})", 3)
+                continue
             dims = tuple(self._dim_key(x) for x in d.type.shape)
             kind = "complex" if d.type.dtype == COMPLEX else "real"
             extra = "" if first_real is None else f", dtype={first_real}.dtype, device={first_real}.device"
@@ -385,7 +405,15 @@ class Emitter:
         for h in p.hypers:
             out.add(f"self.{h.name} = {h.name} = self._hyper_arg({h.name!r}, {h.name}, {h.dtype!r})", 2)
         for d in p.data:
-            out.add(f"self.register_buffer({d.name!r}, {d.name})", 2)
+            if d.type.dtype == "operator":
+                out.add(f"self.{d.name} = rt.LinearOperator({d.name!r}, {d.name}, dtype, device)", 2)
+            else:
+                out.add(f"self.register_buffer({d.name!r}, {d.name})", 2)
+        for net in p.nets:
+            opts = "".join(f", {k}={v}" for k, v in net.options.items())
+            out.add(f"# line {net.line}: {_comment(p.line(net.line))}", 2)
+            out.add(f"self.{net.name} = rt.make_net({net.kind!r}, {net.per_layer!r}, self.num_layers, "
+                    f"{net.learned!r}, dtype, device{opts})", 2)
         for let in p.lets:
             if let.level == ir.CONST:
                 code = self.render(let.value, ir.CONST)
@@ -496,6 +524,9 @@ class Emitter:
                 body.add(f"{name} = self.{name}", 2)
             elif name in self.hoisted_locals and name in self.used:
                 body.add(f"{name} = self.{name}", 2)
+        for net in p.nets:
+            if net.name in self.used:
+                body.add(f"{net.name} = self.{net.name}", 2)
         for x in p.params:
             if x.name in self.used:
                 if x.learned and x.constraint:

@@ -131,6 +131,21 @@ class Input:
 
 
 @dataclass
+class Net:
+    """A learned sub-network declared with `net NAME : kind(k=v, ...)`."""
+
+    name: str
+    kind: str  # cnn | mlp
+    options: dict  # constructor keyword -> Python code (int literal or dim name)
+    in_size: object  # DimExpr: channels (cnn) or features (mlp)
+    out_size: object
+    per_layer: bool
+    learned: bool
+    span: Span
+    line: int
+
+
+@dataclass
 class Program:
     name: str
     title: str
@@ -151,6 +166,7 @@ class Program:
     final: list
     outputs: list[str]
     prev_used: list[str] = field(default_factory=list)
+    nets: list = field(default_factory=list)
     locals_types: dict[str, Type] = field(default_factory=dict)
 
     def line(self, number: int) -> str:

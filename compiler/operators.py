@@ -484,7 +484,7 @@ def _ref_ss(v, t, p):
 
     np = _np()
     flat = v.reshape(-1)
-    k = math.ceil(float(p) * flat.size)
+    k = math.ceil(float(p) * flat.size * (1 - 1e-6))  # same tolerance as runtime.ops.ss_soft
     order = np.argsort(-np.abs(flat), kind="stable")[:k]
     keep = np.zeros(flat.shape, bool)
     keep[order] = True
@@ -995,3 +995,31 @@ register(Operator("outer", 2, 2, _outer_infer,
                                        P_MUL),
                   lambda a: f"{a[0]} {a[1]}^{{T}}", "outer product u vᵀ of two vectors (e.g. to scale rows: "
                   "`H * outer(c, ones(T))`)", reference=lambda u, v: _np().outer(u, v), category="linear algebra"))
+
+
+def _cat_infer(types, args):
+    first = types[0]
+    total = DimExpr.of(0)
+    for i, t in enumerate(types):
+        _numeric(t, i)
+        if t.rank == 0:
+            raise ShapeError("`cat` joins vectors or tensors along their first axis, got a scalar", i)
+        if t.shape[1:] != first.shape[1:]:
+            raise ShapeError(f"`cat` needs equal trailing shapes: {shape_str(first.shape)} and {shape_str(t.shape)}", i)
+        total = total + t.shape[0]
+    return Type(promote(*[t.dtype for t in types]), (total,) + first.shape[1:], any(t.batched for t in types))
+
+
+def _cat_emit(args, out):
+    flags = tuple(a.type.batched for a in args)
+    parts = ", ".join(a.code for a in args)
+    if not any(flags):
+        return Emitted(f"torch.cat([{parts}], dim=0)")
+    if all(flags):
+        return Emitted(f"torch.cat([{parts}], dim=1)")
+    return Emitted(f"rt.cat([{parts}], {flags!r}, {EmitContext.batch})")
+
+
+register(Operator("cat", 2, 16, _cat_infer, _cat_emit, lambda a: "\\left[" + "; ".join(a) + "\\right]",
+                  "concatenate along the first axis (channels): `cat(h, K(f), g)`",
+                  reference=lambda *v: _np().concatenate(v, axis=0), category="construction", runtime="cat"))

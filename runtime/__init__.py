@@ -29,9 +29,16 @@ from .ops import (
     soft_nonneg,
     ss_soft,
 )
+from .nets import CNN, MLP, LinearOperator, apply_net, cat, make_net
 from .params import NonNegative, Positive, Range, UnitColumns, check_constraint
 
 __all__ = [
+    "CNN",
+    "MLP",
+    "LinearOperator",
+    "apply_net",
+    "cat",
+    "make_net",
     "conv2",
     "conv2_adj",
     "norm_sum",

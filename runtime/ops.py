@@ -61,7 +61,8 @@ def ss_soft(v: torch.Tensor, theta, p, batched: bool = True) -> torch.Tensor:
     soft-thresholded."""
     p = float(p)
     size = v[0].numel() if batched else v.numel()
-    k = math.ceil(p * size)
+    # ceil(p*m) with a relative tolerance of 1e-6: float32 and float64 schedules give the same count
+    k = min(max(math.ceil(p * size * (1 - 1e-6)), 0), size)
     shrunk = soft(v, theta)
     if k <= 0:
         return shrunk

@@ -145,14 +145,13 @@ def hard_topk(v, k):
 def ss_count(p, m):
     """Size of the LISTA-CPSS support-selection set: ceil(p*m), clamped to [0, m].
 
-    Plain ``math.ceil(p * m)`` in Python float64 arithmetic, with no tolerance.  Note
-    that this is sensitive to rounding: the schedule value p^2 = 0.012 * 3 is
-    0.036000000000000004 in float64, and 0.036000000000000004 * 500 rounds to
-    18.000000000000004, so the count is 19, not 18.  Implementations matched
-    against this reference must compute the count the same way (Python-float
-    p^l = min(p*(l+1), pmax), then ceil(p^l * m)).
+    The product is rounded up with a relative tolerance of 1e-6: ``ceil(p*m*(1 - 1e-6))``.
+    Without it the count depends on rounding: 0.012 * 3 is 0.036000000000000004 in
+    float64 (count 19 instead of 18 for m = 500), and float32(0.012) * 500 is
+    6.00000005 (count 7 instead of 6).  The runtime uses the same rule, so float32
+    and float64 networks select the same support.
     """
-    return int(min(max(math.ceil(p * m), 0), m))
+    return int(min(max(math.ceil(p * m * (1 - 1e-6)), 0), m))
 
 
 def ss_soft(v, theta, p):

@@ -89,7 +89,8 @@ def test_ss_soft_p0_is_soft_and_hand_example():
     np.testing.assert_array_equal(ref.ss_soft(np.array([0.2, 0.1]), 0.5, 1.0), [0.0, 0.0])
     # the count is plain ceil(p*m) in float arithmetic (documented rounding quirk)
     assert ref.ss_count(0.3, 6) == 2
-    assert ref.ss_count(ref.cpss_schedule(0.012, 0.13, 3)[2], 500) == 19  # not 18
+    assert ref.ss_count(ref.cpss_schedule(0.012, 0.13, 3)[2], 500) == 18  # robust to float64 rounding
+    assert ref.ss_count(float(np.float32(0.012)), 500) == 6  # and to float32 rounding
 
 
 # ----------------------------------------------------------------------------

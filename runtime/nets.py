@@ -1,0 +1,128 @@
+"""Learned sub-networks usable as operators in a spec (`net NAME : cnn(...)`), and
+user-supplied linear operators (`data K : operator[k <- n]`)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class CNN(nn.Module):
+    """A small CNN block: `depth` 3x3 convolutions (`width` channels, PReLU between them),
+    channels-first images [batch, in, h, w] -> [batch, out, h, w].
+
+    `init="zero"` zero-initialises the last convolution, so the block starts as the zero map
+    (a residual update `f + Net(...)` then starts as the identity)."""
+
+    def __init__(self, in_channels: int, out_channels: int, width: int = 32, depth: int = 3, kernel: int = 3,
+                 init: str = "default"):
+        super().__init__()
+        if depth < 1:
+            raise ValueError("cnn: depth must be at least 1")
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for i in range(depth):
+            last = i == depth - 1
+            conv = nn.Conv2d(channels, out_channels if last else width, kernel, padding=kernel // 2)
+            layers.append(conv)
+            if not last:
+                layers.append(nn.PReLU(width))
+            channels = width
+        if init == "zero":
+            nn.init.zeros_(layers[-1].weight)
+            nn.init.zeros_(layers[-1].bias)
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class MLP(nn.Module):
+    """A small MLP: `depth` linear layers (`width` hidden units, ReLU between them), [batch, in] -> [batch, out]."""
+
+    def __init__(self, in_features: int, out_features: int, width: int = 64, depth: int = 2, init: str = "default"):
+        super().__init__()
+        layers: list[nn.Module] = []
+        features = in_features
+        for i in range(depth):
+            last = i == depth - 1
+            lin = nn.Linear(features, out_features if last else width)
+            layers.append(lin)
+            if not last:
+                layers.append(nn.ReLU())
+            features = width
+        if init == "zero":
+            nn.init.zeros_(layers[-1].weight)
+            nn.init.zeros_(layers[-1].bias)
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+NET_KINDS = {"cnn": CNN, "mlp": MLP}
+
+
+def make_net(kind: str, per_layer: bool, layers: int, learned: bool, dtype, device, **kwargs) -> nn.Module:
+    """One sub-network, or a ModuleList of `layers` independent ones (per_layer)."""
+    def build():
+        return NET_KINDS[kind](**kwargs).to(dtype=dtype, device=device)
+
+    module = nn.ModuleList(build() for _ in range(layers)) if per_layer else build()
+    if not learned:
+        module.requires_grad_(False)
+    return module
+
+
+def apply_net(net: nn.Module, x: torch.Tensor, batched: bool) -> torch.Tensor:
+    """Apply a sub-network to a batched value, or to one unbatched value."""
+    if batched:
+        return net(x)
+    return net(x.unsqueeze(0)).squeeze(0)
+
+
+class LinearOperator(nn.Module):
+    """A user-supplied linear operator with its adjoint.
+
+    Accepts a matrix (tensor/array, applied as `x @ K.T` to a batch of vectors), an object with
+    `forward(x)` and `adjoint(y)` methods, or a pair of callables `(forward, adjoint)`. Functions
+    receive a batch: [batch, *in_shape] -> [batch, *out_shape]."""
+
+    def __init__(self, name: str, operator, dtype=None, device=None):
+        super().__init__()
+        self.name = name
+        self.matrix = None
+        if isinstance(operator, tuple) and len(operator) == 2 and all(callable(f) for f in operator):
+            self._forward, self._adjoint = operator
+        elif hasattr(operator, "forward") and hasattr(operator, "adjoint") and not torch.is_tensor(operator):
+            self._forward, self._adjoint = operator.forward, operator.adjoint
+        else:
+            try:
+                matrix = torch.as_tensor(operator)
+            except Exception as err:  # noqa: BLE001 - report the conversion problem clearly
+                raise TypeError(f"{name}: expected a matrix, an object with forward/adjoint, or a pair of "
+                                f"callables, got {type(operator).__name__}") from err
+            if matrix.dim() != 2:
+                raise ValueError(f"{name}: a matrix operator must be 2-D, got shape {list(matrix.shape)}")
+            if dtype is not None and not matrix.is_complex():
+                matrix = matrix.to(dtype)
+            self.register_buffer("matrix", matrix.to(device) if device is not None else matrix)
+            self._forward = self._adjoint = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.matrix is not None:
+            return x @ self.matrix.mT
+        return self._forward(x)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        if self.matrix is not None:
+            return y @ self.matrix.conj()
+        return self._adjoint(y)
+
+
+def cat(values, batched, batch: int) -> torch.Tensor:
+    """Concatenate along the first logical axis; unbatched pieces are broadcast over the batch."""
+    if any(batched):
+        values = [v if b else v.unsqueeze(0).expand((batch,) + tuple(v.shape)) for v, b in zip(values, batched)]
+        return torch.cat(values, dim=1)
+    return torch.cat(values, dim=0)

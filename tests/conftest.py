@@ -1,0 +1,26 @@
+"""Shared pytest setup (kept minimal and generic).
+
+* tests/ is put on sys.path, so test modules can `import reference`.
+* Every test session compiles into its own fresh `UNROLL_CACHE` directory, so
+  results never depend on (or pollute) the user's ~/.cache/unroll.
+"""
+
+import os
+import sys
+
+import pytest
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+if TESTS_DIR not in sys.path:
+    sys.path.insert(0, TESTS_DIR)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_unroll_cache(tmp_path_factory):
+    old = os.environ.get("UNROLL_CACHE")
+    os.environ["UNROLL_CACHE"] = str(tmp_path_factory.mktemp("unroll_cache"))
+    yield
+    if old is None:
+        os.environ.pop("UNROLL_CACHE", None)
+    else:
+        os.environ["UNROLL_CACHE"] = old
