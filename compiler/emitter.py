@@ -322,6 +322,7 @@ class Emitter:
         h.add(f"num_layers = {p.layers}", 1)
         h.add(f"input_names = {tuple(i.name for i in p.inputs)!r}", 1)
         h.add(f"state_names = {tuple(s.name for s in p.states)!r}", 1)
+        h.add(f"state_batched = {tuple(s.type.batched for s in p.states)!r}", 1)
         h.add(f"output_names = {tuple(p.outputs)!r}", 1)
         h.add(f"hyper_defaults = ({''.join(f'({x.name!r}, {x.default!r}), ' for x in p.hypers).rstrip()})", 1)
         table = []
@@ -389,6 +390,12 @@ class Emitter:
             out.add(f"{d.name} = self._data_arg({d.name!r}, {d.name}, dims, {dims!r}, {kind!r}{extra})", 2)
             if first_real is None:
                 first_real = d.name
+        for d in p.data:
+            for axis, dim in enumerate(d.type.shape):
+                if d.type.dtype != "operator" and self._dim_key(dim) is None:
+                    out.add(f"self._expect_dim({d.name!r}, {axis}, {d.name}.shape[{axis}], "
+                            f"{' + '.join(f'{c} * ' + ' * '.join(f'dims[{n!r}]' for n in t.split('*')) for t, c in dim.terms)}"
+                            f"{' + ' + str(dim.const) if dim.const else ''}, {str(dim)!r})", 2)
         for dname in self._free_dims():
             out.add(f"if {dname} is not None:", 2)
             out.add(f"dims[{dname!r}] = int({dname})", 3)
@@ -450,7 +457,8 @@ class Emitter:
         if self.buffers:
             out.add("# constants of the step, computed once", 2)
             for name, code, comment in self.buffers:
-                out.add(f"self.register_buffer({name!r}, {code}, persistent=False)  # {comment}", 2)
+                out.add(f"{name} = {code}  # {comment}", 2)
+                out.add(f"self.register_buffer({name!r}, {name}, persistent=False)", 2)
         self.context = "forward"
         return _prune_unused(out)
 
@@ -547,7 +555,8 @@ class Emitter:
             body.add("# final stage", 2)
             body.extend(final)
         outs = ", ".join(p.outputs) + ("," if len(p.outputs) == 1 else "")
-        body.add(f"return self._outputs(({outs}), unbatched)", 2)
+        flags = tuple(self._batched(name) for name in p.outputs)
+        body.add(f"return self._outputs(({outs}), unbatched, {flags!r})", 2)
 
         args = ", ".join(ins)
         out.add(f"def forward(self, {args}):" if ins else "def forward(self):", 1)
@@ -558,14 +567,27 @@ class Emitter:
         out.extend(_prune_unused(body))
         return out
 
-    def _dim_used(self, dname: str) -> bool:
+    def _batched(self, name: str) -> bool:
+        for s in self.p.states:
+            if s.name == name:
+                return s.type.batched
+        for i in self.p.inputs:
+            if i.name == name:
+                return True
+        for let in self.p.lets:
+            if let.name == name:
+                return let.value.type.batched
+        t = self.p.locals_types.get(name)
+        return bool(t is not None and t.batched)
+
+    def _dim_used(self, dim: str) -> bool:
         return True
 
     def _state_dict_code(self) -> str:
         return "{" + ", ".join(f"{s.name!r}: {s.name}" for s in self.p.states) + "}"
 
 
-_PRUNABLE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*) = (dims\[|self\.|rt\.complex_dtype|rt\.real_dtype|"
+_PRUNABLE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*) = (dims\[|self\.(?!_input_arg|_data_arg)|rt\.complex_dtype|rt\.real_dtype|"
                        r"[A-Za-z_][A-Za-z0-9_]*\.device$|[A-Za-z_][A-Za-z0-9_]*\.shape\[0\]$)")
 
 

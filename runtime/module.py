@@ -35,7 +35,8 @@ class UnrolledModule(nn.Module):
         record: list = []
         self._unrolled(*args, record=record)  # keeps the autograd graph: usable for deep supervision
         if self._last_unbatched:
-            record = [{k: _unbatch(v) for k, v in step.items()} for step in record]
+            batched = dict(zip(self.state_names, getattr(self, "state_batched", (True,) * len(self.state_names))))
+            record = [{k: v.squeeze(0) if batched.get(k, True) else v for k, v in step.items()} for step in record]
         return record
 
     def parameter_values(self) -> dict:
@@ -124,21 +125,32 @@ class UnrolledModule(nn.Module):
 
     def _input_arg(self, name, value, dims: dict, dim_names: tuple, kind: str, batch_info: list):
         """Validate a forward input: convert, check dtype and shape, add a batch axis if unbatched."""
-        if not torch.is_tensor(value):
-            if hasattr(value, "__array__") or isinstance(value, (list, tuple)):
-                value = torch.as_tensor(value)
-            else:
-                raise TypeError(f"{name}: expected a tensor, got {type(value).__name__}")
         ref = self._reference_tensor()
+        want = None if ref is None else _real_of(ref.dtype)
+        if not torch.is_tensor(value):
+            if value is None or not (hasattr(value, "__array__") or isinstance(value, (list, tuple, numbers.Number))):
+                raise TypeError(f"{name}: expected a tensor of shape {_shape_text(dim_names, dims, True)}, "
+                                f"got {type(value).__name__}")
+            plain = not hasattr(value, "__array__")  # Python numbers and lists carry no dtype of their own
+            try:
+                value = torch.as_tensor(value)
+            except Exception as err:  # noqa: BLE001 - report the conversion problem clearly
+                raise TypeError(f"{name}: cannot convert {type(value).__name__} to a tensor ({err})") from None
+            if plain and want is not None and not value.is_complex():
+                value = value.to(want)
         if kind == "real" and value.is_complex():
-            raise TypeError(f"{name}: expected a real tensor, got {value.dtype}")
+            raise TypeError(f"{name}: expected a real tensor, got {value.dtype}; this spec declares `{name}` real "
+                            f"(take `{name}.real` or `{name}.abs()`, or declare it `complex[...]` in the spec)")
         if not (value.is_floating_point() or value.is_complex()):
-            raise TypeError(f"{name}: expected a floating-point tensor, got {value.dtype}")
-        if ref is not None:
-            want = _real_of(ref.dtype)
-            if _real_of(value.dtype) != want:
-                raise TypeError(f"{name}: dtype {value.dtype} does not match the module's {want}; "
-                                f"convert the input (`{name}.to({want})`) or the module (`.to({_real_of(value.dtype)})`)")
+            target = want or torch.get_default_dtype()
+            raise TypeError(f"{name}: expected a floating-point tensor, got {value.dtype}; convert it with "
+                            f"`{name}.to({target})`")
+        if want is not None and _real_of(value.dtype) != want:
+            raise TypeError(f"{name}: dtype {value.dtype} does not match the module's {want}; "
+                            f"convert the input (`{name}.to({want})`) or the module (`.to({_real_of(value.dtype)})`)")
+        if ref is not None and value.device != ref.device:
+            raise ValueError(f"{name}: tensor on {value.device}, but the module is on {ref.device}; move the input "
+                             f"(`{name}.to('{ref.device}')`) or the module (`.to('{value.device}')`)")
         if kind == "complex" and not value.is_complex():
             value = value.to(_complex_of(value.dtype))
         rank = len(dim_names)
@@ -148,51 +160,73 @@ class UnrolledModule(nn.Module):
         elif value.dim() == rank + 1:
             unbatched = False
         else:
-            raise ValueError(f"{name}: expected shape [batch, {', '.join(map(str, dim_names))}] or "
-                             f"[{', '.join(map(str, dim_names))}], got {list(value.shape)}")
-        self._check_shape(name, value, dims, dim_names, batched=True)
+            raise ValueError(f"{name}: expected shape {_shape_text(dim_names, dims, True)} (a batch) or "
+                             f"{_shape_text(dim_names, dims, False)} (one sample), got {list(value.shape)}")
+        self._check_shape(name, value, dims, dim_names, batched=True, unbatched=unbatched)
         if batch_info:
             first_name, first_batch, first_unbatched = batch_info[0]
-            if unbatched != first_unbatched or value.shape[0] != first_batch:
-                raise ValueError(f"{name}: batch of {value.shape[0]} ({'unbatched' if unbatched else 'batched'}) "
-                                 f"does not match `{first_name}` ({first_batch})")
+            if unbatched != first_unbatched:
+                if unbatched:
+                    what = f"got one sample (shape {list(value.shape[1:])}), but `{first_name}` is a batch of {first_batch}"
+                else:
+                    what = f"got a batch of {value.shape[0]}, but `{first_name}` is one sample (no batch axis)"
+                raise ValueError(f"{name}: {what}; give every input a leading batch axis, or none")
+            if value.shape[0] != first_batch:
+                raise ValueError(f"{name}: batch size {value.shape[0]} does not match the batch size {first_batch} "
+                                 f"of `{first_name}`; the inputs of one call share the leading batch axis")
         else:
             batch_info.append((name, value.shape[0], unbatched))
         self._last_unbatched = unbatched
         return value
 
-    def _check_shape(self, name, value, dims: dict, dim_names: tuple, batched: bool):
+    def _check_shape(self, name, value, dims: dict, dim_names: tuple, batched: bool, unbatched: bool = False):
+        """Check `value` against the spec's shape `dim_names`, binding the dims not yet known."""
         shape = tuple(value.shape[1:] if batched else value.shape)
-        pretty = "[" + ", ".join(map(str, dim_names)) + "]"
+        given = list(shape) if unbatched or not batched else list(value.shape)
         if len(shape) != len(dim_names):
-            raise ValueError(f"{name}: expected shape {('[batch] + ' if batched else '') + pretty}, "
-                             f"got {list(value.shape)}")
+            axes = len(dim_names)
+            raise ValueError(f"{name}: expected shape {_shape_text(dim_names, dims, batched)} "
+                             f"({axes + batched} ax{'is' if axes + batched == 1 else 'es'}), got {given}")
+        offset = 1 if batched and not unbatched else 0
         for axis, (dim, size) in enumerate(zip(dim_names, shape)):
             if isinstance(dim, int):
                 if size != dim:
-                    raise ValueError(f"{name}: axis {axis} must have size {dim}, got {size} (shape {list(value.shape)})")
+                    raise ValueError(f"{name}: expected shape {_shape_text(dim_names, dims, batched and not unbatched)}"
+                                     f", got {given}: axis {axis + offset} must have size {dim}, not {size}")
             elif dim in dims:
                 if dims[dim] != size:
-                    raise ValueError(f"{name}: axis {axis} is `{dim}` = {dims[dim]} (bound by "
-                                     f"{self._dim_origin.get(dim, 'an earlier argument')}), got {size}; expected shape "
-                                     f"{pretty} = {[dims.get(d, d) if not isinstance(d, int) else d for d in dim_names]}")
+                    raise ValueError(f"{name}: expected shape {_shape_text(dim_names, dims, batched and not unbatched)}"
+                                     f", got {given}: axis {axis + offset} is `{dim}` = {dims[dim]} (set by "
+                                     f"{self.__dict__.get('_dim_origins', {}).get(dim, 'an earlier argument')}), "
+                                     f"not {size}")
             elif dim is not None:
                 dims[dim] = size
-                if not hasattr(self, "_dim_origin"):
-                    object.__setattr__(self, "_dim_origin", {})
-                self._dim_origin.setdefault(dim, f"`{name}`")
+                # per instance: which argument bound each dim (named in later shape errors)
+                self.__dict__.setdefault("_dim_origins", {}).setdefault(dim, f"`{name}`")
 
-    def _outputs(self, values: tuple, unbatched: bool):
+    def _outputs(self, values: tuple, unbatched: bool, batched: tuple | None = None):
         if unbatched:
-            values = tuple(_unbatch(v) for v in values)
+            flags = batched if batched is not None else (True,) * len(values)
+            values = tuple(v.squeeze(0) if b else v for v, b in zip(values, flags))
         return values[0] if len(values) == 1 else values
 
+    def _expect_dim(self, name: str, axis: int, size: int, expected: int, text: str):
+        """Check an axis whose size is a composite dim such as `n + 1` (bound by other axes)."""
+        if size != expected:
+            raise ValueError(f"{name}: axis {axis} must have size {text} = {expected}, got {size}")
+
     _last_unbatched = False
-    _dim_origin: dict = {}
 
 
-def _unbatch(v):
-    return v.squeeze(0) if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == 1 else v
+def _shape_text(dim_names: tuple, dims: dict, batched: bool) -> str:
+    """`[batch, n, m] = [batch, 4, 6]`: the spec's shape and, where the dims are known, its sizes."""
+    names = (["batch"] if batched else []) + [str(d) for d in dim_names]
+    text = "[" + ", ".join(names) + "]"
+    sizes = (["batch"] if batched else []) + [str(dims.get(d, d)) if not isinstance(d, int) else str(d)
+                                              for d in dim_names]
+    if any(isinstance(d, str) and d in dims for d in dim_names):
+        text += " = [" + ", ".join(sizes) + "]"
+    return text
 
 
 def _real_of(dtype):
