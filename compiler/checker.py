@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -23,7 +24,33 @@ GENERATED_NAMES = {"self", "torch", "rt", "layer", "dtype", "cdtype", "device", 
 # Python builtins the generated code calls: a spec name may not shadow them (other builtins are fine)
 USED_BUILTINS = {"range", "int", "float", "dict", "super", "min", "max", "len", "isinstance", "tuple", "list",
                  "type", "object", "print", "None", "True", "False"}
+# Attributes of the generated module (torch.nn.Module and runtime.UnrolledModule, plus the class attributes
+# the emitter writes): data, hyperparameters, constants and parameters become `self.<name>`, so a spec
+# name may not shadow them.  Kept as a literal list: the compiler does not import torch.
+MODULE_ATTRIBUTES = {
+    "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children", "compile", "cpu",
+    "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward", "get_buffer", "get_extra_state",
+    "get_parameter", "get_submodule", "half", "input_names", "ipu", "load_state_dict", "modules", "mtia",
+    "named_buffers", "named_children", "named_modules", "named_parameters", "num_layers", "output_names",
+    "parameter_table", "parameter_values", "parameters", "register_backward_hook", "register_buffer",
+    "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+    "register_full_backward_pre_hook", "register_load_state_dict_post_hook", "register_load_state_dict_pre_hook",
+    "register_module", "register_parameter", "register_state_dict_post_hook", "register_state_dict_pre_hook",
+    "report", "requires_grad_", "set_extra_state", "set_submodule", "share_memory", "spec_name", "state_dict",
+    "state_names", "to", "to_empty", "trace", "train", "training", "type", "xpu", "zero_grad",
+    "spec_sha256", "compiler_version", "hyper_defaults",
+}
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+# How each kind of symbol is named in messages.
+KIND_NOUN = {"dim": "dimension", "data": "data operator", "hyper": "hyperparameter", "input": "input",
+             "let": "`let` constant", "param": "parameter", "state": "state", "local": "`let` value",
+             "net": "sub-network"}
+
+
+def _a(noun: str) -> str:
+    """`noun` with its indefinite article."""
+    return ("an " if noun.lstrip("`")[:1] in "aeiou" else "a ") + noun
 
 BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "^": "pow",
               "<": "lt", ">": "gt", "<=": "le", ">=": "ge", "==": "eq", "!=": "ne"}
@@ -60,6 +87,7 @@ class Symbol:
     py: bool = False
     per_layer: bool = False
     static: object = None
+    broken: bool = False  # its declaration had an error (already reported): uses stay silent
 
 
 class Checker:
@@ -75,6 +103,8 @@ class Checker:
         self.batched_states: set[str] = set()
         self.prev_used: list[str] = []
         self.locals_types: dict[str, Type] = {}
+        self.current: str | None = None  # the declaration being checked (for messages)
+        self.reported: set[tuple[str, str]] = set()  # (kind, name) of unknown names already reported
 
     # ------------------------------------------------------------ helpers
     def error(self, message: str, span: Span | None, hint: str | None = None) -> None:
@@ -82,57 +112,123 @@ class Checker:
 
     def _declare(self, sym: Symbol) -> bool:
         name = sym.name
-        if not IDENTIFIER.match(name):
-            self.error(f"invalid name `{name}`", sym.span,
-                       "names start with a letter and use letters, digits and `_` (a leading `_` is reserved)")
-            return False
-        if keyword.iskeyword(name) or keyword.issoftkeyword(name):
-            self.error(f"`{name}` is a Python keyword and cannot name a {sym.kind}", sym.span, f"rename it, e.g. `{name}_`")
-            return False
-        if name in GENERATED_NAMES or name in USER_OPERATORS or name in SPECIAL_FORMS or name in USED_BUILTINS \
-                or (name.startswith("__") and hasattr(builtins, name)):
-            self.error(f"`{name}` is reserved and cannot name a {sym.kind}", sym.span,
-                       f"it is a built-in operator or a name the generated code uses; rename it, e.g. `{name}_`")
+        problem = self._name_problem(name, sym.kind)
+        if problem is not None:
+            self.error(problem[0], sym.span, problem[1])
+            self._poison(name, sym.kind, sym.span)
             return False
         if name in self.scope:
             prev = self.scope[name]
-            diag = Diagnostic(f"`{name}` is already defined (as a {prev.kind})", sym.span,
-                              "every name is declared once; pick another name")
+            diag = Diagnostic(f"`{name}` is already defined (as {_a(KIND_NOUN.get(prev.kind, prev.kind))})",
+                              sym.span, "every name is declared once; rename one of them")
             diag.notes.append(("first defined here", prev.span))
             self.sink.items.append(diag)
             return False
         self.scope[name] = sym
         return True
 
+    @staticmethod
+    def _name_problem(name: str, kind: str) -> tuple[str, str] | None:
+        """Why `name` cannot name a spec symbol (message, hint), or None if it can."""
+        what = KIND_NOUN.get(kind, kind)
+        fix = f"rename it, e.g. `{name.strip('_') or 'v'}_`"
+        if name.startswith("__") and name.endswith("__") and len(name) > 4:
+            return (f"`{name}` cannot name {_a(what)}: dunder names are reserved for Python",
+                    f"names start with a letter; {fix}")
+        if not IDENTIFIER.match(name):
+            return (f"invalid name `{name}`: names start with a letter",
+                    f"a leading `_` is reserved for the generated code; {fix}")
+        if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+            return f"`{name}` is a Python keyword and cannot name {_a(what)}", fix
+        if name in USER_OPERATORS or name in SPECIAL_FORMS:
+            return f"`{name}` is an operator of the language and cannot name {_a(what)}", fix
+        if name in GENERATED_NAMES:
+            return (f"`{name}` is reserved and cannot name {_a(what)}",
+                    f"the generated PyTorch code uses `{name}` itself; {fix}")
+        if name in USED_BUILTINS or (name.startswith("__") and hasattr(builtins, name)):
+            return (f"`{name}` is reserved and cannot name {_a(what)}",
+                    f"the generated code calls the Python builtin `{name}`; {fix}")
+        if name in MODULE_ATTRIBUTES:
+            return (f"`{name}` is reserved and cannot name {_a(what)}",
+                    f"the generated torch module has its own attribute `{name}`; {fix}")
+        return None
+
+    def _poison(self, name: str, kind: str, span: Span) -> None:
+        """Enter a name whose declaration failed, so that its uses do not report follow-on errors."""
+        if name not in self.scope:
+            self.scope[name] = Symbol(name, kind, None, ir.CONST, span, broken=True)  # type: ignore[arg-type]
+
+    def _declared_later(self, name: str):
+        """(span, noun, block) of a declaration of `name` anywhere in the spec (top level, or a `let` of the
+        `step:` or `final:` block), if any."""
+        for d in self.spec.decls:
+            if d.name == name:
+                return d.span, KIND_NOUN.get(d.kind, d.kind), "top"
+
+        def walk(body):
+            for s in body or []:
+                if isinstance(s, ast.Local) and s.target == name:
+                    return s.target_span
+                if isinstance(s, ast.Repeat):
+                    found = walk(s.body)
+                    if found:
+                        return found
+            return None
+
+        for block, body in (("step", self.spec.step), ("final", self.spec.final)):
+            found = walk(body)
+            if found is not None:
+                return found, "`let` value", block
+        return None
+
     def _type(self, ts: ast.TypeSyntax, what: str, allow_int=False, allow_operator=False) -> Type | None:
+        base_span = Span(ts.span.line, ts.span.column, ts.span.line, ts.span.column + len(ts.base))
         if ts.base == OPERATOR:
             if not allow_operator:
-                self.error(f"a {what} cannot have an operator type", ts.span)
+                self.error(f"{_a(what)} cannot have an operator type", ts.span,
+                           "only data can be an operator; declare it `real[...]` or `complex[...]`")
                 return None
             dims = self._dims(ts.dims or [], ts.dim_spans)
             out = self._dims(ts.out_dims or [], ts.dim_spans)
+            if dims is None or out is None:
+                return None
             return Type(OPERATOR, tuple(dims), False, tuple(out))
         if ts.base not in (REAL, COMPLEX, INT):
             hint = did_you_mean(ts.base, (REAL, COMPLEX, INT)) or "types are `real`, `complex`, `int` (hypers only)"
-            self.error(f"unknown type `{ts.base}`", ts.span, hint)
+            self.error(f"unknown type `{ts.base}`", base_span, hint)
             return None
         if ts.base == INT and not allow_int:
-            self.error(f"a {what} cannot be `int`", ts.span, "use `real` (integers are for hyperparameters)")
+            self.error(f"{_a(what)} cannot be `int`", base_span, "use `real` (integers are for hyperparameters)")
             return None
         dims = self._dims(ts.dims or [], ts.dim_spans)
+        if dims is None:
+            return None
         return Type(ts.base, tuple(dims))
 
-    def _dims(self, dims: list[DimExpr], spans: list[Span]) -> list[DimExpr]:
+    def _dims(self, dims: list[DimExpr], spans: list[Span]) -> list[DimExpr] | None:
+        ok = True
+        declared = [s.name for s in self.scope.values() if s.kind == "dim"]
         for i, d in enumerate(dims):
+            span = spans[i] if i < len(spans) else None
             for name in sorted(d.names()):
                 sym = self.scope.get(name)
                 if sym is None or sym.kind != "dim":
-                    span = spans[i] if i < len(spans) else None
-                    hint = did_you_mean(name, [s.name for s in self.scope.values() if s.kind == "dim"])
-                    self.error(f"unknown dimension `{name}`", span, hint or f"declare it: `dims {name}`")
+                    ok = False
+                    if ("dim", name) in self.reported:
+                        continue  # one report per unknown dimension
+                    self.reported.add(("dim", name))
+                    hint = did_you_mean(name, declared)
+                    if sym is not None:
+                        self.error(f"`{name}` is {_a(KIND_NOUN.get(sym.kind, sym.kind))}, not a dimension", span,
+                                   hint or "sizes in a type are names declared with `dims` or integers")
+                    else:
+                        self.error(f"unknown dimension `{name}`", span,
+                                   hint or f"declare it with the others: `dims {', '.join(declared + [name])}`")
             if d.is_int and d.const <= 0:
-                self.error("a dimension must be positive", spans[i] if i < len(spans) else None)
-        return dims
+                ok = False
+                self.error(f"a dimension must be positive, got {d.const}", span,
+                           "a scalar has no brackets: write `real`, not `real[0]`" if d.const == 0 else None)
+        return dims if ok else None
 
     # ------------------------------------------------------------ expressions
     def expr(self, e: ast.Expr) -> ir.Node | None:
@@ -145,7 +241,10 @@ class Checker:
                        py=True, static=e.value if is_int else None)
 
     def _e_String(self, e: ast.String):
-        self.error("strings are only allowed as the title on the `spec` line", e.span)
+        sym = self.scope.get(e.value)
+        hint = (f"to use `{e.value}`, write it without quotes" if sym is not None or e.value == "layer" else
+                "a string is only the title on the `spec` line")
+        self.error("a string cannot be used as a value", e.span, hint)
         return None
 
     def _e_ListExpr(self, e: ast.ListExpr):
@@ -168,18 +267,54 @@ class Checker:
         name = e.name
         if name == "layer":
             if not self.allow_layer:
-                hint = ("mark the parameter `per_layer`" if self.context == "param" else
-                        "`layer` is the layer index: use it in the step or in per-layer parameter defaults")
-                self.error("`layer` is not available here", e.span, hint)
+                if self.context == "param" and self.current in self.schedule.tie:
+                    self.error(f"`--tie {self.current}` cannot share `{self.current}`: its default depends on `layer`",
+                               e.span, "a shared parameter has one value for all layers; drop "
+                               f"`{self.current}` from `--tie`")
+                elif self.context == "param":
+                    self.error(f"the shared parameter `{self.current}` cannot depend on `layer`", e.span,
+                               "a shared parameter has one value for all layers; mark it `per_layer` to give each "
+                               "layer its own default")
+                else:
+                    where = {"let": "in a top-level `let` (computed once, before the layers)",
+                             "hyper": "in a hyperparameter", "state": "in the initial value of a state",
+                             "final": "in the `final:` block (after the layers)",
+                             "top": "here"}.get(self.context, "here")
+                    self.error(f"`layer` is not available {where}", e.span,
+                               "`layer` is the layer index: use it in the `step:` block or in the default of a "
+                               "`per_layer` parameter")
                 return None
             return ir.Node("var", [], Type(INT), e.span, ir.LAYER, {"name": "layer", "kind": "layer"}, py=True)
         sym = self.scope.get(name)
         if sym is None:
-            if name in OPERATORS or name in SPECIAL_FORMS:
+            if name in USER_OPERATORS or name in SPECIAL_FORMS:
                 self.error(f"`{name}` is an operator; call it: `{name}(...)`", e.span)
                 return None
-            hint = did_you_mean(name, list(self.scope) + (["layer"] if self.allow_layer else []))
+            later = self._declared_later(name)
+            if later is not None and later[0].line > e.span.line:
+                diag = Diagnostic(f"`{name}` is used before it is declared", e.span,
+                                  f"move the declaration of `{name}` above this line; a spec is read top to bottom")
+                diag.notes.append((f"`{name}` is declared here, as {_a(later[1])}", later[0]))
+                self.sink.items.append(diag)
+                return None
+            if later is not None and later[0].line == e.span.line:
+                self.error(f"`{name}` is used in its own definition", e.span,
+                           "a definition can only use names declared above it")
+                return None
+            if later is not None and later[2] == "step" and self.context != "step":
+                self.error(f"`{name}` is a temporary of the `step:` block and does not exist here", e.span,
+                           f"to use its value after the loop, declare a state (`state {name} : ... = 0`) and "
+                           "assign it in the step")
+                return None
+            if ("name", name) in self.reported:
+                return None  # one report per unknown name
+            self.reported.add(("name", name))
+            candidates = [n for n, x in self.scope.items() if not x.broken] + (["layer"] if self.allow_layer else [])
+            hint = did_you_mean(name, candidates) or "declare it first (`hyper`, `param`, `let`, `state`, `data` or " \
+                                                      "`input`)"
             self.error(f"unknown name `{name}`", e.span, hint)
+            return None
+        if sym.broken:
             return None
         if not self._visible(sym, e.span):
             return None
@@ -199,11 +334,13 @@ class Checker:
     def _visible(self, sym: Symbol, span: Span) -> bool:
         ctx = self.context
         if ctx in ("param", "hyper") and sym.kind in ("input", "state", "local"):
-            self.error(f"a parameter default cannot use the {sym.kind} `{sym.name}`", span,
-                       "defaults are computed once at construction from data, hyperparameters and constants")
+            what = "parameter default" if ctx == "param" else "hyperparameter default"
+            self.error(f"a {what} cannot use the {KIND_NOUN[sym.kind]} `{sym.name}`", span,
+                       "defaults are computed once at construction, from data, hyperparameters and constants")
             return False
-        if ctx in ("param",) and sym.kind == "let" and sym.level > ir.CONST:
-            self.error(f"`{sym.name}` depends on inputs or parameters and cannot be used in a parameter default", span)
+        if ctx in ("param", "hyper") and sym.kind == "let" and sym.level > ir.CONST:
+            self.error(f"`{sym.name}` depends on inputs or parameters and cannot be used in a parameter default", span,
+                       "defaults are computed once at construction, from data, hyperparameters and constants")
             return False
         if ctx == "let" and sym.kind == "state":
             self.error(f"`let` at the top level cannot use the state `{sym.name}`", span,
@@ -239,14 +376,17 @@ class Checker:
         if value is None or index is None:
             return None
         if value.type.rank == 0:
-            self.error(f"cannot index a scalar ({value.type})", e.value.span)
+            self.error(f"cannot index a scalar ({value.type})", e.span,
+                       f"`{self._text(e.value.span)}` has no axes; use it without `[...]`")
             return None
         if index.type.dtype != INT or index.type.rank != 0 or index.type.batched:
-            self.error(f"an index must be an integer, got {index.type}", e.index.span)
+            self.error(f"an index must be an integer, got {index.type}", e.index.span,
+                       "index with an integer literal, an `int` hyperparameter or `layer`")
             return None
         if isinstance(index.static, int) and isinstance(value.type.shape[0], DimExpr) and value.type.shape[0].is_int:
             if not 0 <= index.static < value.type.shape[0].const:
-                self.error(f"index {index.static} is out of range for axis of size {value.type.shape[0]}", e.index.span)
+                self.error(f"index {index.static} is out of range for axis of size {value.type.shape[0]}", e.index.span,
+                           f"indices start at 0 and go up to {value.type.shape[0].const - 1}")
                 return None
         typ = value.type.with_(shape=value.type.shape[1:])
         return ir.Node("index", [value, index], typ, e.span, max(value.level, index.level))
@@ -261,21 +401,28 @@ class Checker:
             op = OPERATORS.get(name)
             if op is None or name in INTERNAL_OPERATORS:
                 sym = self.scope.get(name)
-                if sym is not None and sym.kind in ("data",) and sym.type.dtype != OPERATOR:
-                    self.error(f"`{name}` is a matrix, not an operator; multiply with `@`", e.func.span,
-                               f"write `{name} @ {self._text(e.args[0].span) if e.args else 'x'}`")
+                if sym is not None and sym.broken:
+                    return None
+                if sym is not None and sym.type is not None and sym.type.dtype != OPERATOR and sym.kind != "dim":
+                    arg = self._text(e.args[0].span) if len(e.args) == 1 else "x"
+                    noun = KIND_NOUN.get(sym.kind, sym.kind)
+                    self.error(f"`{name}` is {_a(noun)} of type {sym.type}, not a function: it cannot be called",
+                               e.func.span, f"apply a matrix with `@`: `{name} @ {arg}`" if sym.type.rank == 2
+                               else f"for a product write `{name} * {arg}`")
                     return None
                 hint = did_you_mean(name, function_names()) or "`unrollc ops` lists the operators"
                 self.error(f"unknown operator `{name}`", e.func.span, hint)
                 return None
             if e.kwargs:
-                self.error(f"`{name}` takes no keyword arguments", e.kwargs[0].span)
+                kw = e.kwargs[0]
+                self.error(f"`{name}` takes no keyword arguments", kw.span,
+                           f"pass the value by position: drop `{kw.name}=`")
                 return None
             n = len(e.args)
             if not op.min_args <= n <= op.max_args:
                 want = (str(op.min_args) if op.min_args == op.max_args else f"{op.min_args} to {op.max_args}")
-                self.error(f"`{name}` takes {want} argument{'s' if op.max_args != 1 else ''}, got {n}", e.span,
-                           f"{name}: {op.doc}")
+                hint = f"`{name}`: {op.doc}" + (f"; for example `{op.example}`" if op.example else "")
+                self.error(f"`{name}` takes {want} argument{'s' if want != '1' else ''}, got {n}", e.span, hint)
                 return None
             args = [self.expr(a) for a in e.args]
             if any(a is None for a in args):
@@ -285,7 +432,8 @@ class Checker:
                     self.error(f"argument {i + 1} of `{name}` must be an integer literal", e.args[i].span)
                     return None
             return self._apply(name, args, e.span, [a.span for a in e.args], call=True)
-        self.error("only named operators can be called", e.func.span)
+        self.error("only named operators can be called", e.func.span,
+                   "to multiply by a parenthesised expression, write `*` before the `(`")
         return None
 
     def _apply(self, opname: str, args: list[ir.Node], span: Span, arg_spans: list[Span], symbol=None,
@@ -302,9 +450,23 @@ class Checker:
             out = op.infer([a.type for a in args], emit_args)
         except ShapeError as err:
             where = arg_spans[err.arg] if err.arg is not None and err.arg < len(arg_spans) else span
+            if symbol in BINARY_OPS and "broadcast" in err.message:
+                where = span  # a mismatch between both operands: point at the whole `a + b`
+            if symbol is not None and symbol.startswith("."):
+                where = span  # `.T` of the wrong thing: point at the whole `x.T`
             label = symbol or opname
-            msg = err.message if call or symbol is None else f"in `{label}`: {err.message}"
-            self.error(msg, where, err.hint)
+            msg = err.message
+            hint = err.hint
+            bad = args[err.arg] if err.arg is not None and err.arg < len(args) else None
+            if hint is None and bad is not None and "integer" in msg and bad.type.dtype == REAL and bad.type.rank == 0:
+                if bad.op == "var" and bad.attrs.get("kind") == "hyper":
+                    hint = f"`{bad.attrs['name']}` is a real hyperparameter; use an integer one, e.g. " \
+                           f"`hyper k : int = 3`"
+                else:
+                    hint = "write an integer literal or an `int` hyperparameter, e.g. `hyper k : int = 3`"
+            if not call and symbol is not None and f"`{label}`" not in msg:
+                msg = f"in `{label}`: {msg}"
+            self.error(msg, where, hint)
             return None
         level = max([a.level for a in args], default=ir.CONST)
         py = opname in PY_OPS and all(a.py for a in args)
@@ -318,17 +480,30 @@ class Checker:
                        static=static)
 
     def _prev(self, e: ast.Call):
+        states = [s.name for s in self.scope.values() if s.kind == "state" and not s.broken]
         if self.context != "step":
-            self.error("`prev(...)` is only meaningful inside the `step:` block", e.span)
+            where = {"final": "in the `final:` block"}.get(self.context, "outside the `step:` block")
+            hint = ("after the loop, a state already holds its value from the last layer: use it directly"
+                    if self.context == "final" else
+                    "`prev(x)` is the value of the state `x` at the start of the current layer")
+            self.error(f"`prev(...)` is only available in the `step:` block, not {where}", e.span, hint)
             return None
         if len(e.args) != 1 or not isinstance(e.args[0], ast.Name):
-            self.error("`prev` takes one state name: `prev(x)`", e.span)
+            self.error("`prev` takes one state name: `prev(x)`", e.span,
+                       "to use an expression of the previous values, apply `prev` to each state in it")
             return None
         name = e.args[0].name
         sym = self.scope.get(name)
+        if sym is not None and sym.broken:
+            return None
         if sym is None or sym.kind != "state":
-            self.error(f"`prev` needs a state, `{name}` is {'undefined' if sym is None else 'a ' + sym.kind}",
-                       e.args[0].span, did_you_mean(name, [s.name for s in self.scope.values() if s.kind == "state"]))
+            what = "not defined" if sym is None else _a(KIND_NOUN.get(sym.kind, sym.kind))
+            hint = did_you_mean(name, states) or (
+                "`prev` is the value of a state at the start of the layer; the states are "
+                + ", ".join(f"`{x}`" for x in states) if states else "this spec declares no states")
+            if sym is not None and sym.kind != "local":
+                hint += f"; `{name}` does not change across layers, use it directly"
+            self.error(f"`prev` needs a state, but `{name}` is {what}", e.args[0].span, hint)
             return None
         if name not in self.prev_used:
             self.prev_used.append(name)
@@ -393,14 +568,19 @@ class Checker:
         self.scope = {}
         self.prev_used = []
         self.locals_types = {}
+        self.reported = set()
         data, hypers, inputs, lets, params, states = [], [], [], [], [], []
         data_dims: dict[str, tuple[str, int]] = {}
         input_dims: dict[str, tuple[str, int]] = {}
         dims: list[str] = []
         if spec.name is None:
-            self.error("missing `spec NAME` line", Span.point(1, 1), 'start the file with `spec my_algorithm "Title"`')
+            self.error("missing `spec NAME` line", self._code_line(first=True),
+                       'start the file with `spec my_algorithm "Title"`')
         elif not IDENTIFIER.match(spec.name) or keyword.iskeyword(spec.name):
-            self.error(f"invalid spec name `{spec.name}`", spec.name_span)
+            self.error(f"invalid spec name `{spec.name}`", spec.name_span,
+                       "a spec name starts with a letter and uses letters, digits and `_`, and is not a Python "
+                       "keyword (it names the generated module)")
+        mentioned: set[str] = set()  # dims used by data/input types that failed to check
 
         decls = spec.decls
         # dims first (they may be used by any type)
@@ -412,9 +592,12 @@ class Checker:
             line = d.line_span.line
             if d.kind == "dim":
                 continue
+            self.current = d.name
             if d.kind == "data":
                 t = self._type(d.type, "data operator", allow_operator=True)
                 if t is None:
+                    self._poison(d.name, "data", d.span)
+                    mentioned.update(n for dim in d.type.dims or [] for n in dim.names())
                     continue
                 if self._declare(Symbol(d.name, "data", t, ir.CONST, d.span)):
                     data.append(ir.Data(d.name, t, d.span, line))
@@ -425,9 +608,13 @@ class Checker:
                 h = self._hyper(d)
                 if h is not None:
                     hypers.append(h)
+                else:
+                    self._poison(d.name, "hyper", d.span)
             elif d.kind == "input":
                 t = self._type(d.type, "input")
                 if t is None:
+                    self._poison(d.name, "input", d.span)
+                    mentioned.update(n for dim in d.type.dims or [] for n in dim.names())
                     continue
                 t = t.with_(batched=True)
                 if self._declare(Symbol(d.name, "input", t, ir.FORWARD, d.span)):
@@ -440,9 +627,12 @@ class Checker:
                 node = self.expr(d.value)
                 self.context = "top"
                 if node is None:
+                    self._poison(d.name, "let", d.span)
                     continue
                 if node.type.dtype == BOOL:
-                    self.error("a `let` cannot hold a comparison", d.value.span)
+                    self.error("a `let` cannot hold a comparison", d.value.span,
+                               "use the comparison inside `where(cond, a, b)`")
+                    self._poison(d.name, "let", d.span)
                     continue
                 if self._declare(Symbol(d.name, "let", node.type, node.level, d.span, py=node.py, static=node.static)):
                     lets.append(ir.Let(d.name, node, d.span, line))
@@ -450,17 +640,23 @@ class Checker:
                 p = self._param(d)
                 if p is not None:
                     params.append(p)
+                else:
+                    self._poison(d.name, "param", d.span)
             elif d.kind == "state":
                 s = self._state(d)
                 if s is not None:
                     states.append(s)
+                else:
+                    self._poison(d.name, "state", d.span)
             elif d.kind == "net":
                 self.error(f"learned sub-networks (`net ... : {d.net_kind}(...)`) are not implemented yet", d.line_span,
                            "see docs/language.md, 'Roadmap'")
+                self._poison(d.name, "net", d.span)
+        self.current = None
 
         # dims must be bound by data or inputs
         for name in dims:
-            if name not in data_dims and name not in input_dims:
+            if name not in data_dims and name not in input_dims and name not in mentioned:
                 sym = self.scope[name]
                 self.error(f"dimension `{name}` is not the size of any data or input axis", sym.span,
                            "give a data operator or an input a type that uses it, e.g. `input y : real[" + name + "]`")
@@ -475,8 +671,12 @@ class Checker:
         # step
         step: list = []
         if spec.step is None:
-            self.error("missing `step:` block", Span.point(max(1, len(self.source.text.split("\n")) - 1), 1),
-                       "write the update equations of one iteration in an indented `step:` block")
+            if spec.outputs:
+                self.error("missing `step:` block", self._code_line(spec.output_span.line),
+                           "write the update equations of one layer in an indented `step:` block before `output`")
+            else:
+                self.error("missing `step:` block", self._code_line(),
+                           "write the update equations of one layer in an indented `step:` block")
         else:
             self.context = "step"
             self.allow_layer = True
@@ -505,18 +705,29 @@ class Checker:
         self.context = "top"
 
         outputs = []
+        returnable = [n for kind in ("state", "local", "let", "input") for n, x in self.scope.items()
+                      if x.kind == kind and not x.broken]
+        listing = ", ".join(f"`{n}`" for n in returnable)
         if not spec.outputs:
-            self.error("missing `output` line", Span.point(len(self.source.text.rstrip("\n").split("\n")), 1),
-                       "name the value(s) the network returns, e.g. `output x`")
+            example = next((n for n, x in self.scope.items() if x.kind == "state"), "x")
+            self.error("missing `output` line", self._code_line(),
+                       f"end the spec with the value(s) the network returns, e.g. `output {example}`")
         for name, span in spec.outputs:
             sym = self.scope.get(name)
+            if sym is not None and sym.broken:
+                continue
             if sym is None:
-                self.error(f"output `{name}` is not defined", span,
-                           did_you_mean(name, [s.name for s in self.scope.values()
-                                               if s.kind in ("state", "local", "let", "input")]))
+                later = self._declared_later(name)
+                hint = did_you_mean(name, returnable) or (f"the values that can be returned: {listing}" if listing
+                                                          else "declare a `state` and update it in `step:`")
+                if later is not None and later[2] == "step":
+                    hint = (f"`{name}` is a temporary of a block and is gone after it; declare it a `state`, or "
+                            "compute it in the `final:` block")
+                self.error(f"output `{name}` is not defined", span, hint)
             elif sym.kind not in ("state", "local", "let", "input"):
-                self.error(f"output `{name}` is a {sym.kind}; outputs are states, `let` values or final-stage values",
-                           span)
+                self.error(f"output `{name}` is {_a(KIND_NOUN.get(sym.kind, sym.kind))}; outputs are states, `let` "
+                           "values or final-stage values", span,
+                           f"to return it, copy it in a `final:` block: `let {name}_out = {name}`")
             else:
                 outputs.append(name)
         for s in states:
@@ -529,11 +740,26 @@ class Checker:
             states=states, layers=layers, step=step, final=final, outputs=outputs, prev_used=list(self.prev_used),
             locals_types=dict(self.locals_types))
 
+    def _code_line(self, line: int | None = None, first: bool = False) -> Span:
+        """A span on the first token of a line of code: `line`, else the first or the last code line."""
+        rows = self.source.text.split("\n")
+        if line is None:
+            order = range(1, len(rows) + 1) if first else range(len(rows), 0, -1)
+            line = next((i for i in order if rows[i - 1].strip() and not rows[i - 1].strip().startswith("#")),
+                        1 if first or not rows else max(1, len(self.source.text.rstrip("\n").split("\n"))))
+        text = self.source.line_text(line)
+        col = len(text) - len(text.lstrip()) + 1
+        word = text.strip().split(" ")[0].split("(")[0] if text.strip() else ""
+        return Span.point(line, col, len(word))
+
     def _hyper(self, d: ast.Decl):
         dtype = REAL
         if d.type is not None:
             if d.type.base not in (REAL, INT) or d.type.dims:
-                self.error("a hyperparameter is a `real` or `int` scalar", d.type.span)
+                self.error("a hyperparameter is a `real` or `int` scalar", d.type.span,
+                           "for a tensor that is not trained, declare a parameter with `fixed`, e.g. "
+                           f"`param {d.name} : {d.type.base}[...] = ... fixed`" if d.type.dims else
+                           "write `hyper NAME = 0.1` (real) or `hyper NAME : int = 3`")
                 return None
             dtype = d.type.base
         self.context = "hyper"
@@ -543,12 +769,19 @@ class Checker:
             return None
         value = _constant_value(node)
         if value is None:
-            self.error("a hyperparameter default must be a number", d.value.span, "for example `hyper lam = 0.1`")
+            self.error("a hyperparameter default must be a number", d.value.span,
+                       f"hyperparameters are plain numbers given to the constructor (`hyper {d.name} = 0.1`); "
+                       f"for a value computed from data write `let {d.name} = {self._text(d.value.span)}`")
+            return None
+        if isinstance(value, complex) or (isinstance(value, float) and not math.isfinite(value)):
+            self.error(f"the default of `{d.name}` is not a finite number ({value})", d.value.span,
+                       "give a finite real number")
             return None
         if d.type is None and isinstance(value, int) and not isinstance(value, bool):
             dtype = INT
         if dtype == INT and not float(value).is_integer():
-            self.error(f"`{d.name}` is an `int` hyperparameter but its default is {value}", d.value.span)
+            self.error(f"`{d.name}` is an `int` hyperparameter but its default is {value}", d.value.span,
+                       f"give a whole number (`hyper {d.name} : int = {int(value)}`) or declare it `real`")
             return None
         value = int(value) if dtype == INT else float(value)
         t = Type(dtype)
@@ -573,8 +806,11 @@ class Checker:
             group = next(g for g in (FLAGS_TRAIN, FLAGS_TYING, FLAGS_CONSTRAINT) if a.name in g)
             clash = next((seen[n] for n in group if n in seen), None)
             if clash is not None:
-                diag = Diagnostic(f"conflicting annotations `{clash.name}` and `{a.name}`", a.span,
-                                  f"a parameter is one of: {', '.join(group)}")
+                hint = (f"keep one: a parameter is either {' or '.join(f'`{g}`' for g in group)}"
+                        if group is not FLAGS_CONSTRAINT else "a parameter has at most one constraint; keep one")
+                if clash.name == a.name:
+                    hint = f"`{a.name}` is given twice; remove one"
+                diag = Diagnostic(f"conflicting annotations `{clash.name}` and `{a.name}`", a.span, hint)
                 diag.notes.append((f"`{clash.name}` given here", clash.span))
                 self.sink.items.append(diag)
                 ok = False
@@ -583,16 +819,19 @@ class Checker:
             if a.name == "range":
                 vals = [_constant_value(n) for n in (self._const_arg(x) for x in a.args)]
                 if len(a.args) != 2 or any(v is None for v in vals):
-                    self.error("`range` takes two numbers: `range(lo, hi)`", a.span)
+                    self.error("`range` takes two numbers: `range(lo, hi)`", a.span,
+                               "the bounds are numbers or arithmetic on numbers, e.g. `range(0, 1)`")
                     ok = False
                     continue
                 if not vals[0] < vals[1]:
-                    self.error(f"empty range: {vals[0]} is not below {vals[1]}", a.span)
+                    self.error(f"empty range: the lower bound {vals[0]} is not below the upper bound {vals[1]}",
+                               a.span, f"write the lower bound first: `range({vals[1]}, {vals[0]})`"
+                               if vals[0] > vals[1] else "the bounds must differ")
                     ok = False
                     continue
                 constraint, cargs = "range", (float(vals[0]), float(vals[1]))
             elif a.args:
-                self.error(f"`{a.name}` takes no arguments", a.span)
+                self.error(f"`{a.name}` takes no arguments", a.span, f"write `{a.name}` without parentheses")
                 ok = False
             elif a.name in FLAGS_CONSTRAINT:
                 constraint = a.name
@@ -611,10 +850,12 @@ class Checker:
         if d.name in sch.freeze:
             learned = False
         if constraint is not None and t.dtype == COMPLEX:
-            self.error(f"the constraint `{constraint}` needs a real parameter", d.type.span)
+            self.error(f"the constraint `{constraint}` needs a real parameter", d.type.span,
+                       "declare the parameter `real[...]`, or drop the constraint")
             ok = False
         if constraint == "unit_columns" and t.rank != 2:
-            self.error("`unit_columns` needs a matrix parameter", d.type.span)
+            self.error(f"`unit_columns` needs a matrix parameter, but `{d.name}` is {t}", d.type.span,
+                       "it normalises each column to unit norm: declare a `real[p, q]` matrix, or drop it")
             ok = False
         self.context = "param"
         self.allow_layer = per_layer
@@ -625,15 +866,19 @@ class Checker:
             return None
         uses_layer = any(n.op == "var" and n.attrs.get("kind") == "layer" for n in init.walk())
         if broadcast(t.shape, init.type.shape) != t.shape:
+            hint = "the default must have the declared shape (or broadcast to it)"
+            if t.rank == 2 and init.type.shape == tuple(reversed(t.shape)):
+                hint = f"the default is the transpose of the declared shape: take `({self._text(d.value.span)}).T`"
             self.error(f"default value of `{d.name}` has shape {shape_str(init.type.shape)}, but the parameter is "
-                       f"{t}", d.value.span, "the default must have the declared shape (or broadcast to it)")
+                       f"{t}", d.value.span, hint)
             ok = False
         if init.type.dtype == COMPLEX and t.dtype == REAL:
             self.error(f"complex default for the real parameter `{d.name}`", d.value.span,
                        "declare it `complex[...]` or take `real(...)`")
             ok = False
         if init.type.dtype == BOOL:
-            self.error("a parameter default cannot be a comparison", d.value.span)
+            self.error("a parameter default cannot be a comparison", d.value.span,
+                       "use the comparison inside `where(cond, a, b)`")
             ok = False
         if not ok:
             return None
@@ -662,7 +907,7 @@ class Checker:
             return None
         if broadcast(t.shape, init.type.shape) != t.shape:
             self.error(f"initial value of `{d.name}` has shape {shape_str(init.type.shape)}, but the state is {t}",
-                       d.value.span, "the initial value must have the state's shape (or broadcast to it, like 0)")
+                       d.value.span, "the initial value must have the state's shape (or broadcast to it, like `0`)")
             return None
         if init.type.dtype == COMPLEX and t.dtype == REAL:
             self.error(f"complex initial value for the real state `{d.name}`", d.value.span,
@@ -680,42 +925,65 @@ class Checker:
             if self.schedule.layers <= 0:
                 src = self.schedule.option_source
                 self.sink.items.append(Diagnostic(f"--layers must be positive, got {self.schedule.layers}",
-                                                  self.schedule.option_spans.get(("--layers", None))))
+                                                  self.schedule.option_spans.get(("--layers", None)),
+                                                  "an unrolled network has at least one layer, e.g. `--layers 16`"))
                 if src is not None:
                     raise CompileError(self.sink.items[-1:], src)
                 return 1
             return self.schedule.layers
         if spec.layers is None:
-            self.error("missing `layers N` line", Span.point(1, 1), "give the default depth, e.g. `layers 10`")
+            if spec.step is not None:
+                where = self._code_line(spec.step_span.line)
+                hint = "add the default depth on a line before `step:`, e.g. `layers 10` (`--layers N` overrides it)"
+            else:
+                where = self._code_line()
+                hint = "give the default depth, e.g. `layers 10` (`--layers N` overrides it)"
+            self.error("missing `layers N` line", where, hint)
             return 1
         node = self.expr(spec.layers)
-        value = None if node is None else _constant_value(node)
-        if value is None or not isinstance(value, int):
-            self.error("`layers` needs a positive integer", spec.layers.span)
+        if node is None:
+            return 1
+        value = _constant_value(node)
+        if value is None or isinstance(value, bool) or not isinstance(value, int):
+            got = f", got {value}" if value is not None else ""
+            self.error(f"`layers` needs a positive integer{got}", spec.layers.span,
+                       "the number of layers is a whole number written in the spec, e.g. `layers 10`; "
+                       "`--layers N` overrides it when compiling")
             return 1
         if value <= 0:
-            self.error(f"`layers` must be positive, got {value}", spec.layers.span, "an unrolled network has at least one layer")
+            self.error(f"`layers` must be positive, got {value}", spec.layers.span,
+                       "an unrolled network has at least one layer, e.g. `layers 10`")
             return 1
         return value
 
     def _check_options(self, params: list[ir.Param]) -> None:
         sch = self.schedule
-        names = [p.name for p in params]
+        # every declared parameter counts, also one whose declaration has an error (reported on its own)
+        names = [d.name for d in self.spec.decls if d.kind == "param"]
         for option in ("--tie", "--untie", "--learn", "--freeze"):
             values = getattr(sch, option[2:])
             for v in values:
                 if v not in names:
                     span = sch.option_spans.get((option, v))
-                    diag = Diagnostic(f"{option}: `{v}` is not a parameter of this spec", span,
-                                      did_you_mean(v, names) or ("parameters: " + ", ".join(names) if names
-                                                                 else "this spec declares no parameters"))
+                    other = self.scope.get(v)
+                    listing = ("the parameters are " + ", ".join(f"`{n}`" for n in names) if names
+                               else "this spec declares no parameters")
+                    if other is not None:
+                        message = (f"{option}: `{v}` is {_a(KIND_NOUN.get(other.kind, other.kind))}, "
+                                   "not a parameter of this spec")
+                        hint = f"only `param` declarations can be tied, untied, learned or frozen; {listing}"
+                    else:
+                        message = f"{option}: `{v}` is not a parameter of this spec"
+                        hint = did_you_mean(v, names) or listing
+                    diag = Diagnostic(message, span, hint)
                     if sch.option_source is not None:
                         raise CompileError([diag], sch.option_source)
                     self.sink.items.append(diag)
         for a, b in (("tie", "untie"), ("learn", "freeze")):
             both = set(getattr(sch, a)) & set(getattr(sch, b))
             for v in sorted(both):
-                diag = Diagnostic(f"`{v}` is given to both --{a} and --{b}", sch.option_spans.get((f"--{b}", v)))
+                diag = Diagnostic(f"`{v}` is given to both --{a} and --{b}", sch.option_spans.get((f"--{b}", v)),
+                                  f"the two options contradict each other; keep one of them for `{v}`")
                 if sch.option_source is not None:
                     raise CompileError([diag], sch.option_source)
                 self.sink.items.append(diag)
@@ -738,10 +1006,23 @@ class Checker:
             if isinstance(s, ast.Local):
                 node = self.expr(s.value)
                 if node is None:
+                    self._poison(s.target, "local", s.target_span)
                     continue
                 if s.target in self.scope and self.scope[s.target].kind == "local":
-                    self.error(f"`{s.target}` is already a local value", s.target_span,
-                               f"to update it write `{s.target} = ...` without `let`")
+                    sym = self.scope[s.target]
+                    if not sym.broken:
+                        diag = Diagnostic(f"`{s.target}` is already a `let` value of this block", s.target_span,
+                                          f"to give it a new value write `{s.target} = ...` without `let`")
+                        diag.notes.append(("first defined here", sym.span))
+                        self.sink.items.append(diag)
+                    # go on with the new value, as the author meant, so later lines report no follow-on errors
+                    sym.type, sym.level, sym.py, sym.static, sym.broken = node.type, node.level, node.py, \
+                        node.static, False
+                    continue
+                if node.type.dtype == BOOL:
+                    self.error("a `let` cannot hold a comparison", s.value.span,
+                               "use the comparison inside `where(cond, a, b)`")
+                    self._poison(s.target, "local", s.target_span)
                     continue
                 if self._declare(Symbol(s.target, "local", node.type, node.level, s.target_span, version=1,
                                         py=node.py, static=node.static)):
@@ -759,16 +1040,29 @@ class Checker:
         sym = self.scope.get(s.target)
         if sym is None:
             hint = did_you_mean(s.target, [n for n, x in self.scope.items() if x.kind in ("state", "local")])
+            later = self._declared_later(s.target)
+            if later is not None and later[2] != "top" and later[0].line > s.target_span.line:
+                hint = f"`{s.target}` gets its `let` further down; introduce it here with `let {s.target} = ...`"
             self.error(f"assignment to undeclared `{s.target}`", s.target_span,
                        hint or f"declare it as a state (`state {s.target} : real[...] = 0`) or introduce a "
                                f"temporary with `let {s.target} = ...`")
             self.expr(s.value)
             return None
+        if sym.broken:
+            self.expr(s.value)
+            return None
         if sym.kind not in ("state", "local"):
-            self.error(f"cannot assign to the {sym.kind} `{s.target}`; only states and `let` temporaries change",
-                       s.target_span,
-                       "parameters change by training, data and hyperparameters at construction" if sym.kind in (
-                           "param", "data", "hyper") else f"declare `{s.target}` as a `state` to update it")
+            why = {"param": "a parameter changes only by training",
+                   "data": "data is fixed when the module is constructed",
+                   "hyper": "a hyperparameter is fixed when the module is constructed",
+                   "let": "a top-level `let` is a constant, computed once",
+                   "input": "an input is fixed for the whole forward call",
+                   "dim": "a dimension is a size"}.get(sym.kind, "it is not a state")
+            self.error(f"cannot assign to the {KIND_NOUN.get(sym.kind, sym.kind)} `{s.target}`; only states and "
+                       "`let` values change", s.target_span,
+                       f"{why}; for a value updated every layer declare a state: `state {s.target}_k : "
+                       f"{sym.type if sym.type is not None and sym.kind != 'dim' else 'real'} = {s.target}`"
+                       if sym.kind not in ("dim",) else why)
             self.expr(s.value)
             return None
         node = self.expr(s.value)
@@ -776,14 +1070,17 @@ class Checker:
             return None
         target_t = sym.type
         if node.type.dtype == BOOL:
-            self.error("cannot assign a comparison; use `where(cond, a, b)`", s.value.span)
+            self.error("cannot assign a comparison", s.value.span,
+                       "to choose between values use `where(cond, a, b)`")
             return None
         if node.type.shape != target_t.shape:
             if broadcast(target_t.shape, node.type.shape) == target_t.shape and sym.kind == "state":
                 pass  # a broadcastable value (e.g. a scalar) fills the state
             else:
                 self.error(f"`{s.target}` is {target_t} but the value has shape {shape_str(node.type.shape)}",
-                           s.value.span, "an update must keep the declared shape")
+                           s.value.span, f"an update must keep the declared shape {shape_str(target_t.shape)}"
+                           if sym.kind == "state" else
+                           "a `let` value keeps its shape; introduce a new name for a value of another shape")
                 return None
         if node.type.dtype == COMPLEX and target_t.dtype != COMPLEX:
             self.error(f"complex value assigned to the real {sym.kind} `{s.target}`", s.value.span,
@@ -804,9 +1101,11 @@ class Checker:
         count = self.expr(s.count)
         value = None if count is None else _constant_value(count)
         if count is not None and not (count.type.dtype == INT and count.level == ir.CONST and count.type.rank == 0):
-            self.error("a `repeat` count must be an integer literal or `int` hyperparameter", s.count.span)
+            self.error(f"a `repeat` count must be an integer literal or `int` hyperparameter, got {count.type}",
+                       s.count.span, "e.g. `repeat 3:`, or `hyper K : int = 3` and `repeat K:`")
         elif isinstance(value, int) and value <= 0:
-            self.error(f"`repeat` count must be positive, got {value}", s.count.span)
+            self.error(f"`repeat` count must be positive, got {value}", s.count.span,
+                       "a `repeat` block runs its statements at least once; remove the block to skip them")
         inner = depth + 1
         carried = self._assigned_names(s.body)
         for name in carried:

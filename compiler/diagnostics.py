@@ -45,8 +45,10 @@ class Source:
 
 
 def _printable(text: str) -> str:
-    """Make a source line safe to echo on a terminal (no control characters)."""
-    return "".join(ch if (ch.isprintable() or ch == " ") else "?" for ch in text.replace("\t", " "))
+    """Make a source line safe to echo on a terminal (no control characters).  Every character stays
+    one column wide, so carets still line up (a tab or a byte-order mark shows as a space)."""
+    text = text.replace("\t", " ").replace("\ufeff", " ").replace("\r", " ")
+    return "".join(ch if (ch.isprintable() or ch == " ") else "?" for ch in text)
 
 
 @dataclass
@@ -120,9 +122,46 @@ class DiagnosticSink:
             raise CompileError(self.items, self.source)
 
 
+def _edit_distance(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of neighbours."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[len(b)]
+
+
+def closest(name: str, candidates) -> str | None:
+    """The candidate a typo of `name` most likely meant, or None if none is close.
+
+    Ranked by edit distance (a swap of two neighbouring letters counts once), then by
+    whether the first letter agrees, then by difflib's similarity ratio.
+    """
+    pool = sorted(set(c for c in candidates if c and c != name))
+    if not pool:
+        return None
+    limit = 0 if len(name) <= 1 else max(1, len(name) // 3)
+    scored = []
+    for c in pool:
+        d = _edit_distance(name.lower(), c.lower())
+        if d <= limit:
+            ratio = difflib.SequenceMatcher(None, name, c).ratio()
+            scored.append((d, c[0].lower() != name[0].lower(), -ratio, c))
+    if scored:
+        return min(scored)[3]
+    matches = difflib.get_close_matches(name, pool, n=1, cutoff=0.75)
+    return matches[0] if matches else None
+
+
 def did_you_mean(name: str, candidates) -> str | None:
     """A 'did you mean' hint from the closest candidate names, if any is close."""
-    matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
-    if matches:
-        return f"did you mean `{matches[0]}`?"
+    match = closest(name, candidates)
+    if match is not None:
+        return f"did you mean `{match}`?"
     return None

@@ -11,9 +11,17 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.indenter import Indenter
 
 from . import ast
-from .diagnostics import CompileError, Diagnostic, Source, Span
+from .diagnostics import CompileError, Diagnostic, Source, Span, did_you_mean
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
+
+
+class _BadDedent(Exception):
+    """A line indented less than its block but more than the enclosing one."""
+
+    def __init__(self, line: int, indent: int, levels: list[int]):
+        super().__init__(f"bad dedent on line {line}")
+        self.line, self.indent, self.levels = line, indent, levels
 
 
 class _SpecIndenter(Indenter):
@@ -23,6 +31,15 @@ class _SpecIndenter(Indenter):
     INDENT_type = "_INDENT"
     DEDENT_type = "_DEDENT"
     tab_len = 4
+
+    def handle_NL(self, token: Token):
+        # lark's version raises a bare DedentError without a position; report where it happens
+        if self.paren_level <= 0:
+            indent_str = token.rsplit("\n", 1)[1]
+            indent = indent_str.count(" ") + indent_str.count("\t") * self.tab_len
+            if indent < self.indent_level[-1] and indent not in self.indent_level:
+                raise _BadDedent(token.end_line, indent, list(self.indent_level))
+        yield from super().handle_NL(token)
 
 
 @lru_cache(maxsize=1)
@@ -249,13 +266,15 @@ def _expected_text(expected) -> str:
 
 _KEYWORDS = ("spec", "dims", "data", "hyper", "input", "let", "state", "param", "net", "layers",
              "output", "step", "final", "repeat")
+_DECL_KEYWORDS = ("spec", "dims", "data", "hyper", "input", "let", "state", "param", "net", "layers",
+                  "step:", "final:", "output")
+_OPEN = {"(": ")", "[": "]"}
+_CLOSE = {")": "(", "]": "["}
 
 
 def _token_desc(token: Token) -> str:
     if token.type == "_NL":
         return "end of line"
-    if token.type in ("_INDENT",):
-        return "unexpected indentation"
     if token.type == "_DEDENT":
         return "end of block"
     if token.type == "$END":
@@ -263,41 +282,161 @@ def _token_desc(token: Token) -> str:
     return f"`{token}`"
 
 
+def _open_brackets(text: str, line: int, column: int) -> list[tuple[str, int, int]]:
+    """Brackets still open just before (line, column), skipping strings and comments."""
+    stack: list[tuple[str, int, int]] = []
+    for ln, row in enumerate(text.split("\n"), start=1):
+        if ln > line:
+            break
+        in_string = False
+        for col, ch in enumerate(row, start=1):
+            if ln == line and col >= column:
+                break
+            if in_string:
+                in_string = ch != '"'
+            elif ch == '"':
+                in_string = True
+            elif ch == "#":
+                break
+            elif ch in _OPEN:
+                stack.append((ch, ln, col))
+            elif ch in _CLOSE and stack and stack[-1][0] == _CLOSE[ch]:
+                stack.pop()
+    return stack
+
+
+def _unclosed(source: Source, line: int, column: int) -> Diagnostic | None:
+    """The innermost bracket opened on an earlier line and never closed, if any."""
+    stack = _open_brackets(source.text, line, column)
+    if stack and stack[-1][1] < line:
+        ch, ln, col = stack[-1]
+        return Diagnostic(f"syntax error: `{ch}` is never closed", Span.point(ln, col),
+                          f"add the missing `{_OPEN[ch]}`; inside brackets a line continues onto the next one")
+    return None
+
+
+def _indent_span(source: Source, line: int) -> Span:
+    text = source.line_text(line)
+    width = len(text) - len(text.lstrip(" \t"))
+    return Span(line, 1, line, 1 + max(width, 1))
+
+
+def _end_of_file(source: Source) -> Span:
+    lines = source.text.rstrip("\n").split("\n")
+    return Span.point(len(lines), len(lines[-1]) + 1)
+
+
 def _syntax_error(err: UnexpectedInput, source: Source) -> Diagnostic:
     if isinstance(err, UnexpectedCharacters):
-        ch = source.line_text(err.line)[err.column - 1: err.column] or "?"
+        text = source.line_text(err.line)
+        ch = text[err.column - 1: err.column] or "?"
+        if ch == '"':
+            return Diagnostic("unterminated string", Span(err.line, err.column, err.line, len(text.rstrip()) + 1),
+                              'close the string with `"` on the same line')
+        unclosed = _unclosed(source, err.line, err.column)
+        if unclosed is not None and ch in _CLOSE:
+            return unclosed
         hint = None
         if ch == "'":
             hint = "strings use double quotes"
         elif ch in "{};":
             hint = "statements end at the end of the line; blocks are indented"
+        elif not ch.isascii():
+            hint = "names use ASCII letters, digits and `_` (write `theta`, not `θ`)"
+        elif ch == "\\":
+            hint = "a `\\` continues a line only as the last character of the line"
         return Diagnostic(f"unexpected character `{ch}`", Span.point(err.line, err.column), hint)
-    if isinstance(err, UnexpectedEOF):
-        lines = source.text.rstrip("\n").split("\n")
-        return Diagnostic("unexpected end of file", Span.point(len(lines), len(lines[-1]) + 1),
-                          f"expected {_expected_text(err.expected)}")
+    if isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and (
+            err.token.type == "$END" or err.token.line is None)):
+        end = _end_of_file(source)
+        unclosed = _unclosed(source, end.line + 1, 1)
+        if unclosed is not None:
+            return unclosed
+        return Diagnostic("unexpected end of file", end, f"expected {_expected_text(err.expected)}")
     if isinstance(err, UnexpectedToken):
         tok = err.token
-        if tok.type == "$END" or tok.line is None:
-            lines = source.text.rstrip("\n").split("\n")
-            return Diagnostic("unexpected end of file", Span.point(len(lines), len(lines[-1]) + 1),
-                              f"expected {_expected_text(err.expected)}")
+        if tok.type == "_INDENT":
+            line = tok.end_line
+            return Diagnostic("syntax error: unexpected indentation", _indent_span(source, line),
+                              "only the lines of a `step:`, `final:` or `repeat N:` block are indented, "
+                              "all by the same amount")
+        unclosed = _unclosed(source, tok.line, tok.column)
+        if unclosed is not None:
+            return unclosed
         line, col = tok.line, tok.column
-        width = len(str(tok)) if tok.type not in ("_NL", "_INDENT", "_DEDENT") else 1
-        if tok.type == "_NL":
+        width = len(str(tok)) if tok.type not in ("_NL", "_DEDENT") else 1
+        if tok.type in ("_NL", "_DEDENT"):
             # point just after the last character of the line
             text = source.line_text(line)
-            col = len(text.rstrip()) + 1
+            code = text.split("#", 1)[0] if '"' not in text else text
+            col = len(code.rstrip()) + 1
             width = 1
+        span = Span(line, col, line, col + width)
+        text = source.line_text(line)
+        first_col = len(text) - len(text.lstrip(" ")) + 1
+        words = text.split("#", 1)[0].split()
+        first_word = words[0] if words else ""
+        message = f"syntax error: unexpected {_token_desc(tok)}"
         hint = f"expected {_expected_text(err.expected)}"
-        if tok.type == "_INDENT":
-            hint = "only the statements of `step:`, `final:` and `repeat N:` blocks are indented"
+        prev = _previous_code_line(source, line)
+        prev_indent = None if prev is None else len(prev) - len(prev.lstrip(" "))
+        if col == first_col and prev is not None and prev.rstrip().endswith(":") and first_col - 1 <= prev_indent \
+                and tok.type not in ("_NL", "_DEDENT"):
+            message = f"syntax error: expected an indented block after `{prev.strip()}`"
+            hint = "indent the statements of the block, e.g. by 4 spaces"
+        elif tok.type == "NAME" and col == first_col and str(tok) not in _KEYWORDS and first_col == 1:
+            # a line at the top level that does not start with a declaration keyword
+            message = f"syntax error: `{tok}` does not start a declaration"
+            guess = did_you_mean(str(tok), _KEYWORDS)
+            if guess:
+                hint = guess
+            elif len(words) > 1 and words[1].startswith("=") and not words[1].startswith("=="):
+                hint = (f"define a constant with `let {tok} = ...`; updates of states go in the indented "
+                        "`step:` block")
+            else:
+                hint = "a line starts with one of: " + ", ".join(f"`{k}`" for k in _DECL_KEYWORDS)
+        elif first_word and first_word not in _KEYWORDS and col > first_col and \
+                text[first_col - 1:].startswith(first_word + " ") and tok.type == "NAME" and \
+                text[first_col - 1 + len(first_word):col - 1].strip() == "" and did_you_mean(first_word, _KEYWORDS):
+            # `lett r = ...`, `parm theta ...`: a misspelt keyword followed by a name
+            span = Span(line, first_col, line, first_col + len(first_word))
+            message = f"syntax error: unknown keyword `{first_word}`"
+            hint = did_you_mean(first_word, _KEYWORDS)
         elif str(tok) in ("=",) and "EQUAL" not in err.expected:
             hint = "assignments are only allowed inside `step:` or `final:` blocks, and declarations need a keyword"
         elif tok.type == "NAME" and str(tok) in _KEYWORDS:
             hint = f"`{tok}` is a keyword; it starts a declaration on a line of its own"
-        return Diagnostic(f"syntax error: unexpected {_token_desc(tok)}", Span(line, col, line, col + width), hint)
+        elif tok.type in ("_NL", "_DEDENT") and set(err.expected) == {"EQUAL"}:
+            if first_word in ("state", "param"):
+                message = f"syntax error: {'a state' if first_word == 'state' else 'a parameter'} needs an " \
+                          "initial value"
+                hint = f"add `= ` and the value at the end of the line, e.g. `{text.split('#', 1)[0].strip()} = 0`"
+            else:
+                hint = "expected `=` and a value"
+        elif tok.type == "NAME" and "COLON" in err.expected and len(words) > 1 and \
+                first_word in ("data", "input", "state", "param", "hyper"):
+            message = f"syntax error: expected `:` between `{words[1]}` and its type"
+            rest = text[col - 1:].split("#", 1)[0].strip()
+            hint = f"write `{first_word} {words[1]} : {rest}`"
+        elif str(tok) in _CLOSE:
+            hint = f"this `{tok}` has no matching `{_CLOSE[str(tok)]}`"
+        elif first_word == "output":
+            hint = "`output` lists names separated by commas, e.g. `output x, z`"
+        stack = _open_brackets(source.text, line, col)
+        if stack and stack[-1][1] == line and _OPEN[stack[-1][0]] != str(tok):
+            ch, _, bcol = stack[-1]
+            hint = f"the `{ch}` at column {bcol} is not closed; add `{_OPEN[ch]}`"
+        return Diagnostic(message, span, hint)
     return Diagnostic(f"syntax error: {err}")
+
+
+def _previous_code_line(source: Source, line: int) -> str | None:
+    """The nearest line above `line` that holds code (not blank, not only a comment)."""
+    for ln in range(line - 1, 0, -1):
+        text = source.line_text(ln)
+        if text.strip() and not text.strip().startswith("#"):
+            return text.split("#", 1)[0] if '"' not in text else text
+    return None
 
 
 def _leading_comments(text: str) -> list[str]:
@@ -315,19 +454,42 @@ def _leading_comments(text: str) -> list[str]:
     return out
 
 
+def _first_line_span(span: Span, source: Source) -> Span:
+    """A multi-line span cut to its first line (for pointing at a block header)."""
+    if span.end_line == span.line:
+        return span
+    return Span(span.line, span.column, span.line, len(source.line_text(span.line).rstrip()) + 1)
+
+
+def _twice(message: str, span: Span, first: Span, source: Source, hint: str | None = None,
+           note: str = "first given here") -> Diagnostic:
+    diag = Diagnostic(message, _first_line_span(span, source), hint)
+    diag.notes.append((note, _first_line_span(first, source)))
+    return diag
+
+
 def parse(source: Source) -> ast.Spec:
     text = source.text
-    if "\t" in text:
-        line = text[: text.index("\t")].count("\n") + 1
-        col = len(text[: text.index("\t")].split("\n")[-1]) + 1
-        raise CompileError([Diagnostic("tab character in spec", Span.point(line, col),
-                                       "indent with spaces")], source)
+    if text.startswith("\ufeff"):  # a byte-order mark written by some editors: blank it (columns stay put)
+        text = " " + text[1:]
+    for number, row in enumerate(text.split("\n"), start=1):
+        indent = row[: len(row) - len(row.lstrip(" \t"))]
+        if "\t" in indent:
+            raise CompileError([Diagnostic("tab character in indentation", Span.point(number, indent.index("\t") + 1),
+                                           "indent with spaces (the lines of a block all by the same number)")],
+                               source)
     if not text.endswith("\n"):
         text += "\n"
     try:
         items = _ToAst().transform(_lark().parse(text))
     except UnexpectedInput as err:
         raise CompileError([_syntax_error(err, source)], source) from None
+    except _BadDedent as err:
+        levels = " or ".join(str(n) for n in err.levels)
+        raise CompileError([Diagnostic(f"syntax error: inconsistent indentation ({err.indent} spaces)",
+                                       _indent_span(source, err.line),
+                                       f"line it up with its block: the enclosing blocks are indented by {levels} "
+                                       f"spaces")], source) from None
     except CompileError as err:
         err.source = source
         raise CompileError(err.diagnostics, source) from None
@@ -342,29 +504,40 @@ def parse(source: Source) -> ast.Spec:
     flat: list = []
     for item in items:
         flat.extend(item if isinstance(item, list) else [item])
+    final_span = None
     for item in flat:
         tag = item[0]
         if tag == "decl":
             spec.decls.append(item[1])
         elif tag == "spec":
             if spec.name is not None:
-                errors.append(Diagnostic("second `spec` line", item[2], "a file holds one spec"))
+                errors.append(_twice("second `spec` line", item[2], spec.name_span, source,
+                                     "a file holds one spec; remove this line", "the spec is named here"))
+                continue
             spec.name, spec.name_span, spec.title = item[1], item[2], item[3]
         elif tag == "layers":
             if spec.layers is not None:
-                errors.append(Diagnostic("`layers` is given twice", item[2]))
+                errors.append(_twice("`layers` is given twice", item[2], spec.layers_span, source,
+                                     "keep one `layers N` line (`--layers N` overrides it when compiling)"))
+                continue
             spec.layers, spec.layers_span = item[1], item[2]
         elif tag == "step":
             if spec.step is not None:
-                errors.append(Diagnostic("second `step:` block", item[2], "put all update equations in one block"))
+                errors.append(_twice("second `step:` block", item[2], spec.step_span, source,
+                                     "put all update equations of one layer in one `step:` block"))
+                continue
             spec.step, spec.step_span = item[1], item[2]
         elif tag == "final":
             if spec.final is not None:
-                errors.append(Diagnostic("second `final:` block", item[2]))
-            spec.final = item[1]
+                errors.append(_twice("second `final:` block", item[2], final_span, source,
+                                     "put all final-stage equations in one `final:` block"))
+                continue
+            spec.final, final_span = item[1], item[2]
         elif tag == "output":
             if spec.outputs:
-                errors.append(Diagnostic("`output` is given twice", item[2], "list several outputs on one line: `output x, z`"))
+                errors.append(_twice("`output` is given twice", item[2], spec.output_span, source,
+                                     "list several outputs on one line: `output x, z`"))
+                continue
             spec.outputs, spec.output_span = item[1], item[2]
     if errors:
         raise CompileError(errors, source)
