@@ -5,6 +5,7 @@ expression the level at which it can be computed (see ir.py)."""
 from __future__ import annotations
 
 import builtins
+import math
 import keyword
 import math
 import re
@@ -237,6 +238,10 @@ class Checker:
 
     def _e_Number(self, e: ast.Number):
         is_int = isinstance(e.value, int)
+        if not is_int and not math.isfinite(e.value):
+            self.error(f"the number `{e.text}` is too large (it overflows to infinity)", e.span,
+                       "numbers must be finite double-precision values (below about 1.8e308)")
+            return None
         return ir.Node("number", [], Type(INT if is_int else REAL), e.span, ir.CONST, {"value": e.value},
                        py=True, static=e.value if is_int else None)
 
@@ -333,6 +338,13 @@ class Checker:
 
     def _visible(self, sym: Symbol, span: Span) -> bool:
         ctx = self.context
+        if sym.kind == "param" and sym.per_layer and ctx in ("let", "state", "final"):
+            where = {"let": "a top-level `let`", "state": "the initial value of a state",
+                     "final": "the `final:` block"}[ctx]
+            self.error(f"the per-layer parameter `{sym.name}` cannot be used in {where}", span,
+                       "it has one value per layer and there is no layer here; use it inside `step:`, or make it "
+                       "`shared`")
+            return False
         if ctx in ("param", "hyper") and sym.kind in ("input", "state", "local"):
             what = "parameter default" if ctx == "param" else "hyperparameter default"
             self.error(f"a {what} cannot use the {KIND_NOUN[sym.kind]} `{sym.name}`", span,
@@ -398,6 +410,12 @@ class Checker:
                 return self._prev(e)
             if name == "grad":
                 return self._grad(e)
+            target = self.scope.get(name)
+            if target is not None and not target.broken and target.kind == "net":
+                return self._net_call(e, target)
+            if target is not None and not target.broken and target.type is not None \
+                    and target.type.dtype == OPERATOR:
+                return self._op_apply(e, target, adjoint=False)
             op = OPERATORS.get(name)
             if op is None or name in INTERNAL_OPERATORS:
                 sym = self.scope.get(name)
@@ -432,6 +450,10 @@ class Checker:
                     self.error(f"argument {i + 1} of `{name}` must be an integer literal", e.args[i].span)
                     return None
             return self._apply(name, args, e.span, [a.span for a in e.args], call=True)
+        if isinstance(e.func, ast.Attribute) and isinstance(e.func.value, ast.Name) and e.func.attr in ("H", "T"):
+            target = self.scope.get(e.func.value.name)
+            if target is not None and target.type is not None and target.type.dtype == OPERATOR:
+                return self._op_apply(e, target, adjoint=True)
         self.error("only named operators can be called", e.func.span,
                    "to multiply by a parenthesised expression, write `*` before the `(`")
         return None
@@ -528,6 +550,10 @@ class Checker:
         if sym is None:
             self.error(f"unknown name `{wrt}`", e.args[1].span, did_you_mean(wrt, list(self.scope)))
             return None
+        if any(n.type.dtype == COMPLEX for n in f.walk()):
+            self.error("`grad` handles real expressions only", e.args[0].span,
+                       "for complex data write the gradient by hand, e.g. `A.H @ (A @ x - y)`")
+            return None
         try:
             expr = gradient_ast(e.args[0], wrt, self._symbol_shapes(), e.span)
         except GradError as err:
@@ -569,7 +595,8 @@ class Checker:
         self.prev_used = []
         self.locals_types = {}
         self.reported = set()
-        data, hypers, inputs, lets, params, states = [], [], [], [], [], []
+        data, hypers, inputs, lets, params, states, nets = [], [], [], [], [], [], []
+        self._net_info: dict[str, ir.Net] = {}
         data_dims: dict[str, tuple[str, int]] = {}
         input_dims: dict[str, tuple[str, int]] = {}
         dims: list[str] = []
@@ -601,7 +628,7 @@ class Checker:
                     continue
                 if self._declare(Symbol(d.name, "data", t, ir.CONST, d.span)):
                     data.append(ir.Data(d.name, t, d.span, line))
-                    for axis, dim in enumerate(t.shape):
+                    for axis, dim in enumerate(t.shape if t.dtype != OPERATOR else ()):
                         if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const and "*" not in dim.terms[0][0]:
                             data_dims.setdefault(dim.terms[0][0], (d.name, axis))
             elif d.kind == "hyper":
@@ -649,14 +676,19 @@ class Checker:
                 else:
                     self._poison(d.name, "state", d.span)
             elif d.kind == "net":
-                self.error(f"learned sub-networks (`net ... : {d.net_kind}(...)`) are not implemented yet", d.line_span,
-                           "see docs/language.md, 'Roadmap'")
-                self._poison(d.name, "net", d.span)
+                net = self._net(d, data_dims)
+                if net is not None:
+                    nets.append(net)
+                else:
+                    self._poison(d.name, "net", d.span)
         self.current = None
 
         # dims must be bound by data or inputs
         for name in dims:
-            if name not in data_dims and name not in input_dims and name not in mentioned:
+            operator_dims = {n for x in data if x.type.dtype == OPERATOR
+                             for dim in tuple(x.type.shape) + tuple(x.type.out_shape or ()) for n in dim.names()}
+            if name not in data_dims and name not in input_dims and name not in mentioned \
+                    and name not in operator_dims:
                 sym = self.scope[name]
                 self.error(f"dimension `{name}` is not the size of any data or input axis", sym.span,
                            "give a data operator or an input a type that uses it, e.g. `input y : real[" + name + "]`")
@@ -738,7 +770,7 @@ class Checker:
             source_text=self.source.text, comments=spec.comments, dims=dims, data_dims=data_dims,
             input_dims=input_dims, data=data, hypers=hypers, inputs=inputs, lets=lets, params=params,
             states=states, layers=layers, step=step, final=final, outputs=outputs, prev_used=list(self.prev_used),
-            locals_types=dict(self.locals_types))
+            locals_types=dict(self.locals_types), nets=nets)
 
     def _code_line(self, line: int | None = None, first: bool = False) -> Span:
         """A span on the first token of a line of code: `line`, else the first or the last code line."""
@@ -889,6 +921,129 @@ class Checker:
                             uses_layer, text)
         return None
 
+    NET_OPTIONS = {"cnn": {"in": "in_channels", "out": "out_channels", "width": "width", "depth": "depth",
+                           "kernel": "kernel", "init": "init"},
+                   "mlp": {"in": "in_features", "out": "out_features", "width": "width", "depth": "depth",
+                           "init": "init"}}
+
+    def _net(self, d: ast.Decl, data_dims: dict):
+        """`net NAME : cnn(in=.., out=.., width=32, depth=3, kernel=3, init=zero) learned per_layer`."""
+        kinds = self.NET_OPTIONS
+        if d.net_kind not in kinds:
+            self.error(f"unknown sub-network kind `{d.net_kind}`", d.value.span,
+                       did_you_mean(d.net_kind, kinds) or "kinds: " + ", ".join(f"`{k}`" for k in kinds))
+            return None
+        allowed = kinds[d.net_kind]
+        options: dict[str, str] = {}
+        sizes: dict[str, DimExpr] = {}
+        for arg in d.net_args:
+            if not isinstance(arg, ast.Keyword):
+                self.error("sub-network options are given by name, e.g. `cnn(in=3, out=5, width=32, depth=3)`",
+                           arg.span)
+                return None
+            if arg.name not in allowed:
+                self.error(f"`{d.net_kind}` has no option `{arg.name}`", arg.span,
+                           did_you_mean(arg.name, allowed) or "options: " + ", ".join(f"`{k}`" for k in allowed))
+                return None
+            if arg.name == "init":
+                if not (isinstance(arg.value, ast.Name) and arg.value.name in ("zero", "default")):
+                    self.error("`init` is `zero` (the sub-network starts as the zero map) or `default`",
+                               arg.value.span)
+                    return None
+                options["init"] = repr(arg.value.name)
+                continue
+            value = arg.value
+            if isinstance(value, ast.Number) and isinstance(value.value, int) and value.value > 0:
+                dim = DimExpr.of(value.value)
+            elif isinstance(value, ast.Name) and value.name in self.scope and self.scope[value.name].kind == "dim":
+                if value.name not in data_dims:
+                    self.error(f"the size `{value.name}` of a sub-network must be known at construction", value.span,
+                               "use an integer or a dimension bound by a data operator")
+                    return None
+                dim = DimExpr.of(value.name)
+            else:
+                self.error(f"`{arg.name}` must be a positive integer or a dimension", value.span)
+                return None
+            sizes[arg.name] = dim
+            options[allowed[arg.name]] = dim.python()
+        for required in ("in", "out"):
+            if required not in sizes:
+                self.error(f"`{d.net_kind}` needs `{required}=`", d.value.span,
+                           f"for example `{d.net_kind}(in=3, out=5)`")
+                return None
+        learned, per_layer = True, False
+        for a in d.annotations:
+            if a.name in ("learned", "fixed"):
+                learned = a.name == "learned"
+            elif a.name in ("shared", "per_layer"):
+                per_layer = a.name == "per_layer"
+            else:
+                self.error(f"a sub-network takes `learned`/`fixed` and `shared`/`per_layer`, not `{a.name}`", a.span)
+                return None
+        sch = self.schedule
+        per_layer = (per_layer or d.name in sch.untie) and d.name not in sch.tie
+        learned = (learned or d.name in sch.learn) and d.name not in sch.freeze
+        level = ir.LAYER if per_layer else ir.FORWARD
+        if self._declare(Symbol(d.name, "net", Type("net"), level, d.span, per_layer=per_layer)):
+            net = ir.Net(d.name, d.net_kind, options, sizes["in"], sizes["out"], per_layer, learned, d.span,
+                         d.line_span.line)
+            self._net_info[d.name] = net
+            return net
+        return None
+
+    def _net_call(self, e: ast.Call, sym: Symbol):
+        if len(e.args) != 1 or e.kwargs:
+            self.error(f"the sub-network `{sym.name}` takes one argument", e.span)
+            return None
+        if self.context not in ("step", "final", "let", "state"):
+            self.error(f"the sub-network `{sym.name}` cannot be used here", e.span)
+            return None
+        if sym.per_layer and self.context != "step":
+            self.error(f"the per-layer sub-network `{sym.name}` can only be used inside `step:`", e.span,
+                       "it has one copy per layer; outside the loop there is no layer to choose")
+            return None
+        arg = self.expr(e.args[0])
+        if arg is None:
+            return None
+        info = self._net_info[sym.name]
+        kind, size_in, size_out = info.kind, info.in_size, info.out_size
+        t = arg.type
+        if t.dtype == COMPLEX:
+            self.error(f"the sub-network `{sym.name}` needs a real input, got {t}", e.args[0].span,
+                       "split a complex value into channels: `cat(real(v), imag(v))`")
+            return None
+        if kind == "cnn" and (t.rank != 3 or t.shape[0] != size_in):
+            self.error(f"the CNN `{sym.name}` takes images [{size_in}, h, w] (channels first), got {t}",
+                       e.args[0].span, "stack channels with `cat(...)`; a single image [h, w] is `cat(x)`-ed "
+                                       "after indexing, or declare the state with a channel axis")
+            return None
+        if kind == "mlp" and (t.rank != 1 or t.shape[0] != size_in):
+            self.error(f"the MLP `{sym.name}` takes vectors of length {size_in}, got {t}", e.args[0].span)
+            return None
+        shape = (size_out,) + t.shape[1:]
+        level = max(arg.level, ir.LAYER if sym.per_layer else ir.FORWARD)
+        return ir.Node("net_call", [arg], Type(REAL, shape, t.batched), e.span, level,
+                       {"name": sym.name, "per_layer": sym.per_layer})
+
+    def _op_apply(self, e: ast.Call, sym: Symbol, adjoint: bool):
+        op_t = sym.type
+        if len(e.args) != 1 or e.kwargs:
+            self.error(f"the operator `{sym.name}` takes one argument", e.span)
+            return None
+        arg = self.expr(e.args[0])
+        if arg is None:
+            return None
+        want_in = op_t.out_shape if adjoint else op_t.shape
+        out = op_t.shape if adjoint else op_t.out_shape
+        if arg.type.shape != tuple(want_in):
+            label = f"{sym.name}.H" if adjoint else sym.name
+            self.error(f"`{label}` maps {shape_str(want_in)} -> {shape_str(out)}, got {shape_str(arg.type.shape)}",
+                       e.args[0].span, f"`{sym.name}` is declared `{op_t}`")
+            return None
+        dtype = arg.type.dtype
+        return ir.Node("op_apply", [arg], Type(dtype if dtype != INT else REAL, tuple(out), arg.type.batched),
+                       e.span, max(arg.level, ir.FORWARD), {"name": sym.name, "adjoint": adjoint})
+
     def _const_arg(self, e: ast.Expr):
         saved = self.context
         self.context = "hyper"
@@ -1027,7 +1182,7 @@ class Checker:
                 if self._declare(Symbol(s.target, "local", node.type, node.level, s.target_span, version=1,
                                         py=node.py, static=node.static)):
                     self.locals_types[s.target] = node.type
-                    out.append(ir.Assign(s.target, "local", node, s.span, depth))
+                    out.append(ir.Assign(s.target, "local", node, s.span, depth, version=1))
             elif isinstance(s, ast.Assign):
                 node = self._assign(s, depth)
                 if node is not None:
@@ -1095,7 +1250,7 @@ class Checker:
             self.locals_types[s.target] = node.type
             sym.py = node.py
         sym.version += 1
-        return ir.Assign(s.target, sym.kind, node, s.span, depth)
+        return ir.Assign(s.target, sym.kind, node, s.span, depth, version=sym.version)
 
     def _repeat(self, s: ast.Repeat, depth: int, states):
         count = self.expr(s.count)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keyword
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +111,7 @@ def make_options(layers=None, tie=None, untie=None, learn=None, freeze=None, cla
     opts = CompileOptions(layers, _split(tie), _split(untie), _split(learn), _split(freeze), class_name)
     if layers is not None and (isinstance(layers, bool) or not isinstance(layers, int)):
         raise CompileError([Diagnostic(f"--layers takes a positive integer, got {layers!r}")], Source("", "<options>"))
-    if class_name is not None and not CLASS_NAME.match(class_name):
+    if class_name is not None and (not CLASS_NAME.match(class_name) or keyword.iskeyword(class_name)):
         src = Source(opts.text(), "<options>")
         start = src.text.find("--class-name ") + len("--class-name ") + 1
         raise CompileError([Diagnostic(f"--class-name: `{class_name}` is not a valid class name",
@@ -124,16 +125,24 @@ def compile_source(text: str, path: str = "<spec>", options: CompileOptions | No
     """Compile spec text; raise CompileError with formatted diagnostics on any mistake."""
     options = options or CompileOptions()
     source = Source(text, path)
-    spec = parse(source)
-    program = check(spec, source, options.schedule())
-    return emit(program, options.text(), VERSION, options.class_name)
+    try:
+        spec = parse(source)
+        program = check(spec, source, options.schedule())
+        return emit(program, options.text(), VERSION, options.class_name)
+    except RecursionError:
+        raise CompileError([Diagnostic("an expression is too long or too deeply nested to compile",
+                                       hint="split it into steps with `let` temporaries")], source) from None
 
 
 def check_source(text: str, path: str = "<spec>", options: CompileOptions | None = None):
     """Parse and check only; returns the typed program."""
     options = options or CompileOptions()
     source = Source(text, path)
-    return check(parse(source), source, options.schedule())
+    try:
+        return check(parse(source), source, options.schedule())
+    except RecursionError:
+        raise CompileError([Diagnostic("an expression is too long or too deeply nested to compile",
+                                       hint="split it into steps with `let` temporaries")], source) from None
 
 
 def compile_spec(spec: str, options: CompileOptions | None = None) -> tuple[str, Path]:

@@ -10,6 +10,7 @@ after sanitising.
 from __future__ import annotations
 
 import hashlib
+import keyword
 import re
 
 from . import ir
@@ -33,7 +34,8 @@ def _doc(text: str) -> str:
 
 def _class_name(spec_name: str) -> str:
     parts = [p for p in spec_name.split("_") if p]
-    return "".join(p[:1].upper() + p[1:] for p in parts) or "Unrolled"
+    name = "".join(p[:1].upper() + p[1:] for p in parts) or "Unrolled"
+    return name + "Net" if keyword.iskeyword(name) or name in ("UnrolledModule",) else name
 
 
 class Lines:
@@ -396,24 +398,32 @@ class Emitter:
                     out.add(f"self._expect_dim({d.name!r}, {axis}, {d.name}.shape[{axis}], "
                             f"{' + '.join(f'{c} * ' + ' * '.join(f'dims[{n!r}]' for n in t.split('*')) for t, c in dim.terms)}"
                             f"{' + ' + str(dim.const) if dim.const else ''}, {str(dim)!r})", 2)
+        needed = self._construction_dims()
         for dname in self._free_dims():
             out.add(f"if {dname} is not None:", 2)
             out.add(f"dims[{dname!r}] = int({dname})", 3)
+            if dname in needed:
+                out.add("else:", 2)
+                out.add(f"raise TypeError({self.class_name + ': pass ' + dname + '=... (the size ' + repr(dname) + ' is needed at construction by ' + needed[dname] + ')'!r})", 3)
         out.add("self.dims = dims", 2)
         if first_real is not None:
             out.add(f"dtype = rt.real_dtype({first_real}.dtype)", 2)
             out.add(f"device = {first_real}.device", 2)
         else:
-            out.add("dtype, device = torch.get_default_dtype(), torch.device('cpu')", 2)
+            ops = ", ".join(d.name for d in p.data if d.type.dtype == "operator")
+            out.add(f"dtype, device = rt.default_dtype_device({ops})", 2)
         out.add("cdtype = rt.complex_dtype(dtype)", 2)
         for dname in p.dims:
-            if dname in p.data_dims:
+            if dname in p.data_dims or dname in self._construction_dims():
                 out.add(f"{dname} = dims[{dname!r}]", 2)
         for h in p.hypers:
             out.add(f"self.{h.name} = {h.name} = self._hyper_arg({h.name!r}, {h.name}, {h.dtype!r})", 2)
         for d in p.data:
             if d.type.dtype == "operator":
-                out.add(f"self.{d.name} = rt.LinearOperator({d.name!r}, {d.name}, dtype, device)", 2)
+                ins = "(" + "".join(f"{x.python()}, " for x in d.type.shape).rstrip(" ") + ")"
+                outs = "(" + "".join(f"{x.python()}, " for x in d.type.out_shape).rstrip(" ") + ")"
+                out.add(f"self.{d.name} = rt.LinearOperator({d.name!r}, {d.name}, dtype, device, "
+                        f"in_shape={ins}, out_shape={outs})", 2)
             else:
                 out.add(f"self.register_buffer({d.name!r}, {d.name})", 2)
         for net in p.nets:
@@ -429,7 +439,7 @@ class Emitter:
                     out.add(f"self.{let.name} = {let.name} = {code.code}", 2)
                 else:
                     out.add(f"{let.name} = {code.code}", 2)
-                    out.add(f"self.register_buffer({let.name!r}, {let.name}, persistent=False)", 2)
+                    out.add(f"self.register_buffer({let.name!r}, {let.name})", 2)
         for x in p.params:
             out.add(f"# line {x.line}: {_comment(p.line(x.line))}", 2)
             shape = "(" + "".join(f"{d.python()}, " for d in x.type.shape).rstrip(" ") + ")"
@@ -458,9 +468,23 @@ class Emitter:
             out.add("# constants of the step, computed once", 2)
             for name, code, comment in self.buffers:
                 out.add(f"{name} = {code}  # {comment}", 2)
-                out.add(f"self.register_buffer({name!r}, {name}, persistent=False)", 2)
+                out.add(f"self.register_buffer({name!r}, {name})", 2)
         self.context = "forward"
         return _prune_unused(out)
+
+    def _construction_dims(self) -> dict[str, str]:
+        """Dims not bound by data that the constructor needs (parameter shapes), with who needs them."""
+        out: dict[str, str] = {}
+        for d in self.p.data:
+            if d.type.dtype == "operator":
+                for dim in tuple(d.type.shape) + tuple(d.type.out_shape or ()):
+                    for name in dim.names():
+                        out.setdefault(name, f"operator `{d.name}`")
+        for x in self.p.params:
+            for d in x.type.shape:
+                for name in d.names():
+                    out.setdefault(name, f"parameter `{x.name}`")
+        return out
 
     def _dim_key(self, d):
         if d.is_int:
@@ -603,7 +627,7 @@ def _prune_unused(block: Lines) -> Lines:
             if m and "self.register_buffer" not in line:
                 name = m.group(1)
                 rest = "\n".join(x.split("#")[0] for x in lines[:i] + lines[i + 1:])
-                if not re.search(rf"(?<![A-Za-z0-9_.'\"]){name}(?![A-Za-z0-9_'\"])", rest):
+                if not re.search(rf"(?<![A-Za-z0-9_.'\"]){name}(?![A-Za-z0-9_'\"])(?!=[^=])", rest):
                     changed = True
                     continue
             keep.append(line)

@@ -81,6 +81,7 @@ def build_graph(program: ir.Program) -> nx.DiGraph:
             g.add_node(vid, label=f"{st.target} =", kind="assign", level=st.value.level, type=str(st.value.type),
                        line=st.span.line, stage=stage)
             g.add_edge(value(st.value, stage), vid)
+            defs[(st.target, st.version, False)] = vid  # later reads of this version depend on it
 
     block(program.step, "layer")
     block(program.final, "final")

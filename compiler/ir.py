@@ -57,6 +57,7 @@ class Assign:
     value: Node
     span: Span
     depth: int  # LAYER for the step body, more inside repeat blocks; FORWARD in final
+    version: int = 0  # the version of `target` this assignment defines
 
 
 @dataclass

@@ -998,28 +998,39 @@ register(Operator("outer", 2, 2, _outer_infer,
 
 
 def _cat_infer(types, args):
-    first = types[0]
+    rank = max(t.rank for t in types)
+    if rank == 0:
+        raise ShapeError("`cat` joins vectors or tensors along their first axis, got scalars", 0)
+    trailing = next(t.shape[1:] for t in types if t.rank == rank)
     total = DimExpr.of(0)
     for i, t in enumerate(types):
         _numeric(t, i)
-        if t.rank == 0:
-            raise ShapeError("`cat` joins vectors or tensors along their first axis, got a scalar", i)
-        if t.shape[1:] != first.shape[1:]:
-            raise ShapeError(f"`cat` needs equal trailing shapes: {shape_str(first.shape)} and {shape_str(t.shape)}", i)
-        total = total + t.shape[0]
-    return Type(promote(*[t.dtype for t in types]), (total,) + first.shape[1:], any(t.batched for t in types))
+        if t.rank == rank and t.shape[1:] == trailing:
+            total = total + t.shape[0]
+        elif t.rank == rank - 1 and t.shape == trailing:
+            total = total + DimExpr.of(1)  # a single channel
+        else:
+            raise ShapeError(f"`cat` needs pieces of shape [c, {', '.join(map(str, trailing))}] (or single "
+                             f"channels [{', '.join(map(str, trailing))}]), got {shape_str(t.shape)}", i)
+    return Type(promote(*[t.dtype for t in types]), (total,) + trailing, any(t.batched for t in types))
 
 
 def _cat_emit(args, out):
     flags = tuple(a.type.batched for a in args)
-    parts = ", ".join(a.code for a in args)
+    parts = []
+    for a in args:
+        code = a.code
+        if a.type.rank == out.rank - 1:  # a single channel: add the channel axis
+            code = f"{wrap(a, P_ATOM)}.unsqueeze({1 if a.type.batched else 0})"
+        parts.append(code)
+    joined = ", ".join(parts)
     if not any(flags):
-        return Emitted(f"torch.cat([{parts}], dim=0)")
+        return Emitted(f"torch.cat([{joined}], dim=0)")
     if all(flags):
-        return Emitted(f"torch.cat([{parts}], dim=1)")
-    return Emitted(f"rt.cat([{parts}], {flags!r}, {EmitContext.batch})")
+        return Emitted(f"torch.cat([{joined}], dim=1)")
+    return Emitted(f"rt.cat([{joined}], {flags!r}, {EmitContext.batch})")
 
 
 register(Operator("cat", 2, 16, _cat_infer, _cat_emit, lambda a: "\\left[" + "; ".join(a) + "\\right]",
-                  "concatenate along the first axis (channels): `cat(h, K(f), g)`",
+                  "concatenate along the first axis (channels); a piece one axis short is one channel: `cat(h, K(f[1]), g)`",
                   reference=lambda *v: _np().concatenate(v, axis=0), category="construction", runtime="cat"))

@@ -29,7 +29,7 @@ from .ops import (
     soft_nonneg,
     ss_soft,
 )
-from .nets import CNN, MLP, LinearOperator, apply_net, cat, make_net
+from .nets import CNN, MLP, LinearOperator, apply_net, cat, default_dtype_device, make_net
 from .params import NonNegative, Positive, Range, UnitColumns, check_constraint
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "LinearOperator",
     "apply_net",
     "cat",
+    "default_dtype_device",
     "make_net",
     "conv2",
     "conv2_adj",

@@ -38,7 +38,9 @@ def run(spec: str, layers: int = 8, steps: int = 2000, seed: int = 0, out=print)
     Net = load(spec, layers=layers)
     out(f"compiled `{spec}` with {layers} layers in {time.perf_counter() - start:.2f} s -> {Net.__name__} "
         f"(generated source: `unrollc compile {spec} --layers {layers} -o -`)")
-    if "y" not in Net.input_names:
+    import inspect
+
+    if "y" not in Net.input_names or "A" not in inspect.signature(Net.__init__).parameters:
         raise SystemExit(f"unrollc demo: `{spec}` does not take a measurement `y`; the demo covers the "
                          "sparse-coding specs (data A, input y)")
     n, m, k = 20, 50, 4

@@ -88,14 +88,17 @@ class LinearOperator(nn.Module):
     `forward(x)` and `adjoint(y)` methods, or a pair of callables `(forward, adjoint)`. Functions
     receive a batch: [batch, *in_shape] -> [batch, *out_shape]."""
 
-    def __init__(self, name: str, operator, dtype=None, device=None):
+    def __init__(self, name: str, operator, dtype=None, device=None, in_shape=None, out_shape=None):
         super().__init__()
         self.name = name
-        self.matrix = None
+        self.in_shape = tuple(in_shape) if in_shape is not None else None
+        self.out_shape = tuple(out_shape) if out_shape is not None else None
         if isinstance(operator, tuple) and len(operator) == 2 and all(callable(f) for f in operator):
             self._forward, self._adjoint = operator
+            self.matrix = None
         elif hasattr(operator, "forward") and hasattr(operator, "adjoint") and not torch.is_tensor(operator):
             self._forward, self._adjoint = operator.forward, operator.adjoint
+            self.matrix = None
         else:
             try:
                 matrix = torch.as_tensor(operator)
@@ -111,13 +114,22 @@ class LinearOperator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.matrix is not None:
-            return x @ self.matrix.mT
+            return self._apply_matrix(x, self.matrix.mT, self.in_shape, self.out_shape)
         return self._forward(x)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         if self.matrix is not None:
-            return y @ self.matrix.conj()
+            return self._apply_matrix(y, self.matrix.conj(), self.out_shape, self.in_shape)
         return self._adjoint(y)
+
+    @staticmethod
+    def _apply_matrix(x, matrix_t, in_shape, out_shape):
+        """A matrix acts on the flattened trailing (logical) axes: images too."""
+        if in_shape is None or len(in_shape) == 1:
+            return x @ matrix_t
+        lead = x.shape[: x.dim() - len(in_shape)]
+        out = x.reshape(lead + (-1,)) @ matrix_t
+        return out.reshape(lead + tuple(out_shape))
 
 
 def cat(values, batched, batch: int) -> torch.Tensor:
@@ -126,3 +138,16 @@ def cat(values, batched, batch: int) -> torch.Tensor:
         values = [v if b else v.unsqueeze(0).expand((batch,) + tuple(v.shape)) for v, b in zip(values, batched)]
         return torch.cat(values, dim=1)
     return torch.cat(values, dim=0)
+
+
+def default_dtype_device(*operators):
+    """dtype/device of a module without data tensors: those of the first matrix operator, else torch's defaults."""
+    for op in operators:
+        if torch.is_tensor(op) and (op.is_floating_point() or op.is_complex()):
+            dtype = {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(op.dtype, op.dtype)
+            return dtype, op.device
+        if hasattr(op, "__array__") and not hasattr(op, "forward"):
+            t = torch.as_tensor(op)
+            if t.is_floating_point():
+                return t.dtype, t.device
+    return torch.get_default_dtype(), torch.device("cpu")

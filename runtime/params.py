@@ -26,7 +26,8 @@ class Positive(nn.Module):
         self.log_scale = nn.Parameter(torch.zeros_like(init))
 
     def forward(self) -> torch.Tensor:
-        return self.init * torch.exp(self.log_scale)
+        # the clamp keeps the value strictly positive even after a wild optimiser step (exp(-60) > 0 in float32)
+        return self.init * torch.exp(self.log_scale.clamp(min=-60.0))
 
 
 class NonNegative(nn.Module):

@@ -40,13 +40,17 @@ output x
 
 
 def run_main(capsys, *argv):
-    """main(argv) -> (exit code, stdout, stderr); SystemExit is turned into its code."""
+    """main(argv) -> (exit status, stdout, stderr), as a process would see them:
+    SystemExit(n) exits with n, SystemExit("message") prints the message and exits with 1."""
+    message = ""
     try:
         code = main(list(argv))
     except SystemExit as exc:
         code = exc.code
+        if isinstance(code, str):
+            code, message = 1, code + "\n"
     out, err = capsys.readouterr()
-    return code, out, err
+    return code, out, err + message
 
 
 def unrollc(*argv, cwd=None):
@@ -290,3 +294,21 @@ def test_usage_errors_exit_nonzero(capsys):
     assert code not in (0, None)
     code, _, err = run_main(capsys, "compile")
     assert code not in (0, None) and "SPEC" in err
+
+
+# --------------------------------------------------------------------------- demo
+def test_demo_runs_quickly_on_a_sparse_coding_spec(capsys):
+    code, out, _ = run_main(capsys, "demo", "lista", "--layers", "2", "--steps", "2")
+    assert code == 0
+    assert "layer" in out and "untrained = classical" in out
+
+
+def test_demo_refuses_specs_it_cannot_run(capsys):
+    code, _, err = run_main(capsys, "demo", "pdhg", "--layers", "1", "--steps", "1")
+    assert code == 1 and "demo" in err and no_traceback(err)
+
+
+def test_demo_on_a_spec_without_data_a_fails_cleanly():
+    res = unrollc("demo", "admm_csnet", "--layers", "1", "--steps", "1")
+    assert res.returncode in (0, 1)
+    assert no_traceback(res.stderr), res.stderr

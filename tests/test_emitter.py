@@ -159,7 +159,6 @@ def test_generated_code_imports_only_torch_and_the_runtime(generated, name):
 
 # Generated from specs with two data operators, the second converted with `dtype=..., device=...`
 # keywords: the emitter's unused-line pruning counts those keywords as uses of the locals.
-RUFF_BUG = {"ml_ista", "rpca_ista"}
 
 
 @pytest.fixture(scope="module")
@@ -197,22 +196,7 @@ def ruff_report(generated, tmp_path_factory):
     return {name: by_file.get(path.name, []) for name, path in files.items()}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: unused `dtype`/`device` locals in __init__ "
-                "(ruff F841) when a spec has two data operators",
-            ),
-        )
-        if n in RUFF_BUG
-        else n
-        for n in NAMES
-    ],
-)
+@pytest.mark.parametrize("name", NAMES)
 def test_generated_code_passes_ruff(ruff_report, name):
     assert ruff_report[name] == []
 
@@ -280,11 +264,6 @@ def test_default_and_custom_class_names():
             source_of("ista", class_name=bad)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --class-name None/True/False passes driver.CLASS_NAME and emits "
-    "`class None(rt.UnrolledModule):`, a SyntaxError",
-)
 @pytest.mark.parametrize("bad", ["None", "True", "False"])
 def test_class_name_option_rejects_python_constants(bad):
     try:
@@ -294,11 +273,6 @@ def test_class_name_option_rejects_python_constants(bad):
     compile(src, "<generated>", "exec")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `spec none` / `spec true` / `spec false` are accepted and the "
-    "default class name (capitalised) is the Python constant None/True/False: a SyntaxError",
-)
 @pytest.mark.parametrize("spec_name", ["none", "true", "false"])
 def test_spec_names_that_capitalise_to_python_constants(spec_name):
     text = SHIPPED["ista"].read_text().replace("spec ista ", f"spec {spec_name} ")

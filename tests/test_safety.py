@@ -590,12 +590,6 @@ def test_huge_integers_are_exact():
     load(src)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a literal that overflows to inf (`1e999`) in an expression is "
-    "emitted as repr(inf) = `inf`, an undefined name: NameError when the module is built "
-    "(hyper defaults and `layers` are checked for finiteness, expression literals are not)",
-)
 @pytest.mark.parametrize("where", ["param", "step"])
 def test_overflowing_literals_are_rejected_or_work(where):
     text = TEMPLATE.format(**ROLES)
@@ -612,12 +606,6 @@ def test_overflowing_literals_are_rejected_or_work(where):
 
 
 # --------------------------------------------------------------------------- pathological sizes
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a long expression (1000 terms `y + y + ...`, or 1000 nested "
-    "unary minus) overflows the recursion limit in lark's Transformer: RecursionError, a "
-    "traceback in unrollc, instead of a CompileError",
-)
 @pytest.mark.parametrize("expr", [" + ".join(["y"] * 1000), "-" * 1000 + "y"], ids=["long-sum", "deep-minus"])
 def test_pathologically_long_expressions_fail_cleanly(expr):
     text = (
