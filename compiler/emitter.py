@@ -98,22 +98,18 @@ class Emitter:
         return self._compute(node, depth)
 
     def _compute(self, node: ir.Node, depth: int) -> Arg:
-        if node.op == "net_call":
+        if node.op in ("net_call", "op_apply"):
+            # a sub-network (one per layer if untied) or a user operator / its adjoint, applied to one argument
             (arg,) = (self.render(a, depth) for a in node.args)
             name = node.attrs["name"]
             self.used.add(name)
-            net = f"{name}[layer]" if node.attrs.get("per_layer") else name
+            if node.op == "net_call":
+                fn = f"{name}[layer]" if node.attrs.get("per_layer") else name
+            else:
+                fn = f"{name}.adjoint" if node.attrs.get("adjoint") else name
             if node.args[0].type.batched:
-                return Arg(f"{net}({arg.code})", node.type)
-            return Arg(f"rt.apply_net({net}, {arg.code}, batched=False)", node.type)
-        if node.op == "op_apply":
-            (arg,) = (self.render(a, depth) for a in node.args)
-            name = node.attrs["name"]
-            self.used.add(name)
-            method = f"{name}.adjoint" if node.attrs.get("adjoint") else name
-            if node.args[0].type.batched:
-                return Arg(f"{method}({arg.code})", node.type)
-            return Arg(f"rt.apply_net({method}, {arg.code}, batched=False)", node.type)
+                return Arg(f"{fn}({arg.code})", node.type)
+            return Arg(f"rt.apply_net({fn}, {arg.code}, batched=False)", node.type)
         if node.op == "index":
             value, index = (self.render(a, depth) for a in node.args)
             if node.args[0].type.batched:
