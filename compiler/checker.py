@@ -1014,8 +1014,8 @@ class Checker:
             return None
         if kind == "cnn" and (t.rank != 3 or t.shape[0] != size_in):
             self.error(f"the CNN `{sym.name}` takes images [{size_in}, h, w] (channels first), got {t}",
-                       e.args[0].span, "stack channels with `cat(...)`; a single image [h, w] is `cat(x)`-ed "
-                                       "after indexing, or declare the state with a channel axis")
+                       e.args[0].span, "stack channels with `cat(a, b, ...)` (an image [h, w] counts as one "
+                                       "channel), or give the state a channel axis: `real[1, h, w]`")
             return None
         if kind == "mlp" and (t.rank != 1 or t.shape[0] != size_in):
             self.error(f"the MLP `{sym.name}` takes vectors of length {size_in}, got {t}", e.args[0].span)
@@ -1114,7 +1114,7 @@ class Checker:
     def _check_options(self, params: list[ir.Param]) -> None:
         sch = self.schedule
         # every declared parameter counts, also one whose declaration has an error (reported on its own)
-        names = [d.name for d in self.spec.decls if d.kind == "param"]
+        names = [d.name for d in self.spec.decls if d.kind in ("param", "net")]
         for option in ("--tie", "--untie", "--learn", "--freeze"):
             values = getattr(sch, option[2:])
             for v in values:

@@ -268,6 +268,8 @@ class Emitter:
         body.add()
         body.extend(forward)
         text = "\n".join(body.lines).rstrip() + "\n"
+        if "torch." not in text.replace("import torch\n", ""):
+            text = text.replace("import torch\n", "", 1)  # a spec with no tensor code of its own
         return text
 
     def _head(self) -> Lines:
@@ -525,6 +527,12 @@ class Emitter:
             dims = tuple(self._dim_key(x) for x in i.type.shape)
             kind = "complex" if i.type.dtype == COMPLEX else "real"
             body.add(f"{i.name} = self._input_arg({i.name!r}, {i.name}, dims, {dims!r}, {kind!r}, batch_info)", 2)
+            for axis, dim in enumerate(i.type.shape):
+                if self._dim_key(dim) is None and all(n in p.data_dims or n in p.input_dims for n in dim.names()):
+                    expected = " + ".join(f"{c} * " + " * ".join(f"dims[{n!r}]" for n in t.split("*"))
+                                          for t, c in dim.terms) + (f" + {dim.const}" if dim.const else "")
+                    body.add(f"self._expect_dim({i.name!r}, {axis}, {i.name}.shape[{axis + 1}], {expected}, "
+                             f"{str(dim)!r})", 2)
         first = ins[0] if ins else None
         if first:
             body.add(f"batch = {first}.shape[0]", 2)

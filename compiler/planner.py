@@ -1,7 +1,7 @@
 """Planner: decides where every value of the step is computed.
 
 * level CONST   sub-expressions of the step are computed at construction and
-                kept as (non-persistent) buffers;
+                kept as buffers (saved in state_dict with the data they derive from);
 * level FORWARD sub-expressions (depend on inputs / shared parameters only) are
                 hoisted out of the layer loop, computed once per forward call;
 * inside a `repeat` loop, values that do not change across its iterations are

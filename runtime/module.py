@@ -59,7 +59,12 @@ class UnrolledModule(nn.Module):
             rows.append((name, str(list(value.shape)), tying, trainable, constraint or "-", str(n)))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-        lines.append(f"trainable parameters: {total}")
+        nets = sum(p.numel() for p in self.parameters() if p.requires_grad) - sum(
+            p.numel() for name, p in self.named_parameters() if p.requires_grad and name.split(".")[0] in
+            {row[0] for row in self.parameter_table})
+        if nets:
+            lines.append(f"sub-network weights: {nets}")
+        lines.append(f"trainable parameters: {total + nets}")
         return "\n".join(lines)
 
     # ------------------------------------------------------------ for generated code
