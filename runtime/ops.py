@@ -19,34 +19,15 @@ def soft(v: torch.Tensor, theta) -> torch.Tensor:
         mag = v.abs()
         scale = torch.relu(mag - theta) / torch.where(mag > 0, mag, torch.ones_like(mag))
         return v * scale
-    return _SoftThreshold.apply(v, theta)
-
-
-class _SoftThreshold(torch.autograd.Function):
-    """Real soft threshold with one allocation in the forward pass (|v| − θ, relu, copysign in place)
-    and a backward that needs only the output: ∂/∂v = [out ≠ 0], ∂/∂θ = −sign(out)."""
-
-    @staticmethod
-    def forward(ctx, v, theta):
-        mag = v.abs()
-        if torch.is_tensor(theta) and torch.broadcast_shapes(mag.shape, theta.shape) != mag.shape:
-            mag = mag - theta  # a batched threshold on an unbatched value: the result is larger than v
-        else:
-            mag = mag.sub_(theta)
-        out = mag.relu_().copysign_(v)
-        ctx.save_for_backward(out)
-        ctx.theta_shape = theta.shape if torch.is_tensor(theta) else None
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        (out,) = ctx.saved_tensors
-        grad_v = grad * (out != 0).to(grad.dtype) if ctx.needs_input_grad[0] else None
-        grad_theta = None
-        if ctx.needs_input_grad[1] and ctx.theta_shape is not None:
-            grad_theta = -(grad * out.sign()).sum_to_size(ctx.theta_shape)
-        return grad_v, grad_theta
+    # |v| - θ and relu in place on a fresh tensor, then one copysign: two allocations, three
+    # kernels, built-in autograd (in-place ops on the temporary are safe: nothing saved is overwritten)
+    mag = v.abs()
+    if torch.is_tensor(theta) and (theta.dim() > mag.dim() or any(
+            t != 1 and t != m for t, m in zip(reversed(theta.shape), reversed(mag.shape)))):
+        mag = mag - theta  # a batched threshold on an unbatched value: the result is larger than v
+    else:
+        mag = mag.sub_(theta)
+    return torch.copysign(mag.relu_(), v)
 
 
 def soft_nonneg(v: torch.Tensor, theta) -> torch.Tensor:
