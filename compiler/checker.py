@@ -5,7 +5,6 @@ expression the level at which it can be computed (see ir.py)."""
 from __future__ import annotations
 
 import builtins
-import math
 import keyword
 import math
 import re

@@ -28,10 +28,7 @@ class CNN(nn.Module):
             if not last:
                 layers.append(nn.PReLU(width))
             channels = width
-        if init == "zero":
-            nn.init.zeros_(layers[-1].weight)
-            nn.init.zeros_(layers[-1].bias)
-        self.body = nn.Sequential(*layers)
+        self.body = _sequential(layers, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -51,13 +48,18 @@ class MLP(nn.Module):
             if not last:
                 layers.append(nn.ReLU())
             features = width
-        if init == "zero":
-            nn.init.zeros_(layers[-1].weight)
-            nn.init.zeros_(layers[-1].bias)
-        self.body = nn.Sequential(*layers)
+        self.body = _sequential(layers, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+
+def _sequential(layers: list, init: str) -> nn.Sequential:
+    """The block's layers; `init="zero"` zeroes the last one so the block starts as the zero map."""
+    if init == "zero":
+        nn.init.zeros_(layers[-1].weight)
+        nn.init.zeros_(layers[-1].bias)
+    return nn.Sequential(*layers)
 
 
 NET_KINDS = {"cnn": CNN, "mlp": MLP}
