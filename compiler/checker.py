@@ -497,6 +497,11 @@ class Checker:
         if py and opname in ("add", "sub", "mul") and all(isinstance(a.static, int) for a in args):
             static = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y}[opname](
                 args[0].static, args[1].static)
+        elif opname in ("add", "mul") and all(isinstance(a.static, (int, DimExpr)) for a in args) \
+                and any(isinstance(a.static, DimExpr) for a in args):
+            # dimension arithmetic (`nx*nz`, `2*h + 1`): stays symbolic for shape rules like `reshape`
+            x, y = (DimExpr.of(a.static) for a in args)
+            static = x + y if opname == "add" else x * y
         return ir.Node(opname, args, out, span, level, {"statics": tuple(a.static for a in emit_args)}, py=py,
                        static=static)
 
@@ -609,6 +614,10 @@ class Checker:
         mentioned: set[str] = set()  # dims used by data/input types that failed to check
 
         decls = spec.decls
+        # dims a data declaration binds (known at construction); the others are bound per forward call
+        construction_dims = {dim.terms[0][0] for d in decls if d.kind == "data" and d.type is not None
+                             for dim in (d.type.dims or [])
+                             if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const}
         # dims first (they may be used by any type)
         for d in decls:
             if d.kind == "dim":
@@ -648,6 +657,9 @@ class Checker:
                     for axis, dim in enumerate(t.shape):
                         if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const and "*" not in dim.terms[0][0]:
                             input_dims.setdefault(dim.terms[0][0], (d.name, axis))
+                            sym = self.scope.get(dim.terms[0][0])
+                            if dim.terms[0][0] not in construction_dims and sym is not None and sym.kind == "dim":
+                                sym.level = ir.FORWARD  # known per forward call: expressions using it are too
             elif d.kind == "let":
                 self.context = "let"
                 node = self.expr(d.value)

@@ -564,12 +564,13 @@ class Emitter:
                 else:
                     body.add(f"{x.name} = self.{x.name}", 2)
         body.extend(lets)
+        body.extend(states)
+        # after the states: a state the step never assigns is layer-invariant and may be hoisted too
         hoisted = self.hoisted.get(ir.FORWARD)
         if hoisted and hoisted.lines:
             body.add("# layer-invariant terms, hoisted out of the loop", 2)
             for line in hoisted.lines:
                 body.add(line, 2)
-        body.extend(states)
         body.add("if record is not None:", 2)
         body.add(f"record.append({self._state_dict_code()})", 3)
         body.extend(loop)

@@ -282,11 +282,14 @@ def _matmul_emit(args, out):
             if a.prec >= P_ATOM and a.code.endswith(".mH"):
                 return Emitted(f"{wrap(b, P_MUL)} @ {a.code[:-3]}.conj()", P_MUL)
             return Emitted(f"{wrap(b, P_MUL)} @ {wrap(a, P_ATOM)}.mT", P_MUL)
-        return Emitted(f"({wrap(a, P_MUL)} @ {wrap(b, P_ATOM)}.unsqueeze(-1)).squeeze(-1)", P_ATOM)
+        # a batch of vectors against stacked matrices [..., p, q]: lift the vector over the stack axes
+        vec = lift(b, A.rank - 1) if A.rank > 2 else wrap(b, P_ATOM)
+        return Emitted(f"({wrap(a, P_MUL)} @ {vec}.unsqueeze(-1)).squeeze(-1)", P_ATOM)
     if A.rank == 1 and B.rank >= 2:
         if not A.batched or (not B.batched and B.rank == 2):
             return Emitted(f"{wrap(a, P_MUL)} @ {wrap(b, P_MUL + 1)}", P_MUL)
-        return Emitted(f"({wrap(a, P_ATOM)}.unsqueeze(-2) @ {wrap(b, P_MUL + 1)}).squeeze(-2)", P_ATOM)
+        vec = lift(a, B.rank - 1) if B.rank > 2 else wrap(a, P_ATOM)
+        return Emitted(f"({vec}.unsqueeze(-2) @ {wrap(b, P_MUL + 1)}).squeeze(-2)", P_ATOM)
     if A.rank == 1 and B.rank == 1:
         return Emitted(f"({lifted(a, 1, P_MUL)} * {lifted(b, 1, P_MUL)}).sum(-1)", P_ATOM)
     # matrix @ matrix: torch.matmul broadcasts leading axes; lift batched lower-rank sides
@@ -1034,3 +1037,407 @@ def _cat_emit(args, out):
 register(Operator("cat", 2, 16, _cat_infer, _cat_emit, lambda a: "\\left[" + "; ".join(a) + "\\right]",
                   "concatenate along the first axis (channels); a piece one axis short is one channel: `cat(h, K(f[1]), g)`",
                   reference=lambda *v: _np().concatenate(v, axis=0), category="construction", runtime="cat"))
+
+
+# ---------------------------------------------------------------- zero-boundary convolution and patches (issue 3)
+def _ref_shift_sum(adjoint: bool):
+    def ref(k, x):
+        np = _np()
+        s1, s2 = k.shape[-2:]
+        h, w = x.shape[-2:]
+        c1, c2 = (s1 - 1) // 2, (s2 - 1) // 2
+        k = np.conj(k) if adjoint else k  # correlation with the conjugate kernel: the exact adjoint
+        lead = np.broadcast_shapes(k.shape[:-2], x.shape[:-2])
+        out = np.zeros(lead + (h, w), dtype=np.result_type(k, x))
+        for i in range(h):
+            for j in range(w):
+                for a in range(s1):
+                    for b in range(s2):
+                        r, c = (i + a - c1, j + b - c2) if adjoint else (i - a + c1, j - b + c2)
+                        if 0 <= r < h and 0 <= c < w:
+                            out[..., i, j] += k[..., a, b] * x[..., r, c]
+        return out
+    return ref
+
+
+register(Operator("conv2z", 2, 2, _conv_infer("conv2z"), _conv_emit("conv2z"),
+                  lambda a: f"{a[0]} * {a[1]}",
+                  "'same'-size 2-D convolution with zero boundary (kernel centre (s-1)//2); banks broadcast like "
+                  "`conv2`; a bank [o, c, s, s] on images [c, h, w] mixes channels with `sum(conv2z(W, x), 1)`",
+                  reference=_ref_shift_sum(False), category="convolution", runtime="conv2z",
+                  example="sum(conv2z(W, x), 1)"))
+register(Operator("conv2z_adj", 2, 2, _conv_infer("conv2z_adj"), _conv_emit("conv2z_adj"),
+                  lambda a: f"\\tilde{{{a[0]}}} * {a[1]}",
+                  "exact adjoint of `conv2z` (zero-boundary correlation with the (conjugate) kernel)",
+                  reference=_ref_shift_sum(True), category="convolution", runtime="conv2z_adj"))
+
+
+def _static_size(args, i: int, opname: str, what: str) -> DimExpr:
+    a = args[i]
+    if a is None or not isinstance(a.static, DimExpr):
+        raise ShapeError(f"the {what} of `{opname}` must be a dimension or an integer literal", i,
+                         "write a declared dim (`s`) or an integer literal (`5`)")
+    return a.static
+
+
+def _image(t: Type, i: int, opname: str) -> None:
+    _numeric(t, i)
+    if t.rank < 2:
+        raise ShapeError(f"`{opname}` needs images (the last two axes), got {t}", i)
+
+
+def _patches_infer(types, args):
+    _image(types[0], 0, "patches")
+    s = _static_size(args, 1, "patches", "patch size")
+    return types[0].with_(shape=types[0].shape[:-2] + (s * s,) + types[0].shape[-2:])
+
+
+def _unpatch_infer(name: str):
+    def infer(types, args):
+        z = types[0]
+        _numeric(z, 0)
+        s = _static_size(args, 1, name, "patch size")
+        if z.rank < 3:
+            raise ShapeError(f"`{name}` needs patch stacks [s*s, h, w], got {z}", 0)
+        if z.shape[-3] != s * s:
+            raise ShapeError(f"`{name}` with patch size {s} needs {s * s} patch channels, got {z.shape[-3]}", 0)
+        return z.with_(shape=z.shape[:-3] + z.shape[-2:])
+    return infer
+
+
+def _ref_patches(x, s):
+    np = _np()
+    k = np.eye(s * s).reshape(s * s, s, s)
+    return _ref_shift_sum(True)(k, x[..., None, :, :])
+
+
+def _ref_unpatch(z, s):
+    np = _np()
+    k = np.eye(s * s).reshape(s * s, s, s)
+    return _ref_shift_sum(False)(k, z).sum(axis=-3)
+
+
+def _ref_patch_average(z, s):
+    np = _np()
+    return _ref_unpatch(z, s) / _ref_unpatch(np.ones((s * s,) + z.shape[-2:]), s)
+
+
+register(Operator("patches", 2, 2, _patches_infer, lambda a, o: Emitted(f"rt.patches({a[0].code}, {a[1].code})"),
+                  lambda a: f"\\operatorname{{patches}}_{{{a[1]}}}\\left({a[0]}\\right)",
+                  "every s x s patch of an image, one per pixel (zero boundary): [h, w] -> [s*s, h, w] "
+                  "(torch `unfold` with padding (s-1)//2)", reference=_ref_patches, category="patches",
+                  runtime="patches", extra={"dim_args": (1,)}, example="patches(y, 5)"))
+register(Operator("unpatch", 2, 2, _unpatch_infer("unpatch"),
+                  lambda a, o: Emitted(f"rt.unpatch({a[0].code}, {a[1].code})"),
+                  lambda a: f"\\operatorname{{patches}}_{{{a[1]}}}^{{T}}\\left({a[0]}\\right)",
+                  "overlap-add of patches, the exact adjoint of `patches` (torch `fold`): [s*s, h, w] -> [h, w]",
+                  reference=_ref_unpatch, category="patches", runtime="unpatch", extra={"dim_args": (1,)}))
+register(Operator("patch_average", 2, 2, _unpatch_infer("patch_average"),
+                  lambda a, o: Emitted(f"rt.patch_average({a[0].code}, {a[1].code})"),
+                  lambda a: f"\\operatorname{{avg}}_{{{a[1]}}}\\left({a[0]}\\right)",
+                  "recombine overlapping patches by averaging: unpatch(z) / unpatch(1) (SCN's last layer)",
+                  reference=_ref_patch_average, category="patches", runtime="patch_average",
+                  extra={"dim_args": (1,)}))
+
+
+def _chanmix_infer(types, args):
+    W, x = types
+    _numeric(W, 0)
+    _numeric(x, 1)
+    if W.rank != 2:
+        raise ShapeError(f"`chanmix` needs a matrix [o, c], got {W}", 0)
+    if x.rank < 3:
+        raise ShapeError(f"`chanmix` needs images with a channel axis [c, h, w], got {x}", 1)
+    if W.shape[1] != x.shape[-3]:
+        raise ShapeError(f"the matrix has {W.shape[1]} columns but the images have {x.shape[-3]} channels", 1,
+                         "`chanmix(W, x)` applies W [o, c] to every pixel's channel vector")
+    return Type(promote(W.dtype, x.dtype), x.shape[:-3] + (W.shape[0],) + x.shape[-2:], W.batched or x.batched)
+
+
+def _chanmix_emit(args, out):
+    W, x = args
+    wcode = f"{wrap(W, P_ATOM)}[:, None]" if W.type.batched and x.type.rank > 3 else W.code
+    return Emitted(f"rt.chanmix({wcode}, {x.code})")
+
+
+register(Operator("chanmix", 2, 2, _chanmix_infer, _chanmix_emit, lambda a: f"{a[0]} \\cdot_c {a[1]}",
+                  "1x1 convolution: a matrix [o, c] applied to the channel vector of every pixel, "
+                  "[c, h, w] -> [o, h, w]", reference=lambda W, x: _np().einsum("oc,...chw->...ohw", W, x),
+                  category="convolution", runtime="chanmix", example="chanmix(We, patches(y, 5))"))
+
+
+# ---------------------------------------------------------------- resampling
+def _div_dim(d: DimExpr, r: int) -> DimExpr | None:
+    if d.const % r or any(c % r for _, c in d.terms):
+        return None
+    return DimExpr(tuple((n, c // r) for n, c in d.terms), d.const // r)
+
+
+def _factor(args, opname: str) -> int:
+    r = args[1].static if args[1] is not None else None
+    if not isinstance(r, int) or r < 1:
+        raise ShapeError(f"the factor of `{opname}` must be a positive integer literal", 1)
+    return r
+
+
+def _down_infer(types, args):
+    x = types[0]
+    _image(x, 0, "down")
+    r = _factor(args, "down")
+    new = [_div_dim(d, r) for d in x.shape[-2:]]
+    if None in new:
+        raise ShapeError(f"`down` by {r} needs image sizes that are multiples of {r}, got "
+                         f"{shape_str(x.shape[-2:])}", 0, f"declare the fine grid as `real[{r}*h, {r}*w]`")
+    return x.with_(shape=x.shape[:-2] + tuple(new))
+
+
+def _up_infer(name: str):
+    def infer(types, args):
+        x = types[0]
+        _image(x, 0, name)
+        r = _factor(args, name)
+        if name == "bicubic":
+            _real(x, 0, name)
+        return x.with_(shape=x.shape[:-2] + tuple(DimExpr.of(r) * d for d in x.shape[-2:]))
+    return infer
+
+
+def _ref_up(x, r):
+    np = _np()
+    out = np.zeros(x.shape[:-2] + (r * x.shape[-2], r * x.shape[-1]), dtype=x.dtype)
+    out[..., ::r, ::r] = x
+    return out
+
+
+def _ref_bicubic(x, r):
+    """Separable Keys cubic (a = -0.75), half-pixel centres, indices clamped at the border."""
+    np = _np()
+
+    def weights(t):
+        a = -0.75
+        t = np.abs(t)
+        return np.where(t <= 1, (a + 2) * t**3 - (a + 3) * t**2 + 1,
+                        np.where(t < 2, a * t**3 - 5 * a * t**2 + 8 * a * t - 4 * a, 0.0))
+
+    def matrix(n):
+        M = np.zeros((r * n, n))
+        for i in range(r * n):
+            src = (i + 0.5) / r - 0.5
+            base = int(np.floor(src))
+            for j in range(base - 1, base + 3):
+                M[i, min(max(j, 0), n - 1)] += weights(src - j)
+        return M
+
+    return matrix(x.shape[-2]) @ x @ matrix(x.shape[-1]).T
+
+
+register(Operator("down", 2, 2, _down_infer, lambda a, o: Emitted(f"rt.down({a[0].code}, {a[1].code})"),
+                  lambda a: f"S_{{{a[1]}}}\\left({a[0]}\\right)", "decimation by r: keep pixels (r i, r j); "
+                  "[r*h, r*w] -> [h, w]", reference=lambda x, r: x[..., ::r, ::r], category="resampling",
+                  runtime="down", static_args=(1,), example="down(conv2(b, x), 2)"))
+register(Operator("up", 2, 2, _up_infer("up"), lambda a, o: Emitted(f"rt.up({a[0].code}, {a[1].code})"),
+                  lambda a: f"S_{{{a[1]}}}^{{T}}\\left({a[0]}\\right)",
+                  "zero-filling upsampling by r, the exact adjoint of `down`: [h, w] -> [r*h, r*w]",
+                  reference=_ref_up, category="resampling", runtime="up", static_args=(1,)))
+register(Operator("bicubic", 2, 2, _up_infer("bicubic"), lambda a, o: Emitted(f"rt.bicubic({a[0].code}, {a[1].code})"),
+                  lambda a: f"\\operatorname{{bicubic}}_{{{a[1]}}}\\left({a[0]}\\right)",
+                  "bicubic upsampling by r (torch `interpolate`, align_corners=False): [h, w] -> [r*h, r*w]",
+                  reference=_ref_bicubic, category="resampling", runtime="bicubic", static_args=(1,)))
+
+
+# ---------------------------------------------------------------- kernel support, kernel padding and cropping
+def _support_infer(types, args):
+    _image(types[0], 0, "support")
+    _static_size(args, 1, "support", "support size")
+    return types[0]
+
+
+def _ref_support(k, s):
+    np = _np()
+    h, w = k.shape[-2:]
+    c = (s - 1) // 2
+    mask = ((np.arange(h) + c) % h < s)[:, None] & ((np.arange(w) + c) % w < s)[None, :]
+    return k * mask
+
+
+def _pad_kernel_infer(types, args):
+    _image(types[0], 0, "pad_kernel")
+    h = _static_size(args, 1, "pad_kernel", "image height")
+    w = _static_size(args, 2, "pad_kernel", "image width")
+    return types[0].with_(shape=types[0].shape[:-2] + (h, w))
+
+
+def _ref_pad_kernel(k, h, w):
+    np = _np()
+    return np.fft.ifft2(_ref_otf(k, h, w), axes=(-2, -1)).real if not np.iscomplexobj(k) else \
+        np.fft.ifft2(_ref_otf(k, h, w), axes=(-2, -1))
+
+
+def _crop_kernel_infer(types, args):
+    _image(types[0], 0, "crop_kernel")
+    s = _static_size(args, 1, "crop_kernel", "kernel size")
+    return types[0].with_(shape=types[0].shape[:-2] + (s, s))
+
+
+def _ref_crop_kernel(K, s):
+    np = _np()
+    c = (s - 1) // 2
+    return np.roll(K, (c, c), axis=(-2, -1))[..., :s, :s]
+
+
+register(Operator("support", 2, 2, _support_infer, lambda a, o: Emitted(f"rt.support({a[0].code}, {a[1].code})"),
+                  lambda a: f"\\operatorname{{supp}}_{{{a[1]}}}\\left({a[0]}\\right)",
+                  "zero an image-sized kernel (origin at [0, 0]) outside the s x s window centred at the origin "
+                  "(circularly): restrict a kernel estimate to its support", reference=_ref_support,
+                  category="kernels", runtime="support", extra={"dim_args": (1,)}, example="support(k, s)"))
+register(Operator("pad_kernel", 3, 3, _pad_kernel_infer,
+                  lambda a, o: Emitted(f"rt.pad_kernel({a[0].code}, {a[1].code}, {a[2].code})"),
+                  lambda a: f"\\operatorname{{pad}}\\left({a[0]}\\right)",
+                  "an s x s kernel placed in an h x w image with its centre at the origin (so that "
+                  "`fft2(pad_kernel(k, h, w)) == otf(k, h, w)`)", reference=_ref_pad_kernel, category="kernels",
+                  runtime="pad_kernel", extra={"dim_args": (1, 2)}))
+register(Operator("crop_kernel", 2, 2, _crop_kernel_infer,
+                  lambda a, o: Emitted(f"rt.crop_kernel({a[0].code}, {a[1].code})"),
+                  lambda a: f"\\operatorname{{crop}}_{{{a[1]}}}\\left({a[0]}\\right)",
+                  "the s x s centred kernel of an image-sized kernel (inverse and adjoint of `pad_kernel`)",
+                  reference=_ref_crop_kernel, category="kernels", runtime="crop_kernel", extra={"dim_args": (1,)}))
+
+
+# ---------------------------------------------------------------- finite differences (TV)
+def _grad2_infer(types, args):
+    _image(types[0], 0, "grad2")
+    x = types[0]
+    return x.with_(shape=x.shape[:-2] + (DimExpr.of(2),) + x.shape[-2:])
+
+
+def _div2_infer(types, args):
+    p = types[0]
+    _numeric(p, 0)
+    if p.rank < 3 or p.shape[-3] != DimExpr.of(2):
+        raise ShapeError(f"`div2` needs a vector field [2, h, w], got {p}", 0, "`div2(grad2(x))` is the Laplacian")
+    return p.with_(shape=p.shape[:-3] + p.shape[-2:])
+
+
+def _ref_grad2(x):
+    np = _np()
+    return np.stack((np.roll(x, -1, axis=-2) - x, np.roll(x, -1, axis=-1) - x), axis=-3)
+
+
+def _ref_div2(p):
+    np = _np()
+    p0, p1 = p[..., 0, :, :], p[..., 1, :, :]
+    return (p0 - np.roll(p0, 1, axis=-2)) + (p1 - np.roll(p1, 1, axis=-1))
+
+
+register(Operator("grad2", 1, 1, _grad2_infer, lambda a, o: Emitted(f"rt.grad2({a[0].code})"),
+                  lambda a: f"\\nabla {a[0]}", "image gradient by forward differences, circular boundary: "
+                  "[h, w] -> [2, h, w] (vertical, horizontal)", reference=_ref_grad2, category="differences",
+                  runtime="grad2"))
+register(Operator("div2", 1, 1, _div2_infer, lambda a, o: Emitted(f"rt.div2({a[0].code})"),
+                  lambda a: f"\\nabla \\cdot {a[0]}", "divergence of a vector field [2, h, w] (backward differences, "
+                  "circular): div2 = -grad2ᵀ", reference=_ref_div2, category="differences", runtime="div2"))
+
+
+# ---------------------------------------------------------------- short-time Fourier transform
+def _hop(types, args, i: int, opname: str) -> None:
+    t = types[i]
+    if t.dtype != INT or t.rank != 0:
+        raise ShapeError(f"the hop of `{opname}` must be an integer (a literal or an `int` hyperparameter)", i)
+
+
+def _stft_infer(types, args):
+    x = types[0]
+    _real(x, 0, "stft")
+    if x.rank < 1:
+        raise ShapeError(f"`stft` needs signals [T], got {x}", 0)
+    F = _static_size(args, 1, "stft", "number of frequencies")
+    N = _static_size(args, 2, "stft", "number of frames")
+    _hop(types, args, 3, "stft")
+    return Type(COMPLEX, x.shape[:-1] + (F, N), x.batched)
+
+
+def _istft_infer(types, args):
+    X = types[0]
+    _numeric(X, 0)
+    if X.rank < 2:
+        raise ShapeError(f"`istft` needs spectrograms [F, N], got {X}", 0)
+    T = _static_size(args, 1, "istft", "signal length")
+    _hop(types, args, 2, "istft")
+    return Type(REAL, X.shape[:-2] + (T,), X.batched)
+
+
+def _hann(n):
+    np = _np()
+    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
+
+
+def _ref_stft(x, F, N, hop):
+    np = _np()
+    n_fft = 2 * (F - 1)
+    xp = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(n_fft // 2, n_fft // 2)], mode="reflect")
+    frames = np.stack([xp[..., i * hop:i * hop + n_fft] * _hann(n_fft) for i in range(N)], axis=-1)
+    return np.fft.rfft(frames, axis=-2)
+
+
+def _ref_istft(X, T, hop):
+    np = _np()
+    F, N = X.shape[-2:]
+    n_fft = 2 * (F - 1)
+    win = _hann(n_fft)
+    frames = np.fft.irfft(X, n=n_fft, axis=-2) * win[:, None]
+    total = n_fft + hop * (N - 1)
+    y = np.zeros(X.shape[:-2] + (total,))
+    wsum = np.zeros(total)
+    for i in range(N):
+        y[..., i * hop:i * hop + n_fft] += frames[..., i]
+        wsum[i * hop:i * hop + n_fft] += win**2
+    start = n_fft // 2
+    return y[..., start:start + T] / wsum[start:start + T]
+
+
+register(Operator("stft", 4, 4, _stft_infer,
+                  lambda a, o: Emitted(f"rt.stft({a[0].code}, {a[1].code}, {a[2].code}, {a[3].code})"),
+                  lambda a: f"\\operatorname{{STFT}}\\left({a[0]}\\right)",
+                  "short-time Fourier transform of signals [T] -> complex [F, N]: n_fft = 2(F-1), periodic Hann "
+                  "window, hop samples between centred frames (N = 1 + T // hop), torch.stft conventions",
+                  reference=_ref_stft, category="fourier", runtime="stft", extra={"dim_args": (1, 2)},
+                  example="stft(x, F, N, 64)"))
+register(Operator("istft", 3, 3, _istft_infer,
+                  lambda a, o: Emitted(f"rt.istft({a[0].code}, {a[1].code}, {a[2].code})"),
+                  lambda a: f"\\operatorname{{iSTFT}}\\left({a[0]}\\right)",
+                  "inverse STFT (windowed overlap-add, least squares) of spectrograms [F, N] -> signals [T]; "
+                  "istft(stft(x)) == x", reference=_ref_istft, category="fourier", runtime="istft",
+                  extra={"dim_args": (1,)}, example="istft(A * expj(theta), T, 64)"))
+
+
+# ---------------------------------------------------------------- reshaping
+def _reshape_infer(types, args):
+    x = types[0]
+    _numeric(x, 0)
+    dims = [_static_size(args, i, "reshape", "new shape") for i in range(1, len(types))]
+
+    def size(shape):
+        total = DimExpr.of(1)
+        for d in shape:
+            total = total * d if total is not None else None
+        return total
+
+    before, after = size(x.shape), size(dims)
+    if before is None or after is None:
+        raise ShapeError("`reshape` can only check sizes that are products of at most two dimension names", 0)
+    if before != after:
+        raise ShapeError(f"`reshape` keeps the number of entries: {shape_str(x.shape)} has {before}, "
+                         f"{shape_str(tuple(dims))} has {after}", 0)
+    return x.with_(shape=tuple(dims))
+
+
+def _reshape_emit(args, out):
+    sizes = [a.code for a in args[1:]]
+    lead = f"{EmitContext.batch}, " if args[0].type.batched else ""
+    return Emitted(f"{wrap(args[0], P_ATOM)}.reshape({lead}{', '.join(sizes)})")
+
+
+register(Operator("reshape", 2, 5, _reshape_infer, _reshape_emit, lambda a: a[0],
+                  "the same entries in a new shape (row-major), e.g. a movie [T, nx, nz] as T frames of "
+                  "nx*nz pixels: `reshape(L, T, nx*nz)`", reference=lambda x, *shape: x.reshape(shape),
+                  category="construction", extra={"dim_args": True}, example="reshape(L, T, nx*nz)"))

@@ -179,3 +179,159 @@ def norm_sum(v: torch.Tensor, batched: bool = True) -> torch.Tensor:
 def normalize_columns(W: torch.Tensor) -> torch.Tensor:
     """Scale every column (axis -2) to unit ℓ2 norm."""
     return W / torch.linalg.vector_norm(W, dim=-2, keepdim=True)
+
+
+# ---------------------------------------------------------------- zero-boundary convolution, patches (issue 3)
+def _same_pads(s: int) -> tuple[int, int]:
+    """Zero padding (before, after) of a 'same'-size convolution whose kernel centre is (s-1)//2."""
+    centre = (s - 1) // 2
+    return s - 1 - centre, centre
+
+
+def _shift_sum(kernel: torch.Tensor, x: torch.Tensor, adjoint: bool) -> torch.Tensor:
+    """Sum over kernel taps of kernel[..., a, b] * (x shifted by the tap), zero boundary.
+
+    Convolution:  out[i] = sum_a k[a] x[i - a + c];  adjoint (correlation): out[j] = sum_a k[a] x[j + a - c].
+    Broadcasts kernel stacks against image stacks like `conv2`; works for complex values and
+    any kernel size (cost s1*s2 image-sized products, fine for the small kernels of unrolled nets)."""
+    s1, s2 = kernel.shape[-2:]
+    h, w = x.shape[-2:]
+    (b1, a1), (b2, a2) = _same_pads(s1), _same_pads(s2)
+    if adjoint:
+        a1, b1, a2, b2 = b1, a1, b2, a2
+        kernel = kernel.conj() if kernel.is_complex() else kernel
+    xp = torch.nn.functional.pad(x, (b2, a2, b1, a1))
+    out = None
+    for a in range(s1):
+        for b in range(s2):
+            # convolution reads x[i - a + c]: offset (s-1-a) into the padded image; correlation reads x[i + a - c]
+            r0, c0 = (s1 - 1 - a, s2 - 1 - b) if not adjoint else (a, b)
+            term = kernel[..., a, b, None, None] * xp[..., r0:r0 + h, c0:c0 + w]
+            out = term if out is None else out + term
+    return out
+
+
+def conv2z(kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """'Same'-size 2-D convolution with zero boundary (kernel centre (s-1)//2), i.e.
+    `conv2d(x, flip(kernel), padding=s//2)` for odd s; kernel banks broadcast like `conv2`."""
+    return _shift_sum(kernel, x, adjoint=False)
+
+
+def conv2z_adj(kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Exact adjoint of `conv2z` (zero-boundary correlation with the kernel)."""
+    return _shift_sum(kernel, x, adjoint=True)
+
+
+def _tap_bank(s: int, like: torch.Tensor) -> torch.Tensor:
+    """The s*s unit kernels e_ab (one per patch position), shape [s*s, s, s]."""
+    return torch.eye(s * s, dtype=like.dtype, device=like.device).reshape(s * s, s, s)
+
+
+def patches(x: torch.Tensor, s: int) -> torch.Tensor:
+    """All s x s patches of an image, one per pixel (zero boundary): [..., h, w] -> [..., s*s, h, w];
+    channel a*s+b at pixel i holds x[i + (a, b) - c] (c = (s-1)//2), like torch's `unfold`."""
+    return conv2z_adj(_tap_bank(s, x), x.unsqueeze(-3))
+
+
+def unpatch(z: torch.Tensor, s: int) -> torch.Tensor:
+    """Adjoint of `patches` (overlap-add of patches, torch's `fold`): [..., s*s, h, w] -> [..., h, w]."""
+    return conv2z(_tap_bank(s, z), z).sum(dim=-3)
+
+
+def patch_average(z: torch.Tensor, s: int) -> torch.Tensor:
+    """Recombine overlapping patches by averaging: unpatch(z) / unpatch(1)."""
+    h, w = z.shape[-2:]
+    count = unpatch(z.new_ones((s * s, h, w)).real if z.is_complex() else z.new_ones((s * s, h, w)), s)
+    return unpatch(z, s) / count
+
+
+def chanmix(W: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """1x1 convolution: the matrix W [o, c] applied to the channel axis of images [..., c, h, w]."""
+    h, w = x.shape[-2:]
+    return (W @ x.flatten(-2)).unflatten(-1, (h, w))
+
+
+# ---------------------------------------------------------------- resampling, kernel support, finite differences
+def down(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Decimation by r in both image axes: keep pixels (r*i, r*j)."""
+    return x[..., ::r, ::r]
+
+
+def up(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Zero-filling upsampling by r (the adjoint of `down`)."""
+    h, w = x.shape[-2:]
+    out = x.new_zeros(x.shape[:-2] + (r * h, r * w))
+    out[..., ::r, ::r] = x
+    return out
+
+
+def bicubic(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Bicubic upsampling by r (torch `interpolate(mode='bicubic', align_corners=False)`, a = -0.75)."""
+    h, w = x.shape[-2:]
+    flat = x.reshape((-1, 1, h, w))
+    out = torch.nn.functional.interpolate(flat, scale_factor=r, mode="bicubic", align_corners=False)
+    return out.reshape(x.shape[:-2] + (r * h, r * w))
+
+
+def _support_mask(s: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+    c = (s - 1) // 2
+    rows = (torch.arange(h, device=like.device) + c) % h < s
+    cols = (torch.arange(w, device=like.device) + c) % w < s
+    return (rows[:, None] & cols[None, :]).to(real_dtype(like.dtype))
+
+
+def support(k: torch.Tensor, s: int) -> torch.Tensor:
+    """Zero an image-sized kernel (origin at [0, 0]) outside the s x s window centred at the origin
+    (circularly): the support an s x s kernel has after psf2otf's padding."""
+    h, w = k.shape[-2:]
+    return k * _support_mask(s, h, w, k)
+
+
+def pad_kernel(k: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Place an s x s kernel in an h x w image with its centre at the origin (psf2otf before the FFT)."""
+    s1, s2 = k.shape[-2:]
+    pad = k.new_zeros(k.shape[:-2] + (h, w))
+    pad[..., :s1, :s2] = k
+    return torch.roll(pad, shifts=(-((s1 - 1) // 2), -((s2 - 1) // 2)), dims=(-2, -1))
+
+
+def crop_kernel(K: torch.Tensor, s: int) -> torch.Tensor:
+    """The s x s kernel of an image-sized kernel (inverse of `pad_kernel`; adjoint of it too)."""
+    c = (s - 1) // 2
+    return torch.roll(K, shifts=(c, c), dims=(-2, -1))[..., :s, :s]
+
+
+def grad2(x: torch.Tensor) -> torch.Tensor:
+    """Forward differences with circular boundary: [..., h, w] -> [..., 2, h, w] (vertical, horizontal)."""
+    return torch.stack((torch.roll(x, -1, dims=-2) - x, torch.roll(x, -1, dims=-1) - x), dim=-3)
+
+
+def div2(p: torch.Tensor) -> torch.Tensor:
+    """Divergence (backward differences, circular): minus the adjoint of `grad2`, [..., 2, h, w] -> [..., h, w]."""
+    p0, p1 = p.unbind(dim=-3)
+    return (p0 - torch.roll(p0, 1, dims=-2)) + (p1 - torch.roll(p1, 1, dims=-1))
+
+
+# ---------------------------------------------------------------- short-time Fourier transform
+def stft(x: torch.Tensor, n_freq: int, n_frames: int, hop: int) -> torch.Tensor:
+    """STFT of signals [..., T] -> [..., F, N]: n_fft = 2(F-1), periodic Hann window, centred frames
+    (reflect padding), unnormalised, one-sided (torch.stft's conventions)."""
+    n_fft = 2 * (n_freq - 1)
+    T = x.shape[-1]
+    if n_frames != 1 + T // hop:
+        raise ValueError(f"stft: a signal of length {T} with hop {hop} has {1 + T // hop} frames, "
+                         f"the spec declares {n_frames}")
+    window = torch.hann_window(n_fft, dtype=real_dtype(x.dtype), device=x.device)
+    flat = x.reshape((-1, T))
+    X = torch.stft(flat, n_fft, hop_length=hop, window=window, center=True, return_complex=True)
+    return X.reshape(x.shape[:-1] + X.shape[-2:])
+
+
+def istft(X: torch.Tensor, length: int, hop: int) -> torch.Tensor:
+    """Inverse of `stft` (windowed overlap-add, least-squares): [..., F, N] -> [..., T]."""
+    F, N = X.shape[-2:]
+    n_fft = 2 * (F - 1)
+    window = torch.hann_window(n_fft, dtype=real_dtype(X.dtype), device=X.device)
+    flat = X.reshape((-1, F, N))
+    x = torch.istft(flat, n_fft, hop_length=hop, window=window, center=True, length=length)
+    return x.reshape(X.shape[:-2] + (length,))
