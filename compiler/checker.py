@@ -102,6 +102,8 @@ class Checker:
         self.allow_layer = False
         self.batched_states: set[str] = set()
         self.prev_used: list[str] = []
+        self.history_used: list[str] = []
+        self._depth_cache: int | None = None
         self.locals_types: dict[str, Type] = {}
         self.current: str | None = None  # the declaration being checked (for messages)
         self.reported: set[tuple[str, str]] = set()  # (kind, name) of unknown names already reported
@@ -211,6 +213,8 @@ class Checker:
         for i, d in enumerate(dims):
             span = spans[i] if i < len(spans) else None
             for name in sorted(d.names()):
+                if name == "num_layers" and "*" not in "".join(n for n, _ in d.terms):
+                    continue  # the depth: a compile-time constant, substituted below
                 sym = self.scope.get(name)
                 if sym is None or sym.kind != "dim":
                     ok = False
@@ -228,7 +232,25 @@ class Checker:
                 ok = False
                 self.error(f"a dimension must be positive, got {d.const}", span,
                            "a scalar has no brackets: write `real`, not `real[0]`" if d.const == 0 else None)
-        return dims if ok else None
+        if not ok:
+            return None
+        return [self._substitute_depth(d) for d in dims]
+
+    def _depth(self) -> int:
+        """The number of layers (`layers N` or `--layers`), known at compile time; 1 if invalid
+        (`_layers` reports why)."""
+        if self._depth_cache is None:
+            depth = self.schedule.layers
+            if depth is None and self.spec.layers is not None and isinstance(self.spec.layers, ast.Number):
+                depth = self.spec.layers.value
+            self._depth_cache = depth if isinstance(depth, int) and depth > 0 else 1
+        return self._depth_cache
+
+    def _substitute_depth(self, d: DimExpr) -> DimExpr:
+        if "num_layers" not in dict(d.terms):
+            return d
+        coef = dict(d.terms)["num_layers"]
+        return DimExpr(tuple(t for t in d.terms if t[0] != "num_layers"), d.const + coef * self._depth())
 
     # ------------------------------------------------------------ expressions
     def expr(self, e: ast.Expr) -> ir.Node | None:
@@ -269,6 +291,9 @@ class Checker:
 
     def _e_Name(self, e: ast.Name):
         name = e.name
+        if name == "num_layers":
+            depth = self._depth()
+            return ir.Node("number", [], Type(INT), e.span, ir.CONST, {"value": depth}, py=True, static=depth)
         if name == "layer":
             if not self.allow_layer:
                 if self.context == "param" and self.current in self.schedule.tie:
@@ -407,6 +432,8 @@ class Checker:
             name = e.func.name
             if name == "prev":
                 return self._prev(e)
+            if name == "history_sum":
+                return self._history_sum(e)
             if name == "grad":
                 return self._grad(e)
             target = self.scope.get(name)
@@ -536,6 +563,40 @@ class Checker:
         typ = sym.type.with_(batched=name in self.batched_states)
         return ir.Node("var", [], typ, e.span, ir.LAYER, {"name": name, "kind": "state", "prev": True, "version": -1})
 
+    def _history_sum(self, e: ast.Call):
+        """`history_sum(beta, x)`: sum_j beta[j] * x^(j), j = 0..layer, over the values the state x had at
+        the start of each layer so far (x^(0) its initial value)."""
+        if self.context != "step":
+            self.error("`history_sum(...)` is only available in the `step:` block", e.span,
+                       "it combines the values a state had at the start of the layers run so far")
+            return None
+        if len(e.args) != 2 or e.kwargs or not isinstance(e.args[1], ast.Name):
+            self.error("`history_sum` takes a weight vector and a state name: `history_sum(beta, x)`", e.span)
+            return None
+        name = e.args[1].name
+        sym = self.scope.get(name)
+        if sym is not None and sym.broken:
+            return None
+        if sym is None or sym.kind != "state":
+            states = [s.name for s in self.scope.values() if s.kind == "state" and not s.broken]
+            self.error(f"`history_sum` needs a state, but `{name}` is not one", e.args[1].span,
+                       did_you_mean(name, states) or "the history is kept for states only")
+            return None
+        beta = self.expr(e.args[0])
+        if beta is None:
+            return None
+        depth = self._depth()
+        if beta.type.dtype not in (REAL, INT) or beta.type.rank != 1 or beta.type.shape[0] != DimExpr.of(depth) \
+                or beta.type.batched:
+            self.error(f"the weights of `history_sum` are a real vector [num_layers] (here [{depth}]), got {beta.type}",
+                       e.args[0].span, "declare them per layer: `param beta : real[num_layers] = onehot(layer, "
+                       "num_layers) learned per_layer` (layer l uses beta[0..l])")
+            return None
+        if name not in self.history_used:
+            self.history_used.append(name)
+        typ = sym.type.with_(batched=name in self.batched_states)
+        return ir.Node("history_sum", [beta], typ, e.span, ir.LAYER, {"name": name})
+
     def _grad(self, e: ast.Call):
         from .grad import GradError, gradient_ast
 
@@ -597,6 +658,7 @@ class Checker:
         spec = self.spec
         self.scope = {}
         self.prev_used = []
+        self.history_used = []
         self.locals_types = {}
         self.reported = set()
         data, hypers, inputs, lets, params, states, nets = [], [], [], [], [], [], []
@@ -781,6 +843,7 @@ class Checker:
             source_text=self.source.text, comments=spec.comments, dims=dims, data_dims=data_dims,
             input_dims=input_dims, data=data, hypers=hypers, inputs=inputs, lets=lets, params=params,
             states=states, layers=layers, step=step, final=final, outputs=outputs, prev_used=list(self.prev_used),
+            history_used=list(self.history_used),
             locals_types=dict(self.locals_types), nets=nets)
 
     def _code_line(self, line: int | None = None, first: bool = False) -> Span:

@@ -69,6 +69,7 @@ class Emitter:
         self.hoist_keys: dict[int, dict[tuple, str]] = {}
         self.cse_stack: list[tuple[set, dict, Lines, int]] = []
         self.prev_names: dict[str, str] = {}
+        self.history_names: dict[str, str] = {}
         self.used: set[str] = set()  # spec names referenced by forward code
         self.hoisted_locals: set[str] = set()
 
@@ -110,6 +111,9 @@ class Emitter:
             if node.args[0].type.batched:
                 return Arg(f"{fn}({arg.code})", node.type)
             return Arg(f"rt.apply_net({fn}, {arg.code}, batched=False)", node.type)
+        if node.op == "history_sum":
+            (beta,) = (self.render(a, depth) for a in node.args)
+            return Arg(f"rt.history_sum({beta.code}, {self.history_names[node.attrs['name']]})", node.type)
         if node.op == "index":
             value, index = (self.render(a, depth) for a in node.args)
             if node.args[0].type.batched:
@@ -495,11 +499,14 @@ class Emitter:
         body = Lines()
         # the layer loop first (it discovers what to hoist)
         self.prev_names = {name: self.names.fresh(f"{name}_prev") for name in p.prev_used}
+        self.history_names = {name: self.names.fresh(f"{name}_history") for name in p.history_used}
         loop = Lines()
         loop.add("for layer in range(self.num_layers):", 2)
         for name in p.prev_used:
             loop.add(f"{self.prev_names[name]} = {name}", 3)
         loop.extend(self.block(p.step, ir.LAYER, 3))
+        for name in p.history_used:
+            loop.add(f"{self.history_names[name]}.append({name})", 3)
         loop.add("if record is not None:", 3)
         loop.add(f"record.append({self._state_dict_code()})", 4)
         final = self.block(p.final, ir.FORWARD, 2) if p.final else Lines()
@@ -565,6 +572,8 @@ class Emitter:
                     body.add(f"{x.name} = self.{x.name}", 2)
         body.extend(lets)
         body.extend(states)
+        for name in p.history_used:
+            body.add(f"{self.history_names[name]} = [{name}]  # values at the start of each layer", 2)
         # after the states: a state the step never assigns is layer-invariant and may be hoisted too
         hoisted = self.hoisted.get(ir.FORWARD)
         if hoisted and hoisted.lines:

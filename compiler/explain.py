@@ -53,6 +53,9 @@ class LatexPrinter:
             return tex
         if n.op == "list":
             return "(" + ", ".join(str(d) for d in n.static) + ")"
+        if n.op == "history_sum":
+            beta = self.node(n.args[0])
+            return f"\\sum_{{j=0}}^{{l}} {beta}_{{j}}\\, {latex_name(n.attrs['name'])}^{{(j)}}"
         if n.op == "index":
             return f"{self.node(n.args[0])}_{{[{self.node(n.args[1])}]}}"
         args = []

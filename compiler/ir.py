@@ -167,6 +167,7 @@ class Program:
     final: list
     outputs: list[str]
     prev_used: list[str] = field(default_factory=list)
+    history_used: list[str] = field(default_factory=list)  # states whose earlier values `history_sum` reads
     nets: list = field(default_factory=list)
     locals_types: dict[str, Type] = field(default_factory=dict)
 

@@ -752,6 +752,8 @@ register(Operator("dot", 2, 2, _dot_infer, _dot_emit, lambda a: f"\\langle {a[0]
 SPECIAL_FORMS = {
     "prev": "prev(x): the value of state x at the start of the current layer (Jacobi / simultaneous updates)",
     "grad": "grad(f, x): gradient of the smooth scalar expression f with respect to x, derived symbolically",
+    "history_sum": "history_sum(beta, x): sum_j beta[j] x^(j) over the values x^(0..l) state x had at the start of "
+                   "layers 0..l (dense / history-cognizant unrolling); beta is a vector [num_layers]",
 }
 
 

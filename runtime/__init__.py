@@ -9,6 +9,7 @@ and calls `rt.soft(...)`, `rt.Positive(...)`, ...
 
 from .module import UnrolledModule
 from .ops import (
+    history_sum,
     bicubic,
     chanmix,
     conv2z,
@@ -49,6 +50,7 @@ from .nets import CNN, MLP, LinearOperator, apply_net, cat, default_dtype_device
 from .params import NonNegative, Positive, Range, UnitColumns, check_constraint
 
 __all__ = [
+    "history_sum",
     "bicubic",
     "chanmix",
     "conv2z",

@@ -86,6 +86,8 @@ def abs2(v) -> torch.Tensor:
 
 def onehot(index: torch.Tensor, length: int, dtype=None) -> torch.Tensor:
     """Unit vectors e_index of the given length (one per entry of `index`)."""
+    if not isinstance(index, torch.Tensor):  # a Python int, e.g. the layer index in a parameter default
+        index = torch.tensor(index)
     out = torch.nn.functional.one_hot(index, length)
     return out.to(dtype if dtype is not None else torch.get_default_dtype())
 
@@ -335,3 +337,13 @@ def istft(X: torch.Tensor, length: int, hop: int) -> torch.Tensor:
     flat = X.reshape((-1, F, N))
     x = torch.istft(flat, n_fft, hop_length=hop, window=window, center=True, length=length)
     return x.reshape(X.shape[:-2] + (length,))
+
+
+# ---------------------------------------------------------------- dense (history-cognizant) unrolling
+def history_sum(beta: torch.Tensor, history: list) -> torch.Tensor:
+    """sum_j beta[j] * history[j] over the values kept so far (j = 0..layer): beta [num_layers] is a
+    per-layer weight row, of which layer l uses the first l+1 entries."""
+    out = beta[0] * history[0]
+    for j in range(1, len(history)):
+        out = out + beta[j] * history[j]
+    return out
