@@ -33,6 +33,7 @@ class LatexPrinter:
         self.p = program
         self.params = {x.name: x for x in program.params}
         self.updated: set[str] = set()
+        self.after_loop = False
 
     def node(self, n: ir.Node) -> str:
         if n.op == "number":
@@ -46,6 +47,8 @@ class LatexPrinter:
             tex = latex_name(name)
             if n.attrs.get("prev"):
                 return f"{tex}^{{(l)}}"
+            if kind == "state" and self.after_loop:
+                return f"{tex}^{{(L)}}"
             if kind == "state":
                 return f"{tex}^{{(l+1)}}" if name in self.updated else f"{tex}^{{(l)}}"
             if kind == "param" and self.params[name].per_layer:
@@ -53,6 +56,13 @@ class LatexPrinter:
             return tex
         if n.op == "list":
             return "(" + ", ".join(str(d) for d in n.static) + ")"
+        if n.op in ("net_call", "op_apply"):
+            name = latex_name(n.attrs["name"])
+            if n.attrs.get("adjoint"):
+                name += "^{*}"
+            elif n.attrs.get("per_layer"):
+                name += "^{(l)}"
+            return f"{name}\\left({self.node(n.args[0])}\\right)"
         if n.op == "history_sum":
             beta = self.node(n.args[0])
             return f"\\sum_{{j=0}}^{{l}} {beta}_{{j}}\\, {latex_name(n.attrs['name'])}^{{(j)}}"
@@ -95,6 +105,7 @@ def latex_equations(program: ir.Program) -> str:
     text = f"\\begin{{aligned}}\n{body}\n\\end{{aligned}}"
     if program.final:
         printer.updated = set()
+        printer.after_loop = True  # states hold their value after the last layer
         final = " \\\\\n".join(printer.block(program.final, target_suffix=False))
         text += f"\n% final stage (after layer L)\n\\begin{{aligned}}\n{final}\n\\end{{aligned}}"
     return text

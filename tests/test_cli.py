@@ -312,3 +312,12 @@ def test_demo_on_a_spec_without_data_a_fails_cleanly():
     res = unrollc("demo", "admm_csnet", "--layers", "1", "--steps", "1")
     assert res.returncode in (0, 1)
     assert no_traceback(res.stderr), res.stderr
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_explain_and_graph_work_for_every_shipped_spec(capsys, name):
+    # sub-networks, user operators, history sums and final stages all have a LaTeX form
+    code, out, _ = run_main(capsys, "explain", name, "--latex")
+    assert code == 0 and "\\begin{aligned}" in out
+    code, out, _ = run_main(capsys, "graph", name)
+    assert code == 0 and out.startswith("digraph")

@@ -1,0 +1,464 @@
+"""Learned primal-dual family and conv-ISTA: learned_pdhg (B6), lpd_nodule_detection (B7),
+fbpconvnet (A11).
+
+learned_pdhg          the untrained network (zero-initialised residual CNNs) is PDHG for the lasso: it
+                      equals an independent numpy PDHG loop at every layer (float64, <= 1e-10), for a matrix
+                      operator and for the same operator given as an object; a short training run on a toy
+                      CT task lowers the loss, trains sigma, tau, theta and beats classical PDHG at the same
+                      depth.
+lpd_nodule_detection  (a) with the detection loss weighted 0 the joint model's reconstruction is exactly the
+                      learned_primal_dual module's (same weights copied across), before and after identical
+                      training steps; (b) a detection loss alone sends nonzero gradients to every LPD weight
+                      (checked against a finite difference); (c) joint fine-tuning (detection + gamma recon)
+                      after separate pre-training lowers the joint loss.
+fbpconvnet            (a) matrix-form ISTA with the dense circulant blur matrix equals the conv-form network
+                      at every layer (float64, <= 1e-10), the default filter is delta - (h~ * h) / mu;
+                      the ISTA objective never increases; the FBPConvNet read-out starts as b = H^T y / mu;
+                      a short training run of both outputs lowers the loss, conv-ISTA beats ISTA at depth L.
+                      (b) of the catalog (FBP vs skimage.transform.iradon) is not done: scikit-image is not
+                      available and the spec has no FBP stage (its pre-stage is H^T y / mu).
+"""
+
+import contextlib
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import unroll
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny convolutions: intra-op threads only add contention (6x slower with 2 threads on a busy 2-core box)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def float64_default():
+    # a module built from an operator object has no data tensor to take its dtype from: it takes torch's
+    # default dtype, and its derived parameter defaults (sigma, tau) are computed in that dtype
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def rel(a, b):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+def soft(v, t):
+    return np.sign(v) * np.maximum(np.abs(v) - t, 0)
+
+
+def to_np(t):
+    return t.detach().cpu().numpy()
+
+
+class MatOp:
+    """A matrix-free operator object: forward/adjoint on batches of images [batch, *in] <-> [batch, *out]."""
+
+    def __init__(self, M, in_shape, out_shape):
+        self.M, self.in_shape, self.out_shape = M, tuple(in_shape), tuple(out_shape)
+
+    def forward(self, x):
+        return (x.reshape(x.shape[0], -1) @ self.M.T).reshape(x.shape[0], *self.out_shape)
+
+    def adjoint(self, y):
+        return (y.reshape(y.shape[0], -1) @ self.M).reshape(y.shape[0], *self.in_shape)
+
+
+def toy_ct(batch, hx, wx, rng, blob=False):
+    """Piecewise-constant phantoms: a random rectangle of random intensity (plus, with blob=True, a small
+    bright 2x2 'nodule' at a random place, whose mask is returned as the detection target)."""
+    X = np.zeros((batch, hx, wx))
+    T = np.zeros((batch, hx, wx))
+    for i in range(batch):
+        r0, c0 = rng.integers(0, hx // 2, 2)
+        r1, c1 = r0 + rng.integers(2, hx // 2 + 1), c0 + rng.integers(2, wx // 2 + 1)
+        X[i, r0:r1, c0:c1] = rng.uniform(0.5, 1.0)
+        if blob:
+            br, bc = rng.integers(0, hx - 1, 2)
+            X[i, br:br + 2, bc:bc + 2] += 1.0
+            T[i, br:br + 2, bc:bc + 2] = 1.0
+    return X, T
+
+
+# ====================================================================== B6: learned PDHG
+def np_pdhg_images(Kmat, g, lam, sigma, tau, theta, layers):
+    """Chambolle-Pock for min 1/2||K x - g||^2 + lam ||x||_1 on flattened images (K a dense matrix)."""
+    b = g.shape[0]
+    gf = g.reshape(b, -1)
+    x = xbar = np.zeros((b, Kmat.shape[1]))
+    u = np.zeros_like(gf)
+    out = [(x, xbar, u)]
+    for _ in range(layers):
+        u = (u + sigma * xbar @ Kmat.T - sigma * gf) / (1 + sigma)  # prox of sigma F*
+        x_new = soft(x - tau * u @ Kmat, tau * lam)  # prox of tau G
+        xbar = x_new + theta * (x_new - x)
+        x = x_new
+        out.append((x, xbar, u))
+    return out
+
+
+@pytest.mark.parametrize("hypers", [{}, {"lam": 0.02, "rho": 0.9, "ratio": 3.0, "theta0": 0.7}])
+def test_learned_pdhg_untrained_is_pdhg(hypers):
+    rng = np.random.default_rng(0)
+    hx, wx, na, nd, layers = 6, 5, 4, 6, 12
+    Kmat = rng.standard_normal((na * nd, hx * wx)) / np.sqrt(na * nd)
+    Kn = np.linalg.norm(Kmat, 2)
+    X, _ = toy_ct(3, hx, wx, rng)
+    g = (X.reshape(3, -1) @ Kmat.T).reshape(3, na, nd) + 0.01 * rng.standard_normal((3, na, nd))
+    h = {"lam": 0.1, "rho": 0.99, "ratio": 1.0, "theta0": 1.0, **hypers}
+    sigma, tau = h["rho"] * np.sqrt(h["ratio"]) / Kn, h["rho"] / (np.sqrt(h["ratio"]) * Kn)
+    ref = np_pdhg_images(Kmat, g, h["lam"], sigma, tau, h["theta0"], layers)
+    Net = unroll.load("learned_pdhg", layers=layers)
+    dims = {"hx": hx, "wx": wx, "na": na, "nd": nd}
+    net = Net(K=torch.from_numpy(Kmat), Kn=Kn, **hypers, **dims)
+    vals = net.parameter_values()
+    assert abs(vals["sigma"].item() - sigma) < 1e-15 * sigma and abs(vals["tau"].item() - tau) < 1e-15 * tau
+    assert vals["theta"].item() == h["theta0"]
+    assert len(net.Gamma) == layers and len(net.Lambda) == layers  # one CNN pair per iteration
+    gt = torch.from_numpy(g)
+    with torch.no_grad():
+        trace = net.trace(gt)
+    worst = 0.0
+    for layer in range(layers + 1):
+        x, xbar, u = (trace[layer][k][:, 0].reshape(3, -1).numpy() for k in ("x", "xbar", "u"))
+        for mine, theirs in zip((x, xbar, u), ref[layer]):
+            err = rel(mine, theirs) if np.abs(theirs).max() > 0 else float(np.abs(mine).max())
+            worst = max(worst, err)
+    assert worst < 1e-10, worst
+    assert np.abs(ref[-1][0]).max() > 0.1  # the comparison is not between zeros
+    # the same operator as an object with forward/adjoint gives the same network
+    with float64_default():
+        net_obj = Net(K=MatOp(torch.from_numpy(Kmat), (hx, wx), (na, nd)), Kn=Kn, **hypers, **dims)
+    with torch.no_grad():
+        assert rel(to_np(net_obj(gt)), to_np(net(gt))) < 1e-13
+
+
+def test_learned_pdhg_training_beats_pdhg():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+    hx = wx = 8
+    na, nd, layers = 6, 8, 5
+    Kmat = rng.standard_normal((na * nd, hx * wx)) / np.sqrt(na * nd)
+    Kn = float(np.linalg.norm(Kmat, 2))
+    Kt = torch.tensor(Kmat, dtype=torch.float32)
+
+    def data(batch):
+        X, _ = toy_ct(batch, hx, wx, rng)
+        X = torch.tensor(X, dtype=torch.float32)
+        g = (X.reshape(batch, -1) @ Kt.T).reshape(batch, na, nd)
+        return X, g + 0.01 * torch.randn_like(g)
+
+    Xtr, gtr = data(16)
+    Xte, gte = data(32)
+    Net = unroll.load("learned_pdhg", layers=layers)
+    net = Net(K=Kt, Kn=Kn, lam=0.01, hx=hx, wx=wx, na=na, nd=nd)
+    with torch.no_grad():
+        classical = (net(gte) - Xte).square().mean().item()  # untrained = 5 iterations of PDHG
+    start = {k: v.item() for k, v in net.parameter_values().items()}
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(30):
+        loss = (net(gtr) - Xtr).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    with torch.no_grad():
+        learned = (net(gte) - Xte).square().mean().item()
+    end = {k: v.item() for k, v in net.parameter_values().items()}
+    print(f"learned_pdhg: train loss {losses[0]:.4f} -> {losses[-1]:.4f}; test MSE PDHG({layers}) "
+          f"{classical:.4f}, learned {learned:.4f}")
+    assert losses[-1] < 0.5 * losses[0]
+    assert learned < 0.6 * classical
+    assert all(end[k] != start[k] for k in ("sigma", "tau", "theta"))  # the algorithm parameters train too
+    assert end["sigma"] > 0 and end["tau"] > 0
+
+
+# ====================================================================== B7: LPD + nodule detection
+LPD_DIMS = {"hx": 6, "wx": 6, "na": 4, "nd": 6}
+
+
+def _lpd_pair(layers, dtype, seed):
+    """A learned_primal_dual module with random (non-zero) weights, and the joint model with its weights."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    d = LPD_DIMS
+    Kmat = torch.tensor(rng.standard_normal((d["na"] * d["nd"], d["hx"] * d["wx"])) / 6, dtype=dtype)
+    lpd = unroll.load("learned_primal_dual", layers=layers)(K=Kmat, **d)
+    joint = unroll.load("lpd_nodule_detection", layers=layers)(K=Kmat, **d)
+    with torch.no_grad():  # move away from the zero init so that every weight matters
+        for p in lpd.parameters():
+            p.copy_(0.1 * torch.randn_like(p))
+    missing, unexpected = joint.load_state_dict(lpd.state_dict(), strict=False)
+    assert not unexpected
+    assert all(k.startswith(("D.", "zeros")) for k in missing), missing
+    return lpd, joint, Kmat
+
+
+def test_lpd_detection_weight_zero_gives_the_lpd_reconstruction():
+    layers = 3
+    lpd, joint, Kmat = _lpd_pair(layers, torch.float32, seed=0)
+    rng = np.random.default_rng(5)
+    X, T = toy_ct(8, LPD_DIMS["hx"], LPD_DIMS["wx"], rng, blob=True)
+    X, T = torch.tensor(X, dtype=torch.float32), torch.tensor(T, dtype=torch.float32)
+    g = MatOp(Kmat, X.shape[1:], (LPD_DIMS["na"], LPD_DIMS["nd"])).forward(X)
+    x, det = joint(g)
+    assert det.shape == x.shape == X.shape
+    assert torch.equal(x, lpd(g)) and x.abs().max() > 0
+    # identical training with the detection term weighted 0: the reconstructions stay bit-identical
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    opt_l = torch.optim.Adam(lpd.parameters(), lr=1e-3)
+    opt_j = torch.optim.Adam(joint.parameters(), lr=1e-3)
+    det_before = [p.detach().clone() for p in joint.D.parameters()]
+    for _ in range(5):
+        loss_l = (lpd(g) - X).square().mean()
+        opt_l.zero_grad()
+        loss_l.backward()
+        opt_l.step()
+        x, det = joint(g)
+        loss_j = 0.0 * bce(det, T) + (x - X).square().mean()
+        opt_j.zero_grad()
+        loss_j.backward()
+        opt_j.step()
+        assert loss_j.item() == loss_l.item()
+    x, _ = joint(g)
+    assert torch.equal(x, lpd(g))
+    assert all(torch.equal(a, b) for a, b in zip(det_before, joint.D.parameters()))  # the head did not move
+
+
+def test_lpd_detection_gradients_reach_the_reconstruction():
+    layers = 3
+    _, joint, Kmat = _lpd_pair(layers, torch.float64, seed=1)
+    rng = np.random.default_rng(6)
+    X, T = toy_ct(4, LPD_DIMS["hx"], LPD_DIMS["wx"], rng, blob=True)
+    X, T = torch.from_numpy(X), torch.from_numpy(T)
+    g = MatOp(Kmat, X.shape[1:], (LPD_DIMS["na"], LPD_DIMS["nd"])).forward(X)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+
+    def det_loss():
+        return bce(joint(g)[1], T)
+
+    joint.zero_grad()
+    det_loss().backward()
+    lpd_params = [(n, p) for n, p in joint.named_parameters() if not n.startswith("D.")]
+    assert len(lpd_params) == 2 * layers * 8  # Gamma_i, Lambda_i: 3 convs (w, b) + 2 PReLUs each
+    for name, p in lpd_params:
+        assert p.grad is not None and p.grad.abs().max() > 0, name
+    # the gradient is the true derivative: central finite difference along the gradient of Lambda_0
+    p = joint.Lambda[0].body[0].weight
+    direction = p.grad / p.grad.norm()
+    eps = 1e-5
+    with torch.no_grad():
+        p.add_(eps * direction)
+        up = det_loss().item()
+        p.sub_(2 * eps * direction)
+        down = det_loss().item()
+        p.add_(eps * direction)
+    fd = (up - down) / (2 * eps)
+    assert abs(fd - p.grad.norm().item()) < 1e-6 * p.grad.norm().item()
+
+
+def test_lpd_detection_joint_fine_tuning():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(7)
+    d = LPD_DIMS
+    layers = 3
+    Kmat = torch.tensor(rng.standard_normal((d["na"] * d["nd"], d["hx"] * d["wx"])) / 6, dtype=torch.float32)
+    op = MatOp(Kmat, (d["hx"], d["wx"]), (d["na"], d["nd"]))
+    X, T = toy_ct(32, d["hx"], d["wx"], rng, blob=True)
+    X, T = torch.tensor(X, dtype=torch.float32), torch.tensor(T, dtype=torch.float32)
+    g = op.forward(X)
+    joint = unroll.load("lpd_nodule_detection", layers=layers)(K=op, **d)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    gamma = 10.0
+    lpd_params = [p for n, p in joint.named_parameters() if not n.startswith("D.")]
+
+    def joint_loss():
+        x, det = joint(g)
+        return bce(det, T) + gamma * (x - X).square().mean()
+
+    # [38]: each network trained alone first (reconstruction; then the detector on the reconstruction) ...
+    opt = torch.optim.Adam(lpd_params, lr=3e-3)
+    for _ in range(25):
+        loss = (joint(g)[0] - X).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    opt = torch.optim.Adam(joint.D.parameters(), lr=3e-3)
+    for _ in range(25):
+        loss = bce(joint(g)[1], T)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # ... then fine-tuned jointly with loss = detection + gamma * reconstruction
+    opt = torch.optim.Adam(joint.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(25):
+        loss = joint_loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    with torch.no_grad():
+        final = joint_loss().item()
+    print(f"lpd_nodule_detection: joint loss {losses[0]:.4f} -> {final:.4f}")
+    assert final < 0.8 * losses[0]
+
+
+# ====================================================================== A11: conv-ISTA / FBPConvNet
+def np_circ_conv(hk, x):
+    """Circular convolution of images [..., h, w] with a kernel whose centre is at ((s-1)/2, (s-1)/2)."""
+    c = (hk.shape[0] - 1) // 2
+    out = np.zeros_like(x)
+    for a in range(hk.shape[0]):
+        for b in range(hk.shape[1]):
+            out = out + hk[a, b] * np.roll(x, (a - c, b - c), axis=(-2, -1))
+    return out
+
+
+def circulant_matrix(hk, h, w):
+    eye = np.eye(h * w).reshape(h * w, h, w)
+    return np_circ_conv(hk, eye).reshape(h * w, h * w).T  # column j = H e_j
+
+
+def blur_kernel(s, seed, signed=False):
+    """A 3x3 PSF zero-padded to s x s (s >= 5 so that its autocorrelation fits)."""
+    rng = np.random.default_rng(seed)
+    k = rng.standard_normal((3, 3)) if signed else rng.uniform(0.2, 1.0, (3, 3))
+    k /= np.abs(k).sum()
+    hk = np.zeros((s, s))
+    c = (s - 1) // 2
+    hk[c - 1:c + 2, c - 1:c + 2] = k
+    return hk
+
+
+def np_ista(Hmat, y, lam, mu, layers):
+    x = np.zeros((y.shape[0], Hmat.shape[1]))
+    out = [x]
+    for _ in range(layers):
+        x = soft(x - (x @ Hmat.T - y) @ Hmat / mu, lam / mu)
+        out.append(x)
+    return out
+
+
+def sparse_images(batch, h, w, rng, k=4):
+    X = np.zeros((batch, h * w))
+    for i in range(batch):
+        X[i, rng.choice(h * w, k, replace=False)] = rng.uniform(0.5, 1.5, k) * rng.choice([-1, 1], k)
+    return X.reshape(batch, h, w)
+
+
+@pytest.mark.parametrize("s, signed, lam", [(5, False, 0.05), (7, True, 0.02)])
+def test_fbpconvnet_conv_ista_equals_matrix_ista(s, signed, lam):
+    rng = np.random.default_rng(2)
+    h, w, layers = 10, 9, 15
+    hk = blur_kernel(s, seed=s, signed=signed)
+    Hmat = circulant_matrix(hk, h, w)
+    X = sparse_images(3, h, w, rng)
+    y = (X.reshape(3, -1) @ Hmat.T).reshape(3, h, w) + 0.01 * rng.standard_normal((3, h, w))
+    mu = np.abs(hk).sum() ** 2
+    assert mu >= np.linalg.norm(Hmat, 2) ** 2 * (1 - 1e-12)  # a valid ISTA step 1/mu
+    if not signed:
+        assert abs(mu - np.linalg.norm(Hmat, 2) ** 2) < 1e-12  # equal for a nonnegative kernel
+    Net = unroll.load("fbpconvnet", layers=layers)
+    net = Net(hk=hk, H=torch.from_numpy(Hmat), lam=lam, k1=h, k2=w, h=h, w=w)
+    # default filter: delta - (h~ * h) / mu, centred, with h~ * h the autocorrelation of the PSF
+    c = (s - 1) // 2
+    auto = np.zeros((s, s))
+    for a in range(-c, c + 1):
+        for b in range(-c, c + 1):
+            auto[c + a, c + b] = np.sum(hk * np.roll(hk, (-a, -b), axis=(0, 1)))
+    delta = np.zeros((s, s))
+    delta[c, c] = 1
+    wf = to_np(net.parameter_values()["wf"])
+    assert wf.shape == (layers, s, s) and np.abs(wf - (delta - auto / mu)).max() < 1e-14
+    with torch.no_grad():
+        trace = net.trace(torch.from_numpy(y))
+        xout, xnet = net(torch.from_numpy(y))
+    ref = np_ista(Hmat, y.reshape(3, -1), lam, mu, layers)
+    errs = [rel(trace[layer]["x"][:, 0].reshape(3, -1).numpy(), ref[layer]) for layer in range(1, layers + 1)]
+    assert max(errs) < 1e-10, errs
+    assert np.abs(trace[0]["x"].numpy()).max() == 0
+    assert rel(xout.numpy().reshape(3, -1), ref[-1]) < 1e-10
+    # the FBPConvNet read-out starts as its pre-stage b = H^T y / mu (zero-initialised residual CNN)
+    assert rel(xnet.numpy().reshape(3, -1), y.reshape(3, -1) @ Hmat / mu) < 1e-14
+    # the objective 1/2||y - Hx||^2 + lam||x||_1 never increases (ISTA with step 1/mu <= 1/||H||^2)
+    f = [0.5 * np.sum((x @ Hmat.T - y.reshape(3, -1)) ** 2) + lam * np.abs(x).sum() for x in ref]
+    fnet = [0.5 * np.sum((st["x"][:, 0].reshape(3, -1).numpy() @ Hmat.T - y.reshape(3, -1)) ** 2)
+            + lam * np.abs(st["x"].numpy()).sum() for st in trace]
+    assert all(b <= a + 1e-12 * abs(a) for a, b in itertools.pairwise(fnet))
+    assert rel(fnet, f) < 1e-10
+
+
+def test_fbpconvnet_operator_as_callables():
+    # H given matrix-free, as a pair of callables (a roll-based circular convolution and its adjoint)
+    hk = blur_kernel(5, seed=1)
+    h, w = 8, 8
+    hk_t = torch.from_numpy(hk)
+    c = 2
+
+    taps = [(a, b) for a in range(5) for b in range(5)]
+
+    def fwd(x):
+        return sum(hk_t[a, b] * torch.roll(x, (a - c, b - c), dims=(-2, -1)) for a, b in taps)
+
+    def adj(x):
+        return sum(hk_t[a, b] * torch.roll(x, (c - a, c - b), dims=(-2, -1)) for a, b in taps)
+
+    Net = unroll.load("fbpconvnet", layers=6)
+    y = torch.from_numpy(np.random.default_rng(3).standard_normal((2, h, w)))
+    a = Net(hk=hk, H=(fwd, adj), k1=h, k2=w, h=h, w=w)(y)
+    b = Net(hk=hk, H=torch.from_numpy(circulant_matrix(hk, h, w)), k1=h, k2=w, h=h, w=w)(y)
+    assert all(rel(to_np(u), to_np(v)) < 1e-13 for u, v in zip(a, b))
+
+
+def test_fbpconvnet_training():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(4)
+    h = w = 10
+    layers = 5
+    hk = blur_kernel(5, seed=9)
+    Hmat = torch.tensor(circulant_matrix(hk, h, w), dtype=torch.float32)
+
+    def data(batch):
+        X = torch.tensor(sparse_images(batch, h, w, rng), dtype=torch.float32)
+        y = (X.reshape(batch, -1) @ Hmat.T).reshape(batch, h, w)
+        return X, y + 0.01 * torch.randn_like(y)
+
+    Xtr, ytr = data(64)
+    Xte, yte = data(64)
+    net = unroll.load("fbpconvnet", layers=layers)(hk=torch.tensor(hk, dtype=torch.float32), H=Hmat, lam=0.02,
+                                                  k1=h, k2=w, h=h, w=w)
+    with torch.no_grad():
+        xo, xn = net(yte)
+        ista_mse, fbp_mse = (xo - Xte).square().mean().item(), (xn - Xte).square().mean().item()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        xo, xn = net(ytr)
+        loss_i, loss_n = (xo - Xtr).square().mean(), (xn - Xtr).square().mean()
+        opt.zero_grad()
+        (loss_i + loss_n).backward()
+        opt.step()
+        losses.append((loss_i.item(), loss_n.item()))
+    with torch.no_grad():
+        xo, xn = net(yte)
+        ista_mse_t, fbp_mse_t = (xo - Xte).square().mean().item(), (xn - Xte).square().mean().item()
+    print(f"fbpconvnet: conv-ISTA train {losses[0][0]:.4f} -> {losses[-1][0]:.4f}, test ISTA({layers}) "
+          f"{ista_mse:.4f} -> learned {ista_mse_t:.4f}; FBPConvNet train {losses[0][1]:.4f} -> "
+          f"{losses[-1][1]:.4f}, test {fbp_mse:.4f} -> {fbp_mse_t:.4f}")
+    assert losses[-1][0] < 0.7 * losses[0][0] and losses[-1][1] < 0.7 * losses[0][1]
+    assert ista_mse_t < 0.7 * ista_mse  # trained conv-ISTA beats ISTA at the same depth
+    assert not torch.equal(net.wf[0], net.wf[1])  # per-layer filters trained apart
