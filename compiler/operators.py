@@ -702,7 +702,8 @@ def _onehot_infer(types, args):
 
 
 register(Operator("onehot", 2, 2, _onehot_infer,
-                  lambda a, o: Emitted(f"rt.onehot({a[0].code}, {a[1].code}, dtype={EmitContext.dtype})"),
+                  lambda a, o: Emitted(f"rt.onehot({a[0].code}, {a[1].code}, dtype={EmitContext.dtype}, "
+                                               f"device={EmitContext.device})"),
                   lambda a: f"e_{{{a[0]}}}", "unit vector e_k of the given length (per sample for a batched k)",
                   reference=lambda k, n: _np().eye(n)[k], differentiable=False, category="selection",
                   extra={"dim_args": (1,)}))

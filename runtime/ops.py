@@ -84,10 +84,10 @@ def abs2(v) -> torch.Tensor:
     return torch.square(v)
 
 
-def onehot(index: torch.Tensor, length: int, dtype=None) -> torch.Tensor:
+def onehot(index, length: int, dtype=None, device=None) -> torch.Tensor:
     """Unit vectors e_index of the given length (one per entry of `index`)."""
     if not isinstance(index, torch.Tensor):  # a Python int, e.g. the layer index in a parameter default
-        index = torch.tensor(index)
+        index = torch.tensor(index, device=device)
     out = torch.nn.functional.one_hot(index, length)
     return out.to(dtype if dtype is not None else torch.get_default_dtype())
 
