@@ -395,3 +395,56 @@ def test_numbers_are_emitted_with_repr():
     }
     assert {"0.1", "1e-300", "7", "2.5e+22", "0.5"} <= numbers
     assert "007" not in numbers and ".5" not in numbers
+
+
+# --------------------------------------------------------------------------- regressions (issue 3)
+def test_a_state_the_step_never_assigns_is_initialised_before_hoisted_terms_use_it():
+    _, cls = build("""
+spec frozen_state "a state that never changes"
+dims n
+input y : real[n]
+state c : real[n] = 2 * y
+state x : real[n] = 0
+layers 3
+step:
+    x = x + exp(c)
+output x
+""")
+    y = torch.rand(2, 4, dtype=torch.float64)
+    torch.testing.assert_close(cls()(y), 3 * torch.exp(2 * y))
+
+
+def test_dims_bound_only_by_inputs_are_used_per_call_not_at_construction():
+    _, cls = build("""
+spec input_dims "an expression of dims known only from the input"
+dims s, h, w
+data k : real[s, s]
+input y : real[h, w]
+state K : real[h, w] = pad_kernel(k, h, w)
+state x : real[h, w] = y
+layers 1
+step:
+    x = x + K
+output x
+""")
+    module = cls(k=torch.ones(3, 3, dtype=torch.float64))
+    for shape in [(5, 6), (7, 4)]:
+        y = torch.zeros(shape, dtype=torch.float64)
+        assert module(y).sum().item() == 9.0
+
+
+def test_stacked_data_matrices_times_a_batch_of_vectors():
+    _, cls = build("""
+spec quad_forms "v^T H_m v for stacked symmetric matrices"
+dims M, n
+data Hs : real[M, n, n]
+input v : real[n]
+state q : real[M] = 0
+layers 1
+step:
+    q = sum((Hs @ v) * v, 1) + 0 * sum(v @ Hs, 1)
+output q
+""")
+    Hs = torch.randn(5, 3, 3, dtype=torch.float64)
+    v = torch.randn(4, 3, dtype=torch.float64)
+    torch.testing.assert_close(cls(Hs=Hs)(v), torch.einsum("mij,bi,bj->bm", Hs, v, v))
