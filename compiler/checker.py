@@ -1035,8 +1035,25 @@ class Checker:
                                "use an integer or a dimension bound by a data operator")
                     return None
                 dim = DimExpr.of(value.name)
+            elif isinstance(value, ast.Binary) and value.op in ("+", "*"):
+                # a size expression of data-bound dims and integers, e.g. `in=C+1`
+                names = self._ast_names(value)
+                late = [n for n in names if n not in data_dims]
+                if late:
+                    self.error(f"the sizes of a sub-network must be known at construction: `{late[0]}` is not bound "
+                               "by a data operator", value.span, "use integers or dims bound by data declarations")
+                    return None
+                node = self.expr(value)
+                if node is None:
+                    return None
+                if not isinstance(node.static, (int, DimExpr)) or isinstance(node.static, bool):
+                    self.error(f"`{arg.name}` must be a positive integer, a dimension or a sum/product of them",
+                               value.span)
+                    return None
+                dim = DimExpr.of(node.static)
             else:
-                self.error(f"`{arg.name}` must be a positive integer or a dimension", value.span)
+                self.error(f"`{arg.name}` must be a positive integer or a dimension", value.span,
+                           "sizes may be sums and products of dims and integers, e.g. `in=C+1`")
                 return None
             sizes[arg.name] = dim
             options[allowed[arg.name]] = dim.python()
@@ -1064,6 +1081,16 @@ class Checker:
             self._net_info[d.name] = net
             return net
         return None
+
+    @staticmethod
+    def _ast_names(e) -> list[str]:
+        if isinstance(e, ast.Name):
+            return [e.name]
+        if isinstance(e, ast.Binary):
+            return Checker._ast_names(e.left) + Checker._ast_names(e.right)
+        if isinstance(e, ast.Unary):
+            return Checker._ast_names(e.operand)
+        return []
 
     def _net_call(self, e: ast.Call, sym: Symbol):
         if len(e.args) != 1 or e.kwargs:

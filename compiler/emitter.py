@@ -526,6 +526,7 @@ class Emitter:
         # now we know which names the forward code uses
         body.add("batch_info = []", 2)
         body.add("dims = dict(self.dims)", 2)
+        composite = []  # axes like `2*h`: checked once every input has bound its dims
         for i in p.inputs:
             dims = tuple(self._dim_key(x) for x in i.type.shape)
             kind = "complex" if i.type.dtype == COMPLEX else "real"
@@ -534,8 +535,10 @@ class Emitter:
                 if self._dim_key(dim) is None and all(n in p.data_dims or n in p.input_dims for n in dim.names()):
                     expected = " + ".join(f"{c} * " + " * ".join(f"dims[{n!r}]" for n in t.split("*"))
                                           for t, c in dim.terms) + (f" + {dim.const}" if dim.const else "")
-                    body.add(f"self._expect_dim({i.name!r}, {axis}, {i.name}.shape[{axis + 1}], {expected}, "
-                             f"{str(dim)!r})", 2)
+                    composite.append(f"self._expect_dim({i.name!r}, {axis}, {i.name}.shape[{axis + 1}], {expected}, "
+                                     f"{str(dim)!r})")
+        for line in composite:
+            body.add(line, 2)
         first = ins[0] if ins else None
         if first:
             body.add(f"batch = {first}.shape[0]", 2)

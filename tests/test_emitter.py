@@ -448,3 +448,25 @@ output q
     Hs = torch.randn(5, 3, 3, dtype=torch.float64)
     v = torch.randn(4, 3, dtype=torch.float64)
     torch.testing.assert_close(cls(Hs=Hs)(v), torch.einsum("mij,bi,bj->bm", Hs, v, v))
+
+
+def test_composite_input_axes_are_checked_after_every_input_bound_its_dims():
+    # `x : real[2*h, 2*w]` comes before `u`, which binds h and w; net sizes may be dim sums (`C+1`)
+    _, cls = build("""
+spec fusion_order "composite axes and net size expressions"
+dims C, h, w
+data b : real[C, 3, 3]
+input x : real[2*h, 2*w]
+input u : real[C, h, w]
+net P : cnn(in=C+1, out=C, width=8, depth=2, init=zero) learned per_layer
+state z : real[C, h, w] = u
+layers 2
+step:
+    z = z + P(cat(z, down(x, 2)))
+output z
+""")
+    module = cls(b=torch.zeros(3, 3, 3))
+    u = torch.randn(2, 3, 4, 4)
+    torch.testing.assert_close(module(torch.randn(2, 8, 8), u), u)
+    with pytest.raises(ValueError, match="2\\*h|2 \\* h|8"):
+        module(torch.randn(2, 9, 8), u)
