@@ -677,9 +677,12 @@ class Checker:
 
         decls = spec.decls
         # dims a data declaration binds (known at construction); the others are bound per forward call
+        # (and dims that parameter shapes use: the constructor takes those as keyword arguments)
         construction_dims = {dim.terms[0][0] for d in decls if d.kind == "data" and d.type is not None
                              for dim in (d.type.dims or [])
                              if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const}
+        construction_dims |= {n for d in decls if d.kind == "param" and d.type is not None
+                              for dim in (d.type.dims or []) for n in dim.names()}
         # dims first (they may be used by any type)
         for d in decls:
             if d.kind == "dim":
