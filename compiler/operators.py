@@ -719,6 +719,8 @@ def _where_infer(types, args):
 def _where_emit(args, out):
     c, a, b = args
     parts = [lifted(x, out.rank, P_ADD) if x.type.batched else (tensor(x) if x.py else x.code) for x in (c, a, b)]
+    if c.py:  # a Python bool (e.g. `layer == 0`) as a boolean tensor
+        parts[0] = f"torch.tensor({c.code}, device={EmitContext.device})"
     return Emitted(f"torch.where({parts[0]}, {parts[1]}, {parts[2]})")
 
 
@@ -1444,3 +1446,32 @@ register(Operator("reshape", 2, 5, _reshape_infer, _reshape_emit, lambda a: a[0]
                   "the same entries in a new shape (row-major), e.g. a movie [T, nx, nz] as T frames of "
                   "nx*nz pixels: `reshape(L, T, nx*nz)`", reference=lambda x, *shape: x.reshape(shape),
                   category="construction", extra={"dim_args": True}, example="reshape(L, T, nx*nz)"))
+
+
+# ---------------------------------------------------------------- stacking
+def _stack_infer(types, args):
+    first = types[0]
+    for i, t in enumerate(types):
+        _numeric(t, i)
+        if t.shape != first.shape:
+            raise ShapeError(f"`stack` needs pieces of equal shape, got {shape_str(first.shape)} and "
+                             f"{shape_str(t.shape)}", i, "`cat` joins pieces along an existing first axis")
+    return Type(promote(*[t.dtype for t in types]), (DimExpr.of(len(types)),) + first.shape,
+                any(t.batched for t in types))
+
+
+def _stack_emit(args, out):
+    flags = tuple(a.type.batched for a in args)
+    joined = ", ".join(a.code for a in args)
+    if not any(flags):
+        return Emitted(f"torch.stack([{joined}], dim=0)")
+    if all(flags):
+        return Emitted(f"torch.stack([{joined}], dim=1)")
+    parts = ", ".join(f"{wrap(a, P_ATOM)}.unsqueeze({1 if a.type.batched else 0})" for a in args)
+    return Emitted(f"rt.cat([{parts}], {flags!r}, {EmitContext.batch})")
+
+
+register(Operator("stack", 2, 16, _stack_infer, _stack_emit, lambda a: "\\left[" + "; ".join(a) + "\\right]",
+                  "stack pieces of equal shape along a new first axis (channels): a complex image as two real "
+                  "channels `stack(real(z), imag(z))`", reference=lambda *v: _np().stack(v, axis=0),
+                  category="construction", runtime="cat", example="stack(real(z), imag(z))"))

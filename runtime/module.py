@@ -8,6 +8,8 @@ import numbers
 import torch
 from torch import nn
 
+from .ops import complex_dtype
+
 _KINDS = {"real": "a real", "complex": "a complex"}
 
 
@@ -25,6 +27,28 @@ class UnrolledModule(nn.Module):
     state_names: tuple = ()
     output_names: tuple = ()
     parameter_table: tuple = ()  # (name, shape, tying, trainable, constraint, default)
+
+    # ------------------------------------------------------------ dtype conversion keeps complex values complex
+    def to(self, *args, **kwargs):
+        """`nn.Module.to`, except that a real floating dtype sends complex buffers and parameters to
+        the matching complex dtype (`.to(torch.float32)`: complex128 -> complex64) instead of
+        discarding their imaginary parts."""
+        device, dtype, non_blocking, _ = torch._C._nn._parse_to(*args, **kwargs)
+        if dtype is None or dtype.is_complex or not dtype.is_floating_point:
+            return super().to(*args, **kwargs)
+        cdtype = complex_dtype(dtype)
+
+        def convert(t):
+            target = cdtype if t.is_complex() else dtype if t.is_floating_point() else None
+            return t.to(device, target, non_blocking)
+
+        return self._apply(convert)
+
+    def double(self):
+        return self.to(torch.float64)
+
+    def float(self):
+        return self.to(torch.float32)
 
     # ------------------------------------------------------------ public API
     def trace(self, *inputs, **named):

@@ -470,3 +470,20 @@ output z
     torch.testing.assert_close(module(torch.randn(2, 8, 8), u), u)
     with pytest.raises(ValueError, match="2\\*h|2 \\* h|8"):
         module(torch.randn(2, 9, 8), u)
+
+
+def test_where_with_a_layer_condition_and_stack():
+    _, cls = build("""
+spec where_layer "a branch chosen by the layer index"
+dims n
+input y : real[n]
+state x : real[n] = 0
+state s : real[2, n] = stack(y, -y)
+layers 3
+step:
+    x = where(layer == 0, y, 2 * x) + where(layer > 1, 1, 0)
+output x, s
+""")
+    x, s = cls()(torch.ones(2, 3, dtype=torch.float64))
+    torch.testing.assert_close(x, torch.full((2, 3), 5.0, dtype=torch.float64))
+    torch.testing.assert_close(s[:, 1], -torch.ones(2, 3, dtype=torch.float64))

@@ -539,3 +539,18 @@ def test_module_on_cuda_matches_cpu():
         torch.testing.assert_close(out.cpu(), ref, rtol=1e-10, atol=1e-12)
         gpu(y.to("cuda")).pow(2).sum().backward()
         assert all(p.grad is not None and p.grad.device.type == "cuda" for p in gpu.parameters())
+
+
+def test_dtype_conversion_keeps_complex_data_complex():
+    import numpy as np
+
+    net = unroll.load("hosseini_dense_pgd", layers=2)(smaps=np.ones((1, 4, 4)) * (1 + 1j) / np.sqrt(2),
+                                                        mask=np.ones((4, 4)))
+    y = torch.randn(2, 1, 4, 4, dtype=torch.complex128)
+    want = net(y)
+    net32 = net.to(torch.float32)
+    assert net32.smaps.dtype == torch.complex64 and net32.smaps.imag.abs().max() > 0.7
+    assert all(p.dtype == torch.float32 for p in net32.parameters())
+    torch.testing.assert_close(net32(y.to(torch.complex64)), want.to(torch.complex64), rtol=1e-4, atol=1e-5)
+    net64 = net32.double()
+    assert net64.smaps.dtype == torch.complex128
