@@ -409,7 +409,8 @@ class Emitter:
             out.add(f"device = {first_real}.device", 2)
         else:
             ops = ", ".join(d.name for d in p.data if d.type.dtype == "operator")
-            out.add(f"dtype, device = rt.default_dtype_device({ops})", 2)
+            out.add(f"dtype = rt.default_dtype_device({ops})[0]", 2)
+            out.add(f"device = rt.default_dtype_device({ops})[1]", 2)
         out.add("cdtype = rt.complex_dtype(dtype)", 2)
         for dname in p.dims:
             if dname in p.data_dims or dname in self._construction_dims():
@@ -548,7 +549,8 @@ class Emitter:
         else:
             body.add("batch = 1", 2)
             body.add("unbatched = True", 2)
-            body.add("dtype, device = self._default_dtype_device()", 2)
+            body.add("dtype = self._default_dtype_device()[0]", 2)
+            body.add("device = self._default_dtype_device()[1]", 2)
         body.add("cdtype = rt.complex_dtype(dtype)", 2)
         for dname in p.dims:
             body.add(f"{dname} = dims[{dname!r}]", 2)  # unused ones are pruned below
@@ -620,6 +622,7 @@ class Emitter:
 
 
 _PRUNABLE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*) = (dims\[|self\.(?!_input_arg|_data_arg)|rt\.complex_dtype|rt\.real_dtype|"
+                       r"rt\.default_dtype_device\(|self\._default_dtype_device\(|"
                        r"[A-Za-z_][A-Za-z0-9_]*\.device$|[A-Za-z_][A-Za-z0-9_]*\.shape\[0\]$)")
 
 

@@ -130,7 +130,7 @@ def explain(program: ir.Program, latex_only: bool = False) -> str:
     out.extend("  " + line for line in latex_equations(p).split("\n"))
     out.append("")
     out.append("Parameters:")
-    if not p.params:
+    if not p.params and not p.nets:
         out.append("  (none: the classical algorithm)")
     rows = [("name", "shape", "tying", "trainable", "constraint", "default")]
     for x in p.params:
@@ -140,6 +140,12 @@ def explain(program: ir.Program, latex_only: bool = False) -> str:
         widths = [max(len(r[i]) for r in rows) for i in range(6)]
         for r in rows:
             out.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    if p.nets:
+        out.append("Sub-networks:")
+        for net in p.nets:
+            opts = ", ".join(f"{k}={v}" for k, v in net.options.items())
+            out.append(f"  {net.name}: {net.kind}({opts}), {'one per layer' if net.per_layer else 'shared'}, "
+                       f"{'learned' if net.learned else 'fixed'}")
     out.append("")
     out.append("Execution plan:")
     consts = [l.name for l in p.lets if l.level == ir.CONST]

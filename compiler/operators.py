@@ -1253,7 +1253,8 @@ register(Operator("bicubic", 2, 2, _up_infer("bicubic"), lambda a, o: Emitted(f"
 # ---------------------------------------------------------------- kernel support, kernel padding and cropping
 def _support_infer(types, args):
     _image(types[0], 0, "support")
-    _static_size(args, 1, "support", "support size")
+    if not (types[1].dtype == INT and types[1].rank == 0):  # an `int` hyper works too: the shape does not depend on it
+        _static_size(args, 1, "support", "support size")
     return types[0]
 
 

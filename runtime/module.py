@@ -50,6 +50,15 @@ class UnrolledModule(nn.Module):
     def float(self):
         return self.to(torch.float32)
 
+    def _default_dtype_device(self):
+        """dtype/device of a module without inputs: those of its first real tensor, else torch's defaults."""
+        for t in list(self.parameters()) + list(self.buffers()):
+            if t.is_floating_point():
+                return t.dtype, t.device
+            if t.is_complex():
+                return t.real.dtype, t.device
+        return torch.get_default_dtype(), torch.device("cpu")
+
     # ------------------------------------------------------------ public API
     def trace(self, *inputs, **named):
         """Run the network and return the states at every layer boundary:

@@ -85,7 +85,7 @@ def test_every_shipped_spec_parses(name):
     # the header comment (paper reference) is captured for the generated docstring
     assert spec.comments and all(not c.startswith("#") for c in spec.comments)
     kinds = {d.kind for d in spec.decls}
-    assert {"dim", "data", "input", "state"} <= kinds
+    assert {"dim", "input", "state"} <= kinds
 
 
 def test_lista_ast_details():
