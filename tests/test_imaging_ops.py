@@ -178,3 +178,18 @@ def test_gradcheck_stft_istft():
     x = rand(40, seed=28).requires_grad_()
     assert torch.autograd.gradcheck(lambda v: rt.istft(rt.stft(v, 9, 11, 4) * 0.5, 40, 4), (x,))
     assert torch.autograd.gradcheck(lambda v: torch.view_as_real(rt.stft(v, 9, 11, 4)), (x,))
+
+
+@pytest.mark.parametrize("fn", [
+    lambda v: rt.down(v, 2), lambda v: rt.up(v, 2), lambda v: rt.support(v, 3), lambda v: rt.crop_kernel(v, 3),
+    lambda v: rt.pad_kernel(v[:3, :3], 6, 8), lambda v: rt.grad2(v), lambda v: rt.div2(torch.stack((v, 2 * v))),
+    lambda v: rt.unpatch(rt.patches(v, 3), 3), lambda v: rt.conv2z_adj(v[:3, :3], v),
+], ids=["down", "up", "support", "crop_kernel", "pad_kernel", "grad2", "div2", "unpatch", "conv2z_adj"])
+def test_gradcheck_linear_imaging_operators(fn):
+    assert torch.autograd.gradcheck(fn, (rand(6, 8, seed=30).requires_grad_(),))
+
+
+def test_history_sum_gradcheck():
+    beta = rand(4, seed=31).requires_grad_()
+    xs = [rand(2, 3, seed=32 + j).requires_grad_() for j in range(3)]
+    assert torch.autograd.gradcheck(lambda b, *h: rt.history_sum(b, list(h)), (beta, *xs))
