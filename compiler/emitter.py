@@ -446,7 +446,8 @@ class Emitter:
             if x.per_layer:
                 code = self.render(x.init, ir.CONST).code
                 if x.uses_layer:
-                    value = f"rt.layer_stack([{code} for layer in range(self.num_layers)], {shape}, {dt}, device)"
+                    value = (f"rt.per_layer_default(lambda layer: {code}, self.num_layers, {shape}, {dt}, device, "
+                             f"{x.name!r})")
                 else:
                     value = f"rt.layer_stack([{code}] * self.num_layers, {shape}, {dt}, device)"
             else:

@@ -9,6 +9,7 @@ and calls `rt.soft(...)`, `rt.Positive(...)`, ...
 
 from .module import UnrolledModule
 from .ops import (
+    per_layer_default,
     history_sum,
     bicubic,
     chanmix,
@@ -50,6 +51,7 @@ from .nets import CNN, MLP, LinearOperator, apply_net, cat, default_dtype_device
 from .params import NonNegative, Positive, Range, UnitColumns, check_constraint
 
 __all__ = [
+    "per_layer_default",
     "history_sum",
     "bicubic",
     "chanmix",

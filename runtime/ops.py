@@ -109,6 +109,20 @@ def layer_stack(values, shape, dtype, device) -> torch.Tensor:
     return torch.stack([full_param(v, shape, dtype, device) for v in values])
 
 
+def per_layer_default(default, layers: int, shape, dtype, device, name: str) -> torch.Tensor:
+    """The [layers, *shape] default of a per-layer parameter whose default depends on `layer`;
+    a default that indexes data by the layer (`Dk[layer]`) must have an entry for every layer."""
+    values = []
+    for layer in range(layers):
+        try:
+            values.append(default(layer))
+        except IndexError:
+            raise ValueError(f"the default of the per-layer parameter {name!r} has no value for layer {layer} "
+                             f"(the network has {layers} layers): give data with at least {layers} entries "
+                             "or compile with fewer layers") from None
+    return layer_stack(values, shape, dtype, device)
+
+
 def adjoint_test(forward, adjoint, x: torch.Tensor, y: torch.Tensor) -> float:
     """Relative error of the dot-product test ⟨A x, y⟩ = ⟨x, Aᴴ y⟩ for a linear operator."""
     lhs = torch.vdot(forward(x).reshape(-1), y.reshape(-1))

@@ -180,3 +180,9 @@ def test_shape_errors_name_this_modules_own_argument(lista):
     with pytest.raises(ValueError) as info:
         net(torch.randn(2, N + 1, dtype=F64))
     assert "(set by `A`)" in str(info.value) and "`D`" not in str(info.value)
+
+
+def test_per_layer_default_indexing_data_past_its_end_names_the_parameter():
+    M = unroll.load("ml_csc_layered", layers=4)
+    with pytest.raises(ValueError, match="'W' has no value for layer 2 .*4 layers"):
+        M(D1=torch.randn(3, 2, 3, 3, dtype=torch.float64), Dk=torch.randn(2, 3, 3, 3, 3, dtype=torch.float64))
