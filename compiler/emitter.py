@@ -364,6 +364,8 @@ class Emitter:
         args = [d.name for d in self.p.data]
         args += [f"{h.name}={h.default!r}" for h in self.p.hypers]
         args += [f"{d}=None" for d in self._free_dims()]
+        if not any(d.type.dtype != "operator" for d in self.p.data):
+            args += ["dtype=None", "device=None"]  # no data tensor to take them from
         return args
 
     def _free_dims(self) -> list[str]:
@@ -409,8 +411,9 @@ class Emitter:
             out.add(f"device = {first_real}.device", 2)
         else:
             ops = ", ".join(d.name for d in p.data if d.type.dtype == "operator")
-            out.add(f"dtype = rt.default_dtype_device({ops})[0]", 2)
-            out.add(f"device = rt.default_dtype_device({ops})[1]", 2)
+            sep = ", " if ops else ""
+            out.add(f"dtype = rt.default_dtype_device({ops}{sep}dtype=dtype)[0]", 2)
+            out.add(f"device = rt.default_dtype_device({ops}{sep}device=device)[1]", 2)
         out.add("cdtype = rt.complex_dtype(dtype)", 2)
         for dname in p.dims:
             if dname in p.data_dims or dname in self._construction_dims():

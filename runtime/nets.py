@@ -142,8 +142,16 @@ def cat(values, batched, batch: int) -> torch.Tensor:
     return torch.cat(values, dim=0)
 
 
-def default_dtype_device(*operators):
-    """dtype/device of a module without data tensors: those of the first matrix operator, else torch's defaults."""
+def default_dtype_device(*operators, dtype=None, device=None):
+    """dtype/device of a module without data tensors: those asked for (the generated constructor's
+    `dtype=`/`device=`), else those of the first matrix operator, else torch's defaults."""
+    if dtype is not None or device is not None:
+        found_dtype, found_device = default_dtype_device(*operators)
+        if dtype is not None:
+            dtype = {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(dtype, dtype)
+            if not dtype.is_floating_point:
+                raise TypeError(f"dtype must be a floating point (or complex) torch dtype, got {dtype}")
+        return (dtype or found_dtype), (torch.device(device) if device is not None else found_device)
     for op in operators:
         if torch.is_tensor(op) and (op.is_floating_point() or op.is_complex()):
             dtype = {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(op.dtype, op.dtype)

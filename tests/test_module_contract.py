@@ -554,3 +554,13 @@ def test_dtype_conversion_keeps_complex_data_complex():
     torch.testing.assert_close(net32(y.to(torch.complex64)), want.to(torch.complex64), rtol=1e-4, atol=1e-5)
     net64 = net32.double()
     assert net64.smaps.dtype == torch.complex128
+
+
+def test_specs_without_data_take_dtype_and_device_keywords():
+    Net = unroll.load("detnet", layers=2)
+    net = Net(K=3, delta0=0.15, dtype=torch.float64, device="cpu")
+    assert {p.dtype for p in net.parameters()} == {torch.float64}
+    assert net.parameter_values()["delta1"][0].item() == 0.15  # no float32 rounding
+    assert {p.dtype for p in Net(K=3).parameters()} == {torch.get_default_dtype()}
+    with pytest.raises(TypeError, match="floating point"):
+        Net(K=3, dtype=torch.int64)
