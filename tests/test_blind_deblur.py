@@ -447,3 +447,18 @@ def test_perrone_with_the_true_kernel_converges_to_tv_deconvolution():
     x, k = (npy(t) for t in net(torch.from_numpy(y)))
     assert rel(k, kt) < 1e-14
     assert rel(x, x_ref) < 1e-6
+
+
+def test_dublid_keeps_the_previous_kernel_when_every_sparse_split_vanishes():
+    # a threshold above every |g| zeroes z, so the M3 estimate is 0/0: the layer keeps k^{l-1}
+    f0 = np.zeros((2, 3, 3))
+    f0[0, 1, 1], f0[0, 1, 2], f0[1, 1, 1], f0[1, 2, 1] = -1, 1, -1, 1
+    k0 = np.zeros((5, 5))
+    k0[2, 2] = 1
+    net = unroll.load("dublid", layers=2)(f0=f0, k0=k0, lam0=0.1, zeta0=1.0)
+    y = torch.full((16, 16), 0.5, dtype=torch.float64) + 1e-4 * torch.randn(16, 16, dtype=torch.float64)
+    states = net.trace(y)
+    assert all(float(s["z"].detach().abs().max()) == 0 for s in states[1:])
+    x, ks = net(y)
+    assert torch.isfinite(x).all()
+    torch.testing.assert_close(ks.detach(), torch.from_numpy(k0))
