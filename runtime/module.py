@@ -72,6 +72,22 @@ class UnrolledModule(nn.Module):
             record = [{k: v.squeeze(0) if batched.get(k, True) else v for k, v in step.items()} for step in record]
         return record
 
+    def monitor(self, *inputs, on_layer, **named):
+        """Run the network calling `on_layer(index, states)` at every layer boundary (index 0: the
+        initial states, L: after the last layer) instead of keeping them, so that thousands of
+        classical iterations can be followed (a metric per layer) without storing the iterates.
+        Returns the network's outputs.  The states are batched even for an unbatched input."""
+        args = self._bind_inputs(inputs, named)
+
+        class _Calls:
+            count = 0
+
+            def append(self, states):
+                on_layer(self.count, states)
+                self.count += 1
+
+        return self._unrolled(*args, record=_Calls())
+
     def parameter_values(self) -> dict:
         """Current value of every spec parameter, constraints applied (per-layer: [layers, ...])."""
         out = {}

@@ -564,3 +564,17 @@ def test_specs_without_data_take_dtype_and_device_keywords():
     assert {p.dtype for p in Net(K=3).parameters()} == {torch.get_default_dtype()}
     with pytest.raises(TypeError, match="floating point"):
         Net(K=3, dtype=torch.int64)
+
+
+def test_monitor_calls_back_at_every_layer_boundary_without_keeping_states():
+    import numpy as np
+
+    A = np.random.default_rng(0).standard_normal((10, 20))
+    net = unroll.load("ista", layers=5)(A=A)
+    y = torch.randn(3, 10, dtype=torch.float64)
+    seen = []
+    out = net.monitor(y, on_layer=lambda index, states: seen.append((index, states["x"].norm().item())))
+    trace = net.trace(y)
+    assert [i for i, _ in seen] == list(range(6))
+    assert [v for _, v in seen] == [s["x"].norm().item() for s in trace]
+    torch.testing.assert_close(out, trace[-1]["x"])
