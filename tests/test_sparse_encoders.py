@@ -324,7 +324,7 @@ def test_task_driven_backprop_through_many_layers_approaches_the_implicit_gradie
         (0.5 * ((t64(Y) - yhat) ** 2).sum()).backward()
         errs[K] = (np.linalg.norm(net.D.grad.numpy() - gD) / np.linalg.norm(gD),
                    np.linalg.norm(net.W.grad.numpy() - gW) / np.linalg.norm(gW))
-    print(f"\ntask_driven_dl: backprop vs implicit gradient, rel err (D, W): "
+    print("\ntask_driven_dl: backprop vs implicit gradient, rel err (D, W): "
           + ", ".join(f"K={K}: {e[0]:.1e}, {e[1]:.1e}" for K, e in errs.items()))
     assert errs[2000][0] < 1e-8 and errs[2000][1] < 1e-8  # measured ~3e-15
     assert errs[2000][0] < errs[100][0]  # the unrolled gradient converges to the implicit one
