@@ -31,7 +31,7 @@ MODULE_ATTRIBUTES = {
     "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children", "compile", "cpu",
     "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward", "get_buffer", "get_extra_state",
     "get_parameter", "get_submodule", "half", "input_names", "ipu", "load_state_dict", "modules", "mtia",
-    "named_buffers", "named_children", "named_modules", "named_parameters", "num_layers", "output_names",
+    "monitor", "named_buffers", "named_children", "named_modules", "named_parameters", "num_layers", "output_names",
     "parameter_table", "parameter_values", "parameters", "register_backward_hook", "register_buffer",
     "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
     "register_full_backward_pre_hook", "register_load_state_dict_post_hook", "register_load_state_dict_pre_hook",
