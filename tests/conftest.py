@@ -24,3 +24,15 @@ def _private_unroll_cache(tmp_path_factory):
         os.environ.pop("UNROLL_CACHE", None)
     else:
         os.environ["UNROLL_CACHE"] = old
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one intra-op thread (tiny tensors: threads only add overhead, ~10x on a busy
+    2-core machine); the previous setting is restored.  torch is imported only when a test asks."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -460,3 +460,22 @@ def bernoulli_gaussian_problem(n=250, m=500, pnz=0.1, batch=1000, snr_db=None, s
         sigma = math.sqrt(np.mean(y ** 2) / 10.0 ** (snr_db / 10.0))
         y = y + sigma * rng.standard_normal(y.shape)
     return A, x, y
+
+
+# ---------------------------------------------------------------- helpers shared by the issue-3 tests
+def rel(a, b):
+    """Largest absolute difference relative to the largest entry of the reference b."""
+    a, b = np.asarray(a), np.asarray(b)
+    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
+
+
+def svt(X, tau):
+    """Singular value thresholding U max(s - tau, 0) V^H (prox of tau ||.||_*)."""
+    U, s, Vh = np.linalg.svd(X, full_matrices=False)
+    return (U * np.maximum(s - tau, 0)) @ Vh
+
+
+def row_shrink(X, tau):
+    """Row-wise l2 shrinkage (prox of tau ||.||_{1,2}); zero rows stay zero."""
+    n = np.linalg.norm(X, axis=1, keepdims=True)
+    return X * np.maximum(0, 1 - tau / np.where(n == 0, 1, n)) * (n > 0)

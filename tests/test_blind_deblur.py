@@ -26,21 +26,9 @@ import numpy as np
 import pytest
 import torch
 import unroll
+from reference import rel, soft
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny FFTs: intra-op threads only add contention (fft2 of 3x16x16 took 24 ms with 2 threads on a busy
-    # 2-core box, 7 us with one)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def rel(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: threads only add overhead
 
 
 def npy(t):
@@ -85,10 +73,6 @@ def grad2(x):
 def div2(p):
     p0, p1 = p[..., 0, :, :], p[..., 1, :, :]
     return p0 - np.roll(p0, 1, -2) + p1 - np.roll(p1, 1, -1)
-
-
-def soft(v, t):
-    return np.sign(v) * np.maximum(np.abs(v) - t, 0)
 
 
 def circulant(K):

@@ -16,20 +16,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 import unroll
+from reference import rel
+from reference import row_shrink as np_row_shrink
+from reference import svt as np_svt
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (40x slower on a loaded 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def rel(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: threads only add overhead
 
 
 # ====================================================================== D2: CORONA
@@ -47,16 +38,6 @@ def circulant(h, nx, nz):
     """Dense matrix of the circular convolution with h on row-major vectorised nx x nz images."""
     eye = np.eye(nx * nz).reshape(nx * nz, nx, nz)
     return np_conv2_circ(h, eye).reshape(nx * nz, nx * nz).T
-
-
-def np_svt(X, tau):
-    U, s, Vh = np.linalg.svd(X, full_matrices=False)
-    return (U * np.maximum(s - tau, 0)) @ Vh
-
-
-def np_row_shrink(X, tau):
-    n = np.linalg.norm(X, axis=1, keepdims=True)
-    return X * np.maximum(0, 1 - tau / np.where(n == 0, 1, n)) * (n > 0)
 
 
 def np_rpca_ista(H, Dc, lam1, lam2, mu, layers):

@@ -13,22 +13,10 @@
 import numpy as np
 import pytest
 import torch
-
 import unroll
+from reference import rel
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny convolutions: intra-op threads only add contention on a busy 2-core box
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def rel(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: threads only add overhead
 
 
 # ------------------------------------------------------------------ numpy references

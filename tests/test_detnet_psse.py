@@ -21,18 +21,13 @@ import numpy as np
 import pytest
 import torch
 import unroll
+from reference import rel
 from scipy.optimize import least_squares, lsq_linear, minimize
 
 DETNET_PARAMS = ("delta1", "delta2", "W1", "b1", "W2", "b2", "W3", "b3", "t")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: intra-op threads only add contention on a shared machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: threads only add overhead
 
 
 def detnet64(layers, tie=None, **kw):
@@ -44,11 +39,6 @@ def detnet64(layers, tie=None, **kw):
         return unroll.load("detnet", layers=layers, tie=tie)(**kw)
     finally:
         torch.set_default_dtype(old)
-
-
-def rel(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
 
 
 # ================================================================== A19: DetNet

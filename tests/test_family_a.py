@@ -75,18 +75,7 @@ def spectral_sq(A):
     return float(np.linalg.norm(A, 2) ** 2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Run this module's (tiny) problems on one torch thread and restore the
-    process-wide setting afterwards.  On a small, shared 2-core machine the
-    multi-threaded LAPACK/BLAS paths are 10-500x slower and erratic for these
-    sizes (e.g. opnorm of a 250x500 matrix: 8 ms on one thread, 0.1-4 s on two)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny problems: threads only add overhead
 
 
 # ----------------------------------------------------------------------------

@@ -5,7 +5,6 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-
 from unroll.compiler import CompileError, compile_source
 
 SPEC = """

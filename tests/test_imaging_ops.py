@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from unroll import runtime as rt
 from unroll.compiler.operators import OPERATORS
 

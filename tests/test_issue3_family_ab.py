@@ -15,15 +15,7 @@ import numpy as np
 import pytest
 import torch
 import unroll
-
-
-def rel(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
-
-
-def soft(v, t):
-    return np.sign(v) * np.maximum(np.abs(v) - t, 0)
+from reference import rel, soft
 
 
 def lasso_data(k, n, batch, seed, s=5, noise=0.01):

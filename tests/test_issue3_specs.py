@@ -6,26 +6,13 @@ Each is checked against an independent numpy implementation of the classical alg
 import numpy as np
 import pytest
 import torch
-
 import unroll
-
-
-def rel(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
+from reference import rel
+from reference import row_shrink as np_row_shrink
+from reference import svt as np_svt
 
 
 # ------------------------------------------------------------------ numpy references
-def np_svt(X, tau):
-    U, s, Vh = np.linalg.svd(X, full_matrices=False)
-    return (U * np.maximum(s - tau, 0)) @ Vh
-
-
-def np_row_shrink(X, tau):
-    n = np.linalg.norm(X, axis=1, keepdims=True)
-    return X * np.maximum(0, 1 - tau / np.where(n == 0, 1, n)) * (n > 0)
-
-
 def np_rpca(H1, H2, D, lam1, lam2, L_layers):
     mu = np.linalg.norm(np.hstack([H1, H2]), 2) ** 2
     L = np.zeros_like(D)

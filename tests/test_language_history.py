@@ -7,6 +7,7 @@ two-tap momentum weights, layer by layer (numpy references); `--layers` resizes 
 import numpy as np
 import torch
 import unroll
+from reference import soft
 from unroll.compiler.driver import compile_source
 
 SPEC = """
@@ -24,10 +25,6 @@ step:
     x = soft(u - A.T @ (A @ u - y) / L, lam / L)
 output x
 """
-
-
-def soft(v, t):
-    return np.sign(v) * np.maximum(np.abs(v) - t, 0)
 
 
 def build(tmp_path, **options):

@@ -26,15 +26,9 @@ import numpy as np
 import pytest
 import torch
 import unroll
+from reference import soft
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny convolutions: intra-op threads only add contention (6x slower with 2 threads on a busy 2-core box)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: threads only add overhead
 
 
 @contextlib.contextmanager
@@ -53,10 +47,6 @@ def rel(a, b):
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     assert a.shape == b.shape, (a.shape, b.shape)
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
-
-
-def soft(v, t):
-    return np.sign(v) * np.maximum(np.abs(v) - t, 0)
 
 
 def to_np(t):

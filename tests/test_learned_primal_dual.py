@@ -5,7 +5,6 @@ gradient step f <- f - tau K*(K f - g), the network equals gradient descent exac
 
 import numpy as np
 import torch
-
 import unroll
 
 

@@ -17,24 +17,9 @@ import numpy as np
 import pytest
 import torch
 import unroll
+from reference import rel, soft
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: intra-op threads only add contention on a shared machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def rel(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
-
-
-def soft(v, t):
-    return np.sign(v) * np.maximum(np.abs(v) - t, 0)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: threads only add overhead
 
 
 def roll_conv(k, x, adjoint=False):

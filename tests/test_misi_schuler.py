@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import unroll
+from reference import rel
 from unroll.compiler import resolve_spec
 from unroll.compiler.operators import OPERATORS
 
@@ -26,14 +27,7 @@ HOP, NFFT = 64, 256
 F = NFFT // 2 + 1
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tensors here are tiny: intra-op threads only add synchronisation, which becomes very slow
-    when the machine is shared (seen: 10x on 2 loaded cores). Restored after the module."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: threads only add overhead
 
 
 @contextmanager
@@ -46,11 +40,6 @@ def float64():
         yield
     finally:
         torch.set_default_dtype(old)
-
-
-def rel(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
 
 
 def frames(T):

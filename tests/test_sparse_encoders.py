@@ -19,17 +19,9 @@ import numpy as np
 import pytest
 import torch
 import unroll
+from reference import rel, soft
 
 SPEC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "dsl_specs")
-
-
-def rel(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
-
-
-def soft(v, t):
-    return np.sign(v) * np.maximum(np.abs(v) - t, 0)
 
 
 def unit_dict(n, m, rng, norm=1.0):
@@ -48,13 +40,7 @@ def t64(a):
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # small matrices: one thread is faster, and much faster on a loaded machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: threads only add overhead
 
 
 # ======================================================================== A14: sprechmann_encoder
