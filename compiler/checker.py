@@ -241,8 +241,13 @@ class Checker:
         (`_layers` reports why)."""
         if self._depth_cache is None:
             depth = self.schedule.layers
-            if depth is None and self.spec.layers is not None and isinstance(self.spec.layers, ast.Number):
-                depth = self.spec.layers.value
+            if depth is None and self.spec.layers is not None:
+                # evaluate `layers N` quietly: `_layers` reports any problem with that line, once
+                errors, reported = len(self.sink.items), set(self.reported)
+                node = self.expr(self.spec.layers)
+                del self.sink.items[errors:]
+                self.reported = reported
+                depth = _constant_value(node) if node is not None else None
             self._depth_cache = depth if isinstance(depth, int) and depth > 0 else 1
         return self._depth_cache
 

@@ -846,13 +846,16 @@ def _ref_conv(adjoint: bool):
     return ref
 
 
-def _ref_otf(k, h, w):
+def _ref_pad_kernel(k, h, w):
     np = _np()
     s1, s2 = k.shape[-2:]
     pad = np.zeros(k.shape[:-2] + (h, w), dtype=k.dtype)
     pad[..., :s1, :s2] = k
-    pad = np.roll(pad, (-((s1 - 1) // 2), -((s2 - 1) // 2)), axis=(-2, -1))
-    return np.fft.fft2(pad, axes=(-2, -1))
+    return np.roll(pad, (-((s1 - 1) // 2), -((s2 - 1) // 2)), axis=(-2, -1))
+
+
+def _ref_otf(k, h, w):
+    return _np().fft.fft2(_ref_pad_kernel(k, h, w), axes=(-2, -1))
 
 
 register(Operator("conv2", 2, 2, _conv_infer("conv2"), _conv_emit("conv2"),
@@ -1271,12 +1274,6 @@ def _pad_kernel_infer(types, args):
     h = _static_size(args, 1, "pad_kernel", "image height")
     w = _static_size(args, 2, "pad_kernel", "image width")
     return types[0].with_(shape=types[0].shape[:-2] + (h, w))
-
-
-def _ref_pad_kernel(k, h, w):
-    np = _np()
-    return np.fft.ifft2(_ref_otf(k, h, w), axes=(-2, -1)).real if not np.iscomplexobj(k) else \
-        np.fft.ifft2(_ref_otf(k, h, w), axes=(-2, -1))
 
 
 def _crop_kernel_infer(types, args):

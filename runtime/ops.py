@@ -145,11 +145,7 @@ def complex_dtype(dtype):
 def otf(kernel: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Frequency response of a kernel (or a stack [..., s1, s2]) at image size h x w:
     zero-pad, move the kernel centre ((s-1)//2) to the origin, fft2 (psf2otf)."""
-    s1, s2 = kernel.shape[-2:]
-    pad = kernel.new_zeros(kernel.shape[:-2] + (h, w))
-    pad[..., :s1, :s2] = kernel
-    pad = torch.roll(pad, shifts=(-((s1 - 1) // 2), -((s2 - 1) // 2)), dims=(-2, -1))
-    return torch.fft.fft2(pad, dim=(-2, -1))
+    return torch.fft.fft2(pad_kernel(kernel, h, w), dim=(-2, -1))
 
 
 def _conv(kernel, x, adjoint: bool):
@@ -256,9 +252,8 @@ def unpatch(z: torch.Tensor, s: int) -> torch.Tensor:
 
 def patch_average(z: torch.Tensor, s: int) -> torch.Tensor:
     """Recombine overlapping patches by averaging: unpatch(z) / unpatch(1)."""
-    h, w = z.shape[-2:]
-    count = unpatch(z.new_ones((s * s, h, w)).real if z.is_complex() else z.new_ones((s * s, h, w)), s)
-    return unpatch(z, s) / count
+    ones = torch.ones((s * s,) + z.shape[-2:], dtype=real_dtype(z.dtype), device=z.device)
+    return unpatch(z, s) / unpatch(ones, s)
 
 
 def chanmix(W: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

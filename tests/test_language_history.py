@@ -19,7 +19,7 @@ input y : real[n]
 let L = opnorm(A)^2
 param beta : real[num_layers] = onehot(layer, num_layers)  learned per_layer
 state x : real[m] = 0
-layers 6
+layers 2 * 3
 step:
     let u = history_sum(beta, x)
     x = soft(u - A.T @ (A @ u - y) / L, lam / L)
