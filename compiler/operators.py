@@ -1458,18 +1458,8 @@ def _stack_infer(types, args):
                 any(t.batched for t in types))
 
 
-def _stack_emit(args, out):
-    flags = tuple(a.type.batched for a in args)
-    joined = ", ".join(a.code for a in args)
-    if not any(flags):
-        return Emitted(f"torch.stack([{joined}], dim=0)")
-    if all(flags):
-        return Emitted(f"torch.stack([{joined}], dim=1)")
-    parts = ", ".join(f"{wrap(a, P_ATOM)}.unsqueeze({1 if a.type.batched else 0})" for a in args)
-    return Emitted(f"rt.cat([{parts}], {flags!r}, {EmitContext.batch})")
-
-
-register(Operator("stack", 2, 16, _stack_infer, _stack_emit, lambda a: "\\left[" + "; ".join(a) + "\\right]",
+# every piece is one axis short of the result: `cat`'s emission adds the axis and joins
+register(Operator("stack", 2, 16, _stack_infer, _cat_emit, lambda a: "\\left[" + "; ".join(a) + "\\right]",
                   "stack pieces of equal shape along a new first axis (channels): a complex image as two real "
                   "channels `stack(real(z), imag(z))`", reference=lambda *v: _np().stack(v, axis=0),
                   category="construction", runtime="cat", example="stack(real(z), imag(z))"))
