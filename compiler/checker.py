@@ -312,6 +312,7 @@ class Checker:
                 else:
                     where = {"let": "in a top-level `let` (computed once, before the layers)",
                              "hyper": "in a hyperparameter", "state": "in the initial value of a state",
+                             "require": "in a `require` condition (checked at construction)",
                              "final": "in the `final:` block (after the layers)",
                              "top": "here"}.get(self.context, "here")
                     self.error(f"`layer` is not available {where}", e.span,
@@ -373,6 +374,10 @@ class Checker:
             self.error(f"the per-layer parameter `{sym.name}` cannot be used in {where}", span,
                        "it has one value per layer and there is no layer here; use it inside `step:`, or make it "
                        "`shared`")
+            return False
+        if ctx == "require" and sym.kind not in ("dim", "data", "hyper", "let"):
+            self.error(f"a `require` condition cannot use the {KIND_NOUN.get(sym.kind, sym.kind)} `{sym.name}`", span,
+                       "requirements are checked once at construction, on data, hyperparameters and constants")
             return False
         if ctx in ("param", "hyper") and sym.kind in ("input", "state", "local"):
             what = "parameter default" if ctx == "param" else "hyperparameter default"
@@ -667,6 +672,8 @@ class Checker:
         self.locals_types = {}
         self.reported = set()
         data, hypers, inputs, lets, params, states, nets = [], [], [], [], [], [], []
+        requires: list[ir.Require] = []
+        self._let_values: dict[str, ir.Node] = {}
         self._net_info: dict[str, ir.Net] = {}
         data_dims: dict[str, tuple[str, int]] = {}
         input_dims: dict[str, tuple[str, int]] = {}
@@ -744,6 +751,7 @@ class Checker:
                     continue
                 if self._declare(Symbol(d.name, "let", node.type, node.level, d.span, py=node.py, static=node.static)):
                     lets.append(ir.Let(d.name, node, d.span, line))
+                    self._let_values[d.name] = node
             elif d.kind == "param":
                 p = self._param(d)
                 if p is not None:
@@ -756,6 +764,11 @@ class Checker:
                     states.append(s)
                 else:
                     self._poison(d.name, "state", d.span)
+            elif d.kind == "require":
+                req = self._require(d)
+                if req is not None:
+                    requires.append(req)
+                continue
             elif d.kind == "net":
                 net = self._net(d, data_dims)
                 if net is not None:
@@ -852,7 +865,37 @@ class Checker:
             input_dims=input_dims, data=data, hypers=hypers, inputs=inputs, lets=lets, params=params,
             states=states, layers=layers, step=step, final=final, outputs=outputs, prev_used=list(self.prev_used),
             history_used=list(self.history_used),
-            locals_types=dict(self.locals_types), nets=nets)
+            locals_types=dict(self.locals_types), nets=nets, requires=requires)
+
+    def _require(self, d: ast.Decl) -> ir.Require | None:
+        """`require COND, "message"`: a condition on data and hyperparameters, checked at construction."""
+        self.context = "require"
+        node = self.expr(d.value)
+        self.context = "top"
+        if node is None:
+            return None
+        if node.type.dtype != BOOL:
+            self.error("a `require` condition must be a comparison", d.value.span,
+                       "compare a value with a bound, e.g. `require max(abs(A)) < 10, \"entries of A are bounded\"`")
+            return None
+        if node.level > ir.CONST:
+            self.error("a `require` condition must be known at construction", d.value.span,
+                       "use only data, hyperparameters, dims and top-level `let` constants that depend on them")
+            return None
+        names: list[str] = []
+
+        def collect(n: ir.Node):  # the data and hyperparameters read, through constant `let`s
+            for m in n.walk():
+                if m.op != "var" or m.attrs["name"] in names:
+                    continue
+                if m.attrs.get("kind") in ("data", "hyper"):
+                    names.append(m.attrs["name"])
+                elif m.attrs.get("kind") == "let" and m.attrs["name"] in self._let_values:
+                    collect(self._let_values[m.attrs["name"]])
+
+        collect(node)
+        message = d.message if d.message is not None else f"requirement `{self._text(d.value.span)}` does not hold"
+        return ir.Require(node, message, names, d.line_span, d.line_span.line)
 
     def _code_line(self, line: int | None = None, first: bool = False) -> Span:
         """A span on the first token of a line of code: `line`, else the first or the last code line."""

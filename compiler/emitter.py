@@ -442,6 +442,11 @@ class Emitter:
                 else:
                     out.add(f"{let.name} = {code.code}", 2)
                     out.add(f"self.register_buffer({let.name!r}, {let.name})", 2)
+        for req in p.requires:
+            code = self.render(req.condition, ir.CONST)
+            out.add(f"# line {req.line}: {_comment(p.line(req.line))}", 2)
+            out.add(f"self._require({code.code}, {tuple(req.names)!r}, {_comment(req.message)!r}, "
+                    f"{'line ' + str(req.line) + ': ' + _comment(p.line(req.line))!r})", 2)
         for x in p.params:
             out.add(f"# line {x.line}: {_comment(p.line(x.line))}", 2)
             shape = "(" + "".join(f"{d.python()}, " for d in x.type.shape).rstrip(" ") + ")"

@@ -147,6 +147,17 @@ class Net:
 
 
 @dataclass
+class Require:
+    """`require COND, "message"`: checked when the module is constructed (COND is a constant)."""
+
+    condition: Node
+    message: str
+    names: list[str]  # the data and hyperparameters the condition reads (named in the error)
+    span: Span
+    line: int
+
+
+@dataclass
 class Program:
     name: str
     title: str
@@ -170,6 +181,7 @@ class Program:
     history_used: list[str] = field(default_factory=list)  # states whose earlier values `history_sum` reads
     nets: list = field(default_factory=list)
     locals_types: dict[str, Type] = field(default_factory=dict)
+    requires: list[Require] = field(default_factory=list)
 
     def line(self, number: int) -> str:
         lines = self.source_text.split("\n")
