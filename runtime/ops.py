@@ -109,6 +109,12 @@ def layer_stack(values, shape, dtype, device) -> torch.Tensor:
     return torch.stack([full_param(v, shape, dtype, device) for v in values])
 
 
+def layer_table(rows, dtype, device) -> torch.Tensor:
+    """Values that depend only on the layer index, one row per layer, as one [layers, ...] tensor (rows that
+    are Python numbers take the module's real dtype; tensor rows keep theirs)."""
+    return torch.stack([r if torch.is_tensor(r) else torch.tensor(r, dtype=dtype, device=device) for r in rows])
+
+
 def per_layer_default(default, layers: int, shape, dtype, device, name: str) -> torch.Tensor:
     """The [layers, *shape] default of a per-layer parameter whose default depends on `layer`;
     a default that indexes data by the layer (`Dk[layer]`) must have an entry for every layer."""
