@@ -14,6 +14,7 @@ import keyword
 import re
 
 from . import ir
+from .ast import DimExpr
 from .operators import OPERATORS, Arg, P_ATOM, P_MUL, wrap
 from .planner import Names, describe, hoistable_locals, is_trivial, plan_block
 from .types import COMPLEX
@@ -429,7 +430,8 @@ class Emitter:
             else:
                 out.add(f"self.register_buffer({d.name!r}, {d.name})", 2)
         for net in p.nets:
-            opts = "".join(f", {k}={v}" for k, v in net.options.items())
+            opts = "".join(f", {k}={v.python() if isinstance(v, DimExpr) else repr(v)}"
+                           for k, v in net.options.items())
             out.add(f"# line {net.line}: {_comment(p.line(net.line))}", 2)
             out.add(f"self.{net.name} = rt.make_net({net.kind!r}, {net.per_layer!r}, self.num_layers, "
                     f"{net.learned!r}, dtype, device{opts})", 2)
