@@ -14,6 +14,7 @@ import io
 import tokenize
 
 from . import ir
+from .ast import DimExpr
 from .emit_expr import ExprPrinter
 from .emit_head import Lines, class_name_of, comment, head
 from .operators import P_ATOM, Arg, wrap
@@ -146,7 +147,8 @@ class ModulePrinter:
             elif plan.uses[d.name]:
                 out.add(f"self.register_buffer({d.name!r}, {d.name})", 2)
         for net in p.nets:
-            opts = "".join(f", {k}={v}" for k, v in net.options.items())
+            opts = "".join(f", {k}={v.python() if isinstance(v, DimExpr) else repr(v)}"
+                           for k, v in net.options.items())
             out.add(f"# line {net.line}: {comment(p.line(net.line))}", 2)
             out.add(f"self.{net.name} = rt.make_net({net.kind!r}, {net.per_layer!r}, self.num_layers, "
                     f"{net.learned!r}, dtype, device{opts})", 2)

@@ -9,6 +9,7 @@ construction), layer-invariant (hoisted out of the loop) or per layer.
 from __future__ import annotations
 
 from . import ir
+from .ast import DimExpr
 from .operators import OPERATORS
 from .planner import plan, summary
 
@@ -143,7 +144,8 @@ def explain(program: ir.Program, latex_only: bool = False) -> str:
     if p.nets:
         out.append("Sub-networks:")
         for net in p.nets:
-            opts = ", ".join(f"{k}={v}" for k, v in net.options.items())
+            opts = ", ".join(f"{k}={v.python() if isinstance(v, DimExpr) else repr(v)}"
+                             for k, v in net.options.items())
             out.append(f"  {net.name}: {net.kind}({opts}), {'one per layer' if net.per_layer else 'shared'}, "
                        f"{'learned' if net.learned else 'fixed'}")
     out.append("")

@@ -137,7 +137,7 @@ class Net:
 
     name: str
     kind: str  # cnn | mlp
-    options: dict  # constructor keyword -> Python code (int literal or dim name)
+    options: dict  # constructor keyword -> a size (DimExpr) or, for `init`, the mode ("zero" | "default")
     in_size: object  # DimExpr: channels (cnn) or features (mlp)
     out_size: object
     per_layer: bool
