@@ -85,7 +85,7 @@ register(Operator("neg", 1, 1, _neg_infer, lambda a, o: Emitted(f"-{wrap(a[0], P
                   usage="-a", shape="same", dtype="same", example="-x^2", result="real[m]"))
 
 
-def _compare(name: str, symbol: str, tex: str, example: str):
+def _compare(name: str, symbol: str, tex: str, example: str, ref):
     def infer(types, args):
         for i, t in enumerate(types):
             real(t, i, symbol)
@@ -96,15 +96,15 @@ def _compare(name: str, symbol: str, tex: str, example: str):
         return Emitted(f"{wrap(a, P_ADD)} {symbol} {wrap(b, P_ADD)}", P_CMP)
 
     register(Operator(name, 2, 2, infer, emit, lambda a: f"{a[0]} {tex} {a[1]}",
-                      f"elementwise comparison `{symbol}` (a boolean mask, for `where`)",
+                      f"elementwise comparison `{symbol}` (a boolean mask, for `where`)", reference=ref,
                       differentiable=False, category="arithmetic", usage=f"a {symbol} b",
                       shape="elementwise, broadcasting; real operands", dtype="bool (only for `where`)",
                       gradient="none", example=example, result="real[m]"))
 
 
-_compare("lt", "<", "<", "where(x < lam, 0 * x, x)")
-_compare("gt", ">", ">", "where(x > 0, x, 0)")
-_compare("le", "<=", "\\le", "where(abs(x) <= lam, 0 * x, x)")
-_compare("ge", ">=", "\\ge", "where(x >= 0, x, -x)")
-_compare("eq", "==", "=", "where(x == 0, 1, x)")
-_compare("ne", "!=", "\\ne", "where(x != 0, x / abs(x), 0)")
+_compare("lt", "<", "<", "where(x < lam, 0 * x, x)", lambda a, b: a < b)
+_compare("gt", ">", ">", "where(x > 0, x, 0)", lambda a, b: a > b)
+_compare("le", "<=", "\\le", "where(abs(x) <= lam, 0 * x, x)", lambda a, b: a <= b)
+_compare("ge", ">=", "\\ge", "where(x >= 0, x, -x)", lambda a, b: a >= b)
+_compare("eq", "==", "=", "where(x == 0, 1, x)", lambda a, b: a == b)
+_compare("ne", "!=", "\\ne", "where(x != 0, x / abs(x), 0)", lambda a, b: a != b)

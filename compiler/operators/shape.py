@@ -37,11 +37,13 @@ def _fill_infer(types, args):
 
 register(Operator("zeros", 1, 8, _fill_infer, _constructor("zeros"), lambda a: "0",
                   "tensor of zeros with the given dims, e.g. `zeros(m, n)`", category="construction",
+                  reference=lambda *dims: numpy().zeros(dims),
                   extra={"dim_args": True}, usage="zeros(d1, ..., dk)",
                   shape="dims → [d1, ..., dk] (1 to 8 dim names or integers)", dtype="real", gradient="constant",
                   example="zeros(m, n)", result="real[m, n]"))
 register(Operator("ones", 1, 8, _fill_infer, _constructor("ones"), lambda a: "\\mathbf{1}",
                   "tensor of ones with the given dims, e.g. `ones(m, n)`", category="construction",
+                  reference=lambda *dims: numpy().ones(dims),
                   extra={"dim_args": True}, usage="ones(d1, ..., dk)", shape="dims → [d1, ..., dk]", dtype="real",
                   gradient="constant", example="ones(m)", result="real[m]"))
 
