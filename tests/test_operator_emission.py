@@ -86,30 +86,39 @@ def test_right_operands_of_products_keep_their_parentheses():
 IMAGE_OPERATOR = """spec image_operator "a matrix operator between images and measurements"
 dims m, h, w
 data K : operator[m <- h, w]
+data P : operator[h, w <- m]
 input y : real[m]
 input v : real[h, w]
 state back : real[h, w] = 0
 state fwd : real[m] = 0
+state image : real[h, w] = 0
+state meas : real[m] = 0
 layers 1
 step:
     back = K.H(y)
     fwd = K(v)
-output back, fwd
+    image = P(y)
+    meas = P.H(v)
+output back, fwd, image, meas
 """
 
 
 def test_matrix_operator_maps_images_in_both_directions():
     rng = np.random.default_rng(1)
     m, h, w = 5, 3, 4
-    M = rng.standard_normal((m, h * w))
-    net = build(IMAGE_OPERATOR)(torch.tensor(M), m=m, h=h, w=w)
+    M, Q = rng.standard_normal((m, h * w)), rng.standard_normal((h * w, m))  # K and P as matrices
+    net = build(IMAGE_OPERATOR)(torch.tensor(M), torch.tensor(Q), m=m, h=h, w=w)
     y, v = rng.standard_normal((2, m)), rng.standard_normal((2, h, w))
-    back, fwd = net(torch.tensor(y), torch.tensor(v))
-    close(back, (y @ M).reshape(2, h, w))
-    close(fwd, v.reshape(2, h * w) @ M.T)
-    back1, fwd1 = net(torch.tensor(y[0]), torch.tensor(v[0]))  # one unbatched sample
-    close(back1, (M.T @ y[0]).reshape(h, w))
-    close(fwd1, M @ v[0].reshape(-1))
+    back, fwd, image, meas = net(torch.tensor(y), torch.tensor(v))
+    close(back, (y @ M).reshape(2, h, w), "K.H(y)")
+    close(fwd, v.reshape(2, h * w) @ M.T, "K(v)")
+    close(image, (y @ Q.T).reshape(2, h, w), "P(y)")
+    close(meas, v.reshape(2, h * w) @ Q, "P.H(v)")
+    back1, fwd1, image1, meas1 = net(torch.tensor(y[0]), torch.tensor(v[0]))  # one unbatched sample
+    close(back1, (M.T @ y[0]).reshape(h, w), "K.H(y), unbatched")
+    close(fwd1, M @ v[0].reshape(-1), "K(v), unbatched")
+    close(image1, (Q @ y[0]).reshape(h, w), "P(y), unbatched")
+    close(meas1, Q.T @ v[0].reshape(-1), "P.H(v), unbatched")
 
 
 # --------------------------------------------------------------------------- mixed real/complex operands
