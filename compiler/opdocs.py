@@ -17,7 +17,14 @@ import re
 import sys
 from pathlib import Path
 
-from .operators import INTERNAL_OPERATORS, OPERATORS, SPECIAL_FORM_DOCS, Operator
+from .operators import (
+    INTERNAL_OPERATORS,
+    OPERATORS,
+    SPECIAL_FORM_DOCS,
+    SPECIAL_FORMS,
+    Operator,
+    function_names,
+)
 
 BEGIN = "<!-- BEGIN GENERATED OPERATOR TABLES -->"
 END = "<!-- END GENERATED OPERATOR TABLES -->"
@@ -164,8 +171,6 @@ def markdown_table() -> str:
 
 def text_list() -> str:
     """`unrollc ops`: one line per callable name (named operators and special forms)."""
-    from .operators import SPECIAL_FORMS, function_names
-
     lines = []
     for name in function_names():
         op = OPERATORS.get(name)
