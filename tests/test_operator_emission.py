@@ -6,7 +6,7 @@ compile_source, run in float64 and compared with numpy written from the definiti
 * user operators given as a matrix map images to images in both directions (`K.H(y)` once
   returned [batch, h*w] for `operator[m <- h, w]`);
 * mixed real/complex operands of matmul, solve and chanmix are promoted (torch refuses them);
-* `svt` with one threshold per sample.
+* `svt` with one threshold per sample; `dot` of per-sample scalars.
 """
 
 from __future__ import annotations
@@ -205,3 +205,19 @@ def test_svt_with_one_threshold_per_sample():
         U, s, Vh = np.linalg.svd(Xb, full_matrices=False)
         want.append((U * np.maximum(s - 0.5 * tb, 0)) @ Vh)
     close(got, np.stack(want))
+
+
+# --------------------------------------------------------------------------- dot of per-sample scalars
+DOT_SCALARS = """spec dot_scalars "the inner product of two scalars of each sample"
+input t : real
+state s : real = 0
+layers 1
+step:
+    s = dot(t, 2 * t)
+output s
+"""
+
+
+def test_dot_of_scalars_stays_per_sample():
+    t = np.array([1.0, 2.0, -3.0])
+    close(build(DOT_SCALARS)()(torch.tensor(t)), 2 * t * t)  # once `.sum(dim=())`: a sum over the batch
