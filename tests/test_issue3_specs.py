@@ -11,6 +11,8 @@ from reference import rel
 from reference import row_shrink as np_row_shrink
 from reference import svt as np_svt
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: threads only add overhead
+
 
 # ------------------------------------------------------------------ numpy references
 def np_rpca(H1, H2, D, lam1, lam2, L_layers):
@@ -206,22 +208,45 @@ def np_conv(k, x, adjoint=False):
     return np.fft.ifft2((K.conj() if adjoint else K) * np.fft.fft2(x)).real
 
 
-def np_admm_csnet(mask, d, y, rho, lam, eta, L):
+def dense_mri_operators(mask, d):
+    """Phi = M F_u (complex, [h*w, h*w]) and the circular convolutions D_c ([h*w, h*w] each) as dense
+    matrices, built column by column from numpy's FFT and `np_conv` (row-major vectorised images)."""
     h, w = mask.shape
-    Fu = lambda v: np.fft.fft2(v, norm="ortho")  # noqa: E731
-    iFu = lambda v: np.fft.ifft2(v, norm="ortho")  # noqa: E731
-    x = iFu(y).real
-    z = np.zeros((d.shape[0], h, w))
+    eye = np.eye(h * w)
+    Fu = np.stack([np.fft.fft2(e.reshape(h, w), norm="ortho").reshape(-1) for e in eye], axis=1)
+    Phi = mask.reshape(-1)[:, None] * Fu
+    Ds = [np.stack([np_conv(dc, e.reshape(h, w)).reshape(-1) for e in eye], axis=1) for dc in d]
+    return Phi, Ds
+
+
+def real_x_subproblem(Phi, Ds, rho):
+    """The x-subproblem of ADMM for real x: min_x 1/2 ||Phi x - y||^2 + sum_c rho/2 ||D_c x - v_c||^2.
+    Over the reals its normal matrix is Re(Phi^H Phi) + rho sum_c D_c^T D_c (built explicitly here);
+    returns (normal matrix, y -> Re(Phi^H y))."""
+    normal = (Phi.conj().T @ Phi).real + rho * sum(D.T @ D for D in Ds)
+    return normal, lambda y: (Phi.conj().T @ y.reshape(-1)).real
+
+
+def np_admm_csnet(mask, d, y, rho, lam, eta, L, multipliers=False):
+    """ADMM (catalog B2 (15)) for min_{x real} 1/2 ||M F_u x - y||^2 + lam sum_c ||d_c * x||_1, with the
+    x-update solved densely over the reals; x^0 is the zero-filled real(F_u^H y). Returns the iterates
+    x^0..x^L (and, with multipliers=True, also the last scaled multipliers alpha_c, flattened)."""
+    h, w = mask.shape
+    Phi, Ds = dense_mri_operators(mask, d)
+    normal, data_rhs = real_x_subproblem(Phi, Ds, rho)
+    normal_inverse = np.linalg.inv(normal)  # small and well conditioned (DC sampled, rho > 0)
+    x = np.fft.ifft2(y, norm="ortho").real
+    z = np.zeros((len(Ds), h * w))
     a = np.zeros_like(z)
     xs = [x]
-    denom = mask + (rho * np.abs(np_otf(d, h, w)) ** 2).sum(0)
     for _ in range(L):
-        x = iFu((mask * y + Fu(np_conv(d, rho * (z - a), adjoint=True).sum(0))) / denom).real
-        dx = np_conv(d, x[None])
+        rhs = data_rhs(y) + rho * sum(D.T @ (zc - ac) for D, zc, ac in zip(Ds, z, a))
+        xv = normal_inverse @ rhs
+        dx = np.stack([D @ xv for D in Ds])
         z = np.sign(dx + a) * np.maximum(np.abs(dx + a) - lam / rho, 0)
         a = a + eta * (dx - z)
-        xs.append(x)
-    return xs
+        xs.append(xv.reshape(h, w))
+    return (xs, a) if multipliers else xs
 
 
 def _mri_problem(h=16, w=16, seed=0):
@@ -234,8 +259,14 @@ def _mri_problem(h=16, w=16, seed=0):
     return img, mask, y
 
 
+def _reflected(mask):
+    """m[-k mod (h, w)]: the mask reflected through the origin of k-space."""
+    return np.roll(mask[::-1, ::-1], 1, axis=(0, 1))
+
+
 def test_admm_csnet_equals_numpy_admm():
     img, mask, y = _mri_problem()
+    assert not np.array_equal(mask, _reflected(mask))  # a random mask: not conjugate-symmetric
     d = _derivative_filters()
     Net = unroll.load("admm_csnet", layers=8)
     net = Net(mask=mask, d0=d, lam0=0.02, rho0=0.5)
@@ -245,22 +276,66 @@ def test_admm_csnet_equals_numpy_admm():
         assert max(rel(trace[l]["x"][b].detach().numpy(), ref[l]) for l in range(9)) < 1e-10
 
 
-def test_admm_csnet_fft_closed_form_equals_dense_solve():
-    # catalog B2 (b): U1 with z = alpha = 0 is (Phi^H Phi + sum rho D^T D)^-1 Phi^H y, Phi = M F_u
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_admm_csnet_x_update_is_the_real_subproblem_minimiser(seed):
+    # catalog B2 (b) for a real image and a random (not conjugate-symmetric) mask: the FFT-form U1 equals
+    # the dense solve of the real normal equations [Re(Phi^H Phi) + rho sum D^T D] x = Re(Phi^H y) +
+    # rho sum D^T (z - alpha), at layer 1 (z = alpha = 0) and at layer 3 (z, alpha from layer 2).
     h = w = 8
-    img, mask, y = _mri_problem(h, w, seed=1)
+    _, mask, y = _mri_problem(h, w, seed=seed)
+    assert not np.array_equal(mask, _reflected(mask))
     d = _derivative_filters()
-    n = h * w
-    eye = np.eye(n)
-    Fu = np.stack([np.fft.fft2(e.reshape(h, w), norm="ortho").reshape(-1) for e in eye], axis=1)
-    Phi = np.diag(mask.reshape(-1)) @ Fu
-    Dmats = [np.stack([np_conv(d[i], e.reshape(h, w)).reshape(-1) for e in eye], axis=1) for i in range(2)]
     rho = 0.7
-    system = Phi.conj().T @ Phi + sum(rho * D.T @ D for D in Dmats)
-    x_dense = np.linalg.solve(system, Phi.conj().T @ y.reshape(-1)).reshape(h, w)
-    Net = unroll.load("admm_csnet", layers=1)
-    x_net = Net(mask=mask, d0=d, rho0=rho).trace(torch.from_numpy(y))[1]["x"].detach().numpy()
-    assert rel(x_net, x_dense.real) < 1e-10
+    Phi, Ds = dense_mri_operators(mask, d)
+    normal, data_rhs = real_x_subproblem(Phi, Ds, rho)
+    trace = unroll.load("admm_csnet", layers=3)(mask=mask, d0=d, rho0=rho, lam0=0.05).trace(torch.from_numpy(y))
+    states = [{k: v.detach().numpy() for k, v in s.items()} for s in trace]
+    for layer in (1, 3):
+        z, a = states[layer - 1]["z"].reshape(2, -1), states[layer - 1]["alpha"].reshape(2, -1)
+        x_dense = np.linalg.solve(normal, data_rhs(y) + rho * sum(D.T @ (zc - ac) for D, zc, ac in zip(Ds, z, a)))
+        assert rel(states[layer]["x"], x_dense.reshape(h, w)) < 1e-10, layer
+
+
+def test_admm_csnet_converges_to_the_real_image_optimum():
+    # Untrained ADMM-CSNet (constant rho, lam, eta = 1) converges to the minimiser over REAL x of
+    # 1/2 ||M F_u x - y||^2 + lam sum_c ||d_c * x||_1, random non-symmetric mask. Reference: a long
+    # dense numpy ADMM on the real formulation, certified optimal by the KKT conditions with its multiplier
+    # s = rho alpha / lam: stationarity Re(Phi^H Phi) x - Re(Phi^H y) + lam D^T s = 0, |s| <= 1, and
+    # s = sign(D x) where D x != 0.
+    h = w = 8
+    _, mask, y = _mri_problem(h, w, seed=3)
+    assert not np.array_equal(mask, _reflected(mask))
+    d = _derivative_filters()
+    lam, rho = 0.02, 0.5
+    Phi, Ds = dense_mri_operators(mask, d)
+    W = np.vstack(Ds)
+    Q, data_rhs = (Phi.conj().T @ Phi).real, real_x_subproblem(Phi, Ds, rho)[1]
+    xs, alpha = np_admm_csnet(mask, d, y, rho, lam, 1.0, 1500, multipliers=True)
+    x_ref, s = xs[-1].reshape(-1), rho * alpha.reshape(-1) / lam
+    assert np.abs(Q @ x_ref - data_rhs(y) + lam * W.T @ s).max() < 1e-12  # stationarity
+    assert np.abs(s).max() <= 1 + 1e-9
+    on = np.abs(W @ x_ref) > 1e-9
+    assert np.abs(s[on] - np.sign(W @ x_ref)[on]).max() < 1e-9
+    objective = lambda v: 0.5 * np.sum(np.abs(Phi @ v - y.reshape(-1)) ** 2) + lam * np.abs(W @ v).sum()  # noqa: E731
+    with torch.no_grad():
+        x_net = unroll.load("admm_csnet", layers=1000)(mask=mask, d0=d, lam0=lam, rho0=rho)(torch.from_numpy(y))
+    x_net = x_net.numpy().reshape(-1)
+    assert rel(x_net, x_ref) < 1e-10
+    assert objective(x_net) - objective(x_ref) < 1e-12 * objective(x_ref)
+
+
+def test_admm_csnet_requires_a_positive_denominator():
+    # zero-mean filters and an unsampled DC coefficient leave the x-update without a solution
+    _, mask, _ = _mri_problem(8, 8, seed=1)
+    d = _derivative_filters()
+    Net = unroll.load("admm_csnet", layers=2)
+    Net(mask=mask, d0=d)  # DC sampled: builds
+    no_dc = mask.copy()
+    no_dc[0, 0] = 0.0
+    with pytest.raises(ValueError, match="`mask`.*denominator"):
+        Net(mask=no_dc, d0=d)
+    with pytest.raises(ValueError, match="`mask`.*nonnegative"):
+        Net(mask=mask - 0.5, d0=d)
 
 
 def test_admm_csnet_conv_adjoint_dot_product():
