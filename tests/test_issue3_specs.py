@@ -145,16 +145,17 @@ def beta_div(M, V, beta):
     return np.sum((M ** beta + (beta - 1) * V ** beta - beta * M * V ** (beta - 1)) / (beta * (beta - 1)))
 
 
+@pytest.mark.parametrize("mu", [0.0, 0.3])
 @pytest.mark.parametrize("beta", [0.0, 1.0, 2.0])
-def test_nmf_mu_equals_numpy_and_decreases_the_divergence(beta):
+def test_nmf_mu_equals_numpy_and_decreases_the_divergence(beta, mu):
     rng = np.random.default_rng(0)
     F, T, K = 12, 10, 3
     M = rng.random((2, F, T)) + 0.1
     W0 = rng.random((F, K)) + 0.1
     W0 /= np.linalg.norm(W0, axis=0)
     Net = unroll.load("nmf_mu", layers=25)
-    trace = Net(W0=W0, beta=beta, mu=0.0).trace(torch.from_numpy(M))
-    ref = np_nmf(W0, M, beta, 0.0, 1e-12, 25)
+    trace = Net(W0=W0, beta=beta, mu=mu).trace(torch.from_numpy(M))
+    ref = np_nmf(W0, M, beta, mu, 1e-12, 25)
     for layer in (1, 10, 25):
         assert rel(trace[layer]["H"].detach().numpy(), ref[layer][1]) < 1e-10
         assert rel(trace[layer]["W"].detach().numpy(), ref[layer][0]) < 1e-10
@@ -162,13 +163,17 @@ def test_nmf_mu_equals_numpy_and_decreases_the_divergence(beta):
         W, H = s["W"].detach().numpy(), s["H"].detach().numpy()
         assert (H >= 0).all() and (W >= 0).all()
         assert np.allclose(np.linalg.norm(W, axis=1), 1.0)  # unit-norm columns after every layer
-    if beta in (1.0, 2.0):  # MM guarantee for beta in [1, 2]
+    if beta in (1.0, 2.0) and mu == 0.0:  # MM guarantee for beta in [1, 2]
         d = [beta_div(M, s["W"].detach().numpy() @ s["H"].detach().numpy(), beta) for s in trace]
         assert all(b <= a * (1 + 1e-10) for a, b in zip(d, d[1:]))
 
 
-def test_nmf_h_update_matches_sklearn_with_w_fixed():
-    # catalog D3(c): sklearn's multiplicative update of the free factor, W fixed (transposed problem)
+@pytest.mark.parametrize("beta", [1.0, 2.0])
+def test_deep_nmf_untrained_matches_sklearn_with_the_basis_fixed(beta):
+    # catalog D3 (c): deep_nmf with every W^l = W0 (unit columns) runs (24) with W0 fixed; sklearn's
+    # multiplicative updates of the free factor of the transposed problem M^T ~ H^T W0^T (update_H=False,
+    # solver='mu') are the same H updates for beta in [1, 2] (for beta < 1 sklearn raises its update to the
+    # power 1/(2 - beta), a different algorithm). mu = 0: sklearn scales its l1 penalty differently.
     decomposition = pytest.importorskip("sklearn.decomposition")
     rng = np.random.default_rng(1)
     F, T, K = 8, 6, 3
@@ -176,16 +181,13 @@ def test_nmf_h_update_matches_sklearn_with_w_fixed():
     W0 = rng.random((F, K)) + 0.1
     W0 /= np.linalg.norm(W0, axis=0)
     steps = 30
-    H0 = np.full((K, T), np.sqrt(M.mean() / K))
+    H0 = np.full((K, T), np.sqrt(M.mean() / K))  # sklearn's constant init of the free factor, as the spec's
     Ht, _, _ = decomposition.non_negative_factorization(
         M.T, W=H0.T.copy(), H=W0.T.copy(), n_components=K, init="custom", update_H=False, solver="mu",
-        beta_loss=1.0, max_iter=steps, tol=0, alpha_W=0.0, alpha_H=0.0)
-    # our spec updates W too; compare only the H update with a W-fixed numpy loop that mirrors sklearn
-    H = H0.copy()
-    for _ in range(steps):
-        V = W0 @ H
-        H = H * (W0.T @ (M / V)) / W0.sum(axis=0)[:, None]
-    assert rel(Ht.T, H) < 1e-6
+        beta_loss=beta, max_iter=steps, tol=0, alpha_W=0.0, alpha_H=0.0)
+    net = unroll.load("deep_nmf", layers=steps)(W=W0, beta=beta, mu=0.0)
+    H_net = net(torch.from_numpy(M)).detach().numpy()
+    assert rel(H_net, Ht.T) < 1e-10
 
 
 # ------------------------------------------------------------------ ADMM-CSNet
@@ -374,21 +376,89 @@ def test_admm_csnet_trains():
 
 
 # ------------------------------------------------------------------ deep NMF
-def test_deep_nmf_untrained_equals_classical_h_updates():
-    rng = np.random.default_rng(0)
-    F, T, K = 10, 7, 3
-    M = rng.random((3, F, T)) + 0.1
-    W = rng.random((F, K)) + 0.1
+def np_deep_nmf(Ws, M, beta, mu, eps=1e-12):
+    """Deep NMF from the review's Box (eqs. (24), (26)) with one basis per layer: layer l normalises the
+    columns of its basis W^l (26) and runs the multiplicative H update (24) with it. Ws: [L, F, K] (or
+    one [F, K] basis repeated by the caller); M: [B, F, T]. Returns H^0..H^L, each [B, K, T]."""
+    K = Ws[0].shape[1]
+    H = np.sqrt(M.mean(axis=(1, 2)) / K)[:, None, None] * np.ones((M.shape[0], K, M.shape[2]))
+    out = [H]
+    for W in Ws:
+        Wn = W / np.sqrt((W ** 2).sum(axis=0))  # (26): w_k / ||w_k||_2
+        V = Wn @ H + eps
+        H = H * (Wn.T @ (M * V ** (beta - 2))) / (Wn.T @ V ** (beta - 1) + mu)  # (24)
+        out.append(H)
+    return out
+
+
+def nmf_data(seed, F=10, T=7, K=3, batch=3):
+    rng = np.random.default_rng(seed)
+    return rng.random((batch, F, T)) + 0.1, rng.random((F, K)) + 0.1
+
+
+def test_deep_nmf_untrained_equals_classical_h_updates_with_unit_norm_bases():
+    # catalog D3 (a) with unit-norm W: the (26) step is the identity and each layer is (24) with W
+    M, W = nmf_data(0)
     W /= np.linalg.norm(W, axis=0)
+    K = W.shape[1]
     for beta in (0.0, 1.0, 2.0):
         Net = unroll.load("deep_nmf", layers=12)
         trace = Net(W=W, beta=beta, mu=0.1).trace(torch.from_numpy(M))
-        H = np.sqrt(M.mean(axis=(1, 2)) / K)[:, None, None] * np.ones((3, K, T))
+        H = np.sqrt(M.mean(axis=(1, 2)) / K)[:, None, None] * np.ones((3, K, M.shape[2]))
         for layer in range(1, 13):
             V = W @ H + 1e-12
             H = H * (W.T @ (M * V ** (beta - 2))) / (W.T @ V ** (beta - 1) + 0.1)
             assert rel(trace[layer]["H"].detach().numpy(), H) < 1e-10
             assert (trace[layer]["H"].detach().numpy() >= 0).all()
+
+
+@pytest.mark.parametrize("beta, mu", [(0.0, 0.1), (1.0, 0.0), (1.0, 0.2), (2.0, 0.1)])
+def test_deep_nmf_normalises_each_layers_basis(beta, mu):
+    # (26) in every layer, with bases far from unit norm: (i) untrained (W^l = W) against the numpy loop
+    # of (24) + (26); (ii) a different nonnegative basis per layer with column norms from 0.2 to 5 (as
+    # after training); (iii) the output depends on each W^l only through its column directions.
+    M, W = nmf_data(1)
+    W = W * np.array([0.3, 2.0, 4.5])  # column norms ~0.5 to ~8
+    layers = 6
+    net = unroll.load("deep_nmf", layers=layers)(W=W, beta=beta, mu=mu)
+    ref = np_deep_nmf([W] * layers, M, beta, mu)
+    trace = net.trace(torch.from_numpy(M))
+    for layer in range(layers + 1):
+        assert rel(trace[layer]["H"].detach().numpy(), ref[layer]) < 1e-10, layer
+    rng = np.random.default_rng(2)
+    Ws = rng.random((layers,) + W.shape) * rng.uniform(0.2, 5.0, size=(layers, 1, W.shape[1]))
+    with torch.no_grad():
+        net.Wl.raw.copy_(torch.from_numpy(Ws))
+        H_net = net(torch.from_numpy(M)).numpy()
+        assert rel(H_net, np_deep_nmf(Ws, M, beta, mu)[-1]) < 1e-10
+        net.Wl.raw.mul_(torch.from_numpy(rng.uniform(0.1, 10.0, size=(layers, 1, W.shape[1]))))  # rescale columns
+        assert rel(net(torch.from_numpy(M)).numpy(), H_net) < 1e-10
+
+
+def test_deep_nmf_objective_non_increasing_with_fixed_bases():
+    # catalog D3 (b): MM guarantee for beta in [1, 2]: D_beta(M | Wn H) + mu ||H||_1 never increases
+    # layer by layer (bases fixed, Wn = W with unit columns), and H stays >= 0
+    M, W = nmf_data(3)
+    W = W * np.array([0.5, 3.0, 1.7])
+    Wn = W / np.linalg.norm(W, axis=0)
+    for beta in (1.0, 2.0):
+        trace = unroll.load("deep_nmf", layers=30)(W=W, beta=beta, mu=0.05).trace(torch.from_numpy(M))
+        f = [beta_div(M, Wn @ s["H"].detach().numpy(), beta) + 0.05 * s["H"].detach().numpy().sum() for s in trace]
+        assert all(b <= a * (1 + 1e-12) for a, b in zip(f, f[1:]))
+        assert f[-1] < 0.9 * f[0]
+        assert all((s["H"].detach().numpy() >= 0).all() for s in trace)
+
+
+def test_deep_nmf_requires_nonnegative_nonzero_bases():
+    M, W = nmf_data(4)
+    Net = unroll.load("deep_nmf", layers=2)
+    Net(W=W)
+    with pytest.raises(ValueError, match="`W`.*nonnegative"):
+        Net(W=W - 0.5)
+    W0 = W.copy()
+    W0[:, 1] = 0.0
+    with pytest.raises(ValueError, match="`W`.*nonzero"):
+        Net(W=W0)
 
 
 def test_deep_nmf_trains_and_keeps_w_nonnegative():
