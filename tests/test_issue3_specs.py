@@ -3,6 +3,8 @@ admm_lasso (factor-once linear solve), nmf_mu (real negative powers, column norm
 Each is checked against an independent numpy implementation of the classical algorithm
 (float64 / complex128, <= 1e-10 relative) and the catalog's property tests."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -267,7 +269,7 @@ def _reflected(mask):
 
 
 def test_admm_csnet_equals_numpy_admm():
-    img, mask, y = _mri_problem()
+    _, mask, y = _mri_problem()
     assert not np.array_equal(mask, _reflected(mask))  # a random mask: not conjugate-symmetric
     d = _derivative_filters()
     Net = unroll.load("admm_csnet", layers=8)
@@ -318,7 +320,9 @@ def test_admm_csnet_converges_to_the_real_image_optimum():
     assert np.abs(s).max() <= 1 + 1e-9
     on = np.abs(W @ x_ref) > 1e-9
     assert np.abs(s[on] - np.sign(W @ x_ref)[on]).max() < 1e-9
-    objective = lambda v: 0.5 * np.sum(np.abs(Phi @ v - y.reshape(-1)) ** 2) + lam * np.abs(W @ v).sum()  # noqa: E731
+    def objective(v):
+        return 0.5 * np.sum(np.abs(Phi @ v - y.reshape(-1)) ** 2) + lam * np.abs(W @ v).sum()
+
     with torch.no_grad():
         x_net = unroll.load("admm_csnet", layers=1000)(mask=mask, d0=d, lam0=lam, rho0=rho)(torch.from_numpy(y))
     x_net = x_net.numpy().reshape(-1)
@@ -444,13 +448,13 @@ def test_deep_nmf_objective_non_increasing_with_fixed_bases():
     for beta in (1.0, 2.0):
         trace = unroll.load("deep_nmf", layers=30)(W=W, beta=beta, mu=0.05).trace(torch.from_numpy(M))
         f = [beta_div(M, Wn @ s["H"].detach().numpy(), beta) + 0.05 * s["H"].detach().numpy().sum() for s in trace]
-        assert all(b <= a * (1 + 1e-12) for a, b in zip(f, f[1:]))
+        assert all(b <= a * (1 + 1e-12) for a, b in itertools.pairwise(f))
         assert f[-1] < 0.9 * f[0]
         assert all((s["H"].detach().numpy() >= 0).all() for s in trace)
 
 
 def test_deep_nmf_requires_nonnegative_nonzero_bases():
-    M, W = nmf_data(4)
+    _, W = nmf_data(4)
     Net = unroll.load("deep_nmf", layers=2)
     Net(W=W)
     with pytest.raises(ValueError, match="`W`.*nonnegative"):
