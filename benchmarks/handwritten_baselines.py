@@ -105,7 +105,9 @@ class HandListaUntied(nn.Module):
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         x = soft(y @ self.We[0].mT, self.theta[0])
         for layer in range(1, self.layers):
-            x = soft(torch.addmm(y @ self.We[layer].mT, x, self.Wt[layer - 1].mT), self.theta[layer])
+            # the second GEMM accumulates into the first one's fresh output (no copy, no separate add)
+            v = (y @ self.We[layer].mT).addmm_(x, self.Wt[layer - 1].mT)
+            x = soft(v, self.theta[layer])
         return x
 
 
