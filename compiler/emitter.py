@@ -310,6 +310,21 @@ class ModulePrinter:
 
     # ------------------------------------------------------------ forward
     def _stmt_lines(self, out: Lines, block: list, indent: int, printer: ExprPrinter) -> None:
+        i = 0
+        while i < len(block):
+            if getattr(block[i], "skip_last", False) and printer.layer == "layer":
+                run = []
+                while i < len(block) and getattr(block[i], "skip_last", False):
+                    run.append(block[i])
+                    i += 1
+                out.add("if layer < self.num_layers - 1 or record is not None:  # not needed after the last layer",
+                        indent)
+                self._stmt_items(out, run, indent + 1, printer)
+                continue
+            self._stmt_items(out, [block[i]], indent, printer)
+            i += 1
+
+    def _stmt_items(self, out: Lines, block: list, indent: int, printer: ExprPrinter) -> None:
         for item in block:
             if isinstance(item, Loop):
                 for st in item.before:

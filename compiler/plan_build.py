@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from . import ir
 from .plan_passes import (
+    distribute_products,
+    mark_dead_after_last_layer,
     factor_solves,
     find_layer_table,
     fold_scalars,
@@ -63,6 +65,10 @@ class Builder:
             lookup = ref(self.table_refs[node.key], node)
             lookup.attrs.update(table=True, offset=0)
             return lookup
+        if node.key in self.constant_keys and not node.py:
+            out = ref(self.constant_keys[node.key], node)  # computed at construction already
+            out.py = real_scalar(node)
+            return out
         if node.op in ("transpose", "adjoint") and node.level < depth:
             return self.lower_args(node, depth)  # hoist the matrix; the transpose is a free view
         if not is_trivial(node):
@@ -225,7 +231,7 @@ def hoistable_locals(stmts: list, depth: int) -> set[str]:
 def build(program: ir.Program, class_name: str) -> Plan:
     from .plan_uses import count_uses
 
-    program = python_scalar_lets(fuse_lerp(fold_scalars(factor_solves(program))))
+    program = python_scalar_lets(fuse_lerp(distribute_products(fold_scalars(factor_solves(program)))))
     b = Builder(program, class_name)
     p, plan = program, b.plan
     plan.prev_names = {name: b.names.fresh(f"{name}_prev") for name in p.prev_used}
@@ -249,6 +255,7 @@ def build(program: ir.Program, class_name: str) -> Plan:
         plan.state_inits.append(Stmt(s.name, b.lower(s.init, ir.FORWARD), b.line_text(s.line), "state", s.line, s))
     plan.invariants = b.hoisted.get(ir.FORWARD, [])
     fuse_block_addmm(plan)
+    mark_dead_after_last_layer(plan.step, program)
     plan.split_params = split_per_layer_params(program)
     plan.outputs = [(name, output_batched(program, name)) for name in p.outputs]
     count_uses(plan)

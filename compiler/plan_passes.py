@@ -422,3 +422,81 @@ def python_scalar_lets(program: ir.Program) -> ir.Program:
 
 def _map_tree(node: ir.Node, fn) -> ir.Node:
     return fn(node, [_map_tree(a, fn) for a in node.args])
+
+
+def _matmul(a: ir.Node, b: ir.Node, span, level: int) -> ir.Node:
+    from .operators import OPERATORS
+
+    typ = OPERATORS["matmul"].infer([a.type, b.type], [None, None])
+    return ir.Node("matmul", [a, b], typ, span, level)
+
+
+def distribute_products(program: ir.Program) -> ir.Program:
+    """`M @ (a ± b)` with M and a invariant where b changes is `M @ a ± M @ b`: `M @ a` is computed once
+    and the sum accumulates into the per-layer GEMM (see `fuse_addmm`); `M @ (s * d)` with M and s
+    invariant is `(s * M) @ d`, the scaled matrix computed once."""
+    def rewrite(node: ir.Node, args: list[ir.Node]) -> ir.Node:
+        node = _rebuild(node, args)
+        if node.op != "matmul" or node.py:
+            return node
+        matrix, v = node.args
+        if matrix.py or matrix.type.rank != 2 or matrix.type.batched or matrix.level >= node.level:
+            return node
+        if v.op in ("add", "sub") and v.args[0].type == v.type and v.args[1].type == v.type and not v.py:
+            a, b = v.args
+            varying = b if a.level < node.level else a
+            # (a varying product already fuses with the invariant term: `M @ (N @ x - c)` stays)
+            if (a.level < node.level) != (b.level < node.level) and not a.py and not b.py \
+                    and varying.op != "matmul":
+                left = rewrite(_matmul(matrix, a, node.span, max(matrix.level, a.level)), [matrix, a])
+                right = rewrite(_matmul(matrix, b, node.span, max(matrix.level, b.level)), [matrix, b])
+                return ir.Node(v.op, [left, right], node.type, node.span, node.level)
+        if v.op == "mul":
+            for s, d in ((v.args[0], v.args[1]), (v.args[1], v.args[0])):
+                if _scalar(s) and s.level < node.level and d.type == v.type and not d.py:
+                    scaled = ir.Node("mul", [s, matrix], matrix.type, matrix.span, max(s.level, matrix.level))
+                    return _matmul(scaled, d, node.span, node.level)
+        return node
+
+    return map_nodes(program, rewrite)
+
+
+def mark_dead_after_last_layer(step: list, program: ir.Program) -> None:
+    """Statements of the layer loop whose values nothing reads after the last layer (FISTA's momentum
+    step, ADMM's z and α updates): the emitter skips them in the last layer unless the trace records
+    the states."""
+    from .plan_uses import node_reads
+    from collections import Counter
+
+    live = set(program.outputs)
+    final_reads: Counter = Counter()
+    for st in _assignments(program.final):
+        node_reads(st.value, final_reads)
+    live |= set(final_reads)
+    live |= {program_name for program_name in program.history_used}
+    for item in reversed(step):
+        if not hasattr(item, "target"):  # a nested loop: everything in it stays, with all it reads
+            reads: Counter = Counter()
+            for st in _loop_stmts(item):
+                node_reads(st.value, reads)
+                live.add(st.target)
+            node_reads(item.count, reads)
+            live |= set(reads)
+            continue
+        if item.target in live:
+            live.discard(item.target)
+            reads = Counter()
+            node_reads(item.value, reads)
+            live |= set(reads)
+        else:
+            item.skip_last = True
+
+
+def _loop_stmts(loop):
+    for st in loop.before:
+        yield st
+    for item in loop.body:
+        if hasattr(item, "target"):
+            yield item
+        else:
+            yield from _loop_stmts(item)

@@ -108,6 +108,7 @@ class Stmt:
     kind: str  # state | local | temp (hoisted or common sub-expression) | table (a layer-table lookup)
     line: int = 0
     state: ir.State | None = None  # for kind == "state": the declaration (shape the value is fitted to)
+    skip_last: bool = False  # not needed after the last layer: skipped there unless the trace records states
 
 
 @dataclass

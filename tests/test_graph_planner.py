@@ -360,11 +360,17 @@ def test_fista_momentum_sequence_is_a_layer_table():
 def test_admm_lasso_factors_its_matrix_once():
     p = plan_of("admm_lasso")
     (inverse,) = [c for c in p.constants if c.value.op == "inverse"]
-    assert inverse.read_by_forward and inverse.name == "M_inv"
+    assert inverse.name == "M_inv"
     for st in p.all_stmts():
         assert "solve" not in ops(st.value) and "inverse" not in ops(st.value)
+    # M^-1 (A.T y + rho (z - alpha)) = M^-1 A.T y + (rho M^-1) (z - alpha): the first term once per call,
+    # the scaled inverse once at construction, and the sum accumulates into the per-layer GEMM
+    (scaled,) = [c for c in p.constants if c.value.op == "mul" and inverse.name in refs(c.value)]
+    (per_call,) = [st for st in p.invariants if inverse.name in refs(st.value)]
     x_update = next(st for st in p.step if st.target == "x")
-    assert x_update.value.op == "matmul" and inverse.name in refs(x_update.value)
+    assert x_update.value.op == "addmm" and refs(x_update.value) == {scaled.name, per_call.target}
+    # z and alpha are not needed after the last layer (the output is x)
+    assert [st.target for st in p.step if st.skip_last] == ["z", "alpha"]
 
 
 def test_a_solve_whose_matrix_changes_per_layer_is_not_factored():
