@@ -92,9 +92,9 @@ def head(plan, options_text: str, version: str, ctor_args: list[str]) -> Lines:
                          f"{x.constraint or '-':<12}  default: {init_text(p, x)}"))
     if not p.params:
         lines.append("    (none)")
-    lines += ["", f"Constructor: {class_name}({', '.join(ctor_args)})",
-              f"forward({', '.join(i.name for i in p.inputs)}) -> {', '.join(p.outputs)}; "
-              f"inputs batch-first, a single unbatched sample also works.", '"""']
+    forward = (f"forward({', '.join(i.name for i in p.inputs)}) -> {', '.join(p.outputs)}; "
+               "inputs batch-first, a single unbatched sample also works.")
+    lines += ["", f"Constructor: {class_name}({', '.join(ctor_args)})", forward, '"""']
     for line in lines:
         h.add(line, 1) if line else h.add()
     h.add()

@@ -17,16 +17,18 @@ The optimisation passes of `plan_passes` run on the program before lowering
 from __future__ import annotations
 
 from . import ir
-from .plan_passes import (
+from .plan_algebra import (
     distribute_products,
-    mark_dead_after_last_layer,
     factor_solves,
-    find_layer_table,
     fold_scalars,
     fuse_addmm,
     fuse_lerp,
-    peel_first_layer,
     python_scalar_lets,
+)
+from .plan_passes import (
+    find_layer_table,
+    mark_dead_after_last_layer,
+    peel_first_layer,
     split_per_layer_params,
 )
 from .planner import Constant, Loop, Names, Plan, Stmt, describe, is_trivial, ref

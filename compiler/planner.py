@@ -46,9 +46,7 @@ def is_trivial(node: ir.Node) -> bool:
         return True
     if node.op in ("transpose", "adjoint", "neg") and node.args[0].op in TRIVIAL_OPS:
         return True
-    if node.py:
-        return True  # plain Python arithmetic on hyperparameters / dims
-    return False
+    return node.py  # plain Python arithmetic on hyperparameters / dims
 
 
 class Names:
