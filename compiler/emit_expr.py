@@ -50,6 +50,10 @@ class ExprPrinter:
                 mat2 = f"{wrap(self.render(matrix), P_ATOM)}.mT"
             extra = "".join(f", {k}={v}" for k, v in sorted(node.attrs.items()) if k in ("alpha", "beta"))
             return Arg(f"torch.addmm({self.code(other)}, {self.code(vectors)}, {mat2}{extra})", node.type)
+        if op == "addcmul":
+            base, scale, value = (self.render(a) for a in node.args)
+            extra = ", value=-1" if node.attrs.get("value") == -1 else ""
+            return Arg(f"torch.addcmul({base.code}, {scale.code}, {value.code}{extra})", node.type)
         if op == "lerp":
             start, end, weight = (self.render(a) for a in node.args)
             return Arg(f"torch.lerp({start.code}, {end.code}, {weight.code})", node.type)

@@ -6,7 +6,8 @@ reassociation (tested on the Plan in tests/test_graph_planner.py and against num
 * `fold_scalars`        `(M @ X) / s`, `s * (M @ X)` with M, s invariant -> `(M / s) @ X`;
 * `distribute_products` `M @ (a ± b)` with a invariant -> `M @ a ± M @ b`; `M @ (s * d)` -> `(s * M) @ d`;
 * `fuse_lerp`           `a + s * (a - b)` -> `lerp(b, a, 1 + s)`;
-* `fuse_addmm`          `a ± M @ x` (a matrix times a batch of vectors) -> one `torch.addmm`;
+* `fuse_addmm`          `a ± M @ x` (a matrix times a batch of vectors) -> one `torch.addmm`, and
+                        `a ± s * b` with a scalar tensor s -> one `torch.addcmul`;
 * `python_scalar_lets`  constant real scalar `let`s are Python numbers.
 """
 
@@ -105,6 +106,21 @@ def ir_type_int():
     return Type(INT)
 
 
+def _fuse_addcmul(node: ir.Node) -> ir.Node:
+    """`a ± s * b` with a scalar tensor s (a per-layer step) is one `torch.addcmul` pass."""
+    if node.op not in ("add", "sub") or node.py or node.type.dtype != REAL:
+        return node
+    for side in ((1,) if node.op == "sub" else (1, 0)):
+        product, other = node.args[side], node.args[1 - side]
+        if product.op != "mul" or other.py or other.type != node.type:
+            continue
+        for s, b in ((product.args[0], product.args[1]), (product.args[1], product.args[0])):
+            if _scalar(s) and not s.py and b.type == node.type and not b.py:
+                attrs = {"value": -1} if node.op == "sub" else {}
+                return ir.Node("addcmul", [other, s, b], node.type, node.span, node.level, attrs)
+    return node
+
+
 def fuse_addmm(node: ir.Node) -> ir.Node:
     """`a ± M @ x` with an unbatched matrix M and a batch of vectors x (one GEMM each) is one
     `torch.addmm`: the sum is accumulated into the product's output instead of a separate pass."""
@@ -112,6 +128,9 @@ def fuse_addmm(node: ir.Node) -> ir.Node:
     node = _rebuild(node, args)
     if node.op not in ("add", "sub") or node.py:
         return node
+    fused = _fuse_addcmul(node)
+    if fused is not node:
+        return fused
     for side in (1, 0):
         product, other = node.args[side], node.args[1 - side]
         if product.op != "matmul" or other.py:

@@ -431,3 +431,27 @@ def test_describe_names_hoisted_values_after_their_operands():
     program = program_of("lista")
     we_y = program.step[0].value.args[0].args[1]
     assert describe(we_y) == "We_y"
+
+
+def test_a_step_times_a_gradient_fuses_into_one_pass():
+    p = plan_of_source(PGD, "pgd")
+    (stmt,) = p.step
+    inner = stmt.value.args[0]  # soft(x - step * gradient, ...)
+    assert inner.op == "addcmul" and inner.attrs == {"value": -1}
+    assert inner.args[2].op == "matmul" and inner.args[2].args[1].op == "addmm"  # (A x - y) fused too
+
+
+PGD = """spec pgd "unfolded PGD"
+dims  n, m
+data  A : real[n, m]
+hyper lam = 0.1
+input y : real[n]
+let   L = opnorm(A)^2
+param step : real = 1 / L            learned per_layer
+param lambda_ : real = lam           learned per_layer
+state x : real[m] = A.T @ y
+layers 16
+step:
+    x = soft(x - step * (A.T @ (A @ x - y)), step * lambda_)
+output x
+"""
