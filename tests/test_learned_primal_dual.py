@@ -1,7 +1,9 @@
 """learned_primal_dual: sub-networks (`net`), user operators (`operator[...]`), `cat`, channel indexing.
 
 Catalog B6 test (c): with Gamma and Lambda set to fixed linear channel maps that implement one
-gradient step f <- f - tau K*(K f - g), the network equals gradient descent exactly."""
+gradient step f <- f - tau K*(K f - g), the network equals gradient descent exactly. The maps keep the
+primal channels f[0] = 2 f[1] apart and leave h[1] at zero, so a spec that applied K to f[0] or K* to h[1]
+fails the test."""
 
 import numpy as np
 import torch
@@ -38,14 +40,19 @@ def test_learned_primal_dual_reduces_to_gradient_descent():
     # Gamma(cat(h[5], K f1, g)) -> channel 0: -h0 + K f1 - g  (so h0 becomes the residual K f1 - g)
     gamma = torch.zeros(5, 7, dtype=torch.float64)
     gamma[0, 0], gamma[0, 5], gamma[0, 6] = -1.0, 1.0, -1.0
-    # Lambda(cat(f[5], K* h0)) -> f1 += -tau K* h0, and f0 := the new f1
+    # Lambda(cat(f[5], K* h0)) -> f1 += -tau K* h0, and f0 := 2 * (the new f1): the output f0 is twice the
+    # gradient-descent iterate, while the iteration itself must read f1 (and h0; h1..h4 stay 0)
     lam = torch.zeros(5, 6, dtype=torch.float64)
     lam[1, 5] = -tau
-    lam[0, 0], lam[0, 1], lam[0, 5] = -1.0, 1.0, -tau
+    lam[0, 0], lam[0, 1], lam[0, 5] = -1.0, 2.0, -2.0 * tau
     for i in range(layers):
         _set_linear(net.Gamma[i], gamma)
         _set_linear(net.Lambda[i], lam)
-    out = net(torch.from_numpy(g)).detach().numpy()
+    out = net(torch.from_numpy(g)).detach().numpy() / 2
+    states = net.trace(torch.from_numpy(g))[-1]
+    f, h = states["f"].detach().numpy(), states["h"].detach().numpy()
+    assert np.abs(f[:, 0] - 2 * f[:, 1]).max() < 1e-12 and np.abs(f[:, 1]).max() > 0.1  # channels differ
+    assert np.abs(h[:, 1:]).max() == 0 and np.abs(h[:, 0]).max() > 0.1
     for b in range(2):
         x = np.zeros(hx * wx)
         for _ in range(layers):
