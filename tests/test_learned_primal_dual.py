@@ -3,11 +3,15 @@
 Catalog B6 test (c): with Gamma and Lambda set to fixed linear channel maps that implement one
 gradient step f <- f - tau K*(K f - g), the network equals gradient descent exactly. The maps keep the
 primal channels f[0] = 2 f[1] apart and leave h[1] at zero, so a spec that applied K to f[0] or K* to h[1]
-fails the test."""
+fails the test.
+Both learned_primal_dual and lpd_nodule_detection (reconstruction and detection head) are also compared,
+with random weights in every CNN, with a numpy loop written from the equations of [37] (float64, every
+layer), so an error shared by the two specs is caught."""
 
 import numpy as np
 import torch
 import unroll
+from reference import rel
 
 
 def _set_linear(cnn, mix: torch.Tensor):
@@ -97,3 +101,89 @@ def test_learned_primal_dual_operator_object_and_training():
     assert loss.item() < 0.5 * first
     single = net(g[0])
     assert single.shape == (hx, wx) and torch.allclose(single, net(g)[0], atol=1e-6)
+
+
+# ------------------------------------------------------------------ an independent numpy LPD loop
+def np_conv3x3(x, w, b):
+    """Cross-correlation with zero padding 1 ('same' size), as a CNN layer: x [c_in, h, w],
+    w [c_out, c_in, 3, 3], b [c_out] -> [c_out, h, w]."""
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    h, wd = x.shape[1:]
+    out = np.zeros((w.shape[0], h, wd)) + b[:, None, None]
+    for di in range(3):
+        for dj in range(3):
+            out += np.einsum("oc,chw->ohw", w[:, :, di, dj], xp[:, di:di + h, dj:dj + wd])
+    return out
+
+
+def np_cnn(layers, x):
+    """3x3 convolutions with a per-channel PReLU between them: layers = [("conv", w, b), ("prelu", a), ...]."""
+    for layer in layers:
+        if layer[0] == "conv":
+            x = np_conv3x3(x, layer[1], layer[2])
+        else:
+            x = np.where(x >= 0, x, layer[1][:, None, None] * x)
+    return x
+
+
+def set_random_cnn(cnn, rng):
+    """Give a CNN block random weights (drawn here, in numpy) and return them for np_cnn."""
+    layers = []
+    with torch.no_grad():
+        for m in cnn.body:
+            if isinstance(m, torch.nn.Conv2d):
+                w = rng.standard_normal(m.weight.shape) / np.sqrt(9 * m.in_channels)
+                b = 0.1 * rng.standard_normal(m.bias.shape)
+                m.weight.copy_(torch.from_numpy(w))
+                m.bias.copy_(torch.from_numpy(b))
+                layers.append(("conv", w, b))
+            else:
+                a = rng.uniform(0.1, 0.5, m.weight.shape)
+                m.weight.copy_(torch.from_numpy(a))
+                layers.append(("prelu", a))
+    return layers
+
+
+def np_learned_primal_dual(Kmat, g, gammas, lambdas, hx, wx):
+    """Adler & Oktem [37], 5 memory channels each, h^0 = f^0 = 0, 0-based channels:
+    h^i = h^{i-1} + Gamma_i([h^{i-1}, K f^{i-1}_1, g]),  f^i = f^{i-1} + Lambda_i([f^{i-1}, K^T h^i_0]).
+    Returns [(h^i, f^i) for i = 0..I] for one sample g [na, nd]."""
+    na, nd = g.shape
+    h, f = np.zeros((5, na, nd)), np.zeros((5, hx, wx))
+    out = [(h, f)]
+    for gamma, lam in zip(gammas, lambdas):
+        Kf1 = (Kmat @ f[1].ravel()).reshape(na, nd)
+        h = h + np_cnn(gamma, np.concatenate([h, Kf1[None], g[None]]))
+        KTh0 = (Kmat.T @ h[0].ravel()).reshape(hx, wx)
+        f = f + np_cnn(lam, np.concatenate([f, KTh0[None]]))
+        out.append((h, f))
+    return out
+
+
+def test_learned_primal_dual_and_nodule_detection_equal_a_numpy_lpd_loop():
+    # random weights everywhere (the memory channels all differ), float64, every layer; the detection head
+    # of lpd_nodule_detection is the numpy CNN applied to the reconstruction f^I_0
+    rng = np.random.default_rng(3)
+    hx, wx, na, nd, layers = 6, 5, 4, 7, 3
+    Kmat = rng.standard_normal((na * nd, hx * wx)) / np.sqrt(hx * wx)
+    g = rng.standard_normal((2, na, nd))
+    dims = {"hx": hx, "wx": wx, "na": na, "nd": nd}
+    for spec in ("learned_primal_dual", "lpd_nodule_detection"):
+        net = unroll.load(spec, layers=layers)(K=torch.from_numpy(Kmat), **dims).double()
+        gammas = [set_random_cnn(net.Gamma[i], rng) for i in range(layers)]
+        lambdas = [set_random_cnn(net.Lambda[i], rng) for i in range(layers)]
+        head = set_random_cnn(net.D, rng) if spec == "lpd_nodule_detection" else None
+        with torch.no_grad():
+            trace = net.trace(torch.from_numpy(g))
+            out = net(torch.from_numpy(g))
+        x = (out[0] if head else out).numpy()
+        for b in range(2):
+            ref = np_learned_primal_dual(Kmat, g[b], gammas, lambdas, hx, wx)
+            f_last = ref[-1][1]
+            assert np.abs(f_last[0] - f_last[1]).max() > 0.1 and np.abs(ref[-1][0][1]).max() > 0.1  # not vacuous
+            for layer in range(1, layers + 1):
+                assert rel(trace[layer]["h"][b].numpy(), ref[layer][0]) < 1e-10, (spec, b, layer)
+                assert rel(trace[layer]["f"][b].numpy(), ref[layer][1]) < 1e-10, (spec, b, layer)
+            assert rel(x[b], f_last[0]) < 1e-10
+            if head:
+                assert rel(out[1][b].numpy(), np_cnn(head, f_last[0][None])[0]) < 1e-10
