@@ -16,6 +16,7 @@ def best_on_grid(held_out_error, grid):
     Returns (best error, best value, {value: error}).  `held_out_error(value)` runs the classical
     algorithm with that hyperparameter and returns its error on the held-out set (lower is better)."""
     errors = {value: float(held_out_error(value)) for value in grid}
+    assert all(math.isfinite(e) for e in errors.values()), errors
     best = min(errors, key=errors.get)
     return errors[best], best, errors
 
