@@ -2,7 +2,8 @@
 
 corona          untrained = rpca_ista with H1 = H2 = the dense circulant matrix of the PSF (every layer,
                 complex128); a general complex PSF against an independent numpy loop; training on
-                synthetic movies beats ISTA at equal depth; parameter count.
+                synthetic movies beats ISTA at equal depth (numpy, best thresholds of a grid, held-out movies);
+                parameter count.
 srcnn_sc        one nonneg LISTA layer written as a conv with bias -theta = torch Conv2d + ReLU; the
                 untrained network = patch-wise sparse-coding SR (numpy, explicit patches), K ISTA steps;
                 the whole forward = the torch SRCNN (conv-ReLU-1x1 conv-ReLU-conv); training decreases the
@@ -10,6 +11,8 @@ srcnn_sc        one nonneg LISTA layer written as a conv with bias -theta = torc
 ml_csc_layered  layered thresholding = a torch CNN (conv with bias -beta, ReLU), exactly; layered BP: each
                 inner ISTA converges to its layer's nonneg lasso (sklearn on the flattened operator).
 """
+
+import itertools
 
 import numpy as np
 import pytest
@@ -19,6 +22,7 @@ import unroll
 from reference import rel
 from reference import row_shrink as np_row_shrink
 from reference import svt as np_svt
+from training_helpers import adam, assert_beats_classical, best_on_grid
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: threads only add overhead
 
@@ -134,39 +138,45 @@ def test_corona_parameter_count():
 
 
 def test_corona_training_beats_ista_at_equal_depth():
+    # classical: rpca ISTA (numpy, dense circulant H) at the same depth with the best (lam1, lam2) of a grid,
+    # chosen separately for the L error and for the S error on the held-out movies.
+    # measured: L MSE ISTA 2.33 (lam1 -> 0: three ISTA steps barely move L) -> trained 0.44;
+    # S MSE ISTA 0.570 (lam (2, 1)) -> trained 0.452
     torch.manual_seed(0)
     T, nx, nz, s, layers = 6, 6, 6, 5, 3
     h = gaussian_psf(s, 3, 0.6, phase=0.3)
     Dtr, Ltr, Str = (torch.from_numpy(a) for a in movies(8, T, nx, nz, h, seed=10, rows=3))
-    Dte, Lte, Ste = (torch.from_numpy(a) for a in movies(16, T, nx, nz, h, seed=11, rows=3))
-    Net = unroll.load("corona", layers=layers)
-    net = Net(h=h, lam1=1.0, lam2=0.5)
-    ista = Net(h=h, lam1=1.0, lam2=0.5)  # untrained = rpca_ista, same depth
+    Dte, Lte, Ste = movies(16, T, nx, nz, h, seed=11, rows=3)
+    H = circulant(h, nx, nz)
+    mu = np.linalg.norm(np.hstack([H, H]), 2) ** 2
+    grid = list(itertools.product((0.03, 0.125, 0.5, 2.0, 4.0), (0.25, 0.5, 1.0, 2.0, 8.0)))
+    ista = {}
+    for lam1, lam2 in grid:
+        out = [np_rpca_ista(H, casorati(D), lam1, lam2, mu, layers)[-1] for D in Dte]
+        ista[lam1, lam2] = (np.mean([np.abs(L - casorati(L0)) ** 2 for (L, _), L0 in zip(out, Lte)]),
+                            np.mean([np.abs(S - casorati(S0)) ** 2 for (_, S), S0 in zip(out, Ste)]))
+    ista_L, best_L, _ = best_on_grid(lambda v: ista[v][0], grid)
+    ista_S, best_S, _ = best_on_grid(lambda v: ista[v][1], grid)
+    net = unroll.load("corona", layers=layers)(h=h, lam1=1.0, lam2=0.5)
 
-    def mse(model, D, L0, S0):
-        L, S = model(D)
+    def mse(D, L0, S0):
+        L, S = net(D)
         return ((L - L0).abs() ** 2).mean(), ((S - S0).abs() ** 2).mean()
 
     # separate L and S losses, each normalised by the energy of its target (as [34] weighs them)
     wL, wS = 1 / (Ltr.abs() ** 2).mean(), 1 / (Str.abs() ** 2).mean()
+
+    def loss():
+        eL, eS = mse(Dtr, Ltr, Str)
+        return wL * eL + wS * eS
+
+    losses = adam(net.parameters(), loss, 60, 1e-2)
     with torch.no_grad():
-        ista_L, ista_S = mse(ista, Dte, Lte, Ste)
-        eL, eS = mse(net, Dtr, Ltr, Str)
-        start = (wL * eL + wS * eS).item()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(30):
-        opt.zero_grad()
-        eL, eS = mse(net, Dtr, Ltr, Str)
-        (wL * eL + wS * eS).backward()
-        opt.step()
-    with torch.no_grad():
-        eL, eS = mse(net, Dtr, Ltr, Str)
-        end = (wL * eL + wS * eS).item()
-        test_L, test_S = mse(net, Dte, Lte, Ste)
-    assert end < 0.6 * start  # measured: 1.66 -> 0.89
-    # held-out movies: trained CORONA beats ISTA at equal depth on both components
-    # (measured: L 2.64 -> 0.69, S 0.606 -> 0.545)
-    assert test_L < 0.5 * ista_L and test_S < 0.95 * ista_S
+        test_L, test_S = (v.item() for v in mse(*(torch.from_numpy(a) for a in (Dte, Lte, Ste))))
+    print(f"\ncorona: train {losses[0]:.3f} -> {losses[-1]:.3f}; held-out L MSE: ISTA {ista_L:.3f} (lam {best_L}), "
+          f"trained {test_L:.3f}; S MSE: ISTA {ista_S:.3f} (lam {best_S}), trained {test_S:.3f}")
+    assert_beats_classical(test_L, ista_L, 0.5, "corona, held-out L MSE")
+    assert_beats_classical(test_S, ista_S, 0.9, "corona, held-out S MSE")
 
 
 # ====================================================================== A10: SRCNN <-> sparse-coding SR
