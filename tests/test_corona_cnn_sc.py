@@ -158,6 +158,10 @@ def test_corona_training_beats_ista_at_equal_depth():
     ista_L, best_L, _ = best_on_grid(lambda v: ista[v][0], grid)
     ista_S, best_S, _ = best_on_grid(lambda v: ista[v][1], grid)
     net = unroll.load("corona", layers=layers)(h=h, lam1=1.0, lam2=0.5)
+    with torch.no_grad():  # untrained: rpca ISTA at (1.0, 0.5)
+        L, S = (casorati(v.numpy()) for v in net(torch.from_numpy(Dte)))
+    ref = [np_rpca_ista(H, casorati(D), 1.0, 0.5, mu, layers)[-1] for D in Dte]
+    assert max(max(rel(L[b], ref[b][0]), rel(S[b], ref[b][1])) for b in range(len(Dte))) < 1e-10
 
     def mse(D, L0, S0):
         L, S = net(D)
@@ -320,6 +324,8 @@ def test_srcnn_sc_training_beats_sparse_coding_sr():
 
     classical, lam, _ = best_on_grid(sparse_coding_mse, (0.005, 0.01, 0.02, 0.05, 0.1, 0.2))
     net = unroll.load("srcnn_sc")(Dl=Dl, Dh=Dh, M=np.eye(c1), lam=0.05)
+    with torch.no_grad():  # untrained: sparse-coding SR at lam = 0.05
+        assert rel(((net(yt)[0] - xt) ** 2).mean().item(), sparse_coding_mse(0.05)) < 1e-10
     losses = adam(net.parameters(), lambda: ((net(y)[0] - x) ** 2).mean(), 30, 1e-2)
     with torch.no_grad():
         learned = ((net(yt)[0] - xt) ** 2).mean().item()

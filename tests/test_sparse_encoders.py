@@ -147,6 +147,8 @@ def test_sprechmann_unsupervised_training_beats_ista_at_the_same_depth():
     _, Xte = sparse_signals(D, 40, 4, rng)
     # the model (D) is given: train the encoder only, on the unsupervised loss
     net = unroll.load("sprechmann_encoder", layers=K, freeze="D")(D0=D, lam=lam)
+    with torch.no_grad():  # untrained: K ISTA steps with step 1/L
+        assert rel(net(t64(Xte))[0].numpy(), np_prox_grad(D, Xte, lam, K, soft)[-1]) < 1e-10
     losses = adam(net.parameters(), lambda: net(t64(Xtr))[2].mean(), 100, 1e-2)
     with torch.no_grad():
         z = net(t64(Xte))[0].numpy()
@@ -169,6 +171,8 @@ def test_sprechmann_dictionary_training_keeps_unit_atoms():
     D0 = unit_dict(16, 32, rng)  # a wrong initial dictionary
     lam, K = 0.1, 5
     net = unroll.load("sprechmann_encoder", layers=K)(D0=D0, lam=lam)
+    with torch.no_grad():  # untrained: K ISTA steps on D0 with step 1/L
+        assert rel(net(t64(Xte))[0].numpy(), np_prox_grad(D0, Xte, lam, K, soft)[-1]) < 1e-10
     losses = adam(net.parameters(), lambda: net(t64(X))[2].mean(), 40, 5e-3)
     Dl = net.parameter_values()["D"].detach().numpy()
     with torch.no_grad():
@@ -337,6 +341,8 @@ def test_task_driven_training_beats_elastic_net_codes_with_a_fitted_head():
 
     classical, lam1, _ = best_on_grid(two_stage, (0.01, 0.02, 0.05, 0.1, 0.2))
     net = unroll.load("task_driven_dl", layers=K)(D0=D0, W0=ridge_head(lam1), lam1=lam1, lam2=lam2)
+    with torch.no_grad():  # untrained: the two-stage pipeline itself
+        assert rel(0.5 * ((net(t64(Xte))[1].numpy() - Yte) ** 2).sum(1).mean(), classical) < 1e-10
 
     def task_loss():
         return 0.5 * ((t64(Y) - net(t64(X))[1]) ** 2).sum(1).mean() + nu / 2 * (net.W ** 2).sum()
