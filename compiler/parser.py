@@ -236,6 +236,11 @@ class _ToAst(Transformer):
         (value,) = children
         return ("layers", value, _span_of(meta))
 
+    def require_decl(self, meta, children):
+        value, message = children
+        return ("decl", ast.Decl("require", "", value.span, _span_of(meta), value=value,
+                                 message=None if message is None else str(message)[1:-1]))
+
     def output_decl(self, meta, children):
         (names,) = children
         return ("output", names, _span_of(meta))

@@ -264,6 +264,13 @@ class UnrolledModule(nn.Module):
             values = tuple(v.squeeze(0) if b else v for v, b in zip(values, flags))
         return values[0] if len(values) == 1 else values
 
+    def _require(self, condition, names: tuple, message: str, where: str):
+        """A spec's `require` line: every entry of `condition` must hold, else a ValueError naming the data."""
+        holds = bool(condition.all()) if isinstance(condition, torch.Tensor) else bool(condition)
+        if not holds:
+            subject = ", ".join(f"`{n}`" for n in names) or "the arguments"
+            raise ValueError(f"{type(self).__name__}: {subject}: {message} (spec {where})")
+
     def _expect_dim(self, name: str, axis: int, size: int, expected: int, text: str):
         """Check an axis whose size is a composite dim such as `n + 1` (bound by other axes)."""
         if size != expected:

@@ -1,5 +1,8 @@
-"""Differentiable kernels behind the language's operators (see
-compiler/operators.py for each operator's definition and emission).
+"""Differentiable kernels behind the language's operators (see compiler/operators/ for each
+operator's definition and emission: a registry entry names its kernel, `runtime="soft"`).
+
+Every public function defined here is exported by unroll.runtime (`__all__` is computed at the end
+of this file), so adding a kernel needs no other edit.
 
 Conventions: a *batched* tensor has one leading batch axis; `batched=True`
 tells per-sample operators (top-k, support selection) to treat everything
@@ -77,6 +80,11 @@ def ss_soft(v: torch.Tensor, theta, p, batched: bool = True) -> torch.Tensor:
     return torch.where(keep, v, shrunk)
 
 
+def expj(theta: torch.Tensor) -> torch.Tensor:
+    """The unit-modulus complex number e^{jθ} (θ real)."""
+    return torch.polar(torch.ones_like(theta), theta)
+
+
 def abs2(v) -> torch.Tensor:
     """|v|² (real for complex v)."""
     if torch.is_tensor(v) and v.is_complex():
@@ -107,6 +115,12 @@ def full_param(value, shape, dtype, device) -> torch.Tensor:
 def layer_stack(values, shape, dtype, device) -> torch.Tensor:
     """Stack one default value per layer into a [layers, *shape] tensor."""
     return torch.stack([full_param(v, shape, dtype, device) for v in values])
+
+
+def layer_table(rows, dtype, device) -> torch.Tensor:
+    """Values that depend only on the layer index, one row per layer, as one [layers, ...] tensor (rows that
+    are Python numbers take the module's real dtype; tensor rows keep theirs)."""
+    return torch.stack([r if torch.is_tensor(r) else torch.tensor(r, dtype=dtype, device=device) for r in rows])
 
 
 def per_layer_default(default, layers: int, shape, dtype, device, name: str) -> torch.Tensor:
@@ -168,8 +182,13 @@ def conv2_adj(kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def svt(X: torch.Tensor, tau) -> torch.Tensor:
-    """Singular value thresholding U·max(σ − τ, 0)·Vᴴ over the last two axes."""
+    """Singular value thresholding U·max(σ − τ, 0)·Vᴴ over the last two axes.
+
+    τ is a number or a tensor broadcasting against X (one threshold per sample: [batch, 1, 1]);
+    it is applied to the singular values [..., r], so its last axis is dropped."""
     U, s, Vh = torch.linalg.svd(X, full_matrices=False)
+    if torch.is_tensor(tau) and tau.dim() >= 2:
+        tau = tau.squeeze(-1)
     s = torch.relu(s - tau)
     return (U * s.unsqueeze(-2).to(U.dtype)) @ Vh
 
@@ -259,6 +278,9 @@ def patch_average(z: torch.Tensor, s: int) -> torch.Tensor:
 def chanmix(W: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """1x1 convolution: the matrix W [o, c] applied to the channel axis of images [..., c, h, w]."""
     h, w = x.shape[-2:]
+    if W.dtype != x.dtype:  # a real matrix on complex images or the converse: matmul needs one dtype
+        common = torch.promote_types(W.dtype, x.dtype)
+        W, x = W.to(common), x.to(common)
     return (W @ x.flatten(-2)).unflatten(-1, (h, w))
 
 
@@ -356,3 +378,8 @@ def history_sum(beta: torch.Tensor, history: list) -> torch.Tensor:
     for j in range(1, len(history)):
         out = out + beta[j] * history[j]
     return out
+
+
+# every public function defined in this module: what unroll.runtime exports as kernels
+__all__ = [name for name, value in list(globals().items())
+           if callable(value) and not name.startswith("_") and getattr(value, "__module__", None) == __name__]

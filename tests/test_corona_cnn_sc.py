@@ -96,7 +96,9 @@ def test_corona_untrained_equals_rpca_ista_every_layer():
     rpca = unroll.load("rpca_ista", layers=layers)(H1=H, H2=H, lam1=lam1, lam2=lam2)
     tc = corona.trace(torch.from_numpy(D))
     tr = rpca.trace(torch.from_numpy(casorati(D)))
-    assert rel(float(rpca.mu), float(corona.mu)) < 1e-12
+    # corona's mu only initialises its parameters (not a buffer): read it back from th1 = lam1 / mu
+    corona_mu = lam1 / float(corona.parameter_values()["th1"][0])
+    assert rel(float(rpca.mu), corona_mu) < 1e-12
     for layer in range(layers + 1):
         for key in ("L", "S"):
             a = casorati(tc[layer][key].detach().numpy())
@@ -123,6 +125,35 @@ def test_corona_general_complex_psf_equals_numpy():
         for layer in range(1, layers + 1):
             assert rel(casorati(tc[layer]["L"][b].detach().numpy()), ref[layer][0]) < 1e-10
             assert rel(casorati(tc[layer]["S"][b].detach().numpy()), ref[layer][1]) < 1e-10
+
+
+def complex_psf(s, top, left, size, seed=4):
+    """A general complex size x size PSF at (top, left) of an s x s window (not centred)."""
+    rng = np.random.default_rng(seed)
+    h = np.zeros((s, s), dtype=complex)
+    h[top:top + size, left:left + size] = rng.standard_normal((size, size)) + 1j * rng.standard_normal((size, size))
+    return h
+
+
+def test_corona_off_centre_psf_that_fits_equals_numpy():
+    # the precondition is the width of the PSF's support (at most (s+1)/2), not its place in the window
+    T, nx, nz, s = 5, 7, 8, 7
+    h = complex_psf(s, 0, 3, 4)
+    D, _, _ = movies(1, T, nx, nz, h, seed=2)
+    H = circulant(h, nx, nz)
+    tc = unroll.load("corona", layers=6)(h=h, lam1=3.0, lam2=1.0).trace(torch.from_numpy(D))
+    ref = np_rpca_ista(H, casorati(D[0]), 3.0, 1.0, 2 * np.abs(h).sum() ** 2, 6)
+    assert rel(casorati(tc[6]["L"][0].detach().numpy()), ref[6][0]) < 1e-10
+    assert rel(casorati(tc[6]["S"][0].detach().numpy()), ref[6][1]) < 1e-10
+    unroll.load("corona", layers=2)(h=torch.tensor(h, dtype=torch.complex64))  # float32 rounding passes
+
+
+@pytest.mark.parametrize("s, size", [(5, 4), (5, 5), (7, 5)])
+def test_corona_requires_the_psf_autocorrelation_to_fit(s, size):
+    # a PSF wider than (s+1)/2: h~ * h wraps around the window, the defaults are not H^H H and the
+    # untrained network is not rpca_ista (4-32 % off after 8 layers); construction refuses it
+    with pytest.raises(ValueError, match="`h`.*must fit in the s x s window"):
+        unroll.load("corona", layers=2)(h=complex_psf(s, 0, 0, size))
 
 
 def corona_real_param_count(net):

@@ -409,6 +409,43 @@ def test_fbpconvnet_conv_ista_equals_matrix_ista(s, signed, lam):
     assert rel(fnet, f) < 1e-10
 
 
+def psf_in_window(s, top, left, size, seed=9):
+    """A nonnegative size x size PSF placed at (top, left) of an s x s window (not necessarily centred)."""
+    k = np.random.default_rng(seed).uniform(0.2, 1.0, (size, size))
+    hk = np.zeros((s, s))
+    hk[top:top + size, left:left + size] = k / k.sum()
+    return hk
+
+
+@pytest.mark.parametrize("s, top, left, size", [(5, 0, 0, 3), (7, 2, 3, 4), (9, 2, 2, 5)])
+def test_fbpconvnet_psf_that_fits_builds_and_equals_ista(s, top, left, size):
+    # the precondition is the width of the PSF's support (at most (s+1)/2), not its place in the window
+    rng = np.random.default_rng(2)
+    h, w, layers = 10, 10, 15
+    hk = psf_in_window(s, top, left, size)
+    Hmat = circulant_matrix(hk, h, w)
+    X = sparse_images(3, h, w, rng)
+    y = (X.reshape(3, -1) @ Hmat.T).reshape(3, h, w)
+    net = unroll.load("fbpconvnet", layers=layers)(hk=hk, H=torch.from_numpy(Hmat), lam=0.05, k1=h, k2=w, h=h, w=w)
+    with torch.no_grad():
+        xout, _ = net(torch.from_numpy(y))
+    ref = np_ista(Hmat, y.reshape(3, -1), 0.05, np.abs(hk).sum() ** 2, layers)
+    assert rel(xout.numpy().reshape(3, -1), ref[-1]) < 1e-10
+    f32 = {"dtype": torch.float32}
+    unroll.load("fbpconvnet", layers=2)(hk=torch.tensor(hk, **f32), H=torch.tensor(Hmat, **f32),
+                                        k1=h, k2=w, h=h, w=w)  # float32 rounding does not trip the check
+
+
+@pytest.mark.parametrize("s, size", [(5, 4), (5, 5), (7, 5)])
+def test_fbpconvnet_requires_the_psf_autocorrelation_to_fit(s, size):
+    # a PSF wider than (s+1)/2: h~ * h wraps around the s x s window, the default filter is not H^T H and
+    # the untrained network is not ISTA (7-38 % off after 15 layers); construction refuses it
+    hk = psf_in_window(s, 0, 0, size)
+    Hmat = circulant_matrix(hk, 10, 10)
+    with pytest.raises(ValueError, match="`hk`.*must fit in the s x s window"):
+        unroll.load("fbpconvnet", layers=2)(hk=hk, H=torch.from_numpy(Hmat), k1=10, k2=10, h=10, w=10)
+
+
 def test_fbpconvnet_operator_as_callables():
     # H given matrix-free, as a pair of callables (a roll-based circular convolution and its adjoint)
     hk = blur_kernel(5, seed=1)

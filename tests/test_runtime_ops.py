@@ -1,6 +1,6 @@
 """Runtime operators (runtime/ops.py) and parameter reparametrisations (runtime/params.py):
 gradients checked in float64 with torch.autograd.gradcheck, values compared with the
-numpy references registered in compiler/operators.py, ties broken by lowest index."""
+numpy references registered in compiler/operators/, ties broken by lowest index."""
 
 from __future__ import annotations
 
@@ -94,6 +94,14 @@ def test_gradcheck_abs2():
     z.requires_grad_()
     assert gradcheck(rt.abs2, (z,))
     torch.testing.assert_close(rt.abs2(z.detach()), z.detach().abs() ** 2)
+
+
+def test_expj_matches_reference_and_gradcheck():
+    theta = torch.randn(3, 5, generator=rng(11), dtype=F64)
+    np.testing.assert_allclose(rt.expj(theta).numpy(), np.cos(theta.numpy()) + 1j * np.sin(theta.numpy()),
+                               rtol=0, atol=1e-15)
+    np.testing.assert_allclose(rt.expj(theta).numpy(), ref("expj")(theta.numpy()), rtol=0, atol=1e-15)
+    assert gradcheck(lambda t: torch.view_as_real(rt.expj(t)), (theta.requires_grad_(),))
 
 
 def test_hard_topk_gradient_flows_to_kept_entries_only():
