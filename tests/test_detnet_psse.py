@@ -24,8 +24,8 @@ import pytest
 import torch
 import unroll
 from reference import rel
-from training_helpers import adam, assert_beats_classical, best_on_grid
 from scipy.optimize import least_squares, lsq_linear, minimize
+from training_helpers import adam, assert_beats_classical, best_on_grid
 
 DETNET_PARAMS = ("delta1", "delta2", "W1", "b1", "W2", "b2", "W3", "b3", "t")
 

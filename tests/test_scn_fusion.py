@@ -231,7 +231,7 @@ def test_scn_toy_super_resolution_beats_bicubic_and_sparse_coding():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     Xtr, Xte = smooth_images(12, 32, rng), smooth_images(16, 32, rng)
-    f32 = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    f32 = lambda a: torch.tensor(a, dtype=torch.float32)
     ytr, yte, xtr = f32(area_down(Xtr)), f32(area_down(Xte)), f32(Xtr)
     Dl = dct_atoms(5)
     Dh = Dl[:, 1:4, 1:4]
@@ -408,8 +408,8 @@ def test_fusion_training_beats_pgd():
     N, layers = 16, 3
     Amat = fusion_matrix(b, N, N)
     Xtr, Xte = scenes(8, N, rng), scenes(8, N, rng)
-    lr_obs = lambda X: (X.reshape(len(X), -1) @ Amat.T).reshape(len(X), 3, N // R, N // R)  # noqa: E731
-    f32 = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    lr_obs = lambda X: (X.reshape(len(X), -1) @ Amat.T).reshape(len(X), 3, N // R, N // R)
+    f32 = lambda a: torch.tensor(a, dtype=torch.float32)
     ytr, yte, ptr, pte = f32(lr_obs(Xtr)), f32(lr_obs(Xte)), f32(Xtr.mean(1)), f32(Xte.mean(1))
     xtr = f32(Xtr)
     Y = lr_obs(Xte)
