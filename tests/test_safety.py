@@ -395,41 +395,45 @@ def test_hostile_names_are_rejected_or_harmless(name, role):
 
 
 @pytest.mark.parametrize(
-    "expr",
+    "expr, line, column, message",
     [
-        '__import__("os")',
-        "A.__class__",
-        "os.system(y)",
-        "eval(y)",
-        "exec(y)",
-        "open(y)",
-        "y.__class__",
-        "getattr(y, y)",
-        "lambda: y",
-        "[v for v in y]",
-        "y if y else y",
-        "y; import os",
-        "y\nimport os",
-        "y \\\nimport os",
-        "y.T.__dict__",
-        "soft(y, 0.1).mro()",
-        "A.T @ y @ A.data_ptr()",
-        "torch.zeros(m)",
-        "rt.soft(y, 0.1)",
-        "self.A",
-        "y[0:2]",
-        "{y}",
-        "`y`",
-        "y.real",
-        "A.T.T.T.__len__()",
+        ('__import__("os")', 12, 9, "unknown operator `__import__`"),
+        ("A.__class__", 12, 11, "unknown attribute `.__class__`"),
+        ("os.system(y)", 12, 9, "only named operators can be called"),
+        ("eval(y)", 12, 9, "unknown operator `eval`"),
+        ("exec(y)", 12, 9, "unknown operator `exec`"),
+        ("open(y)", 12, 9, "unknown operator `open`"),
+        ("y.__class__", 12, 11, "unknown attribute `.__class__`"),
+        ("getattr(y, y)", 12, 9, "unknown operator `getattr`"),
+        ("lambda: y", 12, 15, "syntax error: unexpected `:`"),
+        ("[v for v in y]", 12, 12, "syntax error: unexpected `for`"),
+        ("y if y else y", 12, 11, "syntax error: unexpected `if`"),
+        ("y; import os", 12, 10, "unexpected character `;`"),
+        ("y\nimport os", 13, 1, "syntax error: `import` does not start a declaration"),
+        ("y \\\nimport os", 13, 1, "syntax error: `import` does not start a declaration"),
+        ("y.T.__dict__", 12, 9, "`.T` needs a matrix, got real[n]"),
+        ("soft(y, 0.1).mro()", 12, 9, "only named operators can be called"),
+        ("A.T @ y @ A.data_ptr()", 12, 19, "only named operators can be called"),
+        ("torch.zeros(m)", 12, 9, "only named operators can be called"),
+        ("rt.soft(y, 0.1)", 12, 9, "only named operators can be called"),
+        ("self.A", 12, 9, "unknown name `self`"),
+        ("y[0:2]", 12, 12, "syntax error: unexpected `:`"),
+        ("{y}", 12, 9, "unexpected character `{`"),
+        ("`y`", 12, 9, "unexpected character `"),
+        ("y.real", 12, 11, "unknown attribute `.real`"),
+        ("A.T.T.T.__len__()", 12, 9, "only named operators can be called"),
     ],
 )
-def test_hostile_expressions_are_rejected(expr):
+def test_hostile_expressions_are_rejected(expr, line, column, message):
     text = TEMPLATE.format(**ROLES).replace(
         "    {X} = soft".format(X="x"), f"    x = {expr}\n    x = soft", 1
     )
-    with pytest.raises(CompileError):
+    with pytest.raises(CompileError) as info:
         compile_source(text, "hostile.unroll")
+    (diag,) = info.value.diagnostics
+    assert diag.severity == "error" and diag.message.startswith(message), diag.message
+    assert (diag.span.line, diag.span.column) == (line, column)
+    assert info.value.report().startswith(f"hostile.unroll:{line}:{column}: error: {message}")
 
 
 def test_nothing_is_called_while_running_the_module(monkeypatch):
