@@ -42,6 +42,17 @@ class ExprPrinter:
             return Arg(repr(v), node.type, P_ATOM if v >= 0 else P_MUL, py=True, static=node.static)
         if op == "list":
             return Arg("(" + ", ".join(d.python() for d in node.static) + ",)", node.type, py=True, static=node.static)
+        if op == "addmm":
+            other, matrix, vectors = node.args
+            if matrix.op in ("transpose", "adjoint"):
+                mat2 = wrap(self.render(matrix.args[0]), P_ATOM) + (".conj()" if matrix.op == "adjoint" else "")
+            else:
+                mat2 = f"{wrap(self.render(matrix), P_ATOM)}.mT"
+            extra = "".join(f", {k}={v}" for k, v in sorted(node.attrs.items()) if k in ("alpha", "beta"))
+            return Arg(f"torch.addmm({self.code(other)}, {self.code(vectors)}, {mat2}{extra})", node.type)
+        if op == "lerp":
+            start, end, weight = (self.render(a) for a in node.args)
+            return Arg(f"torch.lerp({start.code}, {end.code}, {weight.code})", node.type)
         if op == "inverse":
             (matrix,) = (self.render(a) for a in node.args)
             return Arg(f"torch.linalg.inv({matrix.code})", node.type)

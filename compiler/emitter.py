@@ -51,6 +51,7 @@ class ModulePrinter:
     def emit(self) -> str:
         body = Lines()
         body.extend(head(self.plan, self.options_text, self.version, self._ctor_args()))
+        body.extend(self._extra_state())
         body.extend(self._init())
         body.add()
         body.extend(self._forward())
@@ -60,6 +61,22 @@ class ModulePrinter:
         return text
 
     # ------------------------------------------------------------ constructor
+    def _extra_state(self) -> Lines:
+        """Constants computed from data and kept as Python numbers travel in state_dict as extra state."""
+        out = Lines()
+        names = tuple(c.name for c in self.plan.constants
+                      if c.python and not c.value.py and c.read_by_forward and constant_needed(self.plan, c))
+        if names:
+            out.add(f"python_constants = {names!r}  # constants of the data kept as Python numbers", 1)
+            out.add()
+            out.add("def get_extra_state(self):", 1)
+            out.add("return self._python_constants()", 2)
+            out.add()
+            out.add("def set_extra_state(self, state):", 1)
+            out.add("self._load_python_constants(state)", 2)
+            out.add()
+        return out
+
     def _ctor_args(self) -> list[str]:
         args = [d.name for d in self.p.data]
         args += [f"{h.name}={h.default!r}" for h in self.p.hypers]
@@ -198,7 +215,10 @@ class ModulePrinter:
         if header:
             out.add(header, 2)
         if c.python:
-            out.add(f"self.{c.name} = {c.name} = {code}{tail}", 2)  # a Python number: an attribute
+            if not c.value.py:
+                code = f"float({code})"  # a real scalar computed from data: kept as a Python number
+            local = f" = {c.name}" if plan.init_uses[c.name] else ""  # constructor code reads it too
+            out.add(f"self.{c.name}{local} = {code}{tail}", 2)  # a Python number: an attribute
         else:
             out.add(f"{c.name} = {code}{tail}", 2)
             if c.read_by_forward:

@@ -182,6 +182,7 @@ class Program:
     nets: list = field(default_factory=list)
     locals_types: dict[str, Type] = field(default_factory=dict)
     requires: list[Require] = field(default_factory=list)
+    python_lets: set = field(default_factory=set)  # constant `let`s the plan keeps as Python numbers
 
     def line(self, number: int) -> str:
         lines = self.source_text.split("\n")

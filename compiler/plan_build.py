@@ -17,8 +17,23 @@ The optimisation passes of `plan_passes` run on the program before lowering
 from __future__ import annotations
 
 from . import ir
-from .plan_passes import factor_solves, find_layer_table, peel_first_layer, split_per_layer_params
+from .plan_passes import (
+    factor_solves,
+    find_layer_table,
+    fold_scalars,
+    fuse_addmm,
+    fuse_lerp,
+    peel_first_layer,
+    python_scalar_lets,
+    split_per_layer_params,
+)
 from .planner import Constant, Loop, Names, Plan, Stmt, describe, is_trivial, ref
+from .types import REAL
+
+
+def real_scalar(node: ir.Node) -> bool:
+    """A real scalar constant: kept as a Python number (thresholds and steps then cost no tensor op)."""
+    return node.type.rank == 0 and not node.type.batched and node.type.dtype == REAL
 
 
 def comment_text(text: str) -> str:
@@ -48,8 +63,10 @@ class Builder:
             lookup = ref(self.table_refs[node.key], node)
             lookup.attrs.update(table=True, offset=0)
             return lookup
+        if node.op in ("transpose", "adjoint") and node.level < depth:
+            return self.lower_args(node, depth)  # hoist the matrix; the transpose is a free view
         if not is_trivial(node):
-            if node.level < depth:
+            if node.level < depth and self.bound_outside(node):
                 return self.hoist(node)
             for repeated, names, pre, block_depth in reversed(self.cse_stack):
                 if block_depth == depth and node.key in repeated:
@@ -62,6 +79,12 @@ class Builder:
                     return ref(name, node)
                 break
         return self.lower_args(node, depth)
+
+    def bound_outside(self, node: ir.Node) -> bool:
+        """Whether every step `let` the value reads is bound outside the loop (lifted): a `let` assigned
+        twice in the step is bound inside it even when its value is layer-invariant."""
+        return all((n.attrs["name"], n.attrs.get("version")) in self.lifted_done
+                   for n in node.walk() if n.op == "var" and n.attrs.get("kind") == "local")
 
     def lower_args(self, node: ir.Node, depth: int) -> ir.Node:
         args = [self.lower(a, depth) for a in node.args]
@@ -77,10 +100,13 @@ class Builder:
                 value = self.lower(node, ir.CONST)
                 name = self.names.fresh(describe(node.args[0]) + "_inv" if node.op == "inverse" else
                                         describe(node) + "_c")
-                self.plan.constants.append(Constant(name, value, self.span_text(node), "hoisted", node.py,
+                python = node.py or real_scalar(node)
+                self.plan.constants.append(Constant(name, value, self.span_text(node), "hoisted", python,
                                                     node.span.line))
                 self.constant_keys[node.key] = name
-            return ref(name, node)
+            out = ref(name, node)
+            out.py = out.py or real_scalar(node)
+            return out
         keys = self.hoist_keys.setdefault(level, {})
         name = keys.get(node.key)
         if name is None:
@@ -199,7 +225,7 @@ def hoistable_locals(stmts: list, depth: int) -> set[str]:
 def build(program: ir.Program, class_name: str) -> Plan:
     from .plan_uses import count_uses
 
-    program = factor_solves(program)
+    program = python_scalar_lets(fuse_lerp(fold_scalars(factor_solves(program))))
     b = Builder(program, class_name)
     p, plan = program, b.plan
     plan.prev_names = {name: b.names.fresh(f"{name}_prev") for name in p.prev_used}
@@ -208,7 +234,7 @@ def build(program: ir.Program, class_name: str) -> Plan:
     for let in p.lets:
         if let.level == ir.CONST:
             plan.constants.append(Constant(let.name, b.lower(let.value, ir.CONST), b.line_text(let.line), "let",
-                                           let.value.py, let.line))
+                                           let.value.py or let.name in p.python_lets, let.line))
     plan.table = find_layer_table(program, b)
     step = b.block(p.step, ir.LAYER)
     peeled, note = peel_first_layer(program, b)
@@ -222,10 +248,24 @@ def build(program: ir.Program, class_name: str) -> Plan:
     for s in p.states:
         plan.state_inits.append(Stmt(s.name, b.lower(s.init, ir.FORWARD), b.line_text(s.line), "state", s.line, s))
     plan.invariants = b.hoisted.get(ir.FORWARD, [])
+    fuse_block_addmm(plan)
     plan.split_params = split_per_layer_params(program)
     plan.outputs = [(name, output_batched(program, name)) for name in p.outputs]
     count_uses(plan)
     return plan
+
+
+def fuse_block_addmm(plan) -> None:
+    def block(items):
+        for item in items:
+            if isinstance(item, Loop):
+                item.count = fuse_addmm(item.count)
+                block(item.before)
+                block(item.body)
+            else:
+                item.value = fuse_addmm(item.value)
+    for items in (plan.prologue, plan.state_inits, plan.invariants, plan.peeled or [], plan.step, plan.final):
+        block(items)
 
 
 def output_batched(p: ir.Program, name: str) -> bool:

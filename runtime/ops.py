@@ -16,21 +16,44 @@ import math
 import torch
 
 
+class _SoftThreshold(torch.autograd.Function):
+    """Real soft threshold with its derivative written out: one allocation forward (|v| − θ, relu and the
+    sign applied in place), and the backward reads only the output (out ≠ 0 is the support,
+    ∂out/∂θ = −sign(out)).  Second derivatives vanish almost everywhere, so the backward may itself be
+    differentiated (create_graph)."""
+
+    @staticmethod
+    def forward(ctx, v, theta):
+        out = v.abs().sub_(theta).relu_().copysign_(v)
+        ctx.save_for_backward(out)
+        ctx.theta_shape = theta.shape if torch.is_tensor(theta) else None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        grad_v = grad * (out != 0) if ctx.needs_input_grad[0] else None
+        grad_theta = None
+        if ctx.theta_shape is not None and ctx.needs_input_grad[1]:
+            grad_theta = -(grad * out.sign()).sum_to_size(ctx.theta_shape)
+        return grad_v, grad_theta
+
+
 def soft(v: torch.Tensor, theta) -> torch.Tensor:
     """Soft threshold S_θ(v) = sign(v)·max(|v| − θ, 0); for complex v, v/|v|·max(|v| − θ, 0)."""
     if v.is_complex():
         mag = v.abs()
         scale = torch.relu(mag - theta) / torch.where(mag > 0, mag, torch.ones_like(mag))
         return v * scale
-    # |v| - θ and relu in place on a fresh tensor, then one copysign: two allocations, three
-    # kernels, built-in autograd (in-place ops on the temporary are safe: nothing saved is overwritten)
-    mag = v.abs()
-    if torch.is_tensor(theta) and (theta.dim() > mag.dim() or any(
-            t != 1 and t != m for t, m in zip(reversed(theta.shape), reversed(mag.shape)))):
-        mag = mag - theta  # a batched threshold on an unbatched value: the result is larger than v
-    else:
-        mag = mag.sub_(theta)
-    return torch.copysign(mag.relu_(), v)
+    if torch.is_tensor(theta) and (theta.dim() > v.dim() or any(
+            t != 1 and t != m for t, m in zip(reversed(theta.shape), reversed(v.shape)))):
+        # a batched threshold on an unbatched value: the result is larger than v
+        return torch.copysign(torch.relu(v.abs() - theta), v)
+    if not torch.is_tensor(theta) and theta >= 0:
+        return torch.nn.functional.softshrink(v, theta)  # a constant threshold: one fused kernel
+    if torch.is_tensor(theta) and theta.dtype != v.dtype:
+        theta = theta.to(v.dtype)
+    return _SoftThreshold.apply(v, theta)
 
 
 def soft_nonneg(v: torch.Tensor, theta) -> torch.Tensor:

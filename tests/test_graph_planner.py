@@ -89,17 +89,22 @@ def test_lista_graph_dependencies():
     # the soft threshold of the loop takes the sum (operand 1) and the threshold (operand 2)
     soft = next(p for p in g.predecessors(loop_x) if g.nodes[p]["label"] == "soft")
     operands = {g.edges[p, soft]["operand"]: g.nodes[p]["label"] for p in g.predecessors(soft)}
-    assert operands[1] == "+" and operands[2].startswith("theta")
+    assert operands[1] == "addmm" and operands[2].startswith("theta")  # Wt @ x + We_y fused into one GEMM
     assert g.nodes[soft]["level"] == ir.LAYER
     assert nx.has_path(g, loop_x, "output:x")
 
 
 def test_operand_order_of_non_commutative_operators():
-    g = build_graph(program_of("ista"))
+    g = build_graph(program_of("lcod"))
     subs = [n for n, a in g.nodes(data=True) if a["label"] == "−" and a["stage"] == "layer"]
     assert subs
     for n in subs:
         assert sorted(g.edges[p, n]["operand"] for p in g.predecessors(n)) == [1, 2]
+    g = build_graph(program_of("ista"))
+    fused = [n for n, a in g.nodes(data=True) if a["label"] == "addmm" and a["stage"] == "layer"]
+    assert len(fused) == 2
+    for n in fused:
+        assert sorted(g.edges[p, n]["operand"] for p in g.predecessors(n)) == [1, 2, 3]
 
 
 def test_cse_shares_nodes():
@@ -247,12 +252,16 @@ output x
 def test_constant_step_subexpression_becomes_a_constant():
     p = plan_of_source(CONST_STEP, "cs")
     hoisted = {c.comment: c for c in p.constants if c.kind == "hoisted"}
-    assert set(hoisted) == {"line 10: eye(m) - A.T @ A / L", "line 10: lam / L"}
-    assert all(c.read_by_forward and not c.python for c in hoisted.values())
+    # `A.T @ y / L` is `y @ (A / L)`: the scaling folds into the constant matrix
+    assert set(hoisted) == {"line 10: eye(m) - A.T @ A / L", "line 10: lam / L", "line 10: A"}
+    assert all(c.read_by_forward for c in hoisted.values())
+    assert hoisted["line 10: lam / L"].python and not hoisted["line 10: A"].python  # a real scalar: a float
+    assert ops(hoisted["line 10: A"].value) == ["div", "var", "var"]
     (fwd,) = p.invariants  # A.T @ y / L depends on the input: once per forward call
-    assert fwd.comment == "line 10: A.T @ y / L" and var_names(fwd.value) == {"A", "y", "L"}
+    assert fwd.comment == "line 10: A.T @ y / L" and refs(fwd.value) == {hoisted["line 10: A"].name}
     step_refs = refs(p.step[0].value)
-    assert {c.name for c in hoisted.values()} | {fwd.target} == step_refs
+    assert step_refs == {hoisted["line 10: eye(m) - A.T @ A / L"].name, hoisted["line 10: lam / L"].name,
+                         fwd.target}
     assert "eye" not in ops(p.step[0].value)
     src = compile_source(CONST_STEP, "cs.unroll")
     assert "torch.eye" not in src[src.index("def _unrolled"):]
@@ -337,7 +346,9 @@ def test_fista_momentum_sequence_is_a_layer_table():
     p = plan_of("fista")
     assert p.table is not None and p.table.states == ["t"]
     (column, expr) = p.table.columns[0]
-    assert var_names(expr) == {"t", "t_new"} and ops(expr)[0] == "div"  # (t - 1) / t_new
+    assert var_names(expr) == {"t", "t_new"} and ops(expr)[:2] == ["add", "number"]  # 1 + (t - 1) / t_new
+    v_update = next(st for st in p.step if st.target == "v")
+    assert v_update.value.op == "lerp"  # x_new + c (x_new - x) = lerp(x, x_new, 1 + c): one pass
     v_update = next(st for st in p.step if st.target == "v")
     assert column in refs(v_update.value) and "t" not in var_names(v_update.value) - {column}
     # t_new is no longer computed in forward; t is looked up for the trace

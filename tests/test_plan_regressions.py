@@ -155,3 +155,40 @@ output x
     out.pow(2).sum().backward()
     assert net.W.grad is not None and torch.count_nonzero(net.W.grad[0]) == 0  # W[0] only meets x0 = 0
     assert torch.count_nonzero(net.W.grad[1]) > 0 and torch.count_nonzero(net.B.grad[0]) > 0
+
+
+def test_a_reassigned_step_let_with_an_invariant_value(tmp_path):
+    # `t` is bound inside the loop (assigned twice), although its values do not change across layers
+    Net = build(tmp_path, """spec r1 "repro"
+dims n
+data A : real[n, n]
+input y : real[n]
+state x : real[n] = 0
+layers 2
+step:
+    let t = A @ y
+    t = 2 * t
+    x = x + t
+output x
+""")
+    A = np.random.default_rng(4).standard_normal((3, 3))
+    y = np.random.default_rng(5).standard_normal((2, 3))
+    x = Net(A=A)(torch.from_numpy(y))
+    assert np.abs(x.numpy() - 4 * y @ A.T).max() < 1e-12
+
+
+def test_a_final_let_of_literal_arithmetic(tmp_path):
+    Net = build(tmp_path, """spec fl "final literal"
+dims n
+input y : real[n]
+state x : real[n] = 0
+layers 2
+step:
+    x = x + y
+final:
+    let t = 2
+    let z = t * x + t * 3
+output z
+""")
+    y = torch.randn(2, 4, dtype=F64)
+    assert torch.allclose(Net()(y), 2 * (2 * y) + 6)

@@ -87,7 +87,7 @@ def audit(src: str) -> pyast.Module:
     for item in cls.body:
         assert isinstance(item, (pyast.Expr, pyast.Assign, pyast.FunctionDef)), type(item).__name__
         if isinstance(item, pyast.FunctionDef):
-            assert item.name in ("__init__", "forward", "_unrolled")
+            assert item.name in ("__init__", "forward", "_unrolled", "get_extra_state", "set_extra_state")
             assert not item.decorator_list
     assert not cls.decorator_list and not cls.keywords
     return tree

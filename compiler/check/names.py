@@ -34,7 +34,7 @@ MODULE_ATTRIBUTES = {
     "register_module", "register_parameter", "register_state_dict_post_hook", "register_state_dict_pre_hook",
     "report", "requires_grad_", "set_extra_state", "set_submodule", "share_memory", "spec_name", "state_dict",
     "state_names", "to", "to_empty", "trace", "train", "training", "type", "xpu", "zero_grad",
-    "spec_sha256", "compiler_version", "hyper_defaults",
+    "spec_sha256", "compiler_version", "hyper_defaults", "python_constants",
 }
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
