@@ -67,15 +67,16 @@ def lsparcom_movie(rng, psf, h, w, T, k, noise):
     return roll_conv(psf, S) + noise * rng.standard_normal((T, h, w))
 
 
-def np_sparcom_dense(A, f, lam, layers):
+def np_sparcom_dense(A, f, lam, layers, M_and_L=None):
     """SPARCOM (catalog A16) with dense matrices: J the population covariance of the frames,
-    M = (A^T A)^{o2}, v_i = a_i^T J a_i, L = ||M||_2, x <- S^+_{lam/L}(x - (M x - v) / L)."""
+    M = (A^T A)^{o2}, v_i = a_i^T J a_i, L = ||M||_2, x <- S^+_{lam/L}(x - (M x - v) / L).
+    (M, L) depend on A only: pass them to reuse them across movies."""
     F = f.reshape(f.shape[0], -1)
     Fc = F - F.mean(axis=0)
     J = Fc.T @ Fc / F.shape[0]
-    M = (A.T @ A) ** 2
+    M = (A.T @ A) ** 2 if M_and_L is None else M_and_L[0]
     v = np.einsum("pi,pq,qi->i", A, J, A)
-    L = np.linalg.norm(M, 2)
+    L = np.linalg.norm(M, 2) if M_and_L is None else M_and_L[1]
     x = np.zeros(A.shape[1])
     out = [x]
     for _ in range(layers):
@@ -157,9 +158,10 @@ def test_lsparcom_training_beats_sparcom_at_equal_depth():
     psf = psf_window(sigma=(1.0, 1.0), skew=0.0)
     Fv, Xv = lsparcom_task(rng, 16, h, w, T, psf)
     A = dense(lambda e: roll_conv(psf, e), h, w)
+    M_and_L = np_sparcom_dense(A, Fv[0].numpy(), 0.0, 0)[1:3]
 
     def sparcom_mse(lam):  # the classical SPARCOM (numpy, dense matrices) at the same depth
-        out = np.stack([np_sparcom_dense(A, f, lam, depth)[0][-1] for f in Fv.numpy()])
+        out = np.stack([np_sparcom_dense(A, f, lam, depth, M_and_L)[0][-1] for f in Fv.numpy()])
         return np.mean((out - Xv.numpy().reshape(16, -1)) ** 2)
 
     best_sparcom, best_lam, _ = best_on_grid(sparcom_mse, (1e-4, 3e-4, 1e-3, 2e-3, 5e-3))
