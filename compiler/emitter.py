@@ -319,10 +319,20 @@ class ModulePrinter:
                     i += 1
                 out.add("if layer < self.num_layers - 1 or record is not None:  # not needed after the last layer",
                         indent)
-                self._stmt_items(out, run, indent + 1, printer)
+                self._nested(out, indent + 1, lambda body: self._stmt_items(body, run, indent + 1, printer))
                 continue
             self._stmt_items(out, [block[i]], indent, printer)
             i += 1
+
+    @staticmethod
+    def _nested(out: Lines, indent: int, fill) -> None:
+        """An indented block (a loop body, a guarded run): `pass` if it holds no statement (a body whose
+        only statements leave their targets unchanged)."""
+        body = Lines()
+        fill(body)
+        out.extend(body)
+        if not any(line.strip() and not line.strip().startswith("#") for line in body.lines):
+            out.add("pass", indent)
 
     def _stmt_items(self, out: Lines, block: list, indent: int, printer: ExprPrinter) -> None:
         for item in block:
@@ -330,7 +340,8 @@ class ModulePrinter:
                 for st in item.before:
                     out.add(f"{st.target} = {printer.code(st.value)}  # {st.comment}", indent)
                 out.add(f"for _ in range({printer.code(item.count)}):  # {item.comment}", indent)
-                self._stmt_lines(out, item.body, indent + 1, printer)
+                self._nested(out, indent + 1, lambda body, item=item: self._stmt_lines(body, item.body, indent + 1,
+                                                                                       printer))
                 continue
             value = printer.render(item.value)
             if item.kind == "temp" and item.state is None:
@@ -338,7 +349,7 @@ class ModulePrinter:
                 continue
             out.add(f"# {item.comment}", indent)
             if item.value.op == "var" and item.value.attrs["name"] == item.target and not item.value.attrs.get("prev"):
-                out.add(f"# ({item.target} is unchanged here: the other terms vanish)", indent)
+                out.add(f"# ({item.target} is unchanged here)", indent)
                 continue
             code = self._fit_state(item.state, value, item.value) if item.state is not None and item.kind == "state" \
                 else value.code
@@ -392,7 +403,11 @@ class ModulePrinter:
         if plan.final:
             body.add("# final stage", 2)
             self._stmt_lines(body, plan.final, 2, self.fwd)
-        outs = ", ".join(p.outputs) + ("," if len(p.outputs) == 1 else "")
+        # an output that is a Python number (a constant kept as one) is returned as a tensor
+        python = {c.name for c in plan.constants if c.python} | {
+            st.target for st in plan.prologue + plan.final if isinstance(st, Stmt) and st.value.py}
+        outs = ", ".join(f"torch.as_tensor({name}, dtype=dtype, device=device)" if name in python else name
+                         for name in p.outputs) + ("," if len(p.outputs) == 1 else "")
         flags = tuple(batched for _name, batched in plan.outputs)
         body.add(f"return self._outputs(({outs}), unbatched, {flags!r})", 2)
 

@@ -94,13 +94,13 @@ def find_layer_table(program: ir.Program, builder) -> LayerTable | None:
                 nested(st.body)
     nested(step)
     assigned = {st.target for st in top if st.kind == "state"}
-    static_states = {s.name for s in program.states
-                     if s.name in assigned and s.init.level == ir.CONST and not s.type.batched
-                     and s.name not in in_repeat and s.name not in program.prev_used
-                     and s.name not in program.history_used}
     counts: dict[str, int] = {}
     for st in top:
         counts[st.target] = counts.get(st.target, 0) + 1
+    static_states = {s.name for s in program.states
+                     if s.name in assigned and counts[s.name] == 1 and s.init.level == ir.CONST
+                     and not s.type.batched and s.name not in in_repeat and s.name not in program.prev_used
+                     and s.name not in program.history_used}
     while True:
         static_locals: set[str] = set()
         for st in top:
