@@ -9,8 +9,8 @@ is in KNOWN_BUG_CONSTRUCTS the test is a strict xfail.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from unroll.compiler.operators import OPERATORS

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 
-from specgen_exprs import Expr, Ty, make, num
+from specgen_exprs import Expr, Ty, dependencies, make, num
 from specgen_ops import ExprGen
 from specgen_program import Decl, Pool, Program, Stmt, assignments
 
@@ -84,6 +84,8 @@ def _finish(prog: Program) -> Program:
     """Every program has a step statement, and (unless the bug is to be shown) an input."""
     pool = prog.pool
     pool.context = "top"
+    if "reassigned_invariant_local" in pool.banned:
+        prog.step = _without_invariant_reassignments(prog)
     if not prog.step:
         counter = pool.add(Decl(pool.fresh("c"), "state", Ty((), "real"), 2, init=num("0", 0), assigned=True))
         prog.step.append(Stmt("assign", counter.static[0], make("add", (counter, num("1", 1)), counter.ty)))
@@ -99,6 +101,7 @@ def statement_program(seed: int, banned=KNOWN_BUG_CONSTRUCTS, max_depth: int = 2
     rng = random.Random(seed)
     pool = Pool(rng, banned)
     prog = Program(pool, step=[], name=f"prog{seed}", layers=rng.randint(1, 3))
+    pool.layers = prog.layers
     gen = ExprGen(rng, pool, banned, max_level=2, images=rng.random() < 0.3)
     states = []
     for _ in range(rng.randint(1, 3)):
@@ -166,6 +169,31 @@ def _statements(rng, pool: Pool, gen: ExprGen, states, max_depth, depth) -> list
             out.append(_update(rng, gen, states, max_depth))
     pool.locals = saved
     return out
+
+
+def _without_invariant_reassignments(prog: Program) -> list:
+    """The step without the reassignments of temporaries whose first value is loop-invariant (while that
+    bug is known): a temporary is invariant unless it depends on a state the step updates."""
+    updated = {t for t, _ in assignments(prog.step) if t in prog.pool.decls}
+    first = {}
+    for target, e in assignments(prog.step):
+        first.setdefault(target, e)
+
+    def keep(s: Stmt) -> bool:
+        return s.kind != "assign" or s.target not in prog.pool.local_types or bool(dependencies(first[s.target]) & updated)
+
+    def block(stmts):
+        out = []
+        for s in stmts:
+            if s.kind == "repeat":
+                body = block(s.body)
+                if body:
+                    out.append(Stmt("repeat", body=body, count=s.count))
+            elif keep(s):
+                out.append(s)
+        return out
+
+    return block(prog.step)
 
 
 def _reassignable(pool: Pool) -> list[Decl]:

@@ -88,7 +88,7 @@ _UNARY = ("relu", "sign", "abs", "abs2", "sqrt", "exp", "log", "tanh", "sigmoid"
 # argument positions where a Python number (literal, hyperparameter, `layer`) is emitted correctly
 PY_ARG_OK = {"soft": {1}, "hard": {1}, "soft_nonneg": {1}, "ss_soft": {1, 2}, "clamp": {1, 2}, "hard_topk": {1},
              "max": {0, 1}, "min": {0, 1}, "where": {0, 1, 2}, **{name: {0} for name in _UNARY}}
-SYNTAX = {"leaf", "num", "layer", "prev", "add", "sub", "mul", "div", "pow", "neg", "matmul", "T", "H", "index",
+SYNTAX = {"leaf", "num", "layer", "prev", "grad", "history_sum", "add", "sub", "mul", "div", "pow", "neg", "matmul", "T", "H", "index",
           "lt", "gt", "le", "ge", "eq", "ne", "apply", "netcall"}
 
 
@@ -98,6 +98,30 @@ def python_number_argument(e: Expr) -> bool:
 _BINARY = {"add": ("+", P_ADD), "sub": ("-", P_ADD), "mul": ("*", P_MUL), "div": ("/", P_MUL),
            "matmul": ("@", P_MUL), "lt": ("<", P_CMP), "gt": (">", P_CMP), "le": ("<=", P_CMP),
            "ge": (">=", P_CMP), "eq": ("==", P_CMP), "ne": ("!=", P_CMP)}
+
+
+def dependencies(e: Expr) -> set[str]:
+    """The declared names the value of `e` depends on (a gradient drops what differentiation removes:
+    the gradient of dot(c, x) is c), for the batched analysis of tests/specgen_program.py."""
+    if e.op == "grad":
+        return gradient_dependencies(e.args[0], e.static[0])
+    names = {e.static[0]} if e.op in ("leaf", "prev", "history_sum") else set()
+    return names.union(*(dependencies(a) for a in e.args))
+
+
+def gradient_dependencies(f: Expr, x: str) -> set[str]:
+    if f.op in ("add", "sub"):
+        return gradient_dependencies(f.args[0], x) | gradient_dependencies(f.args[1], x)
+    if f.op != "mul" or f.args[1].op not in ("sum", "dot", "pow"):  # not built by ExprGen.gradient
+        return dependencies(f) | {x}
+    coefficient, term = f.args  # coefficient * term, as ExprGen.gradient builds it
+    if term.op == "sum":
+        inner = set()
+    elif term.op == "dot":
+        inner = dependencies(term.args[0])
+    else:  # norm(x)^2 or norm(M @ x - v)^2
+        inner = dependencies(term) | {x}
+    return dependencies(coefficient) | inner
 
 
 # ------------------------------------------------------------------------------------------- spec text
@@ -133,6 +157,8 @@ def _text(e: Expr, minimal: bool) -> tuple[str, int]:
         return f"{e.static[0]}({_text(e.args[0], minimal)[0]})", P_POST
     if e.op == "prev":
         return f"prev({e.static[0]})", P_POST
+    if e.op == "grad":
+        return f"grad({_text(e.args[0], minimal)[0]}, {e.static[0]})", P_POST
     parts = [_text(a, minimal)[0] for a in e.args] + [str(s) for s in e.static]
     return f"{e.op}({', '.join(parts)})", P_POST
 
@@ -174,6 +200,13 @@ def _evaluate(e: Expr, env: dict):
         return e.static[1]
     if op == "layer":
         return env["layer"]
+    if op == "history_sum":  # sum_j beta[j] x^(j) over the values x had at the start of layers 0..layer
+        beta, history = _evaluate(e.args[0], env), env["history:" + e.static[0]][:env["layer"] + 1]
+        if any(h is AMBIGUOUS for h in history):
+            raise Ambiguous(e.static[0])
+        return sum(beta[j] * h for j, h in enumerate(history))
+    if op == "grad":
+        return _gradient(e.args[0], e.static[0], env)
     if op == "eye":
         return np.eye(size(e.static)[0])
     if op in ("zeros", "ones"):
@@ -215,6 +248,22 @@ def _evaluate(e: Expr, env: dict):
     _check_discontinuity(op, a, e.static)
     args = [np.asarray(v) for v in a] + [SIZES.get(s, s) if isinstance(s, str) else s for s in e.static]
     return OPERATORS[op].reference(*args)
+
+
+def _gradient(f: Expr, name: str, env: dict):
+    """The gradient of the scalar `f` (at most quadratic in `name`, as the generator builds it) by central
+    differences, exact for quadratics whatever the step; a step of the size of x keeps the rounding of f
+    relative to the gradient."""
+    if env[name] is AMBIGUOUS:
+        raise Ambiguous(name)
+    x = np.asarray(env[name], dtype=float)
+    h = max(1.0, float(np.max(np.abs(x))))
+    grad = np.zeros(x.shape)
+    for i in np.ndindex(x.shape):
+        step = np.zeros(x.shape)
+        step[i] = h
+        grad[i] = (evaluate(f, dict(env, **{name: x + step})) - evaluate(f, dict(env, **{name: x - step}))) / (2 * h)
+    return grad
 
 
 def _apply_operator(matrix, x, adjoint: bool, out_shape: tuple):

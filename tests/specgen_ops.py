@@ -10,7 +10,17 @@ generated.
 
 from __future__ import annotations
 
-from specgen_exprs import IMAGE_DIMS, MUL_LEVEL, Expr, Ty, make, num, python_number_argument
+from specgen_exprs import (
+    IMAGE_DIMS,
+    MUL_LEVEL,
+    Expr,
+    Ty,
+    gradient_dependencies,
+    make,
+    num,
+    python_number_argument,
+    text,
+)
 
 SIGNAL_SHAPES = (("F", "N"), ("T",), ("2*n", "2*m"), (9, "n", "m"), (3, 3), (2, "n", "m"))
 REAL_LITERALS = ("0.5", ".5", "2.", "1.5", "2.5e-1", "1e0", "0.75", "3.")
@@ -141,6 +151,8 @@ class ExprGen:
              ("unary", self.p_unary), ("thresh", self.p_thresh), ("where", self.p_where),
              ("reduce", self.p_reduce), ("structure", self.p_structure), ("signal", self.p_signal),
              ("linalg", self.p_linalg)]
+        if dtype == "real" and len(shape) == 1:
+            p.append(("grad", lambda shape, dtype, d: self.gradient(shape)))
         if self.images and (shape in SIGNAL_SHAPES or shape[-2:] in (("n", "m"), ("m", "n"))):
             p += [("signal", self.p_signal)] * (8 if shape in SIGNAL_SHAPES else 2)
         return p
@@ -180,7 +192,7 @@ class ExprGen:
         q = self.dim()
         if len(shape) == 0:
             a, b = self.gen((q,), da, d), self.gen((q,), db, d)
-            if b.op in MUL_LEVEL and "matmul_right_of_vector_product" in self.banned:
+            if b.op in MUL_LEVEL + ("grad",) and "matmul_right_of_vector_product" in self.banned:
                 return None
         elif len(shape) == 1:
             if self.rng.random() < 0.3:  # A.T @ x, A.H @ x: the emitter has its own path for them
@@ -305,7 +317,7 @@ class ExprGen:
                 inner = (self.dim(),)
             da, db = self.pair_dtypes(dtype)
             a, b = self.gen(inner, da, d), self.gen(inner, db, d)
-            if banned and b.op in MUL_LEVEL:
+            if banned and b.op in MUL_LEVEL + ("grad",):  # (a gradient is often a product)
                 return None
             return make("dot", (a, b), Ty((), dtype, a.ty.batched or b.ty.batched))
         if op == "max1":
@@ -370,6 +382,50 @@ class ExprGen:
         if dtype == "real" and len(shape) in (1, 3):  # a zero-initialised sub-network
             return self.pool.net_call(self, shape, d)
         return None
+
+    def gradient(self, shape) -> Expr | None:
+        """grad(f, x) of a random objective at most quadratic in the name x: weighted sums of
+        norm(M @ x - v)^2, norm(x)^2, dot(c, x) and sum(x)."""
+        if any(isinstance(s, int) or "*" in s for s in shape):  # (grad rejects [1] and [2*n] vectors)
+            return None
+        x = self.leaf(shape, "real")
+        if x.op != "leaf" or x.py:
+            return None
+        terms, seen = [], set()
+        for _ in range(self.rng.randint(1, 3)):
+            r = self.rng.random()
+            if r < 0.4:
+                p = self.dim()
+                M, v = self.name_leaf((p,) + shape), self.name_leaf((p,))
+                residual = make("sub", (make("matmul", (M, x), Ty((p,), "real")), v), Ty((p,), "real"))
+                term = make("pow", (make("norm", (residual,), Ty((), "real")), num("2", 2)), Ty((), "real"), ("^",))
+            elif r < 0.6:
+                term = make("pow", (make("norm", (x,), Ty((), "real")), num("2", 2)), Ty((), "real"), ("^",))
+            elif r < 0.85:
+                term = make("dot", (self.name_leaf(shape), x), Ty((), "real"))  # (c may be x itself)
+            else:
+                term = make("sum", (x,), Ty((), "real"))
+            square = term.op == "dot" and term.args[0].static == x.static or text(term) == f"norm({text(x)})^2"
+            key = "norm(x)^2" if square else text(term)
+            if key in seen:  # (sympy would cancel `t - t`; dot(x, x) is norm(x)^2)
+                continue
+            seen.add(key)
+            r = self.rng.random()
+            coefficient = num("0.5", 0.5) if r < 0.4 else self.leaf((), "real", "hyper") if r < 0.7 \
+                else self.name_leaf(())
+            terms.append(make("mul", (coefficient, term), Ty((), "real")))
+        f = terms[0]
+        for t in terms[1:]:
+            f = make(self.choice(("add", "sub")), (f, t), Ty((), "real"))
+        names = gradient_dependencies(f, x.static[0])  # the gradient's level: that of what it depends on
+        level = max((a.level for a in f.walk() if a.op in ("leaf", "layer") and a.static[0] in names | {"layer"}),
+                    default=0)
+        return Expr("grad", Ty(shape, "real", x.ty.batched), (f,), (x.static[0],), level)
+
+    def name_leaf(self, shape) -> Expr:
+        """A declared real name of this shape (not `prev(...)`, not a number)."""
+        e = self.leaf(shape, "real")
+        return e if e.op == "leaf" and not e.py else self.pool.leaf(shape, "real", self.max_level, "data")
 
     def p_signal(self, shape, dtype, d):
         if not self.images:

@@ -14,7 +14,19 @@ import random
 from dataclasses import dataclass, field
 
 import numpy as np
-from specgen_exprs import AMBIGUOUS, PLAIN_DIMS, SIZES, Expr, Ty, evaluate_or_mark, make, num, size, text
+from specgen_exprs import (
+    AMBIGUOUS,
+    PLAIN_DIMS,
+    SIZES,
+    Expr,
+    Ty,
+    dependencies,
+    evaluate_or_mark,
+    make,
+    num,
+    size,
+    text,
+)
 from specgen_ops import ExprGen
 
 KINDS_ORDER = ("data", "hyper", "input", "param", "net", "let", "state")
@@ -55,6 +67,7 @@ class Pool:
         self.locals: dict[str, Decl] = {}  # the `let` temporaries visible where the generator is
         self.local_types: dict[str, Ty] = {}
         self.context = "top"  # top (declarations), step, final
+        self.layers = 0  # the depth, where `history_sum` may be generated
         self.counter = 0
 
     def fresh(self, prefix: str) -> str:
@@ -102,9 +115,13 @@ class Pool:
         states = [d for d in self.decls.values() if d.kind == "state" and d.ty.shape == shape
                   and d.ty.dtype == dtype and d.assigned] if max_level >= 2 and self.context != "top" else []
         if states and rng.random() < 0.4:  # the values the statements update
+            state = rng.choice(states)
             if self.context == "step" and rng.random() < 0.25:
-                return Expr("prev", Ty(shape, dtype), static=(rng.choice(states).name,), level=2)
-            return self.ref(rng.choice(states))
+                return Expr("prev", Ty(shape, dtype), static=(state.name,), level=2)
+            if self.context == "step" and self.layers and rng.random() < 0.15:  # all earlier values
+                beta = self.param((self.layers,), "real", per_layer=True)
+                return Expr("history_sum", state.ty, (beta,), (state.name,), level=2)
+            return self.ref(state)
         old = self.candidates(shape, dtype, max_level)
         if old and rng.random() < 0.5:
             return self.ref(rng.choice(old))
@@ -219,7 +236,7 @@ class Program:
 
         def visit_expr(e: Expr):
             for x in e.walk():
-                if x.op in ("leaf", "apply", "netcall", "prev"):
+                if x.op in ("leaf", "apply", "netcall", "prev", "grad", "history_sum"):
                     visit_name(x.static[0])
 
         def visit_name(name):
@@ -256,7 +273,7 @@ class Program:
         for e in self.all_exprs():
             for x in e.walk():
                 found.update(v for v in x.ty.shape if isinstance(v, str))
-                if x.op not in ("leaf", "apply", "netcall", "prev", "num", "layer"):
+                if x.op not in ("leaf", "apply", "netcall", "prev", "num", "layer", "grad", "history_sum"):
                     found.update(v for v in x.static if isinstance(v, str) and v in SIZES)
         found |= {s[-1] for s in found if "*" in s}  # 2*n uses n
         return [d for d in PLAIN_DIMS if d in found]
@@ -271,7 +288,7 @@ class Program:
         while changed:
             changed = False
             for name, e in assigns:
-                if name not in out and any(x.op in ("leaf", "prev") and x.static[0] in out for x in e.walk()):
+                if name not in out and dependencies(e) & out:
                     out.add(name)
                     changed = True
         return out
@@ -368,6 +385,8 @@ class Program:
             env["layer"] = layer
             env.update({name: values[layer] for name, values in per_layer.items()})
             env.update({"prev:" + s: env[s] for s in states})
+            for s in states:
+                env.setdefault("history:" + s, []).append(env[s])
             self._run(self.step, env)
         env.pop("layer")
         self._run(self.final, env)
