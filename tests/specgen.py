@@ -37,7 +37,7 @@ KNOWN_BUG_CONSTRUCTS = (
     "complex_data_before_real",  # complex data declared before real data: the real data becomes complex
     "mixed_dtype_matmul_solve",  # real @ complex, solve(real, complex), K(z): no promotion, torch refuses
     # found by this generator (tests/fuzz_known_bugs.md)
-    "operator_of_python_number",  # soft(1.5, 0.5), expj(layer), complex(x, 0), mean(h): a float where a tensor is needed
+    "operator_of_python_number",  # soft(1.5, 0.5), expj(layer), complex(x, 0), mean(h): a float, not a tensor
     "where_real_and_complex_branches",  # where(c, real learned value, complex): backward raises
     "mixed_dtype_chanmix",  # chanmix(real W, complex x): no promotion
     "reshape_three_dims",  # reshape(x : [m, k, n], n, k, m) rejected: "k*m*n" vs "k*n*m"
@@ -180,7 +180,9 @@ def _without_invariant_reassignments(prog: Program) -> list:
         first.setdefault(target, e)
 
     def keep(s: Stmt) -> bool:
-        return s.kind != "assign" or s.target not in prog.pool.local_types or bool(dependencies(first[s.target]) & updated)
+        if s.kind != "assign" or s.target not in prog.pool.local_types:
+            return True
+        return bool(dependencies(first[s.target]) & updated)
 
     def block(stmts):
         out = []
@@ -217,8 +219,8 @@ def _name_capture(rng, pool: Pool, prog: Program, states) -> None:
     y = pool.add(Decl(pool.fresh("y"), "input", Ty(("m",), "real", True), 1))
     x = pool.add(Decl(pool.fresh("x"), "state", Ty(shape, "real"), 2, init=num("0", 0), assigned=True))
     name = f"{A.static[0]}_{y.static[0]}"
-    pool.decls[name] = Decl(name, "net", Ty(shape, "real"), 1, spec_type="mlp(in=n, out=n, width=3, depth=2, init=zero)",
-                            annotations="learned shared")
+    pool.decls[name] = Decl(name, "net", Ty(shape, "real"), 1, annotations="learned shared",
+                            spec_type="mlp(in=n, out=n, width=3, depth=2, init=zero)")
     call = Expr("netcall", Ty(shape, "real", True), (x,), (name,), 2)
     prog.step.append(Stmt("assign", x.static[0], make("add", (call, make("matmul", (A, y), Ty(shape, "real", True))),
                                                       Ty(shape, "real", True))))

@@ -25,8 +25,8 @@ from unroll.runtime import UnrolledModule
 
 BATCH = 3
 RTOL = 1e-8
-HUGE = 1e10
-NUMBER = re.compile(r"-?[0-9]+(\.[0-9]*)?(e[+-]?[0-9]+)?")  # reference values beyond this are not compared (rounding of chained products)
+HUGE = 1e10  # reference values beyond this are not compared (rounding of chained products)
+NUMBER = re.compile(r"-?[0-9]+(\.[0-9]*)?(e[+-]?[0-9]+)?")
 
 
 @dataclass

@@ -25,7 +25,7 @@ PLAIN_DIMS = ("n", "m", "k", "T", "F", "N")
 IMAGE_DIMS = ("n", "m")  # image axes (>= 3, the kernel size)
 P_CMP, P_ADD, P_MUL, P_NEG, P_POW, P_POST, P_ATOM = range(1, 8)  # the spec's precedence levels (language.md §5.1)
 DISCONTINUITY_TOL = 1e-9
-MUL_LEVEL = ("matmul", "mul", "div")  # emitted at the precedence of `*` (the right operand of a product needs parentheses)
+MUL_LEVEL = ("matmul", "mul", "div")  # emitted at `*` precedence: a product's right operand needs parentheses
 
 
 class Ambiguous(Exception):
@@ -88,8 +88,8 @@ _UNARY = ("relu", "sign", "abs", "abs2", "sqrt", "exp", "log", "tanh", "sigmoid"
 # argument positions where a Python number (literal, hyperparameter, `layer`) is emitted correctly
 PY_ARG_OK = {"soft": {1}, "hard": {1}, "soft_nonneg": {1}, "ss_soft": {1, 2}, "clamp": {1, 2}, "hard_topk": {1},
              "max": {0, 1}, "min": {0, 1}, "where": {0, 1, 2}, **{name: {0} for name in _UNARY}}
-SYNTAX = {"leaf", "num", "layer", "prev", "grad", "history_sum", "add", "sub", "mul", "div", "pow", "neg", "matmul", "T", "H", "index",
-          "lt", "gt", "le", "ge", "eq", "ne", "apply", "netcall"}
+SYNTAX = {"leaf", "num", "layer", "prev", "grad", "history_sum", "add", "sub", "mul", "div", "pow", "neg", "matmul",
+          "T", "H", "index", "lt", "gt", "le", "ge", "eq", "ne", "apply", "netcall"}
 
 
 def python_number_argument(e: Expr) -> bool:

@@ -432,7 +432,7 @@ class ExprGen:
             return None
         r = self.rng.random()
         if dtype == "complex" and shape and r < 0.5:
-            op = self.choice(("fft", "ifft") if len(shape) == 1 else ("fft", "ifft", "fft2", "ifft2", "fft2u", "ifft2u"))
+            op = self.choice(("fft", "ifft") + (("fft2", "ifft2", "fft2u", "ifft2u") if len(shape) > 1 else ()))
             a = self.gen(shape, self.sub_dtype("complex"), d)
             return make(op, (a,), Ty(shape, "complex", a.ty.batched))
         image = len(shape) >= 2 and all(s in IMAGE_DIMS for s in shape[-2:])

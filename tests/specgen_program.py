@@ -216,7 +216,8 @@ class Pool:
         self.decls[name] = Decl(name, "net", Ty(shape, "real"), 2 if per_layer else 1, spec_type=spec,
                                 annotations="learned per_layer" if per_layer else "learned shared",
                                 per_layer=per_layer, init=binder)
-        return Expr("netcall", Ty(shape, "real", arg.ty.batched), (arg,), (name,), max(arg.level, 2 if per_layer else 1))
+        level = max(arg.level, 2 if per_layer else 1)
+        return Expr("netcall", Ty(shape, "real", arg.ty.batched), (arg,), (name,), level)
 
 
 @dataclass

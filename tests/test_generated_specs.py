@@ -33,11 +33,13 @@ CHUNK = 50
 
 
 def _failure_report(failures) -> str:
-    lines = [f"{len(failures)} generated spec(s) failed; the first ones, shrunk:"]
-    for seed, prog, outcome in failures[:3]:
-        small = shrink(prog, seed, outcome, budget=150)
-        lines += [f"--- seed {seed}: {outcome.stage}: {outcome.message[:500]}", small.render(),
-                  "--- as generated:", prog.render()]
+    """The first failure shrunk (and as generated), then one line per other failure."""
+    seed, prog, outcome = failures[0]
+    small = shrink(prog, seed, outcome, budget=100)
+    lines = [f"{len(failures)} generated spec(s) failed.",
+             f"--- seed {seed}: {outcome.stage}: {outcome.message[:500]}", "--- shrunk:", small.render(),
+             "--- as generated:", prog.render()]
+    lines += [f"--- seed {s}: {o.stage}: {o.message[:200]}" for s, _, o in failures[1:]]
     return "\n".join(lines)
 
 
