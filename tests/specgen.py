@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 
-from specgen_exprs import Expr, Ty, dependencies, make, num
+from specgen_exprs import Expr, Ty, dependencies, make, num, value_level
 from specgen_ops import ExprGen
 from specgen_program import Decl, Pool, Program, Stmt, assignments
 
@@ -66,7 +66,7 @@ def expression_program(seed: int, banned=KNOWN_BUG_CONSTRUCTS, n_exprs: int = 12
         top = rng.random() < 0.4
         pool.context = "top" if top else "step"
         e = ExprGen(rng, pool, banned, max_level=1 if top else 2).gen(shape, dtype, rng.randint(1, max_depth))
-        if top and not ((e.level == 0 or e.py) and "unused_constant_let_output" in banned):
+        if top and not ((value_level(e) == 0 or e.py) and "unused_constant_let_output" in banned):
             prog.outputs.append(pool.let(e).static[0])
             continue
         if rng.random() < 0.3 and not (e.py and "step_let_python_number" in banned):
@@ -115,9 +115,9 @@ def statement_program(seed: int, banned=KNOWN_BUG_CONSTRUCTS, max_depth: int = 2
     if rng.random() < 0.4:  # a pre-stage let of inputs / parameters, as an output
         pool.context = "top"
         e = ExprGen(rng, pool, banned, max_level=1).gen(rng.choice(SHAPES[:6]), "real", 2)
-        if not ((e.level == 0 or e.py) and "unused_constant_let_output" in banned):
+        if not ((value_level(e) == 0 or e.py) and "unused_constant_let_output" in banned):
             lets_top.append(pool.let(e).static[0])
-    pool.context, pool.locals = "final", {}
+    pool.context, pool.locals, pool.recent = "final", {}, []
     if rng.random() < 0.5:
         x = rng.choice(states)
         e = gen.gen(x.ty.shape, x.ty.dtype, max_depth)
@@ -134,7 +134,7 @@ def statement_program(seed: int, banned=KNOWN_BUG_CONSTRUCTS, max_depth: int = 2
 
 
 def _statements(rng, pool: Pool, gen: ExprGen, states, max_depth, depth) -> list:
-    saved = dict(pool.locals)
+    saved, recent = dict(pool.locals), list(pool.recent)
     out = []
     for _ in range(rng.randint(1, 3)):
         r = rng.random()
@@ -167,7 +167,7 @@ def _statements(rng, pool: Pool, gen: ExprGen, states, max_depth, depth) -> list
             out.append(Stmt("assign", u.name, gen.gen(u.ty.shape, u.ty.dtype, max_depth)))
         else:
             out.append(_update(rng, gen, states, max_depth))
-    pool.locals = saved
+    pool.locals, pool.recent = saved, recent
     return out
 
 

@@ -109,6 +109,18 @@ def dependencies(e: Expr) -> set[str]:
     return names.union(*(dependencies(a) for a in e.args))
 
 
+def value_level(e: Expr) -> int:
+    """The level of the value of `e` (Expr.level is that of its text): a gradient is at the level of what
+    it depends on, so `grad(c * sum(y), y)` is a constant."""
+    if e.op == "grad":
+        names = gradient_dependencies(e.args[0], e.static[0]) | {"layer"}
+        return max((a.level for a in e.args[0].walk() if a.op in ("leaf", "layer") and a.static[0] in names),
+                   default=0)
+    if not e.args:
+        return e.level
+    return max(value_level(a) for a in e.args)
+
+
 def gradient_dependencies(f: Expr, x: str) -> set[str]:
     if f.op in ("add", "sub"):
         return gradient_dependencies(f.args[0], x) | gradient_dependencies(f.args[1], x)

@@ -127,6 +127,15 @@ class ExprGen:
     # ------------------------------------------------------------------ the productions
     def gen(self, shape, dtype, depth) -> Expr:
         shape = tuple(shape)
+        reuse = [e for e in self.pool.recent if e.ty.shape == shape and e.ty.dtype == dtype and e.level <= self.max_level]
+        if reuse and depth > 0 and self.max_level and self.rng.random() < 0.1:  # repeated: CSE, versions
+            return self.choice(reuse)
+        e = self._gen(shape, dtype, depth)
+        if self.pool.context == "step" and e.op not in ("leaf", "num", "layer", "prev") and not e.py:
+            self.pool.recent.append(e)
+        return e
+
+    def _gen(self, shape, dtype, depth) -> Expr:
         if depth <= 0 or self.rng.random() < 0.15:
             if not shape and dtype == "real" and self.rng.random() < 0.3:
                 return self.scalar_number()
@@ -417,10 +426,7 @@ class ExprGen:
         f = terms[0]
         for t in terms[1:]:
             f = make(self.choice(("add", "sub")), (f, t), Ty((), "real"))
-        names = gradient_dependencies(f, x.static[0])  # the gradient's level: that of what it depends on
-        level = max((a.level for a in f.walk() if a.op in ("leaf", "layer") and a.static[0] in names | {"layer"}),
-                    default=0)
-        return Expr("grad", Ty(shape, "real", x.ty.batched), (f,), (x.static[0],), level)
+        return Expr("grad", Ty(shape, "real", x.ty.batched), (f,), (x.static[0],), max(f.level, x.level))
 
     def name_leaf(self, shape) -> Expr:
         """A declared real name of this shape (not `prev(...)`, not a number)."""

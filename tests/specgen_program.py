@@ -66,6 +66,7 @@ class Pool:
         self.decls: dict[str, Decl] = {}
         self.locals: dict[str, Decl] = {}  # the `let` temporaries visible where the generator is
         self.local_types: dict[str, Ty] = {}
+        self.recent: list[Expr] = []  # sub-expressions generated in the current step block, for reuse
         self.context = "top"  # top (declarations), step, final
         self.layers = 0  # the depth, where `history_sum` may be generated
         self.counter = 0
