@@ -15,7 +15,6 @@ from specgen_exprs import (
     MUL_LEVEL,
     Expr,
     Ty,
-    gradient_dependencies,
     make,
     num,
     python_number_argument,
