@@ -10,16 +10,7 @@ generated.
 
 from __future__ import annotations
 
-from specgen_exprs import (
-    IMAGE_DIMS,
-    MUL_LEVEL,
-    Expr,
-    Ty,
-    make,
-    num,
-    python_number_argument,
-    text,
-)
+from specgen_exprs import IMAGE_DIMS, MUL_LEVEL, Expr, Ty, make, num, python_number_argument, text
 
 SIGNAL_SHAPES = (("F", "N"), ("T",), ("2*n", "2*m"), (9, "n", "m"), (3, 3), (2, "n", "m"))
 REAL_LITERALS = ("0.5", ".5", "2.", "1.5", "2.5e-1", "1e0", "0.75", "3.")

@@ -45,7 +45,7 @@ class Decl:
     per_layer: bool = False
     number: float | int | None = None  # a hyperparameter's default
     py: bool = False  # a local holding a Python number
-    assigned: bool = False  # a state the statements update
+    assigned: bool = False  # a state the statements update; a temporary that may be reassigned
 
 
 @dataclass
