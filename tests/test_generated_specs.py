@@ -30,6 +30,8 @@ from specgen_check import build_class, check, shrink
 
 STATEMENT_SEEDS = range(500)
 CHUNK = 50
+FORMS = ("repeat", "final:", "prev(", "history_sum(", "grad(", " per_layer", " positive", "let ", "net ", "operator[",
+         "complex[", "solve(")
 
 
 def _failure_report(failures) -> str:
@@ -62,12 +64,10 @@ def test_statement_generator_covers_the_statement_forms():
     for seed in STATEMENT_SEEDS:
         prog = statement_program(seed)
         text = prog.render()
-        seen |= {form for form in ("repeat", "final:", "prev(", " per_layer", " positive", "let ", "net ",
-                                   "operator[", "complex[", "solve(") if form in text}
+        seen |= {form for form in FORMS if form in text}
         seen |= {"reassigned let" for s in prog.step if s.kind == "assign" and s.target in prog.pool.local_types}
         seen |= {"nested repeat" for s in prog.step if s.kind == "repeat" and any(b.kind == "repeat" for b in s.body)}
-    assert seen == {"repeat", "final:", "prev(", " per_layer", " positive", "let ", "net ", "operator[", "complex[",
-                    "solve(", "reassigned let", "nested repeat"}
+    assert seen == set(FORMS) | {"reassigned let", "nested repeat"}
 
 
 def test_generator_is_deterministic():
