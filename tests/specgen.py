@@ -1,0 +1,227 @@
+"""Seeded generator of well-typed .unroll specs, with their numpy meaning (tests and benchmarks/fuzz.py).
+
+Two generators, both deterministic in their seed:
+
+* `expression_program(seed)`: many random expressions over the operator registry
+  (tests/specgen_exprs.py) in one small spec, as top-level `let`s and as step assignments to
+  output states, so that one compile checks many expressions (tests/test_differential_emitter.py);
+* `statement_program(seed)`: statement-level variety (states with initial values, shared and
+  per-layer learned parameters with constraints, nested `repeat` blocks, `final:` blocks, step
+  `let`s, `prev`, sub-networks, user operators, several outputs; tests/test_generated_specs.py).
+
+A `Program` renders to spec text (`render`) and evaluates itself in numpy, one sample at a time
+(`reference`), independently of the compiler.  tests/specgen_check.py compiles, runs and compares.
+
+KNOWN_BUG_CONSTRUCTS names the constructs that trigger compiler bugs known on main
+(tests/fuzz_known_bugs.md).  The generators avoid every construct in the `banned` set they are
+given, by default all of KNOWN_BUG_CONSTRUCTS; when a bug is fixed, delete its name here and the
+random tests start covering the construct.
+"""
+
+from __future__ import annotations
+
+import random
+
+from specgen_exprs import Expr, Ty, dependencies, make, num, value_level
+from specgen_ops import ExprGen
+from specgen_program import Decl, Pool, Program, Stmt, assignments
+
+KNOWN_BUG_CONSTRUCTS = (
+    "matmul_right_of_vector_product",  # dot(a, u @ B), u @ (v @ B): `a * u @ B` without parentheses
+    "operator_matrix_multiaxis",  # operator[m <- h, w] given as a matrix: K.H(z) is [batch, h*w]
+    "net_named_like_temporary",  # net A_y and `A @ y` hoisted in the step: 'Tensor' object is not callable
+    "repeat_of_invariant_lets",  # a repeat block of loop-invariant lets only: an empty for loop
+    "reassigned_invariant_local",  # step `let u = c` (c loop-invariant), then `u = f(u, x)`: UnboundLocalError
+    "unused_constant_let_output",  # `output x, L` with L a constant let the step does not use: NameError
+    "step_let_python_number",  # step `let t = 2` (or a hyperparameter): register_buffer('t', 2)
+    "complex_data_before_real",  # complex data declared before real data: the real data becomes complex
+    "mixed_dtype_matmul_solve",  # real @ complex, solve(real, complex), K(z): no promotion, torch refuses
+    # found by this generator (tests/fuzz_known_bugs.md)
+    "operator_of_python_number",  # soft(1.5, 0.5), expj(layer), complex(x, 0), mean(h): a float, not a tensor
+    "where_real_and_complex_branches",  # where(c, real learned value, complex): backward raises
+    "mixed_dtype_chanmix",  # chanmix(real W, complex x): no promotion
+    "reshape_three_dims",  # reshape(x : [m, k, n], n, k, m) rejected: "k*m*n" vs "k*n*m"
+    "python_number_output",  # final: `let f = 2`, output f: forward returns the int 2, not a tensor
+    "dot_of_scalars",  # dot(a, b) of per-sample scalars sums over the batch: `.sum(dim=())`
+    "dtype_without_tensors",  # no data, input or parameter tensor: Net(dtype=torch.float64) computes in float32
+    "istft_of_real",  # istft(X) of a real X is accepted by the checker, torch.istft refuses it
+    "composite_data_axis_bound_by_input",  # data Z : real[2*n] with n bound by an input: KeyError (documented)
+    "complex_svt_backward",  # svt of a complex matrix whose singular values are all 0: backward raises
+    "matrix_threshold_batched_tau",  # svt(X, tau), row_shrink(X, tau) with a per-sample tau: wrong shape
+)
+
+SHAPES = ((), (), ("n",), ("m",), ("k",), ("n", "m"), ("m", "n"), ("n", "n"), ("k", "m"), (2, "n"), (2, "n", "m"),
+          ("k", "n", "m"), (9, "n", "m"), ("2*n", "2*m"), ("F", "N"), ("T",), (3, 3))
+
+
+def expression_program(seed: int, banned=KNOWN_BUG_CONSTRUCTS, n_exprs: int = 12, max_depth: int = 3) -> Program:
+    """Many random expressions in one spec: top-level `let` outputs and step assignments to output states
+    (optionally through a step `let`), two layers, states that keep their initial values."""
+    rng = random.Random(seed)
+    pool = Pool(rng, banned)
+    prog = Program(pool, step=[], name=f"diff{seed}")
+    for _ in range(n_exprs):
+        shape = rng.choice(SHAPES)
+        dtype = "complex" if rng.random() < 0.3 else "real"
+        top = rng.random() < 0.4
+        pool.context = "top" if top else "step"
+        e = ExprGen(rng, pool, banned, max_level=1 if top else 2).gen(shape, dtype, rng.randint(1, max_depth))
+        if top and not ((value_level(e) == 0 or e.py) and "unused_constant_let_output" in banned):
+            prog.outputs.append(pool.let(e).static[0])
+            continue
+        if rng.random() < 0.3 and not (e.py and "step_let_python_number" in banned):
+            local = pool.local(e)
+            prog.step.append(Stmt("let", local.static[0], e))
+            e = local
+        out = pool.add(Decl(pool.fresh("o"), "state", Ty(shape, e.ty.dtype if e.ty.dtype == "complex" else "real"),
+                            2, init=num("0", 0), assigned=True))
+        prog.step.append(Stmt("assign", out.static[0], e))
+        prog.outputs.append(out.static[0])
+    return _finish(prog)
+
+
+def _finish(prog: Program) -> Program:
+    """Every program has a step statement, and (unless the bug is to be shown) an input."""
+    pool = prog.pool
+    pool.context = "top"
+    if "reassigned_invariant_local" in pool.banned:
+        prog.step = _without_invariant_reassignments(prog)
+    if not prog.step:
+        counter = pool.add(Decl(pool.fresh("c"), "state", Ty((), "real"), 2, init=num("0", 0), assigned=True))
+        prog.step.append(Stmt("assign", counter.static[0], make("add", (counter, num("1", 1)), counter.ty)))
+    if "dtype_without_tensors" in pool.banned and not any(d.kind == "input" for d in prog.used_decls()):
+        y = pool.add(Decl(pool.fresh("y"), "input", Ty(("n",), "real", True), 1))
+        prog.outputs.append(pool.let(y).static[0])
+    return prog
+
+
+def statement_program(seed: int, banned=KNOWN_BUG_CONSTRUCTS, max_depth: int = 2) -> Program:
+    """Statement-level variety: evolving states, step lets (literal, loop-invariant, per layer), nested
+    `repeat` blocks, `prev`, a `final:` block, top-level lets, several outputs."""
+    rng = random.Random(seed)
+    pool = Pool(rng, banned)
+    prog = Program(pool, step=[], name=f"prog{seed}", layers=rng.randint(1, 3))
+    pool.layers = prog.layers
+    gen = ExprGen(rng, pool, banned, max_level=2, images=rng.random() < 0.3)
+    states = []
+    for _ in range(rng.randint(1, 3)):
+        shape, dtype = rng.choice(SHAPES), "complex" if rng.random() < 0.25 else "real"
+        init = ExprGen(rng, pool, banned, max_level=1, images=False).gen(shape, dtype, rng.randint(0, 1)) \
+            if rng.random() < 0.6 else num("0", 0)
+        states.append(pool.add(Decl(pool.fresh("x"), "state", Ty(shape, dtype), 2, init=init, assigned=True)))
+    pool.context = "step"
+    prog.step = _statements(rng, pool, gen, states, max_depth, depth=0)
+    lets_top = []
+    if rng.random() < 0.4:  # a pre-stage let of inputs / parameters, as an output
+        pool.context = "top"
+        e = ExprGen(rng, pool, banned, max_level=1).gen(rng.choice(SHAPES[:6]), "real", 2)
+        if not ((value_level(e) == 0 or e.py) and "unused_constant_let_output" in banned):
+            lets_top.append(pool.let(e).static[0])
+    pool.context, pool.locals, pool.recent = "final", {}, []
+    if rng.random() < 0.5:
+        x = rng.choice(states)
+        e = gen.gen(x.ty.shape, x.ty.dtype, max_depth)
+        if e.py and "python_number_output" in banned:
+            e = make("mul", (e, x), x.ty)
+        local = pool.local(e, pool.fresh("f"))
+        prog.final.append(Stmt("let", local.static[0], e))
+        lets_top.append(local.static[0])
+    pool.context = "top"
+    outputs = [x.static[0] for x in states if rng.random() < 0.7] + lets_top
+    prog.outputs = outputs or [states[0].static[0]]
+    _name_capture(rng, pool, prog, states)
+    return _finish(prog)
+
+
+def _statements(rng, pool: Pool, gen: ExprGen, states, max_depth, depth) -> list:
+    saved, recent = dict(pool.locals), list(pool.recent)
+    out = []
+    for _ in range(rng.randint(1, 3)):
+        r = rng.random()
+        if r < 0.2 and depth < 2:
+            body = _statements(rng, pool, gen, states, max_depth, depth + 1)
+            names = {x.static[0] for x in states}
+            if not body or "repeat_of_invariant_lets" in pool.banned and not any(
+                    target in names for target, _ in assignments(body)):  # (every state update stays in the loop)
+                body.append(_update(rng, gen, states, max_depth))
+            count = rng.randint(1, 2)
+            out.append(Stmt("repeat", body=body, count=count))
+        elif r < 0.4:  # a temporary: a number, loop-invariant, or computed from a state
+            kind = rng.random()
+            if kind < 0.25 and "step_let_python_number" not in pool.banned:
+                e = gen.scalar_number()
+            elif kind < 0.5:
+                e = ExprGen(rng, pool, pool.banned, max_level=1, images=gen.images).gen(
+                    rng.choice(SHAPES[:9]), "real" if rng.random() < 0.8 else "complex", max_depth)
+            else:
+                x = rng.choice(states)
+                e = gen.gen(x.ty.shape, x.ty.dtype, max_depth)
+            if e.py and "step_let_python_number" in pool.banned:
+                continue
+            local = pool.local(e)
+            out.append(Stmt("let", local.static[0], e))
+            pool.locals[local.static[0]].assigned = depth == 0 and any(
+                x.op in ("leaf", "prev") and x.static[0] in {v.static[0] for v in states} for x in e.walk())
+        elif r < 0.5 and _reassignable(pool):  # a temporary gets a new value
+            u = rng.choice(_reassignable(pool))
+            out.append(Stmt("assign", u.name, gen.gen(u.ty.shape, u.ty.dtype, max_depth)))
+        else:
+            out.append(_update(rng, gen, states, max_depth))
+    pool.locals, pool.recent = saved, recent
+    return out
+
+
+def _without_invariant_reassignments(prog: Program) -> list:
+    """The step without the reassignments of temporaries whose first value is loop-invariant (while that
+    bug is known): a temporary is invariant unless it depends on a state the step updates."""
+    updated = {t for t, _ in assignments(prog.step) if t in prog.pool.decls}
+    first = {}
+    for target, e in assignments(prog.step):
+        first.setdefault(target, e)
+
+    def keep(s: Stmt) -> bool:
+        if s.kind != "assign" or s.target not in prog.pool.local_types:
+            return True
+        return bool(dependencies(first[s.target]) & updated)
+
+    def block(stmts):
+        out = []
+        for s in stmts:
+            if s.kind == "repeat":
+                body = block(s.body)
+                if body:
+                    out.append(Stmt("repeat", body=body, count=s.count))
+            elif keep(s):
+                out.append(s)
+        return out
+
+    return block(prog.step)
+
+
+def _reassignable(pool: Pool) -> list[Decl]:
+    """Temporaries that may get a new value (while the bug is known: those computed from a state at the
+    top of the step, which the planner never hoists)."""
+    return [d for d in pool.locals.values() if not d.py and
+            (d.assigned or "reassigned_invariant_local" not in pool.banned)]
+
+
+def _update(rng, gen: ExprGen, states, max_depth) -> Stmt:
+    x = rng.choice(states)
+    return Stmt("assign", x.static[0], gen.gen(x.ty.shape, x.ty.dtype, max_depth))
+
+
+def _name_capture(rng, pool: Pool, prog: Program, states) -> None:
+    """A name the planner might also choose for a hoisted temporary: `A_y` next to `A @ y` in the step."""
+    if "net_named_like_temporary" in pool.banned or rng.random() < 0.7:
+        return
+    shape = ("n",)
+    A = pool.data(("n", "m"), "real", "normal")
+    y = pool.add(Decl(pool.fresh("y"), "input", Ty(("m",), "real", True), 1))
+    x = pool.add(Decl(pool.fresh("x"), "state", Ty(shape, "real"), 2, init=num("0", 0), assigned=True))
+    name = f"{A.static[0]}_{y.static[0]}"
+    pool.decls[name] = Decl(name, "net", Ty(shape, "real"), 1, annotations="learned shared",
+                            spec_type="mlp(in=n, out=n, width=3, depth=2, init=zero)")
+    call = Expr("netcall", Ty(shape, "real", True), (x,), (name,), 2)
+    prog.step.append(Stmt("assign", x.static[0], make("add", (call, make("matmul", (A, y), Ty(shape, "real", True))),
+                                                      Ty(shape, "real", True))))
+    prog.outputs.append(x.static[0])
