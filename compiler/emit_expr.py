@@ -10,7 +10,10 @@ or `0` in a peeled first layer).
 from __future__ import annotations
 
 from . import ir
-from .operators import OPERATORS, P_ATOM, P_MUL, Arg, wrap
+from .operators import INTERNAL_OPERATORS, OPERATORS, P_ATOM, P_MUL, Arg, tensor, wrap
+
+# operators whose first operand may be a Python number as it is (Python arithmetic, or handled by the entry)
+PYTHON_OPERAND_OPS = INTERNAL_OPERATORS | {"where", "eye", "zeros", "ones", "onehot", "complex", "clamp", "max", "min"}
 
 
 class ExprPrinter:
@@ -93,6 +96,9 @@ class ExprPrinter:
         statics = node.attrs.get("statics", ())
         for i, a in enumerate(node.args):
             arg = self.render(a)
+            if i == 0 and arg.py and op not in PYTHON_OPERAND_OPS and 0 not in operator.static_args:
+                # the operand an operator works on is a tensor, even when its value is a Python number
+                arg = Arg(tensor(arg), arg.type, P_ATOM)
             if i < len(statics) and statics[i] is not None and arg.static is None:
                 arg.static = statics[i]
             if op in ("eye", "zeros", "ones") or (op == "onehot" and i == 1):

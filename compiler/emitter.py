@@ -186,6 +186,11 @@ class ModulePrinter:
                 self._constant(out, c, None)
         if plan.table is not None:
             self._layer_table(out)
+        if not p.inputs:
+            # forward takes its dtype/device from the module, and no kept data tensor may carry them: an
+            # empty buffer does (it follows `.to()`)
+            out.add("self.register_buffer('_dtype_anchor', torch.empty(0, dtype=dtype, device=device), "
+                    "persistent=False)", 2)
         used = referenced_names(out.lines)
         if "dtype" in used or "cdtype" in used or "device" in used:
             if first is not None:
