@@ -121,6 +121,19 @@ def alternate(fns: dict, reps: int, warmup: int, max_other_cpu: float | None = N
     return times
 
 
+def sparse_coding_problem(n: int, m: int, batch: int, dtype, seed: int = 0):
+    """(A, y): a Gaussian n x m dictionary with unit columns, and `batch` measurements y = A x + 1 % noise
+    of 10 %-sparse Gaussian codes x (rows of y: batch-first).  Drawn in float64, then cast."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(n, m, generator=g, dtype=torch.float64)
+    A /= A.norm(dim=0, keepdim=True)
+    x = torch.randn(batch, m, generator=g, dtype=torch.float64) * (torch.rand(batch, m, generator=g) < 0.1)
+    y = x @ A.T + 0.01 * torch.randn(batch, n, generator=g, dtype=torch.float64)
+    return A.to(dtype), y.to(dtype)
+
+
 def median_ratio(num: list, den: list) -> float:
     """Median over repetitions of the per-repetition ratio num[i] / den[i]."""
     return statistics.median(a / b for a, b in zip(num, den))

@@ -184,7 +184,7 @@ class Annotation:
 
 @dataclass
 class Decl:
-    kind: str  # dim | data | hyper | input | let | state | param | net
+    kind: str  # dim | data | hyper | input | let | state | param | net | require
     name: str
     span: Span  # the name's span
     line_span: Span  # the whole declaration
@@ -193,6 +193,7 @@ class Decl:
     annotations: list[Annotation] = field(default_factory=list)
     net_kind: str | None = None  # net: cnn | mlp ...
     net_args: list = field(default_factory=list)
+    message: str | None = None  # require: the text shown when the condition fails
 
 
 @dataclass

@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--steps", type=int, default=2000, metavar="K", help="training steps (default 2000)")
 
     o = sub.add_parser("ops", help="list the operators of the language", description="List every operator.")
-    o.add_argument("--markdown", action="store_true", help="as a Markdown table")
+    o.add_argument("--markdown", action="store_true",
+                   help="the operator tables of docs/language.md (generated from the registry)")
     return p
 
 
@@ -134,20 +135,9 @@ def cmd_graph(args) -> int:
 
 
 def cmd_ops(args) -> int:
-    from .operators import OPERATORS, SPECIAL_FORMS, function_names
+    from .opdocs import markdown_table, text_list
 
-    names = function_names()
-    if args.markdown:
-        print("| operator | category | description |")
-        print("|---|---|---|")
-    for n in names:
-        op = OPERATORS.get(n)
-        doc = SPECIAL_FORMS[n] if op is None else op.doc
-        cat = "special form" if op is None else op.category
-        if args.markdown:
-            print(f"| `{n}` | {cat} | {doc.replace('|', '/')} |")
-        else:
-            print(f"{n:<12} {cat:<15} {doc}")
+    sys.stdout.write(markdown_table() if args.markdown else text_list())
     return 0
 
 

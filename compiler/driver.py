@@ -7,10 +7,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checker import Schedule, check
+from .check import check
 from .diagnostics import CompileError, Diagnostic, Source, Span, did_you_mean
 from .emitter import emit
 from .parser import parse
+from .schedule import Schedule, apply_schedule
 
 SPEC_DIR = Path(__file__).resolve().parent.parent / "dsl_specs"
 VERSION = "0.1.0"
@@ -71,7 +72,8 @@ class CompileOptions:
         return " ".join(parts)
 
     def schedule(self) -> Schedule:
-        """The options as a checker schedule, with spans into their command-line text for diagnostics."""
+        """The options as a schedule (compiler/schedule.py), with spans into their command-line text for
+        diagnostics."""
         text = self.text()
         spans: dict = {}
         pos = 0
@@ -126,8 +128,7 @@ def compile_source(text: str, path: str = "<spec>", options: CompileOptions | No
     options = options or CompileOptions()
     source = Source(text, path)
     try:
-        spec = parse(source)
-        program = check(spec, source, options.schedule())
+        program = _checked_program(source, options)
         return emit(program, options.text(), VERSION, options.class_name)
     except RecursionError:
         raise CompileError([Diagnostic("an expression is too long or too deeply nested to compile",
@@ -139,10 +140,17 @@ def check_source(text: str, path: str = "<spec>", options: CompileOptions | None
     options = options or CompileOptions()
     source = Source(text, path)
     try:
-        return check(parse(source), source, options.schedule())
+        return _checked_program(source, options)
     except RecursionError:
         raise CompileError([Diagnostic("an expression is too long or too deeply nested to compile",
                                        hint="split it into steps with `let` temporaries")], source) from None
+
+
+def _checked_program(source: Source, options: CompileOptions):
+    """Parse, check (the spec as written, at the `--layers` depth if given), then apply the options."""
+    schedule = options.schedule()
+    program = check(parse(source), source, schedule.layers)
+    return apply_schedule(program, schedule)
 
 
 def compile_spec(spec: str, options: CompileOptions | None = None) -> tuple[str, Path]:

@@ -9,8 +9,9 @@ construction), layer-invariant (hoisted out of the loop) or per layer.
 from __future__ import annotations
 
 from . import ir
+from .ast import DimExpr
 from .operators import OPERATORS
-from .planner import summary
+from .planner import plan, summary
 
 GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu",
          "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega", "Gamma", "Delta",
@@ -143,25 +144,76 @@ def explain(program: ir.Program, latex_only: bool = False) -> str:
     if p.nets:
         out.append("Sub-networks:")
         for net in p.nets:
-            opts = ", ".join(f"{k}={v}" for k, v in net.options.items())
+            opts = ", ".join(f"{k}={v.python() if isinstance(v, DimExpr) else repr(v)}"
+                             for k, v in net.options.items())
             out.append(f"  {net.name}: {net.kind}({opts}), {'one per layer' if net.per_layer else 'shared'}, "
                        f"{'learned' if net.learned else 'fixed'}")
     out.append("")
-    out.append("Execution plan:")
-    consts = [l.name for l in p.lets if l.level == ir.CONST]
-    if consts:
-        out.append(f"  constants (computed once at construction): {', '.join(consts)}")
-    fwd = [l.name for l in p.lets if l.level == ir.FORWARD]
-    if fwd:
-        out.append(f"  once per forward call: {', '.join(fwd)}")
-    hoisted = _hoisted(p)
-    if hoisted:
-        out.append("  hoisted out of the layer loop:")
-        for level, text in hoisted:
-            out.append(f"    [{ir.LEVEL_NAMES[level]}] {text}")
-    for line, level, text in summary(p):
-        out.append(f"  line {line:>3} [{level}] {text}")
+    out.append("")
+    out.extend(plan_text(plan(p)))
     return "\n".join(out)
+
+
+def plan_text(pl) -> list[str]:
+    """The execution plan, as the emitter prints it: what is computed where, under which name."""
+    from .plan_uses import constant_needed
+
+    p = pl.program
+    out = ["Execution plan:"]
+    needed = [c for c in pl.constants if constant_needed(pl, c)]
+    if needed:
+        out.append("  constructor (once):")
+        for c in needed:
+            where = "buffer read by forward" if c.read_by_forward and not c.python else (
+                "Python number" if c.python else "initialises parameters only")
+            if c.value.op == "inverse":
+                where = "inverse, computed once: each solve with this matrix is a product; " + where
+            out.append(f"    {c.name:<14} {c.comment}   [{where}]")
+    if pl.table is not None:
+        names = [n for n, _ in pl.table.columns if pl.uses[n]] + [n for n in pl.table.rows.values() if pl.uses[n]]
+        if names:
+            out.append(f"    {', '.join(names)}: values that depend only on the layer index, computed for every "
+                       f"layer (lines {', '.join(map(str, pl.table.lines))})")
+    unread = [d.name for d in p.data if d.type.dtype != "operator" and not pl.uses[d.name]]
+    if unread:
+        out.append(f"    data not kept as buffers (forward never reads them): {', '.join(unread)}")
+    if pl.prologue or pl.invariants or pl.split_params:
+        out.append("  once per forward call:")
+        for name in pl.split_params:
+            out.append(f"    {name:<14} split into one tensor per layer (one gradient per layer, stacked once)")
+        for st in pl.prologue + pl.invariants:
+            note = "   [inverse, computed once per call]" if st.value.op == "inverse" else ""
+            out.append(f"    {st.target:<14} {st.comment}{note}")
+    if pl.peeled is not None:
+        out.append(f"  {pl.peel_note}:")
+        out.extend(_block_text(pl.peeled, 4))
+    out.append(f"  layer loop ({'layers 1' if pl.peeled is not None else 'layers 0'} .. {p.layers - 1}):")
+    out.extend(_block_text(pl.step, 4))
+    if pl.final:
+        out.append("  final stage:")
+        out.extend(_block_text(pl.final, 4))
+    out.append(f"  returns {', '.join(name for name, _ in pl.outputs)}")
+    return out
+
+
+def _block_text(block, indent: int) -> list[str]:
+    from .planner import Loop
+
+    pad = " " * indent
+    out = []
+    for item in block:
+        if isinstance(item, Loop):
+            for st in item.before:
+                out.append(f"{pad}{st.target:<14} {st.comment}   [before the loop]")
+            out.append(f"{pad}{item.comment}")
+            out.extend(_block_text(item.body, indent + 4))
+        elif item.kind == "temp":
+            out.append(f"{pad}{item.target:<14} {item.comment}   [computed once, used twice or more]")
+        elif item.kind == "table":
+            out.append(f"{pad}{item.target:<14} {item.comment}   [looked up: computed at construction]")
+        else:
+            out.append(f"{pad}{item.target:<14} {item.comment}")
+    return out
 
 
 def _text(p: ir.Program, span) -> str:
@@ -169,30 +221,3 @@ def _text(p: ir.Program, span) -> str:
     if span.line == span.end_line:
         return line[span.column - 1: span.end_column - 1].strip()
     return line[span.column - 1:].strip()
-
-
-def _hoisted(p: ir.Program) -> list[tuple[int, str]]:
-    """Maximal sub-expressions of the step computed before the loop."""
-    from .planner import is_trivial
-
-    found: list[tuple[int, str]] = []
-    seen = set()
-
-    def visit(n: ir.Node, depth: int):
-        if not is_trivial(n) and n.level < depth:
-            if n.key not in seen:
-                seen.add(n.key)
-                found.append((n.level, _text(p, n.span)))
-            return
-        for a in n.args:
-            visit(a, depth)
-
-    def block(stmts, depth):
-        for st in stmts:
-            if isinstance(st, ir.Repeat):
-                block(st.body, st.depth)
-            else:
-                visit(st.value, depth)
-
-    block(p.step, ir.LAYER)
-    return found

@@ -137,11 +137,22 @@ class Net:
 
     name: str
     kind: str  # cnn | mlp
-    options: dict  # constructor keyword -> Python code (int literal or dim name)
+    options: dict  # constructor keyword -> a size (DimExpr) or, for `init`, the mode ("zero" | "default")
     in_size: object  # DimExpr: channels (cnn) or features (mlp)
     out_size: object
     per_layer: bool
     learned: bool
+    span: Span
+    line: int
+
+
+@dataclass
+class Require:
+    """`require COND, "message"`: checked when the module is constructed (COND is a constant)."""
+
+    condition: Node
+    message: str
+    names: list[str]  # the data and hyperparameters the condition reads (named in the error)
     span: Span
     line: int
 
@@ -170,6 +181,8 @@ class Program:
     history_used: list[str] = field(default_factory=list)  # states whose earlier values `history_sum` reads
     nets: list = field(default_factory=list)
     locals_types: dict[str, Type] = field(default_factory=dict)
+    requires: list[Require] = field(default_factory=list)
+    python_lets: set = field(default_factory=set)  # constant `let`s the plan keeps as Python numbers
 
     def line(self, number: int) -> str:
         lines = self.source_text.split("\n")

@@ -1,27 +1,43 @@
-"""Planner: decides where every value of the step is computed.
+"""The plan: which value is computed where, under which name -- as a value.
 
-* level CONST   sub-expressions of the step are computed at construction and
-                kept as buffers (saved in state_dict with the data they derive from);
-* level FORWARD sub-expressions (depend on inputs / shared parameters only) are
-                hoisted out of the layer loop, computed once per forward call;
-* inside a `repeat` loop, values that do not change across its iterations are
-                computed once before it;
-* a non-trivial sub-expression that occurs twice in one block is computed once
-                (common-subexpression elimination; keys include variable
-                versions, so `x` before and after an update never merge).
+`plan(program, options) -> Plan` decides everything the generated module does;
+the emitter only prints a `Plan`, and `unrollc explain` / `unrollc graph` show the
+same `Plan`.  The plan holds
 
-Tying and trainability options were applied by the checker (they change
-levels).  The plan also allocates readable, collision-free Python names.
+* `constants`   values computed once at construction (constant `let`s, hoisted
+                constant sub-expressions of the step, tables of values that depend
+                only on the layer index), each with whether `forward` reads it;
+* `prologue`    per-call values (top-level `let`s that read inputs or parameters);
+* `state_inits` the states' initial values;
+* `invariants`  layer-invariant sub-expressions hoisted out of the layer loop;
+* `peeled`      the first layer with the states' known initial values propagated
+                (zero terms removed), when that removes work; the loop then runs
+                from layer 1;
+* `step`        the layer loop's body (statements and nested `repeat` loops, each
+                loop with the values computed once before it);
+* `final`       the final stage;
+* `names`       one namespace, seeded with every symbol of the spec;
+* `uses`        how often forward code reads each name (nothing unused is bound).
+
+Expressions in a plan are IR trees in which every value computed elsewhere is a
+`ref` node naming it.  The decisions are made in `plan_build` (hoisting, common
+sub-expressions, loop-invariant `let`s) and `plan_passes` (first-layer peeling,
+layer-index tables, factor-once solves, per-layer parameter splitting).
 """
 
 from __future__ import annotations
 
 import keyword
+from collections import Counter
 from dataclasses import dataclass, field
 
 from . import ir
 
-TRIVIAL_OPS = {"var", "number", "list"}
+TRIVIAL_OPS = {"var", "number", "list", "ref"}
+
+# Names the generated module uses for itself: no spec symbol or temporary may take them.
+GENERATED_NAMES = ("self", "torch", "rt", "layer", "dtype", "cdtype", "device", "batch", "record", "unbatched",
+                   "batch_info", "dims", "states")
 
 
 def is_trivial(node: ir.Node) -> bool:
@@ -30,13 +46,13 @@ def is_trivial(node: ir.Node) -> bool:
         return True
     if node.op in ("transpose", "adjoint", "neg") and node.args[0].op in TRIVIAL_OPS:
         return True
-    if node.py:
-        return True  # plain Python arithmetic on hyperparameters / dims
-    return False
+    return node.py  # plain Python arithmetic on hyperparameters / dims
 
 
 class Names:
-    """Allocates Python identifiers that cannot collide with spec names or each other."""
+    """The one naming policy: allocates Python identifiers that cannot collide with any symbol of the
+    spec (data, hyperparameters, dims, lets, parameters, states, temporaries, sub-networks, operators),
+    with the names the generated code uses itself, with Python keywords, or with each other."""
 
     def __init__(self, taken):
         self.taken = set(taken)
@@ -53,65 +69,134 @@ class Names:
         self.taken.add(name)
         return name
 
+    @classmethod
+    def for_program(cls, program: ir.Program) -> Names:
+        symbols = [d.name for d in program.data] + [h.name for h in program.hypers] + [
+            i.name for i in program.inputs] + [x.name for x in program.lets] + [x.name for x in program.params] + [
+            s.name for s in program.states] + list(program.dims) + list(program.locals_types) + [
+            n.name for n in program.nets]
+        return cls(symbols + list(GENERATED_NAMES))
+
 
 def describe(node: ir.Node) -> str:
     """A short readable name for a hoisted value, from the names it combines."""
     names: list[str] = []
     for n in node.walk():
-        if n.op == "var" and n.attrs["name"] not in names and n.attrs.get("kind") not in ("dim", "layer"):
+        if n.op in ("var", "ref") and n.attrs["name"] not in names and n.attrs.get("kind") not in ("dim", "layer"):
             names.append(n.attrs["name"])
     if names:
         return "_".join(names[:3])
     ops = [n.op for n in node.walk() if n.op not in ("var", "number")]
-    dims = [n.attrs["name"] for n in node.walk() if n.op == "var"]
-    return "_".join((ops[:1] + dims[:2])) or "c"
+    return "_".join(ops[:1]) or "c"
+
+
+def ref(name: str, node: ir.Node) -> ir.Node:
+    """A reference to a value the plan computes elsewhere under `name`."""
+    return ir.Node("ref", [], node.type, node.span, node.level, {"name": name}, py=node.py, static=node.static)
+
+
+# ---------------------------------------------------------------- the plan
+@dataclass
+class Stmt:
+    """`target = value` (value lowered: values computed elsewhere are `ref` nodes)."""
+
+    target: str
+    value: ir.Node
+    comment: str  # "line N: spec text"
+    kind: str  # state | local | temp (hoisted or common sub-expression) | table (a layer-table lookup)
+    line: int = 0
+    state: ir.State | None = None  # for kind == "state": the declaration (shape the value is fitted to)
+    skip_last: bool = False  # not needed after the last layer: skipped there unless the trace records states
 
 
 @dataclass
-class BlockPlan:
-    """Common subexpressions of one block (keys seen at least twice)."""
+class Loop:
+    """A `repeat N:` loop of the step."""
 
-    repeated: set = field(default_factory=set)
-
-
-def plan_block(stmts: list, depth: int) -> BlockPlan:
-    seen: dict[tuple, int] = {}
-
-    def visit(node: ir.Node):
-        if is_trivial(node) or node.level < depth:
-            return  # trivial, or hoisted anyway
-        k = node.key
-        if k in seen:
-            seen[k] += 1
-            return
-        seen[k] = 1
-        for a in node.args:
-            visit(a)
-
-    for st in stmts:
-        if isinstance(st, ir.Assign):
-            visit(st.value)
-    return BlockPlan({k for k, c in seen.items() if c > 1})
+    count: ir.Node
+    before: list[Stmt]  # values that do not change across its iterations, computed once before it
+    body: list  # Stmt | Loop
+    comment: str
+    line: int
 
 
-def hoistable_locals(stmts: list, depth: int) -> set[str]:
-    """Locals assigned once in the block whose value does not depend on the loop."""
-    counts: dict[str, int] = {}
+@dataclass
+class Constant:
+    """A value computed once, in the constructor."""
 
-    def count(block):
-        for st in block:
-            if isinstance(st, ir.Assign):
-                counts[st.target] = counts.get(st.target, 0) + 1
-            elif isinstance(st, ir.Repeat):
-                count(st.body)
+    name: str
+    value: ir.Node
+    comment: str
+    kind: str  # let | hoisted | local | require
+    python: bool  # a Python number (kept as an attribute), not a tensor (kept as a buffer)
+    line: int = 0
+    read_by_forward: bool = False
 
-    count(stmts)
-    return {st.target for st in stmts if isinstance(st, ir.Assign) and st.kind == "local"
-            and st.value.level < depth and counts[st.target] == 1}
+
+@dataclass
+class LayerTable:
+    """Values that depend only on the layer index (and constants): computed for every layer at
+    construction by running the part of the step that computes them (`statements`), and looked up
+    in forward.  `columns` are (table name, expression) pairs appended after statement `position`."""
+
+    statements: list  # Stmt, in step order, with ("append", name, node, position) markers
+    inits: list[Stmt]  # the static states' initial values
+    columns: list[tuple[str, ir.Node]]
+    states: list[str]  # static states
+    lines: list[int]
+    rows: dict[str, str]  # static state or step `let` -> the table of its values (states: L + 1 rows)
+
+
+@dataclass
+class Plan:
+    program: ir.Program
+    class_name: str
+    names: Names
+    constants: list[Constant] = field(default_factory=list)
+    prologue: list[Stmt] = field(default_factory=list)
+    state_inits: list[Stmt] = field(default_factory=list)
+    invariants: list[Stmt] = field(default_factory=list)
+    peeled: list | None = None
+    peel_note: str = ""
+    step: list = field(default_factory=list)
+    final: list = field(default_factory=list)
+    prev_names: dict[str, str] = field(default_factory=dict)
+    history_names: dict[str, str] = field(default_factory=dict)
+    split_params: list[str] = field(default_factory=list)  # per-layer parameters split once per forward
+    table: LayerTable | None = None
+    outputs: list[tuple[str, bool]] = field(default_factory=list)  # (name, batched)
+    uses: Counter = field(default_factory=Counter)  # reads by forward code
+    init_uses: Counter = field(default_factory=Counter)  # reads by constructor code
+    notes: list[str] = field(default_factory=list)  # what the optimisation passes did (for explain)
+
+    # ------------------------------------------------------------ queries
+    def all_stmts(self, include_peeled: bool = True):
+        """Every forward statement (prologue, initial states, invariants, loops, final), in order."""
+        def walk(block):
+            for item in block:
+                if isinstance(item, Loop):
+                    yield from item.before
+                    yield from walk(item.body)
+                else:
+                    yield item
+        yield from self.prologue
+        yield from self.state_inits
+        yield from self.invariants
+        if include_peeled and self.peeled is not None:
+            yield from walk(self.peeled)
+        yield from walk(self.step)
+        yield from walk(self.final)
+
+
+def plan(program: ir.Program, options=None, class_name: str | None = None) -> Plan:
+    """Decide where every value of `program` is computed and under which name."""
+    from .plan_build import build
+
+    return build(program, class_name)
 
 
 def summary(program: ir.Program) -> list[tuple[int, str, str]]:
-    """(line, level name, text) for every step statement: what `unrollc explain` prints."""
+    """(line, level name, text) for every step statement: the levels `unrollc explain` prints."""
     out = []
 
     def walk(block):

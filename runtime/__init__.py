@@ -1,74 +1,20 @@
 """unroll.runtime: what generated modules import.
 
-`ops` holds the differentiable kernels of the language's operators,
-`params` the constrained-parameter reparametrisations, `module` the base
-class of every generated network (argument checking, per-layer trace,
-parameter report).  Generated code does `from unroll import runtime as rt`
+`ops` holds the differentiable kernels of the language's operators (every public function of
+ops.py is exported here through its `__all__`: adding a kernel needs no edit in this file),
+`nets` the sub-networks and user operators, `params` the constrained-parameter
+reparametrisations, `module` the base class of every generated network (argument checking,
+per-layer trace, parameter report).  Generated code does `from unroll import runtime as rt`
 and calls `rt.soft(...)`, `rt.Positive(...)`, ...
 """
 
+from . import ops
 from .module import UnrolledModule
-from .ops import (
-    per_layer_default,
-    history_sum,
-    bicubic,
-    chanmix,
-    conv2z,
-    conv2z_adj,
-    crop_kernel,
-    div2,
-    down,
-    grad2,
-    istft,
-    pad_kernel,
-    patch_average,
-    patches,
-    stft,
-    support,
-    unpatch,
-    up,
-    conv2,
-    conv2_adj,
-    norm_sum,
-    normalize_columns,
-    otf,
-    row_shrink,
-    svt,
-    abs2,
-    adjoint_test,
-    complex_dtype,
-    full_param,
-    hard,
-    hard_topk,
-    layer_stack,
-    onehot,
-    real_dtype,
-    soft,
-    soft_nonneg,
-    ss_soft,
-)
 from .nets import CNN, MLP, LinearOperator, apply_net, cat, default_dtype_device, make_net
+from .ops import *  # the kernels, listed in ops.__all__
 from .params import NonNegative, Positive, Range, UnitColumns, check_constraint
 
-__all__ = [
-    "per_layer_default",
-    "history_sum",
-    "bicubic",
-    "chanmix",
-    "conv2z",
-    "conv2z_adj",
-    "crop_kernel",
-    "div2",
-    "down",
-    "grad2",
-    "istft",
-    "pad_kernel",
-    "patch_average",
-    "patches",
-    "stft",
-    "support",
-    "unpatch",
-    "up",
+__all__ = ops.__all__ + [
     "CNN",
     "MLP",
     "LinearOperator",
@@ -76,29 +22,10 @@ __all__ = [
     "cat",
     "default_dtype_device",
     "make_net",
-    "conv2",
-    "conv2_adj",
-    "norm_sum",
-    "normalize_columns",
-    "otf",
-    "row_shrink",
-    "svt",
     "NonNegative",
     "Positive",
     "Range",
     "UnitColumns",
     "check_constraint",
-    "complex_dtype",
-    "real_dtype",
     "UnrolledModule",
-    "abs2",
-    "adjoint_test",
-    "full_param",
-    "hard",
-    "hard_topk",
-    "layer_stack",
-    "onehot",
-    "soft",
-    "soft_nonneg",
-    "ss_soft",
 ]

@@ -22,8 +22,8 @@ def compiler_fingerprint() -> str:
 
     digest = hashlib.sha256(VERSION.encode())
     root = Path(package.__file__).parent
-    for f in sorted(root.glob("*.py")) + sorted(root.glob("*.lark")):
-        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    for f in sorted(root.rglob("*.py")) + sorted(root.rglob("*.lark")):
+        digest.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
     return digest.hexdigest()
 
 

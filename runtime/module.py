@@ -27,6 +27,7 @@ class UnrolledModule(nn.Module):
     state_names: tuple = ()
     output_names: tuple = ()
     parameter_table: tuple = ()  # (name, shape, tying, trainable, constraint, default)
+    python_constants: tuple = ()  # constants derived from data kept as Python numbers (state_dict extra state)
 
     # ------------------------------------------------------------ dtype conversion keeps complex values complex
     def to(self, *args, **kwargs):
@@ -259,10 +260,34 @@ class UnrolledModule(nn.Module):
                 self.__dict__.setdefault("_dim_origins", {}).setdefault(dim, f"`{name}`")
 
     def _outputs(self, values: tuple, unbatched: bool, batched: tuple | None = None):
+        if not all(torch.is_tensor(v) for v in values):  # a constant kept as a Python number: a 0-d tensor
+            dtype, device = self._default_dtype_device()
+            values = tuple(v if torch.is_tensor(v) else torch.tensor(v, dtype=dtype, device=device) for v in values)
         if unbatched:
             flags = batched if batched is not None else (True,) * len(values)
             values = tuple(v.squeeze(0) if b else v for v, b in zip(values, flags))
         return values[0] if len(values) == 1 else values
+
+    def _python_constants(self) -> dict:
+        """Constants computed from the data and kept as Python numbers (the generated class lists them in
+        `python_constants`): saved in state_dict as its extra state, so that a state_dict still defines
+        the network."""
+        return {name: getattr(self, name) for name in type(self).python_constants}
+
+    def _load_python_constants(self, state) -> None:
+        names = type(self).python_constants
+        if not isinstance(state, dict) or set(state) != set(names):
+            raise ValueError(f"{type(self).__name__}: the state_dict's extra state holds {sorted(state)!r}, "
+                             f"expected the constants {sorted(names)!r}")
+        for name in names:
+            setattr(self, name, float(state[name]))
+
+    def _require(self, condition, names: tuple, message: str, where: str):
+        """A spec's `require` line: every entry of `condition` must hold, else a ValueError naming the data."""
+        holds = bool(condition.all()) if isinstance(condition, torch.Tensor) else bool(condition)
+        if not holds:
+            subject = ", ".join(f"`{n}`" for n in names) or "the arguments"
+            raise ValueError(f"{type(self).__name__}: {subject}: {message} (spec {where})")
 
     def _expect_dim(self, name: str, axis: int, size: int, expected: int, text: str):
         """Check an axis whose size is a composite dim such as `n + 1` (bound by other axes)."""

@@ -126,8 +126,11 @@ class LinearOperator(nn.Module):
 
     @staticmethod
     def _apply_matrix(x, matrix_t, in_shape, out_shape):
-        """A matrix acts on the flattened trailing (logical) axes: images too."""
-        if in_shape is None or len(in_shape) == 1:
+        """A matrix acts on the flattened trailing (logical) axes `in_shape` of x and gives values of
+        shape `out_shape` (images too, in both directions); a real matrix is promoted for complex x."""
+        if x.is_complex() and not matrix_t.is_complex():
+            matrix_t = matrix_t.to(x.dtype)
+        if in_shape is None or out_shape is None:
             return x @ matrix_t
         lead = x.shape[: x.dim() - len(in_shape)]
         out = x.reshape(lead + (-1,)) @ matrix_t

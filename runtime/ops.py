@@ -1,5 +1,8 @@
-"""Differentiable kernels behind the language's operators (see
-compiler/operators.py for each operator's definition and emission).
+"""Differentiable kernels behind the language's operators (see compiler/operators/ for each
+operator's definition and emission: a registry entry names its kernel, `runtime="soft"`).
+
+Every public function defined here is exported by unroll.runtime (`__all__` is computed at the end
+of this file), so adding a kernel needs no other edit.
 
 Conventions: a *batched* tensor has one leading batch axis; `batched=True`
 tells per-sample operators (top-k, support selection) to treat everything
@@ -13,21 +16,44 @@ import math
 import torch
 
 
+class _SoftThreshold(torch.autograd.Function):
+    """Real soft threshold with its derivative written out: one allocation forward (|v| − θ, relu and the
+    sign applied in place), and the backward reads only the output (out ≠ 0 is the support,
+    ∂out/∂θ = −sign(out)).  Second derivatives vanish almost everywhere, so the backward may itself be
+    differentiated (create_graph)."""
+
+    @staticmethod
+    def forward(ctx, v, theta):
+        out = v.abs().sub_(theta).relu_().copysign_(v)
+        ctx.save_for_backward(out)
+        ctx.theta_shape = theta.shape if torch.is_tensor(theta) else None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        grad_v = grad * (out != 0) if ctx.needs_input_grad[0] else None
+        grad_theta = None
+        if ctx.theta_shape is not None and ctx.needs_input_grad[1]:
+            grad_theta = -(grad * out.sign()).sum_to_size(ctx.theta_shape)
+        return grad_v, grad_theta
+
+
 def soft(v: torch.Tensor, theta) -> torch.Tensor:
     """Soft threshold S_θ(v) = sign(v)·max(|v| − θ, 0); for complex v, v/|v|·max(|v| − θ, 0)."""
     if v.is_complex():
         mag = v.abs()
         scale = torch.relu(mag - theta) / torch.where(mag > 0, mag, torch.ones_like(mag))
         return v * scale
-    # |v| - θ and relu in place on a fresh tensor, then one copysign: two allocations, three
-    # kernels, built-in autograd (in-place ops on the temporary are safe: nothing saved is overwritten)
-    mag = v.abs()
-    if torch.is_tensor(theta) and (theta.dim() > mag.dim() or any(
-            t != 1 and t != m for t, m in zip(reversed(theta.shape), reversed(mag.shape)))):
-        mag = mag - theta  # a batched threshold on an unbatched value: the result is larger than v
-    else:
-        mag = mag.sub_(theta)
-    return torch.copysign(mag.relu_(), v)
+    if torch.is_tensor(theta) and (theta.dim() > v.dim() or any(
+            t != 1 and t != m for t, m in zip(reversed(theta.shape), reversed(v.shape)))):
+        # a batched threshold on an unbatched value: the result is larger than v
+        return torch.copysign(torch.relu(v.abs() - theta), v)
+    if not torch.is_tensor(theta) and theta >= 0:
+        return torch.nn.functional.softshrink(v, theta)  # a constant threshold: one fused kernel
+    if torch.is_tensor(theta) and theta.dtype != v.dtype:
+        theta = theta.to(v.dtype)
+    return _SoftThreshold.apply(v, theta)
 
 
 def soft_nonneg(v: torch.Tensor, theta) -> torch.Tensor:
@@ -77,6 +103,11 @@ def ss_soft(v: torch.Tensor, theta, p, batched: bool = True) -> torch.Tensor:
     return torch.where(keep, v, shrunk)
 
 
+def expj(theta: torch.Tensor) -> torch.Tensor:
+    """The unit-modulus complex number e^{jθ} (θ real)."""
+    return torch.polar(torch.ones_like(theta), theta)
+
+
 def abs2(v) -> torch.Tensor:
     """|v|² (real for complex v)."""
     if torch.is_tensor(v) and v.is_complex():
@@ -107,6 +138,12 @@ def full_param(value, shape, dtype, device) -> torch.Tensor:
 def layer_stack(values, shape, dtype, device) -> torch.Tensor:
     """Stack one default value per layer into a [layers, *shape] tensor."""
     return torch.stack([full_param(v, shape, dtype, device) for v in values])
+
+
+def layer_table(rows, dtype, device) -> torch.Tensor:
+    """Values that depend only on the layer index, one row per layer, as one [layers, ...] tensor (rows that
+    are Python numbers take the module's real dtype; tensor rows keep theirs)."""
+    return torch.stack([r if torch.is_tensor(r) else torch.tensor(r, dtype=dtype, device=device) for r in rows])
 
 
 def per_layer_default(default, layers: int, shape, dtype, device, name: str) -> torch.Tensor:
@@ -168,8 +205,13 @@ def conv2_adj(kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def svt(X: torch.Tensor, tau) -> torch.Tensor:
-    """Singular value thresholding U·max(σ − τ, 0)·Vᴴ over the last two axes."""
+    """Singular value thresholding U·max(σ − τ, 0)·Vᴴ over the last two axes.
+
+    τ is a number or a tensor broadcasting against X (one threshold per sample: [batch, 1, 1]);
+    it is applied to the singular values [..., r], so its last axis is dropped."""
     U, s, Vh = torch.linalg.svd(X, full_matrices=False)
+    if torch.is_tensor(tau) and tau.dim() >= 2:
+        tau = tau.squeeze(-1)
     s = torch.relu(s - tau)
     return (U * s.unsqueeze(-2).to(U.dtype)) @ Vh
 
@@ -259,6 +301,9 @@ def patch_average(z: torch.Tensor, s: int) -> torch.Tensor:
 def chanmix(W: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """1x1 convolution: the matrix W [o, c] applied to the channel axis of images [..., c, h, w]."""
     h, w = x.shape[-2:]
+    if W.dtype != x.dtype:  # a real matrix on complex images or the converse: matmul needs one dtype
+        common = torch.promote_types(W.dtype, x.dtype)
+        W, x = W.to(common), x.to(common)
     return (W @ x.flatten(-2)).unflatten(-1, (h, w))
 
 
@@ -356,3 +401,8 @@ def history_sum(beta: torch.Tensor, history: list) -> torch.Tensor:
     for j in range(1, len(history)):
         out = out + beta[j] * history[j]
     return out
+
+
+# every public function defined in this module: what unroll.runtime exports as kernels
+__all__ = [name for name, value in list(globals().items())
+           if callable(value) and not name.startswith("_") and getattr(value, "__module__", None) == __name__]

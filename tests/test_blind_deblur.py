@@ -13,8 +13,8 @@ dublid
   (e) with k held at its current value, the g-step (M1) and the z-step (M2) never increase the
       objective (9). The spec cannot hold k fixed across layers, so the check is done on the numpy
       side: each layer's g and z are evaluated in (9) with k = k^{l-1};
-  training: plain MSE on synthetic blurred rectangles decreases, and the trained net beats the
-  untrained HQS network of the same depth on held-out data; parameter count formula.
+  training: the trained net beats the HQS loop of the same depth (numpy, best (lam, eta) of a grid) on
+  held-out data; parameter count formula.
 perrone_tv_blind
   equivalence with a numpy loop (fixed steps and [49]'s normalised steps); k stays in the simplex; the
   kernel-gradient operator passes the adjoint test and finite differences; the objective decreases for
@@ -22,11 +22,14 @@ perrone_tv_blind
   TV-deconvolution solution (cvxpy is not available: scipy L-BFGS-B on the same smoothed objective).
 """
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 import unroll
 from reference import rel, soft
+from training_helpers import adam, assert_beats_classical, best_on_grid
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: threads only add overhead
 
@@ -145,8 +148,8 @@ def np_dublid(y, f, k0, zeta, beta, eta, eps, layers):
         z = soft(g, bt)
         Zn = np.fft.fft2(z)
         kls = np.fft.ifft2((np.conj(Zn) * Yf).sum(0) / ((np.abs(Zn) ** 2).sum(0) + eps)).real
-        k = np.maximum(kls * support_mask(s, h, w), 0)
-        k = k / k.sum()
+        kp = np.maximum(kls * support_mask(s, h, w), 0)
+        k = kp / kp.sum() if kp.sum() > 0 else k  # N1; the previous k if the estimate vanishes (all z = 0)
         states.append((g, z, k))
     Kh = np.fft.fft2(k)
     F = otf(f[layers - 1], h, w)
@@ -281,31 +284,39 @@ def test_dublid_g_and_z_steps_never_increase_the_objective():
     assert max(drops) > 1e-3  # the steps do move
 
 
-def test_dublid_trains_and_beats_untrained_hqs():
-    # plain MSE (the translation-invariant MSE of [40] gives the same numbers here: no shifts occur)
+def test_dublid_trains_and_beats_hqs_at_its_best_weights():
+    # plain MSE (the translation-invariant MSE of [40] gives the same numbers here: no shifts occur).
+    # Classical: the numpy HQS loop at the same depth with the best (lam, eta, zeta) of a grid on the
+    # held-out images. measured: HQS best 0.01042 (lam 0.005, eta 0.002, zeta 3); trained 0.01002 (train
+    # 0.0082 -> 0.0073); blurred input 0.0179. At this toy size (4 layers, 2 filters, 16x16) DUBLID's
+    # gain over a tuned HQS is small, hence the 3 % margin.
     torch.manual_seed(0)
-    L, s, n = 4, 7, 16
+    L, s, n, eps = 4, 7, 16, 1e-3
     X, _, Y = blur_problem(n, s, 24, seed=5, noise=0.002, sig=(1.0, 2.0))
     Xv, _, Yv = blur_problem(n, s, 16, seed=6, noise=0.002, sig=(1.0, 2.0))
     Xt, Yt, Xvt, Yvt = (torch.from_numpy(a) for a in (X, Y, Xv, Yv))
-    net = unroll.load("dublid", layers=L)(f0=deriv_filters(), k0=dirac(s), lam0=0.005, zeta0=1.0, eta0=0.005)
-    with torch.no_grad():
-        before = (net(Yvt)[0] - Xvt).square().mean().item()
-    opt = torch.optim.Adam(net.parameters(), lr=2e-2)
-    losses = []
-    for _ in range(60):
-        loss = (net(Yt)[0] - Xt).square().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    f = np.broadcast_to(deriv_filters(), (L, 2, 3, 3))
+
+    def hqs_mse(hyper):
+        lam, eta, zeta0 = hyper
+        zeta = np.full((L, 2), zeta0)
+        xs = [np_dublid(y, f, dirac(s), zeta, lam * zeta, np.full(2, eta), eps, L)[1] for y in Yv]
+        return np.mean((np.stack(xs) - Xv) ** 2)
+
+    grid = itertools.product((0.002, 0.005, 0.01, 0.02), (0.001, 0.002, 0.005), (1.0, 3.0))
+    classical, best, _ = best_on_grid(hqs_mse, grid)
+    net = unroll.load("dublid", layers=L)(f0=deriv_filters(), k0=dirac(s), lam0=0.005, zeta0=1.0, eta0=0.005,
+                                          epsilon=eps)
+    with torch.no_grad():  # the untrained network is HQS at its defaults
+        assert rel((net(Yvt)[0] - Xvt).square().mean().item(), hqs_mse((0.005, 0.005, 1.0))) < 1e-8
+    losses = adam(net.parameters(), lambda: (net(Yt)[0] - Xt).square().mean(), 60, 2e-2)
     with torch.no_grad():
         x, k = net(Yvt)
     after = (x - Xvt).square().mean().item()
-    # measured: train 0.00822 -> 0.00729, held-out 0.01144 -> 0.01002 (blurred input: 0.0179; non-blind
-    # Wiener with the true kernels: 0.0085 - 0.0108 for eta = 1e-3 - 1e-2)
-    assert np.isfinite(losses).all() and losses[-1] < 0.93 * losses[0]
-    assert after < 0.93 * before  # the trained net beats the untrained HQS network of the same depth
+    print(f"\ndublid: train {losses[0]:.5f} -> {losses[-1]:.5f}; held-out MSE: HQS (lam, eta, zeta = {best}) "
+          f"{classical:.5f}, trained {after:.5f}")
+    assert np.isfinite(losses).all()
+    assert_beats_classical(after, classical, 0.97, "dublid, held-out MSE")
     assert (k >= 0).all() and torch.allclose(k.sum((1, 2)), torch.ones(16, dtype=k.dtype))
 
 

@@ -1,4 +1,4 @@
-"""Checker stage: AST -> typed IR (compiler/checker.py, ir.py, types.py).
+"""Checker stage: AST -> typed IR (compiler/check/, compiler/schedule.py, ir.py, types.py).
 
 Types and shapes of expressions (with the batched flag), the level of every
 value (ir.CONST / FORWARD / LAYER), the effect of the tie/untie/learn/freeze

@@ -4,8 +4,8 @@
     FISTA, at every layer, against independent numpy loops (multi-coil, complex128, <= 1e-10).
 (b) MRI toy (16x16 for speed, single coil, random Cartesian mask with the centre lines): a short
     training run of the dense network and of the conventional one (beta frozen one-hot,
-    `unroll.load(..., freeze="beta")`) from the same initialisation, at equal depth. The losses
-    decrease, both beat the classical ISTA at that depth on held-out images, and the dense network
+    `unroll.load(..., freeze="beta")`) from the same initialisation, at equal depth. Both beat the
+    classical ISTA at that depth (numpy, best lam of a grid) on held-out images, and the dense network
     reaches a training loss no worse than the conventional one (the robust form of the catalog's
     qualitative "dense >= conventional"; held-out losses are reported, not asserted).
 """
@@ -15,6 +15,7 @@ import pytest
 import torch
 import unroll
 from reference import rel
+from training_helpers import assert_beats_classical, best_on_grid
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: threads only add overhead
 
@@ -166,11 +167,19 @@ def test_mri_toy_training_dense_vs_conventional():
     def nmse(out, ref):
         return ((out - ref).abs().pow(2).sum() / ref.abs().pow(2).sum()).item()
 
+    # classical: ISTA (numpy, float64) at the same depth with the best lam of a grid on the held-out images;
+    # both networks start from it. measured: ISTA 0.059 (lam 0.1), dense 0.028, conventional 0.029
+    def ista_nmse(lam):
+        out = np.stack([np_ista(np.ones((1, h, h)), mask, y.astype(np.complex128), lam, layers)[-1] for y in Y[ntrain:]])
+        return np.sum(np.abs(out - X[ntrain:]) ** 2) / np.sum(np.abs(X[ntrain:]) ** 2)
+
+    classical, best_lam, _ = best_on_grid(ista_nmse, (0.003, 0.01, 0.03, 0.1, 0.3))
+
     results = {}
     for name, options in (("dense", {}), ("conventional", {"freeze": "beta"})):
         torch.manual_seed(0)                                  # the same CNN initialisation for both
         Net = unroll.load("hosseini_dense_pgd", layers=layers, **options)
-        net = Net(smaps, torch.from_numpy(mask), lam=0.01)
+        net = Net(smaps, torch.from_numpy(mask), lam=best_lam)
         opt = torch.optim.Adam(net.parameters(), lr=3e-3)
         with torch.no_grad():
             before = (nmse(net(Ytr), Xtr), nmse(net(Yte), Xte))   # untrained = ISTA at this depth
@@ -185,10 +194,11 @@ def test_mri_toy_training_dense_vs_conventional():
 
     (d_before, d_after, d_beta), (c_before, c_after, c_beta) = results["dense"], results["conventional"]
     assert d_before == pytest.approx(c_before, rel=1e-6)       # same starting point (ISTA)
-    summary = f"dense {d_before} -> {d_after}, conventional {c_before} -> {c_after}"
-    for before, after in ((d_before, d_after), (c_before, c_after)):
-        assert after[0] < 0.7 * before[0], summary               # the training loss decreases
-        assert after[1] < 0.95 * before[1], summary              # better than ISTA on held-out images
+    summary = f"ISTA (lam {best_lam}) {classical}, dense {d_before} -> {d_after}, conventional {c_before} -> {c_after}"
+    print("\n" + summary)
+    assert d_before[1] == pytest.approx(classical, rel=1e-4)    # untrained = that ISTA (float32 module)
+    for name, after in (("dense", d_after), ("conventional", c_after)):
+        assert_beats_classical(after[1], classical, 0.7, f"{name} unrolled PGD, held-out NMSE")
     # dense >= conventional (qualitative): the dense net reaches a training loss no worse
     assert d_after[0] <= 1.02 * c_after[0], summary
     # the conventional network keeps the one-hot beta; the dense one learns it in the lower triangle only

@@ -4,13 +4,15 @@ detnet            the default network is projected gradient descent on the box-r
                   (numpy loop, every layer, with and without damping); a general layer with random
                   parameters equals a numpy DetNet layer; the reduction converges to
                   scipy.optimize.lsq_linear(H, y, bounds=(-1, 1)); a short training run with the deep-
-                  supervision loss of [90] on random Gaussian channels beats zero forcing.
+                  supervision loss of [90] on random Gaussian channels beats projected gradient at its best
+                  step (and zero forcing) on held-out channels.
 prox_linear_psse  the double loop equals a numpy double loop (every outer layer, default and learned step
                   sizes); the inner loop solves the l1 + quadratic subproblem (duality gap < 1e-8, the dual
                   QP solved by L-BFGS-B with bounds agrees); the outer loop on the catalog's synthetic data
                   never increases F for small mu and recovers v_true up to sign, as the robust
                   least_squares(loss='soft_l1') baseline does and the non-robust Levenberg-Marquardt does
-                  not; training the per-layer step sizes beats the classical double loop at the same depth.
+                  not; training the per-layer step sizes beats the classical double loop at the same depth
+                  (numpy, best constant mu of a grid, held-out).
 (cvxpy is not available: the subproblem reference is scipy's L-BFGS-B on the dual box QP, plus the
 duality-gap certificate.)
 """
@@ -23,6 +25,7 @@ import torch
 import unroll
 from reference import rel
 from scipy.optimize import least_squares, lsq_linear, minimize
+from training_helpers import adam, assert_beats_classical, best_on_grid
 
 DETNET_PARAMS = ("delta1", "delta2", "W1", "b1", "W2", "b2", "W3", "b3", "t")
 
@@ -140,45 +143,50 @@ def test_detnet_reduction_converges_to_box_least_squares():
     assert active >= 3  # the bounds matter (not just unconstrained least squares)
 
 
-def test_detnet_training_beats_zero_forcing():
-    # K = 4, N = 8, L = 3K, SNR 10 dB; deep-supervision loss of [90]; float32; everything seeded
+def test_detnet_training_beats_projected_gradient_and_zero_forcing():
+    # K = 4, N = 8, L = 3K, SNR 10 dB; deep-supervision loss of [90]; float32; everything seeded.
+    # Classical: L projected-gradient steps (numpy, float64) with the best step of a grid, on the held-out
+    # channels; the network starts from that step. measured BER: zero forcing 0.0240, PGD (step 0.5)
+    # 0.0161, trained 0.0132, ML 0.0072
     torch.manual_seed(0)
     N, K, L = 8, 4, 12
-    net = unroll.load("detnet", layers=L)(K=K)
-    Ht, xt, yt = (torch.tensor(a, dtype=torch.float32) for a in mimo_data(20000, N, K, seed=10))
+    H64, x64, y64 = mimo_data(20000, N, K, seed=10)
+    Ht, xt, yt = (torch.tensor(a, dtype=torch.float32) for a in (H64, x64, y64))
+
+    def pgd_ber(delta):
+        return np.mean(np.sign(np_pgd(H64, y64, delta, 1.0, L)[0][-1]) != x64)
+
+    ber_pgd, delta, _ = best_on_grid(pgd_ber, (0.1, 0.25, 0.5, 1.0, 2.0))
+    net = unroll.load("detnet", layers=L)(K=K, delta0=delta)
+    with torch.no_grad():  # untrained: that projected gradient
+        x_untrained = net(Ht[:200], yt[:200])[1].numpy()
+    assert np.abs(x_untrained - np_pgd(H64[:200], y64[:200], delta, 1.0, L)[0][-1]).max() < 1e-5
 
     def ber(estimate):
         return (torch.sign(estimate) != xt).float().mean().item()
 
-    def net_ber():
-        with torch.no_grad():
-            return ber(net(Ht, yt)[0])
-
     zf = torch.linalg.solve(Ht.mT @ Ht, (Ht.mT @ yt[..., None]))[..., 0]
     cands = torch.tensor(list(itertools.product([-1.0, 1.0], repeat=K)))  # brute-force ML over 2^K
     ml = cands[((yt[:, None, :] - torch.einsum("bnk,ck->bcn", Ht, cands)) ** 2).sum(-1).argmin(1)]
-    ber_zf, ber_ml, ber_init = ber(zf), ber(ml), net_ber()
+    ber_zf, ber_ml = ber(zf), ber(ml)
 
     weights = torch.log(torch.arange(1, L + 1, dtype=torch.float32))  # log(k), k = 1..L
-    opt = torch.optim.Adam(net.parameters(), lr=6e-3)
     rng = np.random.default_rng(11)
-    losses = []
-    for _ in range(100):
-        H, x, y = (torch.tensor(a, dtype=torch.float32) for a in mimo_data(256, N, K, seed=rng.integers(2**32)))
+
+    def deep_supervision_loss():  # a fresh batch of channels every step
+        H, x, y = (torch.tensor(a, dtype=torch.float32) for a in mimo_data(512, N, K, seed=rng.integers(2**32)))
         x_zf = torch.linalg.solve(H.mT @ H, (H.mT @ y[..., None]))[..., 0]
         den = ((x - x_zf) ** 2).sum(1)
         trace = net.trace(H, y)
-        loss = sum(weights[k - 1] * (((x - trace[k]["x"]) ** 2).sum(1) / den).mean() for k in range(1, L + 1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    ber_trained = net_ber()
-    # measured: loss ~24 -> ~6.4 (means of the first / last 20 steps); BER: zf 0.0240, untrained (12 PGD
-    # steps) 0.0227, trained 0.0150, ML 0.0072
-    assert np.mean(losses[-20:]) < 0.4 * np.mean(losses[:20])
-    assert ber_trained < 0.8 * ber_zf
-    assert ber_trained < 0.8 * ber_init
+        return sum(weights[k - 1] * (((x - trace[k]["x"]) ** 2).sum(1) / den).mean() for k in range(1, L + 1))
+
+    losses = adam(net.parameters(), deep_supervision_loss, 200, 3e-3)
+    with torch.no_grad():
+        ber_trained = ber(net(Ht, yt)[0])
+    print(f"\ndetnet: loss {np.mean(losses[:20]):.2f} -> {np.mean(losses[-20:]):.2f}; BER zf {ber_zf:.4f}, "
+          f"PGD (step {delta}) {ber_pgd:.4f}, trained {ber_trained:.4f}, ML {ber_ml:.4f}")
+    assert_beats_classical(ber_trained, ber_pgd, 0.9, "detnet, held-out BER vs projected gradient")
+    assert_beats_classical(ber_trained, ber_zf, 0.7, "detnet, held-out BER vs zero forcing")
     assert ber_ml <= ber_trained
 
 
@@ -317,30 +325,31 @@ def test_psse_outer_loop_descends_and_recovers_the_state():
 
 
 def test_psse_training_beats_the_classical_double_loop_at_the_same_depth():
-    # a shallow net (3 outer x 5 inner layers), trained on (z, v_true) pairs of one grid (shared Hs);
-    # the classical default (mu = 0.05: guaranteed descent) moves slowly, training enlarges the steps
+    # a shallow net (3 outer x 5 inner layers), trained on (z, v_true) pairs of one grid (shared Hs).
+    # Classical: the numpy double loop at the same depth with the best constant mu of a grid on the
+    # held-out pairs (the guaranteed-descent default mu = 0.05 moves slowly; training enlarges the steps).
+    # measured: held-out MSE double loop 0.180 at mu = 0.05, 0.0058 at the best mu (0.5); trained 0.0023
     torch.manual_seed(0)
-    T = 3
+    T, inner = 3, 5
     Hs, vt, z, v0 = psse_data(256, seed=3)
-    Net = unroll.load("prox_linear_psse", layers=T)
-    net = Net(Hs, mu0=0.05, inner=5)
-    classical = Net(Hs, mu0=0.05, inner=5)
-    vt, z, v0 = (torch.from_numpy(a) for a in (vt, z, v0))
     tr, te = slice(0, 128), slice(128, 256)
 
-    def mse(model, s):
-        return ((model(z[s], v0[s]) - vt[s]) ** 2).sum(1).mean()
+    def classical_mse(mu):
+        v = np.stack([h[-1][0] for h in np_prox_linear(Hs, z[te], v0[te], [mu] * T, [1.0] * T, inner)])
+        return np.mean(np.sum((v - vt[te]) ** 2, axis=1))
 
-    opt = torch.optim.Adam(net.parameters(), lr=0.1)
-    losses = []
-    for _ in range(25):
-        loss = mse(net, tr)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    classical, best_mu, _ = best_on_grid(classical_mse, (0.05, 0.1, 0.2, 0.5, 1.0, 2.0))
+    net = unroll.load("prox_linear_psse", layers=T)(Hs, mu0=0.05, inner=inner)
+    vt_t, z_t, v0_t = (torch.from_numpy(a) for a in (vt, z, v0))
+
+    def mse(s):
+        return ((net(z_t[s], v0_t[s]) - vt_t[s]) ** 2).sum(1).mean()
+
+    with torch.no_grad():  # untrained: the double loop at mu = 0.05
+        assert rel(mse(te).item(), classical_mse(0.05)) < 1e-10
+    losses = adam(net.parameters(), lambda: mse(tr), 25, 0.1)
     with torch.no_grad():
-        test_trained, test_classical = mse(net, te).item(), mse(classical, te).item()
-    # measured: loss 0.208 -> 0.0031; test MSE trained 0.0023, classical 0.180
-    assert losses[-1] < 0.1 * losses[0]
-    assert test_trained < 0.1 * test_classical
+        test_trained = mse(te).item()
+    print(f"\npsse: train {losses[0]:.4f} -> {losses[-1]:.4f}; held-out MSE double loop (mu {best_mu}) "
+          f"{classical:.4f}, trained {test_trained:.4f}")
+    assert_beats_classical(test_trained, classical, 0.5, "prox_linear_psse, held-out MSE")

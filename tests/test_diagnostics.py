@@ -142,9 +142,9 @@ def test_valid_specs_still_check(monkeypatch, capsys):
 def test_reserved_names_cover_the_generated_module_attributes():
     """A spec name becomes `self.<name>` on the generated module: every public attribute of
     runtime.UnrolledModule (and so of torch.nn.Module) must be in the checker's reserved list."""
-    from unroll.compiler.checker import MODULE_ATTRIBUTES
+    from unroll.compiler.check import MODULE_ATTRIBUTES
     from unroll.runtime import UnrolledModule
 
     public = {n for n in dir(UnrolledModule) if not n.startswith("_")} | {"training"}
     missing = public - MODULE_ATTRIBUTES
-    assert not missing, f"add these to checker.MODULE_ATTRIBUTES: {sorted(missing)}"
+    assert not missing, f"add these to check.names.MODULE_ATTRIBUTES: {sorted(missing)}"

@@ -1,7 +1,7 @@
 """docs/language.md is checked: every complete spec in it compiles (or, marked
-`<!-- expect-error -->`, fails with the diagnostic printed after it), every operator of the
-registry is documented, and every example of the operator tables has the result type the table
-states."""
+`<!-- expect-error -->`, fails with the diagnostic printed after it), the operator tables are
+exactly what compiler/opdocs.py generates from the registry, every operator of the registry is
+documented, and every example of the operator tables has the result type the table states."""
 
 import re
 from pathlib import Path
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from unroll.compiler.diagnostics import CompileError
 from unroll.compiler.driver import check_source, compile_source
+from unroll.compiler import opdocs
 from unroll.compiler.operators import INTERNAL_OPERATORS, OPERATORS, SPECIAL_FORMS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "language.md"
@@ -50,34 +51,34 @@ def test_every_operator_is_documented():
     assert not missing, f"operators missing from docs/language.md: {missing}"
 
 
-ENV = """spec examples "the environment of the operator tables"
-dims n, m, h, w, C, T, F, N
-data A : real[n, m]
-data Ac : complex[n, m]
-data B : real[m, m]
-data d : real[C, 3, 3]
-data W : real[C, 9]
-hyper lam = 0.1
-hyper p = 0.5
-hyper k : int = 3
-input y : real[n]
-input img : real[h, w]
-input fine : real[2*h, 2*w]
-input sig : real[T]
-input S : complex[F, N]
-param beta : real[num_layers] = onehot(layer, num_layers)  learned per_layer
-state x : real[m] = 0
-state z : complex[m] = 0
-layers 2
-step:
-    let e = {}
-    x = x
-output x
-"""
+def test_the_operator_tables_are_generated_from_the_registry():
+    assert opdocs.replace_section(TEXT) == TEXT, (
+        "the operator tables of docs/language.md differ from the registry: regenerate them with "
+        "`python -m unroll.compiler.opdocs docs/language.md`")
+    assert opdocs.main(["--check", str(DOC)]) == 0
+
+
+def test_a_stale_table_is_detected_and_regenerated(tmp_path, capsys):
+    stale = tmp_path / "language.md"
+    stale.write_text(TEXT.replace("soft threshold sign(v)", "soft threshold of v"), encoding="utf-8")
+    assert opdocs.main(["--check", str(stale)]) == 1
+    assert "out of date" in capsys.readouterr().err
+    assert opdocs.main([str(stale)]) == 0
+    assert stale.read_text(encoding="utf-8") == TEXT
+
+
+def test_every_operator_has_a_row_of_its_own():
+    start, end = TEXT.index(opdocs.BEGIN), TEXT.index(opdocs.END)
+    first_cells = [line.split(" | ")[0] for line in TEXT[start:end].splitlines() if line.startswith("| `")]
+    for name in [n for n in OPERATORS if n not in INTERNAL_OPERATORS] + list(SPECIAL_FORMS):
+        assert sum(f"`{name}(" in cell for cell in first_cells) == 1, name
+
+
+ENV = opdocs.EXAMPLE_ENV
 
 
 def _table_examples():
-    start, end = TEXT.index("<!-- BEGIN GENERATED OPERATOR TABLES -->"), TEXT.index("<!-- END GENERATED OPERATOR TABLES -->")
+    start, end = TEXT.index(opdocs.BEGIN), TEXT.index(opdocs.END)
     rows = []
     for line in TEXT[start:end].splitlines():
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]

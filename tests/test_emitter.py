@@ -266,21 +266,27 @@ def test_default_and_custom_class_names():
 
 @pytest.mark.parametrize("bad", ["None", "True", "False"])
 def test_class_name_option_rejects_python_constants(bad):
-    try:
-        src = source_of("ista", class_name=bad)
-    except CompileError:
-        return
-    compile(src, "<generated>", "exec")
+    with pytest.raises(CompileError) as info:
+        source_of("ista", class_name=bad)
+    (diag,) = info.value.diagnostics
+    assert diag.severity == "error"
+    assert diag.message == f"--class-name: `{bad}` is not a valid class name"
+    assert (diag.span.line, diag.span.column, diag.span.end_column) == (1, 14, 14 + len(bad))
+    assert "capital letter" in diag.hint
+    assert info.value.report().startswith(f"<options>:1:14: error: --class-name: `{bad}`")
 
 
 @pytest.mark.parametrize("spec_name", ["none", "true", "false"])
 def test_spec_names_that_capitalise_to_python_constants(spec_name):
+    # accepted: the default class name gets a suffix (`NoneNet`), never the constant `None` itself
     text = SHIPPED["ista"].read_text().replace("spec ista ", f"spec {spec_name} ")
-    try:
-        src = compile_source(text, f"{spec_name}.unroll")
-    except CompileError:
-        return
-    compile(src, "<generated>", "exec")
+    src = compile_source(text, f"{spec_name}.unroll")
+    tree = pyast.parse(src)
+    (cls,) = [n for n in tree.body if isinstance(n, pyast.ClassDef)]
+    assert cls.name == spec_name.capitalize() + "Net"
+    namespace = {}
+    exec(compile(src, "<generated>", "exec"), namespace)  # noqa: S102 - importing compiler output
+    assert namespace[cls.name].__name__ == cls.name
 
 
 # --------------------------------------------------------------------------- semantics of emitted code

@@ -417,6 +417,17 @@ def test_lcod_converges_to_lasso_solution(lasso, lasso_solution):
     assert max(ref.lasso_kkt_residual(A, y, out, LAM)) < 1e-10
 
 
+@pytest.mark.parametrize("scale", [1.5, 0.7])
+def test_lcod_requires_unit_norm_columns(lasso, scale):
+    # CoD's step is exact only for unit-norm columns: with norms 1.5 it diverges (|x| ~ 1e19 after 200
+    # layers), with 0.7 it stalls 6 % from the lasso solution. Construction refuses both; unit-norm
+    # columns rounded to float32 pass.
+    A, _, _ = lasso
+    with pytest.raises(ValueError, match="`A`.*unit l2 norm"):
+        make("lcod", scale * A, lam=LAM)
+    make("lcod", torch.tensor(A, dtype=torch.float32), lam=LAM)
+
+
 def test_iht_residual_nonincreasing(lasso):
     """Catalog A5 (b): with ||A||_2 < 1 the IHT residual ||y - A x^l||^2 never increases;
     checked for the `iht` spec (step 1/||A||^2) and, through `lista_iht` with

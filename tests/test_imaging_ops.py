@@ -1,7 +1,7 @@
 """Runtime kernels of the imaging / audio operators added for issue 3 (part 2).
 
 Each kernel is checked three ways: against its numpy reference registered in
-compiler/operators.py (the same one `unrollc ops` documents), against torch's own
+compiler/operators/ (the same one `unrollc ops` documents), against torch's own
 layers where one exists (conv2d, unfold/fold, interpolate, stft), and by gradcheck
 in float64.  Every linear operator passes the adjoint dot-product test
 <A x, y> = <x, A^H y>; STFT/iSTFT pass perfect reconstruction.

@@ -6,10 +6,11 @@ references (`OPERATORS["stft"].reference`: numpy rfft of reflect-padded Hann fra
 least-squares overlap-add inverse), not torch.stft. librosa is not installed: its `griffinlim`
 (catalog C2(b)) is replaced by the numpy Griffin-Lim loop below with the same conventions
 (momentum 0, periodic Hann window, centred frames), started from the mixture phase instead of zero
-phase (see the test)."""
+phase (see the test). The training tests compare the trained networks, on held-out data, with the
+classical loops (numpy) at the same depth and their best hyperparameters on a small grid."""
 
 from contextlib import contextmanager
-from itertools import pairwise
+from itertools import pairwise, product
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 import torch
 import unroll
 from reference import rel
+from training_helpers import adam, assert_beats_classical, best_on_grid
 from unroll.compiler import resolve_spec
 from unroll.compiler.operators import OPERATORS
 
@@ -215,27 +217,41 @@ def test_misi_unfolded_untrained_and_perturbed_mask_net_equal_numpy_misi():
     assert rel(s.numpy(), trace[K]["s"].numpy()) == 0
 
 
-def test_misi_unfolded_training_reduces_waveform_l1():
+def test_misi_unfolded_training_beats_misi_with_constant_masks():
+    # classical: MISI (numpy) at the same depth from magnitudes A_c = m_c |X| with constant masks
+    # (m, 1 - m), the best m of a grid on the held-out mixtures (the untrained mask net is the constant
+    # mask 1); measured held-out waveform L1: best constant split 0.459 (m = 0.6), trained 0.375
     rng = np.random.default_rng(5)
-    T, B = 1024, 4
+    T, B, K = 1024, 4, 3
     S = torch.tensor(two_source_task(rng, B, T), dtype=torch.float32)
+    S_te = two_source_task(rng, 8, T)
     x = S.sum(dim=1)
+    x_te = S_te.sum(axis=1)
     feat = torch.tensor(features(x.numpy().astype(np.float64)), dtype=torch.float32)
+    X_te = np_stft(x_te, F, frames(T), HOP)
+
+    def misi_l1(m):
+        A = np.abs(X_te)[:, None] * np.array([m, 1 - m])[None, :, None, None]
+        s = np.stack([np_misi(x_te[b], A[b], K)[-1][1] for b in range(8)])
+        return np.mean(np.abs(s - S_te))
+
+    classical, m, _ = best_on_grid(misi_l1, (0.3, 0.4, 0.5, 0.6, 0.7))
     torch.manual_seed(0)
-    net = unroll.load("misi_unfolded", layers=3)(hop=HOP)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(25):
+    net = unroll.load("misi_unfolded", layers=K)(hop=HOP)
+
+    def loss():
         s, _ = net(x, feat)
-        loss = (s - S).abs().mean()  # waveform L1 (sum over sources and samples, up to a constant)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+        return (s - S).abs().mean()  # waveform L1 (sum over sources and samples, up to a constant)
+
+    losses = adam(net.parameters(), loss, 50, 1e-2)
+    with torch.no_grad():
+        s_te, _ = net(torch.tensor(x_te, dtype=torch.float32),
+                      torch.tensor(features(x_te), dtype=torch.float32))
+    learned = np.mean(np.abs(s_te.numpy() - S_te))
+    print(f"\nmisi_unfolded: train L1 {losses[0]:.3f} -> {losses[-1]:.3f}; held-out L1: MISI with constant "
+          f"masks ({m}, {1 - m:.1f}) {classical:.3f}, trained {learned:.3f}")
     assert np.isfinite(losses).all()
-    assert min(losses[-5:]) < 0.75 * losses[0]  # untrained: s_c = x for both sources
-    # and it separates: better than the best constant split s_c = x / 2
-    assert min(losses[-5:]) < 0.9 * (x[:, None] / 2 - S).abs().mean().item()
+    assert_beats_classical(learned, classical, 0.9, "misi_unfolded, held-out waveform L1")
 
 
 # ------------------------------------------------------------------ schuler_deblur
@@ -357,20 +373,34 @@ def test_schuler_kernel_step_recovers_the_true_kernel(tmp_path: Path):
     assert np.abs(k - k_true).max() < 1e-6 * np.abs(k_true).max()
 
 
-def test_schuler_training_reduces_the_loss():
+def test_schuler_training_beats_the_classical_loop():
+    # classical: the loop with identity features (numpy, the untrained spec) at the same depth with the
+    # best (beta_k, beta_x) of a grid on held-out images. measured MSE: blurred 0.0233, classical 0.0186
+    # (beta_k 5, beta_x 0.01), trained 0.0180: on this toy task (2 stages, 24x24) the learned features
+    # gain only ~3.5 % over the tuned classical loop (longer training does not improve it), hence the
+    # 2 % margin
     rng = np.random.default_rng(9)
-    xs, ys, _ = blur_task(rng, 8, 24)
-    x_true, y = torch.tensor(xs, dtype=torch.float32), torch.tensor(ys, dtype=torch.float32)
+    L = 2
+    xs, ys, _ = blur_task(rng, 16, 24)
+    xv, yv, _ = blur_task(rng, 8, 24)
+    x_true, y, y_val = (torch.tensor(a, dtype=torch.float32) for a in (xs, ys, yv))
+
+    def classical_mse(betas):
+        out = np.stack([np_schuler(yb, *betas, L)[-1][0] for yb in yv])
+        return np.mean((out - xv) ** 2)
+
+    grid = product((1.0, 5.0, 20.0, 50.0), (0.003, 0.01, 0.05))
+    classical, (beta_k, beta_x), _ = best_on_grid(classical_mse, grid)
     torch.manual_seed(0)
-    net = unroll.load("schuler_deblur", layers=2)(beta_k0=5.0, beta_x0=0.05)
-    opt = torch.optim.Adam(net.parameters(), lr=5e-2)
-    losses = []
-    for _ in range(25):
-        loss = (net(y)[0] - x_true).square().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    net = unroll.load("schuler_deblur", layers=L)(beta_k0=5.0, beta_x0=0.05)
+    with torch.no_grad():  # untrained: the classical loop at (5, 0.05) (float32 module)
+        untrained = np.mean((net(y_val)[0].numpy() - xv) ** 2)
+    assert abs(untrained - classical_mse((5.0, 0.05))) < 1e-4 * untrained
+    losses = adam(net.parameters(), lambda: (net(y)[0] - x_true).square().mean(), 60, 5e-2)
+    with torch.no_grad():
+        learned = np.mean((net(y_val)[0].numpy() - xv) ** 2)
+    print(f"\nschuler_deblur: train {losses[0]:.4f} -> {losses[-1]:.4f}; held-out MSE: blurred "
+          f"{np.mean((yv - xv) ** 2):.4f}, classical (beta_k {beta_k}, beta_x {beta_x}) {classical:.4f}, "
+          f"trained {learned:.4f}")
     assert np.isfinite(losses).all()
-    assert min(losses[-5:]) < 0.9 * losses[0]
-    assert min(losses[-5:]) < 0.9 * (y - x_true).square().mean().item()  # better than not deblurring
+    assert_beats_classical(learned, classical, 0.98, "schuler_deblur, held-out MSE")

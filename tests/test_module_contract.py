@@ -220,8 +220,9 @@ def test_defaults_reproduce_the_init_expressions_exactly():
     np.testing.assert_allclose(v["We"].detach().numpy(), An.T / L, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(v["Wt"].detach().numpy(), np.eye(M) - An.T @ An / L, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(v["theta"].item(), 0.07 / L, rtol=1e-13)
-    # bit-exact against the same computation in torch: the reparametrisation adds no rounding
-    assert torch.equal(v["theta"].detach(), 0.07 / Lt)
+    # bit-exact against the same computation (L is kept as a Python number; torch's `0.07 / Lt` would
+    # multiply by a reciprocal): the reparametrisation adds no rounding
+    assert v["theta"].item() == 0.07 / float(Lt)
     assert torch.equal(v["We"].detach(), A.T / Lt)
     # lcod: plain copies of the data and the hyperparameter
     v = klass("lcod")(A, lam=0.2).parameter_values()
@@ -279,7 +280,7 @@ def test_constrained_parameters_default_values():
     L = torch.linalg.matrix_norm(A, ord=2) ** 2
     torch.testing.assert_close(v["D"].detach(), A, rtol=1e-15, atol=1e-15)  # columns already unit
     assert torch.equal(v["step"].detach(), torch.full((3,), 1.0, dtype=F64) / L)
-    assert torch.equal(v["theta"].detach(), (0.1 / L).expand(M))
+    assert torch.equal(v["theta"].detach(), torch.full((M,), 0.1 / float(L), dtype=F64))  # L: a Python number
     assert torch.equal(v["b"].detach(), torch.zeros(M, dtype=F64))
     assert v["c"].item() == 0.5
     assert dict(net.named_buffers())["c"].item() == 0.5

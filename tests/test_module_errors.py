@@ -186,3 +186,37 @@ def test_per_layer_default_indexing_data_past_its_end_names_the_parameter():
     M = unroll.load("ml_csc_layered", layers=4)
     with pytest.raises(ValueError, match="'W' has no value for layer 2 .*4 layers"):
         M(D1=torch.randn(3, 2, 3, 3, dtype=torch.float64), Dk=torch.randn(2, 3, 3, 3, 3, dtype=torch.float64))
+
+
+REQUIRE_SPEC = """spec req "preconditions"
+dims n, m
+data A : real[n, m]
+hyper lam = 0.1
+let G = A.T @ A
+require max(abs(sum(A^2, 0) - 1)) < 1e-6, "the columns of A must have unit norm"
+require lam >= 0
+require min(sum(G, 0)) > -1, "A.T @ A has no column sum below -1"
+input y : real[n]
+state x : real[m] = 0
+layers 2
+step:
+    x = soft(x + A.T @ (y - A @ x), lam)
+output x
+"""
+
+
+def test_require_is_checked_at_construction_and_names_the_data(tmp_path):
+    path = tmp_path / "req.unroll"
+    path.write_text(REQUIRE_SPEC)
+    Net = unroll.load(str(path))
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((4, 6))
+    A /= np.linalg.norm(A, axis=0)
+    Net(A=A)  # every requirement holds
+    with pytest.raises(ValueError, match=r"Req: `A`: the columns of A must have unit norm \(spec line 6: require"):
+        Net(A=2 * A)
+    with pytest.raises(ValueError, match=r"Req: `lam`: requirement `lam >= 0` does not hold \(spec line 7"):
+        Net(A=A, lam=-0.5)
+    a = A[:, :1]  # unit columns a, -a, -a, -a: the Gram matrix's first column sums to 1 - 3 = -2
+    with pytest.raises(ValueError, match=r"Req: `A`: A.T @ A has no column sum below -1 \(spec line 8"):
+        Net(A=np.hstack([a, -a, -a, -a]))

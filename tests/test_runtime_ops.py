@@ -1,6 +1,6 @@
 """Runtime operators (runtime/ops.py) and parameter reparametrisations (runtime/params.py):
 gradients checked in float64 with torch.autograd.gradcheck, values compared with the
-numpy references registered in compiler/operators.py, ties broken by lowest index."""
+numpy references registered in compiler/operators/, ties broken by lowest index."""
 
 from __future__ import annotations
 
@@ -96,6 +96,14 @@ def test_gradcheck_abs2():
     torch.testing.assert_close(rt.abs2(z.detach()), z.detach().abs() ** 2)
 
 
+def test_expj_matches_reference_and_gradcheck():
+    theta = torch.randn(3, 5, generator=rng(11), dtype=F64)
+    np.testing.assert_allclose(rt.expj(theta).numpy(), np.cos(theta.numpy()) + 1j * np.sin(theta.numpy()),
+                               rtol=0, atol=1e-15)
+    np.testing.assert_allclose(rt.expj(theta).numpy(), ref("expj")(theta.numpy()), rtol=0, atol=1e-15)
+    assert gradcheck(lambda t: torch.view_as_real(rt.expj(t)), (theta.requires_grad_(),))
+
+
 def test_hard_topk_gradient_flows_to_kept_entries_only():
     v = torch.tensor([[0.1, -3.0, 2.0, 0.5]], dtype=F64, requires_grad=True)
     rt.hard_topk(v, 2).sum().backward()
@@ -184,23 +192,89 @@ def test_check_constraint_for_fixed_parameters():
 
 
 # --------------------------------------------------------------------------- against the numpy references
+def np_soft_real(v, t):
+    """Soft threshold written here from its definition (catalog §1): sign(v) max(|v| - t, 0)."""
+    return np.sign(v) * np.maximum(np.abs(v) - t, 0.0)
+
+
+def np_soft_complex(v, t):
+    """Complex soft threshold from its definition: v/|v| max(|v| - t, 0), and 0 at v = 0."""
+    mag = np.abs(v)
+    return np.where(mag > t, v / np.where(mag > 0, mag, 1.0) * np.maximum(mag - t, 0.0), 0.0)
+
+
 @pytest.mark.parametrize("seed", range(5))
-def test_soft_matches_reference(seed):
+def test_soft_matches_an_independent_definition(seed):
     g = np.random.default_rng(seed)
     v = g.normal(size=(6, 11))
     theta = float(g.uniform(0.05, 1.0))
-    np.testing.assert_allclose(
-        rt.soft(torch.tensor(v), theta).numpy(), ref("soft")(v, theta), rtol=0, atol=1e-15
-    )
+    want = np_soft_real(v, theta)
+    assert 0 < np.mean(want == 0) < 1  # both branches of the threshold occur
+    np.testing.assert_allclose(rt.soft(torch.tensor(v), theta).numpy(), want, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(rt.soft(torch.tensor(v), torch.tensor(theta, dtype=F64)).numpy(), want, rtol=0, atol=1e-15)
     # per-entry thresholds
     t = g.uniform(0.0, 1.0, size=11)
-    np.testing.assert_allclose(
-        rt.soft(torch.tensor(v), torch.tensor(t)).numpy(), ref("soft")(v, t), atol=1e-15
-    )
-    # complex
+    np.testing.assert_allclose(rt.soft(torch.tensor(v), torch.tensor(t)).numpy(), np_soft_real(v, t), atol=1e-15)
+    # complex, with an exact zero entry
     z = g.normal(size=(6, 11)) + 1j * g.normal(size=(6, 11))
     z[0, 0] = 0
-    np.testing.assert_allclose(rt.soft(torch.tensor(z), theta).numpy(), ref("soft")(z, theta), atol=1e-15)
+    want_z = np_soft_complex(z, theta)
+    assert 0 < np.mean(want_z == 0) < 1
+    np.testing.assert_allclose(rt.soft(torch.tensor(z), theta).numpy(), want_z, rtol=0, atol=1e-15)
+    # the registry's numpy reference (used by other tests) agrees with the definition as well
+    np.testing.assert_allclose(ref("soft")(v, theta), want, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(ref("soft")(z, theta), want_z, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_soft_gradients_match_the_definition(seed):
+    """d soft / dv = 1{|v| > t} and d soft / dt = -sign(v) 1{|v| > t} (real, analytic); for complex v the
+    gradient torch returns for a real loss, dL/dRe v + i dL/dIm v, and dL/dt equal central differences of
+    the numpy definition."""
+    g = np.random.default_rng(50 + seed)
+    v = g.normal(size=(5, 9))
+    t = 0.4
+    v = np.where(np.abs(np.abs(v) - t) < 0.05, v * 1.5, v)  # away from the kinks
+    c = g.normal(size=v.shape)  # loss L = sum(c * soft(v, t))
+    vt = torch.tensor(v, requires_grad=True)
+    tt = torch.tensor(t, dtype=F64, requires_grad=True)
+    (torch.tensor(c) * rt.soft(vt, tt)).sum().backward()
+    active = np.abs(v) > t
+    assert 0 < active.mean() < 1
+    np.testing.assert_allclose(vt.grad.numpy(), c * active, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(tt.grad.item(), -np.sum(c * np.sign(v) * active), rtol=1e-13)
+    # per-entry thresholds: d/dt_j = -sum_i c_ij sign(v_ij) 1{|v_ij| > t_j}
+    tj = g.uniform(0.1, 0.6, size=9)
+    v2 = np.where(np.abs(np.abs(v) - tj) < 0.05, v * 1.5 + 0.1, v)
+    vt2 = torch.tensor(v2, requires_grad=True)
+    tt2 = torch.tensor(tj, requires_grad=True)
+    (torch.tensor(c) * rt.soft(vt2, tt2)).sum().backward()
+    act2 = np.abs(v2) > tj
+    np.testing.assert_allclose(vt2.grad.numpy(), c * act2, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(tt2.grad.numpy(), -np.sum(c * np.sign(v2) * act2, axis=0), rtol=1e-13, atol=1e-15)
+    # complex: L = sum Re(conj(c) soft(z, t)), c complex
+    t = 1.0
+    z = g.normal(size=(4, 6)) + 1j * g.normal(size=(4, 6))
+    z = np.where(np.abs(np.abs(z) - t) < 0.05, z * 1.2, z)
+    cz = g.normal(size=z.shape) + 1j * g.normal(size=z.shape)
+
+    def loss(zz, tau):
+        return float(np.sum(np.real(np.conj(cz) * np_soft_complex(zz, tau))))
+
+    zt = torch.tensor(z, requires_grad=True)
+    tz = torch.tensor(t, dtype=F64, requires_grad=True)
+    torch.real(torch.conj(torch.tensor(cz)) * rt.soft(zt, tz)).sum().backward()
+    h = 1e-6
+    fd = np.zeros_like(z)
+    for idx in np.ndindex(z.shape):
+        for unit in (1.0, 1j):
+            e = np.zeros_like(z)
+            e[idx] = h * unit
+            fd[idx] += unit * (loss(z + e, t) - loss(z - e, t)) / (2 * h)
+    fd_t = (loss(z, t + h) - loss(z, t - h)) / (2 * h)
+    assert 0 < (np.abs(z) > t).mean() < 1  # some entries are zeroed, some kept
+    np.testing.assert_allclose(zt.grad.numpy(), fd, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(tz.grad.item(), fd_t, rtol=1e-8)
 
 
 @pytest.mark.parametrize("seed", range(3))

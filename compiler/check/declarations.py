@@ -1,0 +1,330 @@
+"""Top-level declarations: hyperparameters, parameters (with their annotations), sub-networks, states,
+`require` conditions and the `layers N` line.  Parameters and sub-networks are checked as annotated;
+the compile-time options (`--tie`, `--freeze`, ...) are applied later by the schedule pass."""
+
+from __future__ import annotations
+
+import math
+
+from .. import ast, ir
+from ..ast import DimExpr
+from ..diagnostics import Diagnostic, did_you_mean
+from ..types import BOOL, COMPLEX, INT, REAL, Type, broadcast, shape_str
+from .expressions import constant_value
+from .names import ALL_FLAGS, FLAGS_CONSTRAINT, FLAGS_TRAIN, FLAGS_TYING, Symbol
+
+# The options of each sub-network kind: spec keyword -> constructor keyword (runtime.make_net).
+NET_OPTIONS = {"cnn": {"in": "in_channels", "out": "out_channels", "width": "width", "depth": "depth",
+                       "kernel": "kernel", "init": "init"},
+               "mlp": {"in": "in_features", "out": "out_features", "width": "width", "depth": "depth",
+                       "init": "init"}}
+
+
+class DeclarationMixin:
+    """Checking declarations (a part of `Checker`)."""
+
+    def _require(self, d: ast.Decl) -> ir.Require | None:
+        """`require COND, "message"`: a condition on data and hyperparameters, checked at construction."""
+        self.context = "require"
+        node = self.expr(d.value)
+        self.context = "top"
+        if node is None:
+            return None
+        if node.type.dtype != BOOL:
+            self.error("a `require` condition must be a comparison", d.value.span,
+                       "compare a value with a bound, e.g. `require max(abs(A)) < 10, \"entries of A are bounded\"`")
+            return None
+        if node.level > ir.CONST:
+            self.error("a `require` condition must be known at construction", d.value.span,
+                       "use only data, hyperparameters, dims and top-level `let` constants that depend on them")
+            return None
+        names: list[str] = []
+
+        def collect(n: ir.Node):  # the data and hyperparameters read, through constant `let`s
+            for m in n.walk():
+                if m.op != "var" or m.attrs["name"] in names:
+                    continue
+                if m.attrs.get("kind") in ("data", "hyper"):
+                    names.append(m.attrs["name"])
+                elif m.attrs.get("kind") == "let" and m.attrs["name"] in self._let_values:
+                    collect(self._let_values[m.attrs["name"]])
+
+        collect(node)
+        message = d.message if d.message is not None else f"requirement `{self._text(d.value.span)}` does not hold"
+        return ir.Require(node, message, names, d.line_span, d.line_span.line)
+
+    def _hyper(self, d: ast.Decl):
+        dtype = REAL
+        if d.type is not None:
+            if d.type.base not in (REAL, INT) or d.type.dims:
+                self.error("a hyperparameter is a `real` or `int` scalar", d.type.span,
+                           "for a tensor that is not trained, declare a parameter with `fixed`, e.g. "
+                           f"`param {d.name} : {d.type.base}[...] = ... fixed`" if d.type.dims else
+                           "write `hyper NAME = 0.1` (real) or `hyper NAME : int = 3`")
+                return None
+            dtype = d.type.base
+        self.context = "hyper"
+        node = self.expr(d.value)
+        self.context = "top"
+        if node is None:
+            return None
+        value = constant_value(node)
+        if value is None:
+            self.error("a hyperparameter default must be a number", d.value.span,
+                       f"hyperparameters are plain numbers given to the constructor (`hyper {d.name} = 0.1`); "
+                       f"for a value computed from data write `let {d.name} = {self._text(d.value.span)}`")
+            return None
+        if isinstance(value, complex) or (isinstance(value, float) and not math.isfinite(value)):
+            self.error(f"the default of `{d.name}` is not a finite number ({value})", d.value.span,
+                       "give a finite real number")
+            return None
+        if d.type is None and isinstance(value, int) and not isinstance(value, bool):
+            dtype = INT
+        if dtype == INT and not float(value).is_integer():
+            self.error(f"`{d.name}` is an `int` hyperparameter but its default is {value}", d.value.span,
+                       f"give a whole number (`hyper {d.name} : int = {int(value)}`) or declare it `real`")
+            return None
+        value = int(value) if dtype == INT else float(value)
+        t = Type(dtype)
+        if self._declare(Symbol(d.name, "hyper", t, ir.CONST, d.span, py=True,
+                                static=value if dtype == INT else None)):
+            return ir.Hyper(d.name, dtype, value, d.span, d.line_span.line)
+        return None
+
+    def _param(self, d: ast.Decl):
+        t = self._type(d.type, "parameter")
+        if t is None:
+            return None
+        learned, per_layer, constraint, cargs = True, False, None, ()
+        seen: dict[str, ast.Annotation] = {}
+        ok = True
+        for a in d.annotations:
+            if a.name not in ALL_FLAGS:
+                self.error(f"unknown annotation `{a.name}`", a.span,
+                           did_you_mean(a.name, ALL_FLAGS) or "annotations: " + ", ".join(ALL_FLAGS))
+                ok = False
+                continue
+            group = next(g for g in (FLAGS_TRAIN, FLAGS_TYING, FLAGS_CONSTRAINT) if a.name in g)
+            clash = next((seen[n] for n in group if n in seen), None)
+            if clash is not None:
+                hint = (f"keep one: a parameter is either {' or '.join(f'`{g}`' for g in group)}"
+                        if group is not FLAGS_CONSTRAINT else "a parameter has at most one constraint; keep one")
+                if clash.name == a.name:
+                    hint = f"`{a.name}` is given twice; remove one"
+                diag = Diagnostic(f"conflicting annotations `{clash.name}` and `{a.name}`", a.span, hint)
+                diag.notes.append((f"`{clash.name}` given here", clash.span))
+                self.sink.items.append(diag)
+                ok = False
+                continue
+            seen[a.name] = a
+            if a.name == "range":
+                vals = [constant_value(n) for n in (self._const_arg(x) for x in a.args)]
+                if len(a.args) != 2 or any(v is None for v in vals):
+                    self.error("`range` takes two numbers: `range(lo, hi)`", a.span,
+                               "the bounds are numbers or arithmetic on numbers, e.g. `range(0, 1)`")
+                    ok = False
+                    continue
+                if not vals[0] < vals[1]:
+                    self.error(f"empty range: the lower bound {vals[0]} is not below the upper bound {vals[1]}",
+                               a.span, f"write the lower bound first: `range({vals[1]}, {vals[0]})`"
+                               if vals[0] > vals[1] else "the bounds must differ")
+                    ok = False
+                    continue
+                constraint, cargs = "range", (float(vals[0]), float(vals[1]))
+            elif a.args:
+                self.error(f"`{a.name}` takes no arguments", a.span, f"write `{a.name}` without parentheses")
+                ok = False
+            elif a.name in FLAGS_CONSTRAINT:
+                constraint = a.name
+            elif a.name == "fixed":
+                learned = False
+            elif a.name == "per_layer":
+                per_layer = True
+        if constraint is not None and t.dtype == COMPLEX:
+            self.error(f"the constraint `{constraint}` needs a real parameter", d.type.span,
+                       "declare the parameter `real[...]`, or drop the constraint")
+            ok = False
+        if constraint == "unit_columns" and t.rank != 2:
+            self.error(f"`unit_columns` needs a matrix parameter, but `{d.name}` is {t}", d.type.span,
+                       "it normalises each column to unit norm: declare a `real[p, q]` matrix, or drop it")
+            ok = False
+        self.context = "param"
+        self.allow_layer = per_layer
+        init = self.expr(d.value)
+        self.allow_layer = False
+        self.context = "top"
+        if init is None:
+            return None
+        uses_layer = any(n.op == "var" and n.attrs.get("kind") == "layer" for n in init.walk())
+        if broadcast(t.shape, init.type.shape) != t.shape:
+            hint = "the default must have the declared shape (or broadcast to it)"
+            if t.rank == 2 and init.type.shape == tuple(reversed(t.shape)):
+                hint = f"the default is the transpose of the declared shape: take `({self._text(d.value.span)}).T`"
+            self.error(f"default value of `{d.name}` has shape {shape_str(init.type.shape)}, but the parameter is "
+                       f"{t}", d.value.span, hint)
+            ok = False
+        if init.type.dtype == COMPLEX and t.dtype == REAL:
+            self.error(f"complex default for the real parameter `{d.name}`", d.value.span,
+                       "declare it `complex[...]` or take `real(...)`")
+            ok = False
+        if init.type.dtype == BOOL:
+            self.error("a parameter default cannot be a comparison", d.value.span,
+                       "use the comparison inside `where(cond, a, b)`")
+            ok = False
+        if not ok:
+            return None
+        level = ir.LAYER if per_layer else ir.FORWARD
+        if self._declare(Symbol(d.name, "param", t, level, d.span, per_layer=per_layer)):
+            text = " ".join(a.name if not a.args else self._text(a.span) for a in d.annotations)
+            return ir.Param(d.name, t, init, learned, per_layer, constraint, cargs, d.span, d.line_span.line,
+                            uses_layer, text)
+        return None
+
+    def _net(self, d: ast.Decl, data_dims: dict):
+        """`net NAME : cnn(in=.., out=.., width=32, depth=3, kernel=3, init=zero) learned per_layer`."""
+        kinds = NET_OPTIONS
+        if d.net_kind not in kinds:
+            self.error(f"unknown sub-network kind `{d.net_kind}`", d.value.span,
+                       did_you_mean(d.net_kind, kinds) or "kinds: " + ", ".join(f"`{k}`" for k in kinds))
+            return None
+        allowed = kinds[d.net_kind]
+        options: dict[str, DimExpr | str] = {}  # constructor keyword -> a size, or the `init` mode
+        sizes: dict[str, DimExpr] = {}
+        for arg in d.net_args:
+            if not isinstance(arg, ast.Keyword):
+                self.error("sub-network options are given by name, e.g. `cnn(in=3, out=5, width=32, depth=3)`",
+                           arg.span)
+                return None
+            if arg.name not in allowed:
+                self.error(f"`{d.net_kind}` has no option `{arg.name}`", arg.span,
+                           did_you_mean(arg.name, allowed) or "options: " + ", ".join(f"`{k}`" for k in allowed))
+                return None
+            if arg.name == "init":
+                if not (isinstance(arg.value, ast.Name) and arg.value.name in ("zero", "default")):
+                    self.error("`init` is `zero` (the sub-network starts as the zero map) or `default`",
+                               arg.value.span)
+                    return None
+                options["init"] = arg.value.name
+                continue
+            value = arg.value
+            if isinstance(value, ast.Number) and isinstance(value.value, int) and value.value > 0:
+                dim = DimExpr.of(value.value)
+            elif isinstance(value, ast.Name) and value.name in self.scope and self.scope[value.name].kind == "dim":
+                if value.name not in data_dims:
+                    self.error(f"the size `{value.name}` of a sub-network must be known at construction", value.span,
+                               "use an integer or a dimension bound by a data operator")
+                    return None
+                dim = DimExpr.of(value.name)
+            elif isinstance(value, ast.Binary) and value.op in ("+", "*"):
+                # a size expression of data-bound dims and integers, e.g. `in=C+1`
+                names = _names_in(value)
+                late = [n for n in names if n not in data_dims]
+                if late:
+                    self.error(f"the sizes of a sub-network must be known at construction: `{late[0]}` is not bound "
+                               "by a data operator", value.span, "use integers or dims bound by data declarations")
+                    return None
+                node = self.expr(value)
+                if node is None:
+                    return None
+                if not isinstance(node.static, (int, DimExpr)) or isinstance(node.static, bool):
+                    self.error(f"`{arg.name}` must be a positive integer, a dimension or a sum/product of them",
+                               value.span)
+                    return None
+                dim = DimExpr.of(node.static)
+            else:
+                self.error(f"`{arg.name}` must be a positive integer or a dimension", value.span,
+                           "sizes may be sums and products of dims and integers, e.g. `in=C+1`")
+                return None
+            sizes[arg.name] = dim
+            options[allowed[arg.name]] = dim
+        for required in ("in", "out"):
+            if required not in sizes:
+                self.error(f"`{d.net_kind}` needs `{required}=`", d.value.span,
+                           f"for example `{d.net_kind}(in=3, out=5)`")
+                return None
+        learned, per_layer = True, False
+        for a in d.annotations:
+            if a.name in ("learned", "fixed"):
+                learned = a.name == "learned"
+            elif a.name in ("shared", "per_layer"):
+                per_layer = a.name == "per_layer"
+            else:
+                self.error(f"a sub-network takes `learned`/`fixed` and `shared`/`per_layer`, not `{a.name}`", a.span)
+                return None
+        level = ir.LAYER if per_layer else ir.FORWARD
+        if self._declare(Symbol(d.name, "net", Type("net"), level, d.span, per_layer=per_layer)):
+            net = ir.Net(d.name, d.net_kind, options, sizes["in"], sizes["out"], per_layer, learned, d.span,
+                         d.line_span.line)
+            self._net_info[d.name] = net
+            return net
+        return None
+
+    def _const_arg(self, e: ast.Expr):
+        saved = self.context
+        self.context = "hyper"
+        node = self.expr(e)
+        self.context = saved
+        return node
+
+    def _state(self, d: ast.Decl):
+        t = self._type(d.type, "state")
+        if t is None:
+            return None
+        self.context = "state"
+        init = self.expr(d.value)
+        self.context = "top"
+        if init is None:
+            return None
+        if broadcast(t.shape, init.type.shape) != t.shape:
+            self.error(f"initial value of `{d.name}` has shape {shape_str(init.type.shape)}, but the state is {t}",
+                       d.value.span, "the initial value must have the state's shape (or broadcast to it, like `0`)")
+            return None
+        if init.type.dtype == COMPLEX and t.dtype == REAL:
+            self.error(f"complex initial value for the real state `{d.name}`", d.value.span,
+                       "declare the state `complex[...]`, or take `real(...)`/`abs(...)`")
+            return None
+        if init.type.batched:
+            self.batched_states.add(d.name)
+        if self._declare(Symbol(d.name, "state", t, max(init.level, ir.FORWARD), d.span)):
+            return ir.State(d.name, t, init, d.span, d.line_span.line)
+        return None
+
+    def _layers(self) -> int:
+        spec = self.spec
+        if self._layers_option() is not None:
+            return self._layers_option()
+        if spec.layers is None:
+            if spec.step is not None:
+                where = self._code_line(spec.step_span.line)
+                hint = "add the default depth on a line before `step:`, e.g. `layers 10` (`--layers N` overrides it)"
+            else:
+                where = self._code_line()
+                hint = "give the default depth, e.g. `layers 10` (`--layers N` overrides it)"
+            self.error("missing `layers N` line", where, hint)
+            return 1
+        node = self.expr(spec.layers)
+        if node is None:
+            return 1
+        value = constant_value(node)
+        if value is None or isinstance(value, bool) or not isinstance(value, int):
+            got = f", got {value}" if value is not None else ""
+            self.error(f"`layers` needs a positive integer{got}", spec.layers.span,
+                       "the number of layers is a whole number written in the spec, e.g. `layers 10`; "
+                       "`--layers N` overrides it when compiling")
+            return 1
+        if value <= 0:
+            self.error(f"`layers` must be positive, got {value}", spec.layers.span,
+                       "an unrolled network has at least one layer, e.g. `layers 10`")
+            return 1
+        return value
+
+
+def _names_in(e: ast.Expr) -> list[str]:
+    """The names a size expression (`C + 1`, `2*n`) uses."""
+    if isinstance(e, ast.Name):
+        return [e.name]
+    if isinstance(e, ast.Binary):
+        return _names_in(e.left) + _names_in(e.right)
+    if isinstance(e, ast.Unary):
+        return _names_in(e.operand)
+    return []

@@ -1,0 +1,319 @@
+"""Expressions: names, numbers, lists, operators (through the registry), indexing and calls.  Every
+expression becomes an `ir.Node` with its type and its level (the max of its operands'; see ir.py)."""
+
+from __future__ import annotations
+
+import math
+
+from .. import ast, ir
+from ..ast import DimExpr
+from ..diagnostics import Diagnostic, Span, did_you_mean
+from ..operators import INTERNAL_OPERATORS, OPERATORS, SPECIAL_FORMS, Arg, function_names
+from ..types import INT, OPERATOR, REAL, ShapeError, Type
+from .names import BINARY_OPS, PY_OPS, USER_OPERATORS, Symbol, kind_noun, with_article
+
+
+class ExpressionMixin:
+    """Checking expressions (a part of `Checker`)."""
+
+    def expr(self, e: ast.Expr) -> ir.Node | None:
+        method = getattr(self, "_e_" + type(e).__name__)
+        return method(e)
+
+    def _e_Number(self, e: ast.Number):
+        is_int = isinstance(e.value, int)
+        if not is_int and not math.isfinite(e.value):
+            self.error(f"the number `{e.text}` is too large (it overflows to infinity)", e.span,
+                       "numbers must be finite double-precision values (below about 1.8e308)")
+            return None
+        return ir.Node("number", [], Type(INT if is_int else REAL), e.span, ir.CONST, {"value": e.value},
+                       py=True, static=e.value if is_int else None)
+
+    def _e_String(self, e: ast.String):
+        sym = self.scope.get(e.value)
+        hint = (f"to use `{e.value}`, write it without quotes" if sym is not None or e.value == "layer" else
+                "a string is only the title on the `spec` line")
+        self.error("a string cannot be used as a value", e.span, hint)
+
+    def _e_ListExpr(self, e: ast.ListExpr):
+        items = [self.expr(i) for i in e.items]
+        if any(i is None for i in items):
+            return None
+        dims = []
+        for node in items:
+            if isinstance(node.static, DimExpr):
+                dims.append(node.static)
+            elif isinstance(node.static, int):
+                dims.append(DimExpr.of(node.static))
+            else:
+                self.error("a list holds dimensions (dim names or integers)", node.span)
+                return None
+        return ir.Node("list", items, Type(INT, (DimExpr.of(len(dims)),)), e.span, ir.CONST, py=True,
+                       static=tuple(dims))
+
+    def _e_Name(self, e: ast.Name):
+        name = e.name
+        if name == "num_layers":
+            depth = self._depth()
+            return ir.Node("number", [], Type(INT), e.span, ir.CONST, {"value": depth}, py=True, static=depth)
+        if name == "layer":
+            if not self.allow_layer:
+                if self.context == "param":
+                    self.error(f"the shared parameter `{self.current}` cannot depend on `layer`", e.span,
+                               "a shared parameter has one value for all layers; mark it `per_layer` to give each "
+                               "layer its own default")
+                else:
+                    where = {"let": "in a top-level `let` (computed once, before the layers)",
+                             "hyper": "in a hyperparameter", "state": "in the initial value of a state",
+                             "require": "in a `require` condition (checked at construction)",
+                             "final": "in the `final:` block (after the layers)",
+                             "top": "here"}.get(self.context, "here")
+                    self.error(f"`layer` is not available {where}", e.span,
+                               "`layer` is the layer index: use it in the `step:` block or in the default of a "
+                               "`per_layer` parameter")
+                return None
+            return ir.Node("var", [], Type(INT), e.span, ir.LAYER, {"name": "layer", "kind": "layer"}, py=True)
+        sym = self.scope.get(name)
+        if sym is None:
+            if name in USER_OPERATORS or name in SPECIAL_FORMS:
+                self.error(f"`{name}` is an operator; call it: `{name}(...)`", e.span)
+                return None
+            later = self._declared_later(name)
+            if later is not None and later[0].line > e.span.line:
+                diag = Diagnostic(f"`{name}` is used before it is declared", e.span,
+                                  f"move the declaration of `{name}` above this line; a spec is read top to bottom")
+                diag.notes.append((f"`{name}` is declared here, as {with_article(later[1])}", later[0]))
+                self.sink.items.append(diag)
+                return None
+            if later is not None and later[0].line == e.span.line:
+                self.error(f"`{name}` is used in its own definition", e.span,
+                           "a definition can only use names declared above it")
+                return None
+            if later is not None and later[2] == "step" and self.context != "step":
+                self.error(f"`{name}` is a temporary of the `step:` block and does not exist here", e.span,
+                           f"to use its value after the loop, declare a state (`state {name} : ... = 0`) and "
+                           "assign it in the step")
+                return None
+            if ("name", name) in self.reported:
+                return None  # one report per unknown name
+            self.reported.add(("name", name))
+            candidates = [n for n, x in self.scope.items() if not x.broken] + (["layer"] if self.allow_layer else [])
+            hint = did_you_mean(name, candidates) or "declare it first (`hyper`, `param`, `let`, `state`, `data` or " \
+                                                      "`input`)"
+            self.error(f"unknown name `{name}`", e.span, hint)
+            return None
+        if sym.broken:
+            return None
+        if not self._visible(sym, e.span):
+            return None
+        if sym.kind == "dim":
+            return ir.Node("var", [], Type(INT), e.span, sym.level, {"name": name, "kind": "dim"}, py=True,
+                           static=DimExpr.of(name))
+        if sym.kind == "net":
+            self.error(f"`{name}` is a sub-network; call it: `{name}(...)`", e.span)
+            return None
+        typ = sym.type
+        if sym.kind == "state" and name in self.batched_states:
+            typ = typ.with_(batched=True)
+        return ir.Node("var", [], typ, e.span, sym.level,
+                       {"name": name, "kind": sym.kind, "version": sym.version, "per_layer": sym.per_layer},
+                       py=sym.py, static=sym.static)
+
+    def _visible(self, sym: Symbol, span: Span) -> bool:
+        ctx = self.context
+        if sym.kind == "param" and sym.per_layer and ctx in ("let", "state", "final"):
+            where = {"let": "a top-level `let`", "state": "the initial value of a state",
+                     "final": "the `final:` block"}[ctx]
+            self.error(f"the per-layer parameter `{sym.name}` cannot be used in {where}", span,
+                       "it has one value per layer and there is no layer here; use it inside `step:`, or make it "
+                       "`shared`")
+            return False
+        if ctx == "require" and sym.kind not in ("dim", "data", "hyper", "let"):
+            self.error(f"a `require` condition cannot use the {kind_noun(sym.kind)} `{sym.name}`", span,
+                       "requirements are checked once at construction, on data, hyperparameters and constants")
+            return False
+        if ctx in ("param", "hyper") and sym.kind in ("input", "state", "local"):
+            what = "parameter default" if ctx == "param" else "hyperparameter default"
+            self.error(f"a {what} cannot use the {kind_noun(sym.kind)} `{sym.name}`", span,
+                       "defaults are computed once at construction, from data, hyperparameters and constants")
+            return False
+        if ctx in ("param", "hyper") and sym.kind == "let" and sym.level > ir.CONST:
+            self.error(f"`{sym.name}` depends on inputs or parameters and cannot be used in a parameter default", span,
+                       "defaults are computed once at construction, from data, hyperparameters and constants")
+            return False
+        if ctx == "let" and sym.kind == "state":
+            self.error(f"`let` at the top level cannot use the state `{sym.name}`", span,
+                       "move the computation into the `step:` block (`let` there is a per-layer temporary)")
+            return False
+        return True
+
+    def _e_Unary(self, e: ast.Unary):
+        operand = self.expr(e.operand)
+        if operand is None:
+            return None
+        return self._apply("neg", [operand], e.span, [e.operand.span])
+
+    def _e_Binary(self, e: ast.Binary):
+        left, right = self.expr(e.left), self.expr(e.right)
+        if left is None or right is None:
+            return None
+        return self._apply(BINARY_OPS[e.op], [left, right], e.span, [e.left.span, e.right.span], symbol=e.op)
+
+    def _e_Attribute(self, e: ast.Attribute):
+        value = self.expr(e.value)
+        if value is None:
+            return None
+        if e.attr in ("T", "H"):
+            return self._apply("transpose" if e.attr == "T" else "adjoint", [value], e.span, [e.value.span],
+                               symbol="." + e.attr)
+        self.error(f"unknown attribute `.{e.attr}`", e.attr_span,
+                   did_you_mean(e.attr, ["T", "H"]) or "the attributes are `.T` (transpose) and `.H` (conjugate transpose)")
+        return None
+
+    def _e_Index(self, e: ast.Index):
+        value, index = self.expr(e.value), self.expr(e.index)
+        if value is None or index is None:
+            return None
+        if value.type.rank == 0:
+            self.error(f"cannot index a scalar ({value.type})", e.span,
+                       f"`{self._text(e.value.span)}` has no axes; use it without `[...]`")
+            return None
+        if index.type.dtype != INT or index.type.rank != 0 or index.type.batched:
+            self.error(f"an index must be an integer, got {index.type}", e.index.span,
+                       "index with an integer literal, an `int` hyperparameter or `layer`")
+            return None
+        size = value.type.shape[0]
+        if isinstance(index.static, int) and isinstance(size, DimExpr) and size.is_int \
+                and not 0 <= index.static < size.const:
+            self.error(f"index {index.static} is out of range for axis of size {size}", e.index.span,
+                       f"indices start at 0 and go up to {size.const - 1}")
+            return None
+        typ = value.type.with_(shape=value.type.shape[1:])
+        return ir.Node("index", [value, index], typ, e.span, max(value.level, index.level))
+
+    def _e_Call(self, e: ast.Call):
+        if isinstance(e.func, ast.Name):
+            name = e.func.name
+            if name == "prev":
+                return self._prev(e)
+            if name == "history_sum":
+                return self._history_sum(e)
+            if name == "grad":
+                return self._grad(e)
+            target = self.scope.get(name)
+            if target is not None and not target.broken and target.kind == "net":
+                return self._net_call(e, target)
+            if target is not None and not target.broken and target.type is not None \
+                    and target.type.dtype == OPERATOR:
+                return self._op_apply(e, target, adjoint=False)
+            op = OPERATORS.get(name)
+            if op is None or name in INTERNAL_OPERATORS:
+                sym = self.scope.get(name)
+                if sym is not None and sym.broken:
+                    return None
+                if sym is not None and sym.type is not None and sym.type.dtype != OPERATOR and sym.kind != "dim":
+                    arg = self._text(e.args[0].span) if len(e.args) == 1 else "x"
+                    noun = kind_noun(sym.kind)
+                    self.error(f"`{name}` is {with_article(noun)} of type {sym.type}, not a function: it cannot be called",
+                               e.func.span, f"apply a matrix with `@`: `{name} @ {arg}`" if sym.type.rank == 2
+                               else f"for a product write `{name} * {arg}`")
+                    return None
+                hint = did_you_mean(name, function_names()) or "`unrollc ops` lists the operators"
+                self.error(f"unknown operator `{name}`", e.func.span, hint)
+                return None
+            if e.kwargs:
+                kw = e.kwargs[0]
+                self.error(f"`{name}` takes no keyword arguments", kw.span,
+                           f"pass the value by position: drop `{kw.name}=`")
+                return None
+            n = len(e.args)
+            if not op.min_args <= n <= op.max_args:
+                want = (str(op.min_args) if op.min_args == op.max_args else f"{op.min_args} to {op.max_args}")
+                hint = f"`{name}`: {op.doc}" + (f"; for example `{op.example}`" if op.example else "")
+                self.error(f"`{name}` takes {want} argument{'s' if want != '1' else ''}, got {n}", e.span, hint)
+                return None
+            args = [self.expr(a) for a in e.args]
+            if any(a is None for a in args):
+                return None
+            for i in op.static_args:
+                if i < len(args) and not isinstance(args[i].static, int):
+                    self.error(f"argument {i + 1} of `{name}` must be an integer literal", e.args[i].span)
+                    return None
+            return self._apply(name, args, e.span, [a.span for a in e.args], call=True)
+        if isinstance(e.func, ast.Attribute) and isinstance(e.func.value, ast.Name) and e.func.attr in ("H", "T"):
+            target = self.scope.get(e.func.value.name)
+            if target is not None and target.type is not None and target.type.dtype == OPERATOR:
+                return self._op_apply(e, target, adjoint=True)
+        self.error("only named operators can be called", e.func.span,
+                   "to multiply by a parenthesised expression, write `*` before the `(`")
+        return None
+
+    def _apply(self, opname: str, args: list[ir.Node], span: Span, arg_spans: list[Span], symbol=None,
+               call=False) -> ir.Node | None:
+        op = OPERATORS[opname]
+        dim_args = op.extra.get("dim_args")
+        emit_args = []
+        for i, a in enumerate(args):
+            static = a.static
+            if dim_args and (dim_args is True or i in dim_args) and isinstance(static, int):
+                static = DimExpr.of(static)
+            emit_args.append(Arg("", a.type, py=a.py, static=static))
+        try:
+            out = op.infer([a.type for a in args], emit_args)
+        except ShapeError as err:
+            where = arg_spans[err.arg] if err.arg is not None and err.arg < len(arg_spans) else span
+            if symbol in BINARY_OPS and "broadcast" in err.message:
+                where = span  # a mismatch between both operands: point at the whole `a + b`
+            if symbol is not None and symbol.startswith("."):
+                where = span  # `.T` of the wrong thing: point at the whole `x.T`
+            label = symbol or opname
+            msg = err.message
+            hint = err.hint
+            bad = args[err.arg] if err.arg is not None and err.arg < len(args) else None
+            if hint is None and bad is not None and "integer" in msg and bad.type.dtype == REAL and bad.type.rank == 0:
+                if bad.op == "var" and bad.attrs.get("kind") == "hyper":
+                    hint = f"`{bad.attrs['name']}` is a real hyperparameter; use an integer one, e.g. " \
+                           f"`hyper k : int = 3`"
+                else:
+                    hint = "write an integer literal or an `int` hyperparameter, e.g. `hyper k : int = 3`"
+            if not call and symbol is not None and f"`{label}`" not in msg:
+                msg = f"in `{label}`: {msg}"
+            self.error(msg, where, hint)
+            return None
+        level = max([a.level for a in args], default=ir.CONST)
+        py = opname in PY_OPS and all(a.py for a in args)
+        if opname in ("max", "min") and len(args) == 2 and all(a.py for a in args):
+            py = True
+        static = None
+        if py and opname in ("add", "sub", "mul") and all(isinstance(a.static, int) for a in args):
+            static = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y}[opname](
+                args[0].static, args[1].static)
+        elif opname in ("add", "mul") and all(isinstance(a.static, (int, DimExpr)) for a in args) \
+                and any(isinstance(a.static, DimExpr) for a in args):
+            # dimension arithmetic (`nx*nz`, `2*h + 1`): stays symbolic for shape rules like `reshape`
+            x, y = (DimExpr.of(a.static) for a in args)
+            static = x + y if opname == "add" else x * y
+        return ir.Node(opname, args, out, span, level, {"statics": tuple(a.static for a in emit_args)}, py=py,
+                       static=static)
+
+
+def constant_value(node: ir.Node):
+    """Evaluate a compile-time numeric constant (literals and arithmetic on them)."""
+    if node.op == "number":
+        return node.attrs["value"]
+    if node.op == "var" and node.attrs.get("kind") == "hyper":
+        return None
+    if node.op == "neg":
+        v = constant_value(node.args[0])
+        return None if v is None else -v
+    if node.op in ("add", "sub", "mul", "div", "pow") and len(node.args) == 2:
+        a, b = (constant_value(x) for x in node.args)
+        if a is None or b is None:
+            return None
+        try:
+            return {"add": a + b, "sub": a - b, "mul": a * b}.get(node.op) if node.op in ("add", "sub", "mul") else (
+                a / b if node.op == "div" else a ** b)
+        except (ZeroDivisionError, OverflowError):
+            return None
+    return None
+

@@ -1,0 +1,105 @@
+"""Printing one expression of a plan as PyTorch code (the registry gives each operator's emission).
+
+Nothing is decided here: which value is computed where and under which name is
+in the plan (`ref` nodes name values computed elsewhere).  The printer knows
+the context it prints for -- the constructor (a per-layer parameter is its
+whole stack) or forward, and which layer index expression is current (`layer`,
+or `0` in a peeled first layer).
+"""
+
+from __future__ import annotations
+
+from . import ir
+from .operators import OPERATORS, P_ATOM, P_MUL, Arg, wrap
+
+
+class ExprPrinter:
+    def __init__(self, plan, in_init: bool = False, layer: str = "layer"):
+        self.plan = plan
+        self.in_init = in_init
+        self.layer = layer
+        self.per_layer = {x.name for x in plan.program.params if x.per_layer}
+
+    def at(self, layer: str) -> ExprPrinter:
+        return ExprPrinter(self.plan, self.in_init, layer)
+
+    def code(self, node: ir.Node) -> str:
+        return self.render(node).code
+
+    def render(self, node: ir.Node) -> Arg:
+        op = node.op
+        if op == "var":
+            return self._var(node)
+        if op == "ref":
+            if node.attrs.get("table"):
+                offset = node.attrs.get("offset", 0)
+                index = self.layer if not offset else (
+                    str(int(self.layer) + offset) if self.layer.isdigit() else f"{self.layer} + {offset}")
+                return Arg(f"{node.attrs['name']}[{index}]", node.type, P_ATOM, static=node.static)
+            return Arg(node.attrs["name"], node.type, P_ATOM, py=node.py, static=node.static)
+        if op == "number":
+            v = node.attrs["value"]
+            return Arg(repr(v), node.type, P_ATOM if v >= 0 else P_MUL, py=True, static=node.static)
+        if op == "list":
+            return Arg("(" + ", ".join(d.python() for d in node.static) + ",)", node.type, py=True, static=node.static)
+        if op == "addmm":
+            other, matrix, vectors = node.args
+            if matrix.op in ("transpose", "adjoint"):
+                mat2 = wrap(self.render(matrix.args[0]), P_ATOM) + (".conj()" if matrix.op == "adjoint" else "")
+            else:
+                mat2 = f"{wrap(self.render(matrix), P_ATOM)}.mT"
+            extra = "".join(f", {k}={v}" for k, v in sorted(node.attrs.items()) if k in ("alpha", "beta"))
+            return Arg(f"torch.addmm({self.code(other)}, {self.code(vectors)}, {mat2}{extra})", node.type)
+        if op == "addcmul":
+            base, scale, value = (self.render(a) for a in node.args)
+            extra = ", value=-1" if node.attrs.get("value") == -1 else ""
+            return Arg(f"torch.addcmul({base.code}, {scale.code}, {value.code}{extra})", node.type)
+        if op == "lerp":
+            start, end, weight = (self.render(a) for a in node.args)
+            return Arg(f"torch.lerp({start.code}, {end.code}, {weight.code})", node.type)
+        if op == "inverse":
+            (matrix,) = (self.render(a) for a in node.args)
+            return Arg(f"torch.linalg.inv({matrix.code})", node.type)
+        if op in ("net_call", "op_apply"):
+            # a sub-network (one per layer if untied) or a user operator / its adjoint, applied to one argument
+            (arg,) = (self.render(a) for a in node.args)
+            name = node.attrs["name"]
+            if op == "net_call":
+                fn = f"{name}[{self.layer}]" if node.attrs.get("per_layer") else name
+            else:
+                fn = f"{name}.adjoint" if node.attrs.get("adjoint") else name
+            if node.args[0].type.batched:
+                return Arg(f"{fn}({arg.code})", node.type)
+            return Arg(f"rt.apply_net({fn}, {arg.code}, batched=False)", node.type)
+        if op == "history_sum":
+            (beta,) = (self.render(a) for a in node.args)
+            return Arg(f"rt.history_sum({beta.code}, {self.plan.history_names[node.attrs['name']]})", node.type)
+        if op == "index":
+            value, index = (self.render(a) for a in node.args)
+            if node.args[0].type.batched:
+                return Arg(f"{wrap(value, P_ATOM)}[:, {index.code}]", node.type)
+            return Arg(f"{wrap(value, P_ATOM)}[{index.code}]", node.type)
+        operator = OPERATORS[op]
+        args = []
+        statics = node.attrs.get("statics", ())
+        for i, a in enumerate(node.args):
+            arg = self.render(a)
+            if i < len(statics) and statics[i] is not None and arg.static is None:
+                arg.static = statics[i]
+            if op in ("eye", "zeros", "ones") or (op == "onehot" and i == 1):
+                arg = Arg(statics[i].python() if hasattr(statics[i], "python") else arg.code, a.type, P_ATOM,
+                          py=True, static=statics[i])
+            args.append(arg)
+        out = operator.emit(args, node.type)
+        return Arg(out.code, node.type, out.prec, py=node.py, static=node.static)
+
+    def _var(self, node: ir.Node) -> Arg:
+        name = node.attrs["name"]
+        kind = node.attrs.get("kind")
+        if kind == "layer":
+            return Arg(self.layer, node.type, P_ATOM, py=True)
+        if node.attrs.get("prev"):
+            return Arg(self.plan.prev_names[name], node.type, P_ATOM)
+        if kind == "param" and name in self.per_layer and not self.in_init:
+            return Arg(f"{name}[{self.layer}]", node.type, P_ATOM)
+        return Arg(name, node.type, P_ATOM, py=node.py, static=node.static)

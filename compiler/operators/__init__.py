@@ -1,0 +1,118 @@
+"""The operator registry: every operator of the language is defined here, once.
+
+One operator is one `register(Operator(...))` call in the module of its concern:
+
+  arithmetic.py   `+ - * / ^`, unary minus, comparisons        (the syntax operators)
+  linalg.py       `@`, `.T`, `.H`, opnorm, solve, outer
+  shape.py        eye, zeros, ones, cat, stack, reshape
+  proximal.py     soft, hard, ..., svt, row_shrink, clamp, normalisations
+  elementwise.py  relu, exp, abs, ...; complex helpers (angle, expj, complex)
+  reductions.py   sum, mean, norm, max, min, dot, nnz; argmax, onehot, where
+  fourier.py      fft family, otf, conv2/conv2_adj, kernel padding/cropping/support, stft/istft
+  imaging.py      conv2z, chanmix, patches, resampling, finite differences
+
+The entry carries the shape rule, the emission (or the name of its kernel in unroll.runtime), the
+LaTeX, a numpy reference and the documentation from which `unrollc ops` and the operator tables of
+docs/language.md are generated (compiler/opdocs.py).  core.py documents the fields and the default
+batching rule.  Nothing here imports torch; numpy is imported only when a reference runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import arithmetic, elementwise, fourier, imaging, linalg, proximal, reductions, shape  # noqa: F401 (register)
+from .core import (
+    OPERATORS,
+    P_ADD,
+    P_ATOM,
+    P_CMP,
+    P_MUL,
+    P_POW,
+    P_UNARY,
+    Arg,
+    EmitContext,
+    Emitted,
+    Operator,
+    all_axes,
+    as_complex,
+    axis_code,
+    lift,
+    lift_arg,
+    lifted,
+    register,
+    tensor,
+    wrap,
+)
+
+__all__ = [
+    "INTERNAL_OPERATORS",
+    "OPERATORS",
+    "P_ADD",
+    "P_ATOM",
+    "P_CMP",
+    "P_MUL",
+    "P_POW",
+    "P_UNARY",
+    "SPECIAL_FORMS",
+    "SPECIAL_FORM_DOCS",
+    "Arg",
+    "EmitContext",
+    "Emitted",
+    "Operator",
+    "SpecialForm",
+    "all_axes",
+    "as_complex",
+    "axis_code",
+    "function_names",
+    "lift",
+    "lift_arg",
+    "lifted",
+    "lookup",
+    "register",
+    "tensor",
+    "wrap",
+]
+
+
+# ---------------------------------------------------------------- special forms (checked by the checker itself)
+@dataclass(frozen=True)
+class SpecialForm:
+    """A form the checker handles itself (not a registry entry), documented like an operator."""
+
+    name: str
+    doc: str
+    usage: str
+    shape: str
+    dtype: str
+    gradient: str
+    example: str
+    result: str
+
+
+SPECIAL_FORM_DOCS = (
+    SpecialForm("prev", "prev(x): the value of state x at the start of the current layer (Jacobi / simultaneous "
+                "updates)", "prev(s)", "s a state → its type", "of s", "yes", "prev(x)", "real[m]"),
+    SpecialForm("grad", "grad(f, x): gradient of the smooth scalar expression f with respect to x, derived "
+                "symbolically", "grad(f, v)", "f a scalar expression, v a name → shape of v", "of v",
+                "yes (it is an expression)", "grad(0.5 * norm(A @ x - y)^2, x)", "real[m]"),
+    SpecialForm("history_sum", "Σ_j b[j]·s^(j), j = 0..l: a combination of the values the state s had at the start "
+                "of layers 0..l (s^(0) its initial value) — dense / history-cognizant unrolling; layer l uses the "
+                "first l+1 weights", "history_sum(b, s)", "b a real vector [num_layers], s a state → type of s",
+                "of s", "yes (entries of b above l get zero gradient)", "history_sum(beta, x)", "real[m]"),
+)
+
+# name -> one-line doc
+SPECIAL_FORMS = {form.name: form.doc for form in SPECIAL_FORM_DOCS}
+
+# registry entries reached through syntax (`a + b`, `-a`, `a @ b`, `a < b`), not by name
+INTERNAL_OPERATORS = frozenset({"add", "sub", "mul", "div", "pow", "neg", "matmul", "lt", "gt", "le", "ge", "eq", "ne"})
+
+
+def lookup(name: str) -> Operator | None:
+    return OPERATORS.get(name)
+
+
+def function_names() -> list[str]:
+    """Every name a spec can call: the named operators and the special forms."""
+    return sorted([n for n in OPERATORS if n not in INTERNAL_OPERATORS] + list(SPECIAL_FORMS))

@@ -1,0 +1,130 @@
+"""Uses of every value of a plan: which names forward code reads, which statements are dead.
+
+A statement that defines a temporary (`let` of the step, hoisted value, layer-table
+lookup) nobody reads is removed; the emitter binds in `forward` only the names
+that are read, and registers as buffers only the constants `forward` reads.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from . import ir
+from .planner import Constant, Loop, Plan, Stmt
+
+
+def node_reads(node: ir.Node, out: Counter) -> None:
+    """Names `node` reads when rendered: variables, refs, sub-networks, operators, dims."""
+    for n in node.walk():
+        if n.op in ("var", "ref"):
+            if n.attrs.get("kind") != "layer":
+                out[n.attrs["name"]] += 1
+        elif n.op in ("net_call", "op_apply"):
+            out[n.attrs["name"]] += 1
+        for static in tuple(n.attrs.get("statics", ())) + ((n.static,) if n.op == "list" else ()):
+            for d in (static if isinstance(static, tuple) else (static,)):
+                if hasattr(d, "names"):
+                    for name in d.names():
+                        out[name] += 1
+
+
+def _block_reads(block: list, out: Counter, plan: Plan) -> None:
+    for item in block:
+        if isinstance(item, Loop):
+            node_reads(item.count, out)
+            _block_reads(item.before, out, plan)
+            _block_reads(item.body, out, plan)
+        else:
+            node_reads(item.value, out)
+            if item.kind == "state" and item.state is not None:
+                for d in item.state.type.shape:
+                    for name in d.names():
+                        out[name] += 1
+            if item.kind == "local" and item.value.op == "history_sum":
+                pass
+
+
+def count_uses(plan: Plan) -> None:
+    """Fill plan.uses / plan.init_uses and remove dead temporaries, to a fixpoint."""
+    p = plan.program
+    while True:
+        uses: Counter = Counter()
+        for block in (plan.prologue, plan.state_inits, plan.invariants, plan.peeled or [], plan.step, plan.final):
+            _block_reads(block, uses, plan)
+        for name in p.outputs:
+            uses[name] += 1
+        for s in p.states:  # the per-layer record and the states' shapes
+            uses[s.name] += 1
+            for d in s.type.shape:
+                for name in d.names():
+                    uses[name] += 1
+        for n in p.history_used:
+            uses[plan.history_names[n]] += 1
+        for node in _history_nodes(plan):
+            uses[plan.history_names[node.attrs["name"]]] += 1
+        if not _remove_dead(plan, uses):
+            break
+    plan.uses = uses
+    for c in plan.constants:
+        c.read_by_forward = uses[c.name] > 0
+    # what the constructor must compute: constants forward reads, and everything constructor code reads
+    base = Counter()
+    for req in p.requires:
+        node_reads(req.condition, base)
+    for x in p.params:
+        node_reads(x.init, base)
+    if plan.table is not None:
+        for st in plan.table.statements:
+            node_reads(st[2] if isinstance(st, tuple) else st.value, base)
+        for s in plan.table.inits:
+            node_reads(s.init, base)
+    # constants only read earlier constants: one pass from the last decides which are needed
+    reads = Counter(base)
+    for c in reversed(plan.constants):
+        if c.read_by_forward or reads[c.name] or c.name in p.outputs:
+            node_reads(c.value, reads)
+    plan.init_uses = reads
+
+
+def _history_nodes(plan: Plan):
+    for st in plan.all_stmts():
+        for n in st.value.walk():
+            if n.op == "history_sum":
+                yield n
+
+
+def _remove_dead(plan: Plan, uses: Counter) -> bool:
+    outputs = set(plan.program.outputs)
+    changed = False
+
+    def prune(block: list) -> list:
+        nonlocal changed
+        out = []
+        for item in block:
+            if isinstance(item, Loop):
+                item.before = prune(item.before)
+                item.body = prune(item.body)
+                out.append(item)
+                continue
+            if item.kind in ("temp", "local", "table") and item.state is None and uses[item.target] == 0 \
+                    and item.target not in outputs:
+                changed = True
+                continue
+            out.append(item)
+        return out
+
+    plan.prologue = prune(plan.prologue)
+    plan.invariants = prune(plan.invariants)
+    if plan.peeled is not None:
+        plan.peeled = prune(plan.peeled)
+    plan.step = prune(plan.step)
+    plan.final = prune(plan.final)
+    return changed
+
+
+def constant_needed(plan: Plan, c: Constant) -> bool:
+    """Whether the constructor must compute `c` at all (forward or other constructor code reads it)."""
+    return c.read_by_forward or plan.init_uses[c.name] > 0 or c.name in plan.program.outputs
+
+
+__all__ = ["Stmt", "constant_needed", "count_uses", "node_reads"]
