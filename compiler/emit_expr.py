@@ -49,7 +49,16 @@ class ExprPrinter:
             else:
                 mat2 = f"{wrap(self.render(matrix), P_ATOM)}.mT"
             extra = "".join(f", {k}={v}" for k, v in sorted(node.attrs.items()) if k in ("alpha", "beta"))
+            if other.op == "matmul" and not other.py and other.type == node.type and other.args[0].type.rank == 2 \
+                    and not other.args[0].type.batched and other.args[1].type.rank == 1 and other.args[1].type.batched:
+                # the other term is a fresh product (its output is not saved for backward): accumulate into it
+                return Arg(f"{wrap(self.render(other), P_ATOM)}.addmm_({self.code(vectors)}, {mat2}{extra})",
+                           node.type)
             return Arg(f"torch.addmm({self.code(other)}, {self.code(vectors)}, {mat2}{extra})", node.type)
+        if op == "add_scaled":
+            base, scale, value = (self.render(a) for a in node.args)
+            alpha = f"-{wrap(scale, P_ATOM)}" if node.attrs.get("negate") else scale.code
+            return Arg(f"torch.add({base.code}, {value.code}, alpha={alpha})", node.type)
         if op == "addcmul":
             base, scale, value = (self.render(a) for a in node.args)
             extra = ", value=-1" if node.attrs.get("value") == -1 else ""

@@ -115,7 +115,10 @@ def _fuse_addcmul(node: ir.Node) -> ir.Node:
         if product.op != "mul" or other.py or other.type != node.type:
             continue
         for s, b in ((product.args[0], product.args[1]), (product.args[1], product.args[0])):
-            if _scalar(s) and not s.py and b.type == node.type and not b.py:
+            if _scalar(s) and b.type == node.type and not b.py:
+                if s.py:  # a Python number: torch.add(a, b, alpha=±s)
+                    return ir.Node("add_scaled", [other, s, b], node.type, node.span, node.level,
+                                   {"negate": node.op == "sub"})
                 attrs = {"value": -1} if node.op == "sub" else {}
                 return ir.Node("addcmul", [other, s, b], node.type, node.span, node.level, attrs)
     return node
