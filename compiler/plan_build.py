@@ -56,6 +56,7 @@ class Builder:
         self.cse_stack: list[tuple[set, dict, list, int]] = []
         self.table_refs: dict[tuple, str] = {}  # key of a layer-table expression -> its column name
         self.lifted_done: set[tuple[str, int]] = set()
+        self.assignment_counts = {**assignment_counts(program.step), **assignment_counts(program.final)}
         self.table_rows: dict[str, tuple[str, int]] = {}  # static target -> (rows table, row offset)
 
     # ------------------------------------------------------------ expressions
@@ -147,7 +148,7 @@ class Builder:
         out: list = []
         repeated = repeated_keys(stmts, depth)
         pre_names: dict = {}
-        lifted = hoistable_locals(stmts, depth) if depth >= ir.LAYER else set()
+        lifted = hoistable_locals(stmts, depth, self.assignment_counts) if depth >= ir.LAYER else set()
         for st in stmts:
             if isinstance(st, ir.Repeat):
                 # values that do not change inside the repeat loop are computed once before it
@@ -214,8 +215,8 @@ def repeated_keys(stmts: list, depth: int) -> set:
     return {k for k, c in seen.items() if c > 1}
 
 
-def hoistable_locals(stmts: list, depth: int) -> set[str]:
-    """Locals assigned once in the block whose value does not depend on the loop."""
+def assignment_counts(stmts: list) -> dict[str, int]:
+    """How often each name is assigned in a block, nested loops included."""
     counts: dict[str, int] = {}
 
     def count(block):
@@ -226,6 +227,15 @@ def hoistable_locals(stmts: list, depth: int) -> set[str]:
                 count(st.body)
 
     count(stmts)
+    return counts
+
+
+def hoistable_locals(stmts: list, depth: int, step_counts: dict[str, int] | None = None) -> set[str]:
+    """Locals assigned once -- in the block and in the whole step (`step_counts`) -- whose value does not
+    depend on the loop."""
+    counts = assignment_counts(stmts)
+    if step_counts is not None:
+        counts = {name: max(c, step_counts.get(name, 0)) for name, c in counts.items()}
     return {st.target for st in stmts if isinstance(st, ir.Assign) and st.kind == "local"
             and st.value.level < depth and counts[st.target] == 1}
 

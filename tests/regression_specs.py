@@ -311,3 +311,46 @@ step:
 output r
 """, {"A": _real(4, 5)}, {"tau": np.array([0.5, 1.0, 1.5])},
     lambda d, i: (np.stack([_svt(d["A"], t) for t in i["tau"]]),))
+
+# regressions found on main 61495b0 (after e221d77)
+Zc = _complex(5, 4)
+REGRESSIONS["operator_of_constant_scalar"] = Regression(
+    """spec constant_scalar_operand
+dims n, m
+data Z : complex[m, n]
+input y : real
+let t = hard(opnorm(Z), y)
+state s : real = 0
+layers 1
+step:
+    s = s + 1
+output t
+""", {"Z": Zc}, {"y": np.array([0.5, 100.0, 1.0])},
+    lambda d, i: (np.where(np.linalg.norm(d["Z"], 2) > i["y"], np.linalg.norm(d["Z"], 2), 0.0),))
+
+REGRESSIONS["dtype_of_pruned_data"] = Regression(
+    """spec dead_let_of_data
+dims n
+data A : real[n]
+state x : real[n] = 0
+layers 1
+step:
+    let u = A
+output x
+""", {"A": _real(4)}, {}, lambda d, i: (np.zeros(4),))
+
+v4 = _real(4)
+REGRESSIONS["invariant_reassignment_in_repeat"] = Regression(
+    """spec reassigned_in_repeat
+dims n
+data v : real[n]
+input y : real[n]
+state x : real[n] = 0
+layers 1
+step:
+    let u = x + y
+    repeat 2:
+        u = v
+    x = u
+output x
+""", {"v": v4}, {"y": _real(B, 4)}, lambda d, i: (d["v"],))  # x = v depends on no input: unbatched

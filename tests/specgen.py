@@ -27,12 +27,13 @@ from specgen_ops import ExprGen
 from specgen_program import Decl, Pool, Program, Stmt, assignments
 
 KNOWN_BUG_CONSTRUCTS = (
-    # fixed by the plan-as-a-value work and removed from this list: matmul_right_of_vector_product,
-    # operator_matrix_multiaxis, net_named_like_temporary, repeat_of_invariant_lets,
-    # reassigned_invariant_local, unused_constant_let_output, step_let_python_number,
+    # the bugs of tests/fuzz_known_bugs.md that main (61495b0) still has; the fixed ones were deleted:
+    # matmul_right_of_vector_product, operator_matrix_multiaxis, net_named_like_temporary,
+    # repeat_of_invariant_lets, reassigned_invariant_local, unused_constant_let_output, step_let_python_number,
     # complex_data_before_real, mixed_dtype_matmul_solve, mixed_dtype_chanmix, python_number_output,
-    # dot_of_scalars, dtype_without_tensors, matrix_threshold_batched_tau, operator_of_python_number
-    # still open (found by this generator, tests/fuzz_known_bugs.md; issue 11 owns robustness)
+    # dot_of_scalars, dtype_without_tensors, matrix_threshold_batched_tau; and after it:
+    # operator_of_python_number, operator_of_constant_scalar, dtype_of_pruned_data,
+    # invariant_reassignment_in_repeat
     "where_real_and_complex_branches",  # where(c, real learned value, complex): backward raises
     "reshape_three_dims",  # reshape(x : [m, k, n], n, k, m) rejected: "k*m*n" vs "k*n*m"
     "istft_of_real",  # istft(X) of a real X is accepted by the checker, torch.istft refuses it
@@ -79,7 +80,7 @@ def _finish(prog: Program) -> Program:
     if not prog.step:
         counter = pool.add(Decl(pool.fresh("c"), "state", Ty((), "real"), 2, init=num("0", 0), assigned=True))
         prog.step.append(Stmt("assign", counter.static[0], make("add", (counter, num("1", 1)), counter.ty)))
-    if "dtype_without_tensors" in pool.banned and not any(d.kind == "input" for d in prog.used_decls()):
+    if "dtype_of_pruned_data" in pool.banned and not any(d.kind == "input" for d in prog.used_decls()):
         y = pool.add(Decl(pool.fresh("y"), "input", Ty(("n",), "real", True), 1))
         prog.outputs.append(pool.let(y).static[0])
     return prog
@@ -152,7 +153,8 @@ def _statements(rng, pool: Pool, gen: ExprGen, states, max_depth, depth) -> list
             out.append(Stmt("let", local.static[0], e))
             pool.locals[local.static[0]].assigned = depth == 0 and any(
                 x.op in ("leaf", "prev") and x.static[0] in {v.static[0] for v in states} for x in e.walk())
-        elif r < 0.5 and _reassignable(pool):  # a temporary gets a new value
+        elif r < 0.5 and _reassignable(pool) and not (depth and "invariant_reassignment_in_repeat" in pool.banned):
+            # a temporary gets a new value
             u = rng.choice(_reassignable(pool))
             out.append(Stmt("assign", u.name, gen.gen(u.ty.shape, u.ty.dtype, max_depth)))
         else:

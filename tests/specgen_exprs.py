@@ -92,9 +92,14 @@ SYNTAX = {"leaf", "num", "layer", "prev", "grad", "history_sum", "add", "sub", "
           "T", "H", "index", "lt", "gt", "le", "ge", "eq", "ne", "apply", "netcall"}
 
 
-def python_number_argument(e: Expr) -> bool:
-    """A registry operator applied to a Python number where its emission expects a tensor."""
-    return e.op not in SYNTAX and any(a.py and i not in PY_ARG_OK.get(e.op, ()) for i, a in enumerate(e.args))
+def python_number_argument(e: Expr, numbers: bool = True, constants: bool = False) -> bool:
+    """A registry operator applied, where its emission expects a tensor, to a Python number (`numbers`: a
+    literal, a hyperparameter, `layer`) or to a real scalar constant (`constants`: `opnorm(A)`, `sum(a)`,
+    which the compiler keeps as Python numbers)."""
+    def python(a: Expr) -> bool:
+        return numbers and a.py or constants and not a.py and not a.ty.shape and a.ty.dtype in ("real", "int") \
+            and value_level(a) == 0
+    return e.op not in SYNTAX and any(python(a) and i not in PY_ARG_OK.get(e.op, ()) for i, a in enumerate(e.args))
 _BINARY = {"add": ("+", P_ADD), "sub": ("-", P_ADD), "mul": ("*", P_MUL), "div": ("/", P_MUL),
            "matmul": ("@", P_MUL), "lt": ("<", P_CMP), "gt": (">", P_CMP), "le": ("<=", P_CMP),
            "ge": (">=", P_CMP), "eq": ("==", P_CMP), "ne": ("!=", P_CMP)}

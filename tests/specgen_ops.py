@@ -136,8 +136,9 @@ class ExprGen:
         while True:
             name, fn = self.choice(productions)
             e = fn(shape, dtype, depth - 1)
-            if e is not None and "operator_of_python_number" in self.banned and \
-                    any(python_number_argument(x) for x in e.walk()):
+            numbers, constants = "operator_of_python_number" in self.banned, "operator_of_constant_scalar" in self.banned
+            if e is not None and (numbers or constants) and \
+                    any(python_number_argument(x, numbers, constants) for x in e.walk()):
                 continue
             if e is not None:
                 assert e.ty.shape == shape and e.ty.dtype in ((dtype,) if dtype == "complex" else ("real", "int")), \
