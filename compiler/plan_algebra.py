@@ -5,6 +5,7 @@ reassociation (tested on the Plan in tests/test_graph_planner.py and against num
                         inverse computed once where M is known: one GEMM per layer;
 * `fold_scalars`        `(M @ X) / s`, `s * (M @ X)` with M, s invariant -> `(M / s) @ X`;
 * `distribute_products` `M @ (a ± b)` with a invariant -> `M @ a ± M @ b`; `M @ (s * d)` -> `(s * M) @ d`;
+* `associate_invariant_products`  `M @ (N @ v)` -> `(M @ N) @ v` when that is never more work;
 * `fuse_lerp`           `a + s * (a - b)` -> `lerp(b, a, 1 + s)`;
 * `fuse_addmm`          `a ± M @ x` (a matrix times a batch of vectors) -> one `torch.addmm`, and
                         `a ± s * b` with a scalar tensor s -> one `torch.addcmul`;
@@ -211,5 +212,31 @@ def distribute_products(program: ir.Program) -> ir.Program:
                     scaled = ir.Node("mul", [s, matrix], matrix.type, matrix.span, max(s.level, matrix.level))
                     return _matmul(scaled, d, node.span, node.level)
         return node
+
+    return map_nodes(program, rewrite)
+
+
+def associate_invariant_products(program: ir.Program) -> ir.Program:
+    """`M @ (N @ v)` with M, N invariant where v changes is `(M @ N) @ v` (the product computed once)
+    when that is never more work per sample: M is p×q, N is q×r, and the inner size q equals p or r
+    (then p·r ≤ q·(p + r) for any sizes).  ADMM's M⁻¹ (Aᵀ y) becomes (M⁻¹ Aᵀ) y."""
+    def rewrite(node: ir.Node, args: list[ir.Node]) -> ir.Node:
+        node = _rebuild(node, args)
+        if node.op != "matmul" or node.py:
+            return node
+        left, inner = node.args
+        if inner.op != "matmul" or left.py or inner.py:
+            return node
+        right, v = inner.args
+        if any(m.type.rank != 2 or m.type.batched or m.py for m in (left, right)):
+            return node
+        if max(left.level, right.level) >= v.level:
+            return node
+        p, q = left.type.shape
+        q2, r = right.type.shape
+        if q != q2 or (q != p and q != r):
+            return node
+        product = _matmul(left, right, node.span, max(left.level, right.level))
+        return _matmul(product, v, node.span, node.level)
 
     return map_nodes(program, rewrite)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from . import ir
 from .plan_algebra import (
+    associate_invariant_products,
     distribute_products,
     factor_solves,
     fold_scalars,
@@ -72,6 +73,8 @@ class Builder:
             out = ref(self.constant_keys[node.key], node)  # computed at construction already
             out.py = real_scalar(node)
             return out
+        if node.op == "inverse" and node.level == ir.CONST and depth == ir.CONST:
+            return self.hoist(node)  # an inverse is computed once, however many constants use it
         if node.op in ("transpose", "adjoint") and node.level < depth:
             return self.lower_args(node, depth)  # hoist the matrix; the transpose is a free view
         if not is_trivial(node):
@@ -106,7 +109,7 @@ class Builder:
         if level == ir.CONST:
             name = self.constant_keys.get(node.key)
             if name is None:
-                value = self.lower(node, ir.CONST)
+                value = self.lower_args(node, ir.CONST)
                 name = self.names.fresh(describe(node.args[0]) + "_inv" if node.op == "inverse" else
                                         describe(node) + "_c")
                 python = node.py or real_scalar(node)
@@ -243,7 +246,9 @@ def hoistable_locals(stmts: list, depth: int, step_counts: dict[str, int] | None
 def build(program: ir.Program, class_name: str) -> Plan:
     from .plan_uses import count_uses
 
-    program = python_scalar_lets(fuse_lerp(distribute_products(fold_scalars(factor_solves(program)))))
+    program = factor_solves(program)
+    program = associate_invariant_products(distribute_products(fold_scalars(program)))
+    program = python_scalar_lets(fuse_lerp(program))
     b = Builder(program, class_name)
     p, plan = program, b.plan
     plan.prev_names = {name: b.names.fresh(f"{name}_prev") for name in p.prev_used}

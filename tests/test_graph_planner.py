@@ -366,7 +366,8 @@ def test_admm_lasso_factors_its_matrix_once():
     # M^-1 (A.T y + rho (z - alpha)) = M^-1 A.T y + (rho M^-1) (z - alpha): the first term once per call,
     # the scaled inverse once at construction, and the sum accumulates into the per-layer GEMM
     (scaled,) = [c for c in p.constants if c.value.op == "mul" and inverse.name in refs(c.value)]
-    (per_call,) = [st for st in p.invariants if inverse.name in refs(st.value)]
+    (product,) = [c for c in p.constants if c.value.op == "matmul" and inverse.name in refs(c.value)]
+    (per_call,) = [st for st in p.invariants if product.name in refs(st.value)]  # (M^-1 A.T) y
     x_update = next(st for st in p.step if st.target == "x")
     assert x_update.value.op == "addmm" and refs(x_update.value) == {scaled.name, per_call.target}
     # z and alpha are not needed after the last layer (the output is x)
@@ -455,3 +456,14 @@ step:
     x = soft(x - step * (A.T @ (A @ x - y)), step * lambda_)
 output x
 """
+
+
+def test_invariant_products_associate_only_when_never_more_work():
+    # ADMM: M^-1 (A.T y): M^-1 is m x m and A.T is m x n -> (M^-1 A.T) y, computed once at construction
+    p = plan_of("admm_lasso")
+    (per_call,) = [st for st in p.invariants if st.value.op == "matmul"]
+    (product,) = refs(per_call.value)
+    constant = next(c for c in p.constants if c.name == product)
+    assert constant.value.op == "matmul" and var_names(per_call.value) == {"y", product}
+    # ISTA: A.T (A x) with A n x m: A.T A is m x m, cheaper only when m <= 2n (unknown): not associated
+    assert all(c.value.op != "matmul" for c in plan_of("ista").constants)
