@@ -10,7 +10,7 @@ or `0` in a peeled first layer).
 from __future__ import annotations
 
 from . import ir
-from .operators import INTERNAL_OPERATORS, OPERATORS, P_ATOM, P_MUL, Arg, tensor, wrap
+from .operators import INTERNAL_OPERATORS, OPERATORS, P_ADD, P_ATOM, P_MUL, Arg, tensor, wrap
 
 # operators whose first operand may be a Python number as it is (Python arithmetic, or handled by the entry)
 PYTHON_OPERAND_OPS = INTERNAL_OPERATORS | {"where", "eye", "zeros", "ones", "onehot", "complex", "clamp", "max", "min"}
@@ -62,6 +62,12 @@ class ExprPrinter:
             base, scale, value = (self.render(a) for a in node.args)
             alpha = f"-{wrap(scale, P_ATOM)}" if node.attrs.get("negate") else scale.code
             return Arg(f"torch.add({base.code}, {value.code}, alpha={alpha})", node.type)
+        if op == "choose":  # two forms of one value; the constructor picked one by the actual sizes
+            gram, split = (self.render(a) for a in node.args)
+            return Arg(f"({gram.code} if {node.attrs['flag']} else {split.code})", node.type)
+        if op == "eye_minus":
+            (k,) = (self.render(a) for a in node.args)
+            return Arg(f"rt.identity_minus({k.code})", node.type)
         if op == "addcmul":
             base, scale, value = (self.render(a) for a in node.args)
             extra = ", value=-1" if node.attrs.get("value") == -1 else ""

@@ -179,6 +179,11 @@ class ModulePrinter:
                     f"{'line ' + str(req.line) + ': ' + comment(p.line(req.line))!r})", 2)
         for x in p.params:
             self._param(out, x)
+        for flag, (p_, q_, r_) in plan.choices.items():
+            out.add(f"# (I - P N) x + P c is one {p_}x{p_} product per sample, P (N x - c) two thin ones: the "
+                    "cheaper form", 2)
+            out.add(f"self.{flag} = {flag} = {p_.python()} * {r_.python()} <= {q_.python()} * "
+                    f"({p_.python()} + {r_.python()})", 2)
         needed = [c for c in others if constant_needed(plan, c)]
         if needed:
             out.add("# constants of the step, computed once", 2)
@@ -225,6 +230,9 @@ class ModulePrinter:
             local = f" = {c.name}" if plan.init_uses[c.name] else ""  # constructor code reads it too
             out.add(f"self.{c.name}{local} = {code}{tail}", 2)  # a Python number: an attribute
         else:
+            if c.condition is not None:
+                flag, branch = c.condition
+                code = f"({code}) if {'' if branch == 0 else 'not '}{flag} else None"
             out.add(f"{c.name} = {code}{tail}", 2)
             if c.read_by_forward:
                 out.add(f"self.register_buffer({c.name!r}, {c.name})", 2)
@@ -362,7 +370,11 @@ class ModulePrinter:
 
     def _hoisted_lines(self, out: Lines, block: list, indent: int) -> None:
         for st in block:
-            out.add(f"{st.target} = {self.fwd.code(st.value)}  # {st.comment}", indent)
+            code = self.fwd.code(st.value)
+            if st.condition is not None:
+                flag, branch = st.condition
+                code = f"({code}) if {'' if branch == 0 else 'not '}{flag} else None"
+            out.add(f"{st.target} = {code}  # {st.comment}", indent)
 
     def _layer_body(self, block: list, printer: ExprPrinter, indent: int) -> Lines:
         p, plan = self.p, self.plan
@@ -463,6 +475,9 @@ class ModulePrinter:
             for name in [n for n, _ in plan.table.columns] + list(plan.table.rows.values()):
                 if name in used:
                     pre.add(f"{name} = self.{name}", 2)
+        for flag in plan.choices:
+            if flag in used:
+                pre.add(f"{flag} = self.{flag}", 2)
         for net in p.nets:
             if net.name in used:
                 pre.add(f"{net.name} = self.{net.name}", 2)

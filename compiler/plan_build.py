@@ -19,6 +19,7 @@ from __future__ import annotations
 from . import ir
 from .plan_algebra import (
     associate_invariant_products,
+    gram_choice,
     distribute_products,
     factor_solves,
     fold_scalars,
@@ -57,6 +58,8 @@ class Builder:
         self.cse_stack: list[tuple[set, dict, list, int]] = []
         self.table_refs: dict[tuple, str] = {}  # key of a layer-table expression -> its column name
         self.lifted_done: set[tuple[str, int]] = set()
+        self.condition: tuple | None = None  # (flag, branch) while lowering one form of a `choose`
+        self.choice_flags: dict[tuple, str] = {}
         self.assignment_counts = {**assignment_counts(program.step), **assignment_counts(program.final)}
         self.table_rows: dict[str, tuple[str, int]] = {}  # static target -> (rows table, row offset)
 
@@ -65,11 +68,14 @@ class Builder:
         """`node` evaluated in a block at `depth`, with values computed elsewhere replaced by refs."""
         if node.op in ("var", "number", "list", "ref"):
             return node
+        if node.op == "choose":
+            return self.lower_choice(node, depth)
         if node.key in self.table_refs and depth >= ir.LAYER:
             lookup = ref(self.table_refs[node.key], node)
             lookup.attrs.update(table=True, offset=0)
             return lookup
         if node.key in self.constant_keys and not node.py:
+            self._widen(self.plan.constants, self.constant_keys[node.key])
             out = ref(self.constant_keys[node.key], node)  # computed at construction already
             out.py = real_scalar(node)
             return out
@@ -91,6 +97,22 @@ class Builder:
                     return ref(name, node)
                 break
         return self.lower_args(node, depth)
+
+    def lower_choice(self, node: ir.Node, depth: int) -> ir.Node:
+        """Both forms of a `choose` node; values hoisted for one form only are computed only when the
+        constructor picked that form."""
+        flag = self.choice_flags.get(node.attrs["id"])
+        if flag is None:
+            flag = self.names.fresh("gram_form")
+            self.choice_flags[node.attrs["id"]] = flag
+            self.plan.choices[flag] = node.attrs["sizes"]
+        branches = []
+        for branch, arg in enumerate(node.args):
+            saved = self.condition
+            self.condition = (flag, branch) if saved is None else saved
+            branches.append(self.lower(arg, depth))
+            self.condition = saved
+        return ir.Node("choose", branches, node.type, node.span, node.level, {"flag": flag})
 
     def bound_outside(self, node: ir.Node) -> bool:
         """Whether every step `let` the value reads is bound outside the loop (lifted): a `let` assigned
@@ -114,8 +136,10 @@ class Builder:
                                         describe(node) + "_c")
                 python = node.py or real_scalar(node)
                 self.plan.constants.append(Constant(name, value, self.span_text(node), "hoisted", python,
-                                                    node.span.line))
+                                                    node.span.line, condition=self.condition))
                 self.constant_keys[node.key] = name
+            else:
+                self._widen(self.plan.constants, name)
             out = ref(name, node)
             out.py = out.py or real_scalar(node)
             return out
@@ -125,9 +149,17 @@ class Builder:
             value = self.lower(node, level)
             name = self.names.fresh(describe(node.args[0]) + "_inv" if node.op == "inverse" else describe(node))
             self.hoisted.setdefault(level, []).append(Stmt(name, value, self.span_text(node), "temp",
-                                                           node.span.line))
+                                                           node.span.line, condition=self.condition))
             keys[node.key] = name
+        else:
+            self._widen(self.hoisted.get(level, []), name)
         return ref(name, node)
+
+    def _widen(self, items: list, name: str) -> None:
+        """A hoisted value reused under another condition (or none) is computed unconditionally."""
+        for item in items:
+            if getattr(item, "name", getattr(item, "target", None)) == name and item.condition != self.condition:
+                item.condition = None
 
     def span_text(self, node: ir.Node) -> str:
         s = node.span
@@ -248,7 +280,7 @@ def build(program: ir.Program, class_name: str) -> Plan:
 
     program = factor_solves(program)
     program = associate_invariant_products(distribute_products(fold_scalars(program)))
-    program = python_scalar_lets(fuse_lerp(program))
+    program = python_scalar_lets(fuse_lerp(gram_choice(program)))
     b = Builder(program, class_name)
     p, plan = program, b.plan
     plan.prev_names = {name: b.names.fresh(f"{name}_prev") for name in p.prev_used}

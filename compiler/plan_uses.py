@@ -21,6 +21,8 @@ def node_reads(node: ir.Node, out: Counter) -> None:
                 out[n.attrs["name"]] += 1
         elif n.op in ("net_call", "op_apply"):
             out[n.attrs["name"]] += 1
+        elif n.op == "choose":
+            out[n.attrs["flag"]] += 1
         for static in tuple(n.attrs.get("statics", ())) + ((n.static,) if n.op == "list" else ()):
             for d in (static if isinstance(static, tuple) else (static,)):
                 if hasattr(d, "names"):

@@ -107,6 +107,7 @@ class Stmt:
     line: int = 0
     state: ir.State | None = None  # for kind == "state": the declaration (shape the value is fitted to)
     skip_last: bool = False  # not needed after the last layer: skipped there unless the trace records states
+    condition: tuple | None = None  # (flag, branch): computed only when the constructor chose that branch
 
 
 @dataclass
@@ -131,6 +132,7 @@ class Constant:
     python: bool  # a Python number (kept as an attribute), not a tensor (kept as a buffer)
     line: int = 0
     read_by_forward: bool = False
+    condition: tuple | None = None  # (flag, branch): computed only when the constructor chose that branch
 
 
 @dataclass
@@ -168,6 +170,7 @@ class Plan:
     uses: Counter = field(default_factory=Counter)  # reads by forward code
     init_uses: Counter = field(default_factory=Counter)  # reads by constructor code
     notes: list[str] = field(default_factory=list)  # what the optimisation passes did (for explain)
+    choices: dict = field(default_factory=dict)  # flag -> (p, q, r): the Gram form when p·r <= q·(p + r)
 
     # ------------------------------------------------------------ queries
     def all_stmts(self, include_peeled: bool = True):

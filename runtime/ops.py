@@ -140,6 +140,11 @@ def layer_stack(values, shape, dtype, device) -> torch.Tensor:
     return torch.stack([full_param(v, shape, dtype, device) for v in values])
 
 
+def identity_minus(k: torch.Tensor) -> torch.Tensor:
+    """I − K for a square matrix K (the planner's Gram form of a gradient step)."""
+    return torch.eye(k.shape[-1], dtype=k.dtype, device=k.device) - k
+
+
 def layer_table(rows, dtype, device) -> torch.Tensor:
     """Values that depend only on the layer index, one row per layer, as one [layers, ...] tensor (rows that
     are Python numbers take the module's real dtype; tensor rows keep theirs)."""

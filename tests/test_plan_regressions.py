@@ -192,3 +192,22 @@ output z
 """)
     y = torch.randn(2, 4, dtype=F64)
     assert torch.allclose(Net()(y), 2 * (2 * y) + 6)
+
+
+@pytest.mark.parametrize("n, m", [(6, 10), (3, 10)], ids=["gram-form", "split-form"])
+def test_ista_gradient_step_in_either_association_equals_numpy(n, m):
+    """`x - A.T @ (A @ x - y) / L` is planned in two forms: (I - A.T A / L) x + A.T y / L (one m x m
+    product, chosen when m <= 2n) and the two thin products; the constructor picks by the sizes."""
+    rng = np.random.default_rng(6)
+    A = rng.standard_normal((n, m))
+    net = unroll.load("ista", layers=7)(A=A, lam=0.05)
+    assert net.gram_form == (m * m <= n * 2 * m)
+    y = rng.standard_normal((3, n))
+    L = np.linalg.norm(A, 2) ** 2
+    x = np.zeros((3, m))
+    trace = net.trace(torch.from_numpy(y))
+    for layer in range(7):
+        v = x - (x @ A.T - y) @ A / L
+        x = np.sign(v) * np.maximum(np.abs(v) - 0.05 / L, 0)
+        assert np.abs(trace[layer + 1]["x"].numpy() - x).max() < 1e-12 * max(1, np.abs(x).max())
+    assert (net.A_L_c is None) == (not net.gram_form)  # the unchosen form's matrix is not computed
