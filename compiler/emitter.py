@@ -182,7 +182,9 @@ class ModulePrinter:
         for flag, (p_, q_, r_) in plan.choices.items():
             out.add(f"# (I - P N) x + P c is one {p_}x{p_} product per sample, P (N x - c) two thin ones: the "
                     "cheaper form", 2)
-            out.add(f"self.{flag} = {flag} = {p_.python()} * {r_.python()} <= {q_.python()} * "
+            local = f" = {flag}" if any(c.condition and c.condition[0] == flag and constant_needed(plan, c)
+                                        for c in plan.constants) else ""
+            out.add(f"self.{flag}{local} = {p_.python()} * {r_.python()} <= {q_.python()} * "
                     f"({p_.python()} + {r_.python()})", 2)
         needed = [c for c in others if constant_needed(plan, c)]
         if needed:

@@ -247,27 +247,63 @@ def gram_choice(program: ir.Program) -> ir.Program:
     invariant, is also `(I - P @ N) @ x + P @ c`: one p×p GEMM per sample instead of two thin ones.
     Which is less work (p·r against q·(p + r) per sample) depends on sizes known at construction, so
     the plan keeps both (a `choose` node) and the constructor picks by the actual sizes."""
-    def rewrite(node: ir.Node, args: list[ir.Node]) -> ir.Node:
-        node = _rebuild(node, args)
-        if node.op != "sub" or node.py or node.type.dtype != REAL:
+    def gradient(node: ir.Node) -> ir.Node:
+        """`P @ (N @ x - c)` alone (a scaled step `x - s * gradient`): `P N x - P c` or as written."""
+        if node.op != "matmul" or node.py or node.type.dtype != REAL or node.type.rank != 1 \
+                or not node.type.batched:
             return node
-        x, step = node.args
-        if step.op != "matmul" or x.type != node.type or not x.type.batched or x.type.rank != 1:
-            return node
-        P, residual = step.args
-        if residual.op != "sub" or P.py or P.type.rank != 2 or P.type.batched:
+        P, residual = node.args
+        if residual.op != "sub" or P.py or P.type.rank != 2 or P.type.batched or P.type.dtype != REAL:
             return node
         product, c = residual.args
-        if product.op != "matmul" or product.args[1].key != x.key:
+        if product.op != "matmul" or c.py:
             return node
-        N = product.args[0]
-        if N.py or N.type.rank != 2 or N.type.batched or c.py:
+        N, x = product.args
+        if N.py or N.type.rank != 2 or N.type.batched or N.type.dtype != REAL or x.type != node.type:
             return node
         if max(P.level, N.level, c.level) >= x.level:
             return node
         (p, q), (q2, r) = P.type.shape, N.type.shape
-        if q != q2 or p != r or q == p or P.type.dtype != REAL or N.type.dtype != REAL:
+        if q != q2 or p != r or q == p:
             return node
+        gram = _matmul(P, N, node.span, max(P.level, N.level))
+        drift = _matmul(P, c, node.span, max(P.level, c.level))
+        gram_form = ir.Node("sub", [_matmul(gram, x, node.span, node.level), drift], node.type, node.span,
+                            node.level)
+        where = (node.span.line, node.span.column, node.span.end_line, node.span.end_column)
+        return ir.Node("choose", [gram_form, node], node.type, node.span, node.level,
+                       {"sizes": (p, q, r), "id": where})
+
+    def rewrite(node: ir.Node, args: list[ir.Node]) -> ir.Node:
+        node = _rebuild(node, args)
+        if node.op == "matmul":
+            return gradient(node)
+        if node.op != "sub" or node.py or node.type.dtype != REAL:
+            return node
+        x, step = node.args
+        if step.op == "choose":  # the gradient alone was rewritten: try the whole step on its original
+            node = _rebuild(node, [x, step.args[1]])
+            full = rewrite_step(node, x, step.args[1])
+            return full if full is not None else _rebuild(node, [x, step])
+        return rewrite_step(node, x, step) or node
+
+    def rewrite_step(node: ir.Node, x: ir.Node, step: ir.Node) -> ir.Node | None:
+        if step.op != "matmul" or x.type != node.type or not x.type.batched or x.type.rank != 1:
+            return None
+        P, residual = step.args
+        if residual.op != "sub" or P.py or P.type.rank != 2 or P.type.batched:
+            return None
+        product, c = residual.args
+        if product.op != "matmul" or product.args[1].key != x.key:
+            return None
+        N = product.args[0]
+        if N.py or N.type.rank != 2 or N.type.batched or c.py:
+            return None
+        if max(P.level, N.level, c.level) >= x.level:
+            return None
+        (p, q), (q2, r) = P.type.shape, N.type.shape
+        if q != q2 or p != r or q == p or P.type.dtype != REAL or N.type.dtype != REAL:
+            return None
         gram = _matmul(P, N, node.span, max(P.level, N.level))
         identity_minus = ir.Node("eye_minus", [gram], gram.type, node.span, gram.level)
         drift = _matmul(P, c, node.span, max(P.level, c.level))

@@ -112,6 +112,8 @@ class Builder:
             self.condition = (flag, branch) if saved is None else saved
             branches.append(self.lower(arg, depth))
             self.condition = saved
+        if branches[0].key == branches[1].key:  # both forms became the same (the peeled first layer)
+            return branches[0]
         return ir.Node("choose", branches, node.type, node.span, node.level, {"flag": flag})
 
     def bound_outside(self, node: ir.Node) -> bool:
@@ -303,12 +305,48 @@ def build(program: ir.Program, class_name: str) -> Plan:
     for s in p.states:
         plan.state_inits.append(Stmt(s.name, b.lower(s.init, ir.FORWARD), b.line_text(s.line), "state", s.line, s))
     plan.invariants = b.hoisted.get(ir.FORWARD, [])
+    widen_conditions(plan)
     fuse_block_addmm(plan)
     mark_dead_after_last_layer(plan.step, program)
     plan.split_params = split_per_layer_params(program)
     plan.outputs = [(name, output_batched(program, name)) for name in p.outputs]
     count_uses(plan)
     return plan
+
+
+def widen_conditions(plan) -> None:
+    """A value computed only for one form of a choice must be computed whenever anything else reads it."""
+    conditional = {c.name: c for c in plan.constants if c.condition is not None}
+    conditional.update({st.target: st for st in plan.invariants if st.condition is not None})
+    if not conditional:
+        return
+
+    def reads(node: ir.Node, context, out: list) -> None:
+        if node.op == "choose":
+            for branch, arg in enumerate(node.args):
+                reads(arg, context if context is not None else (node.attrs["flag"], branch), out)
+            return
+        if node.op == "ref":
+            out.append((node.attrs["name"], context))
+        for a in node.args:
+            reads(a, context, out)
+
+    def items():
+        for c in plan.constants:
+            yield c.value, c.condition
+        yield from ((st.value, getattr(st, "condition", None)) for st in plan.all_stmts())
+
+    changed = True
+    while changed:
+        changed = False
+        for value, context in items():
+            found: list = []
+            reads(value, context, found)
+            for name, ctx in found:
+                item = conditional.get(name)
+                if item is not None and item.condition is not None and item.condition != ctx:
+                    item.condition = None
+                    changed = True
 
 
 def fuse_block_addmm(plan) -> None:

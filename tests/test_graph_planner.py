@@ -439,7 +439,16 @@ def test_a_step_times_a_gradient_fuses_into_one_pass():
     (stmt,) = p.step
     inner = stmt.value.args[0]  # soft(x - step * gradient, ...)
     assert inner.op == "addcmul" and inner.attrs == {"value": -1}
-    assert inner.args[2].op == "matmul" and inner.args[2].args[1].op == "addmm"  # (A x - y) fused too
+    # the gradient in two forms, picked at construction: A.T A x - A.T y (one square GEMM) or as written
+    choice = inner.args[2]
+    assert choice.op == "choose" and p.choices == {choice.attrs["flag"]: choice_sizes(choice, p)}
+    gram, split = choice.args
+    assert gram.op == "addmm" and gram.attrs == {"beta": -1}
+    assert split.op == "matmul" and split.args[1].op == "addmm"  # (A x - y) fused too
+
+
+def choice_sizes(choice, p):
+    return p.choices[choice.attrs["flag"]]
 
 
 PGD = """spec pgd "unfolded PGD"
