@@ -4,7 +4,9 @@ attributes the runtime reads (spec name and hash, depth, input/state/output name
 from __future__ import annotations
 
 import hashlib
+import io
 import keyword
+import tokenize
 
 from . import ir
 
@@ -119,3 +121,15 @@ def head(plan, options_text: str, version: str, ctor_args: list[str]) -> Lines:
         h.add("parameter_table = ()", 1)
     h.add()
     return h
+
+
+def referenced_names(lines: list[str]) -> set[str]:
+    """Identifiers that printed code reads (tokens, so names inside strings and comments do not count)."""
+    out: set[str] = set()
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO("\n".join(x.strip() for x in lines) + "\n").readline):
+            if tok.type == tokenize.NAME:
+                out.add(tok.string)
+    except (tokenize.TokenError, IndentationError):
+        pass
+    return out

@@ -42,8 +42,6 @@ def _block_reads(block: list, out: Counter, plan: Plan) -> None:
                 for d in item.state.type.shape:
                     for name in d.names():
                         out[name] += 1
-            if item.kind == "local" and item.value.op == "history_sum":
-                pass
 
 
 def count_uses(plan: Plan) -> None:

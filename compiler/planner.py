@@ -169,7 +169,6 @@ class Plan:
     outputs: list[tuple[str, bool]] = field(default_factory=list)  # (name, batched)
     uses: Counter = field(default_factory=Counter)  # reads by forward code
     init_uses: Counter = field(default_factory=Counter)  # reads by constructor code
-    notes: list[str] = field(default_factory=list)  # what the optimisation passes did (for explain)
     choices: dict = field(default_factory=dict)  # flag -> (p, q, r): the Gram form when p·r <= q·(p + r)
 
     # ------------------------------------------------------------ queries
@@ -192,7 +191,8 @@ class Plan:
 
 
 def plan(program: ir.Program, options=None, class_name: str | None = None) -> Plan:
-    """Decide where every value of `program` is computed and under which name."""
+    """Decide where every value of `program` is computed and under which name.  `options` are accepted
+    for symmetry with the driver; the schedule pass has already applied them to `program`."""
     from .plan_build import build
 
     return build(program, class_name)

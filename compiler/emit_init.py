@@ -1,0 +1,247 @@
+"""Printing the generated module's constructor from a `Plan`: argument checks, dims, hyperparameters,
+data buffers, sub-networks, constants (buffers, Python numbers, conditional forms), `require` checks,
+parameters with their constraints, and the layer tables.  Mixed into `emitter.ModulePrinter`."""
+
+from __future__ import annotations
+
+from . import ir
+from .ast import DimExpr
+from .emit_head import Lines, comment, referenced_names
+from .plan_uses import constant_needed
+from .types import COMPLEX
+
+
+class ConstructorPrinter:
+    def _extra_state(self) -> Lines:
+        """Constants computed from data and kept as Python numbers travel in state_dict as extra state."""
+        out = Lines()
+        names = tuple(c.name for c in self.plan.constants
+                      if c.python and not c.value.py and c.read_by_forward and constant_needed(self.plan, c))
+        if names:
+            out.add(f"python_constants = {names!r}  # constants of the data kept as Python numbers", 1)
+            out.add()
+            out.add("def get_extra_state(self):", 1)
+            out.add("return self._python_constants()", 2)
+            out.add()
+            out.add("def set_extra_state(self, state):", 1)
+            out.add("self._load_python_constants(state)", 2)
+            out.add()
+        return out
+
+    def _ctor_args(self) -> list[str]:
+        args = [d.name for d in self.p.data]
+        args += [f"{h.name}={h.default!r}" for h in self.p.hypers]
+        args += [f"{d}=None" for d in self._free_dims()]
+        if not self._data_tensors():
+            args += ["dtype=None", "device=None"]  # no data tensor to take them from
+        return args
+
+    def _data_tensors(self) -> list[ir.Data]:
+        return [d for d in self.p.data if d.type.dtype != "operator"]
+
+    def _free_dims(self) -> list[str]:
+        """Dims bound by no data: optional constructor arguments, else bound by inputs."""
+        return [d for d in self.p.dims if d not in self.p.data_dims]
+
+    def _construction_dims(self) -> dict[str, str]:
+        """Dims not bound by data that the constructor needs (parameter shapes), with who needs them."""
+        out: dict[str, str] = {}
+        for d in self.p.data:
+            if d.type.dtype == "operator":
+                for dim in tuple(d.type.shape) + tuple(d.type.out_shape or ()):
+                    for name in dim.names():
+                        out.setdefault(name, f"operator `{d.name}`")
+        for x in self.p.params:
+            for d in x.type.shape:
+                for name in d.names():
+                    out.setdefault(name, f"parameter `{x.name}`")
+        return out
+
+    @staticmethod
+    def _dim_key(d):
+        if d.is_int:
+            return d.const
+        if len(d.terms) == 1 and d.terms[0][1] == 1 and "*" not in d.terms[0][0] and not d.const:
+            return d.terms[0][0]
+        return None
+
+    @staticmethod
+    def _dim_value(dim) -> str:
+        return " + ".join(f"{c} * " + " * ".join(f"dims[{n!r}]" for n in t.split("*")) for t, c in dim.terms) + (
+            f" + {dim.const}" if dim.const else "")
+
+    def _init(self) -> Lines:
+        p, plan = self.p, self.plan
+        pre, out = Lines(), Lines()
+        pre.add(f"def __init__(self, {', '.join(self._ctor_args())}):", 1)
+        pre.add("super().__init__()", 2)
+        pre.add("dims = {}", 2)
+        tensors = self._data_tensors()
+        first = tensors[0].name if tensors else None
+        for d in p.data:
+            if d.type.dtype == "operator":
+                pre.add(f"if {d.name} is None:", 2)
+                pre.add(f"raise TypeError({self.class_name + ': missing operator ' + repr(d.name)!r})", 3)
+                continue
+            dims = tuple(self._dim_key(x) for x in d.type.shape)
+            kind = "complex" if d.type.dtype == COMPLEX else "real"
+            # later data take the first data's real dtype (complex data its complex counterpart) and device
+            extra = "" if d.name == first else f", dtype=rt.real_dtype({first}.dtype), device={first}.device"
+            pre.add(f"{d.name} = self._data_arg({d.name!r}, {d.name}, dims, {dims!r}, {kind!r}{extra})", 2)
+        for d in tensors:
+            for axis, dim in enumerate(d.type.shape):
+                if self._dim_key(dim) is None:
+                    pre.add(f"self._expect_dim({d.name!r}, {axis}, {d.name}.shape[{axis}], {self._dim_value(dim)}, "
+                            f"{str(dim)!r})", 2)
+        needed = self._construction_dims()
+        for dname in self._free_dims():
+            pre.add(f"if {dname} is not None:", 2)
+            pre.add(f"dims[{dname!r}] = int({dname})", 3)
+            if dname in needed:
+                pre.add("else:", 2)
+                message = (f"{self.class_name}: pass {dname}=... (the size {dname!r} is needed at construction by "
+                           f"{needed[dname]})")
+                pre.add(f"raise TypeError({message!r})", 3)
+        pre.add("self.dims = dims", 2)
+        # everything after the argument checks; the dtype/device/dims lines it reads are bound before it
+        for h in p.hypers:
+            out.add(f"self.{h.name} = {h.name} = self._hyper_arg({h.name!r}, {h.name}, {h.dtype!r})", 2)
+        for d in p.data:
+            if d.type.dtype == "operator":
+                ins = "(" + "".join(f"{x.python()}, " for x in d.type.shape).rstrip(" ") + ")"
+                outs = "(" + "".join(f"{x.python()}, " for x in d.type.out_shape).rstrip(" ") + ")"
+                out.add(f"self.{d.name} = rt.LinearOperator({d.name!r}, {d.name}, dtype, device, "
+                        f"in_shape={ins}, out_shape={outs})", 2)
+            elif plan.uses[d.name]:
+                out.add(f"self.register_buffer({d.name!r}, {d.name})", 2)
+        for net in p.nets:
+            opts = "".join(f", {k}={v.python() if isinstance(v, DimExpr) else repr(v)}"
+                           for k, v in net.options.items())
+            out.add(f"# line {net.line}: {comment(p.line(net.line))}", 2)
+            out.add(f"self.{net.name} = rt.make_net({net.kind!r}, {net.per_layer!r}, self.num_layers, "
+                    f"{net.learned!r}, dtype, device{opts})", 2)
+        lets = [c for c in plan.constants if c.kind == "let"]
+        others = [c for c in plan.constants if c.kind != "let"]
+        for c in lets:
+            self._constant(out, c, f"# {c.comment}")
+        for req in p.requires:
+            out.add(f"# line {req.line}: {comment(p.line(req.line))}", 2)
+            out.add(f"self._require({self.init.code(req.condition)}, {tuple(req.names)!r}, {comment(req.message)!r}, "
+                    f"{'line ' + str(req.line) + ': ' + comment(p.line(req.line))!r})", 2)
+        for x in p.params:
+            self._param(out, x)
+        for flag, (p_, q_, r_) in plan.choices.items():
+            out.add(f"# (I - P N) x + P c is one {p_}x{p_} product per sample, P (N x - c) two thin ones: the "
+                    "cheaper form", 2)
+            local = f" = {flag}" if any(c.condition and c.condition[0] == flag and constant_needed(plan, c)
+                                        for c in plan.constants) else ""
+            out.add(f"self.{flag}{local} = {p_.python()} * {r_.python()} <= {q_.python()} * "
+                    f"({p_.python()} + {r_.python()})", 2)
+        needed = [c for c in others if constant_needed(plan, c)]
+        if needed:
+            out.add("# constants of the step, computed once", 2)
+            for c in needed:
+                self._constant(out, c, None)
+        if plan.table is not None:
+            self._layer_table(out)
+        if not p.inputs:
+            # forward takes its dtype/device from the module, and no kept data tensor may carry them: an
+            # empty buffer does (it follows `.to()`)
+            out.add("self.register_buffer('_dtype_anchor', torch.empty(0, dtype=dtype, device=device), "
+                    "persistent=False)", 2)
+        used = referenced_names(out.lines)
+        if "dtype" in used or "cdtype" in used or "device" in used:
+            if first is not None:
+                pre.add(f"dtype = rt.real_dtype({first}.dtype)", 2)
+                pre.add(f"device = {first}.device", 2)
+            else:
+                ops = ", ".join(d.name for d in p.data if d.type.dtype == "operator")
+                sep = ", " if ops else ""
+                if "dtype" in used or "cdtype" in used:
+                    pre.add(f"dtype = rt.default_dtype_device({ops}{sep}dtype=dtype)[0]", 2)
+                if "device" in used:
+                    pre.add(f"device = rt.default_dtype_device({ops}{sep}device=device)[1]", 2)
+        if "cdtype" in used:
+            pre.add("cdtype = rt.complex_dtype(dtype)", 2)
+        for dname in p.dims:
+            if dname in used and (dname in p.data_dims or dname in self._construction_dims()):
+                pre.add(f"{dname} = dims[{dname!r}]", 2)
+        pre.extend(out)
+        return pre
+
+    def _constant(self, out: Lines, c, header: str | None) -> None:
+        plan = self.plan
+        if not constant_needed(plan, c):
+            return
+        code = self.init.code(c.value)
+        tail = "" if header else f"  # {c.comment}"
+        if header:
+            out.add(header, 2)
+        if c.python:
+            if not c.value.py:
+                code = f"float({code})"  # a real scalar computed from data: kept as a Python number
+            local = f" = {c.name}" if plan.init_uses[c.name] else ""  # constructor code reads it too
+            out.add(f"self.{c.name}{local} = {code}{tail}", 2)  # a Python number: an attribute
+        else:
+            if c.condition is not None:
+                flag, branch = c.condition
+                code = f"({code}) if {'' if branch == 0 else 'not '}{flag} else None"
+            out.add(f"{c.name} = {code}{tail}", 2)
+            if c.read_by_forward:
+                out.add(f"self.register_buffer({c.name!r}, {c.name})", 2)
+
+    def _param(self, out: Lines, x: ir.Param) -> None:
+        out.add(f"# line {x.line}: {comment(self.p.line(x.line))}", 2)
+        shape = "(" + "".join(f"{d.python()}, " for d in x.type.shape).rstrip(" ") + ")"
+        dt = "cdtype" if x.type.dtype == COMPLEX else "dtype"
+        code = self.init.code(x.init)
+        if x.per_layer:
+            if x.uses_layer:
+                value = (f"rt.per_layer_default(lambda layer: {code}, self.num_layers, {shape}, {dt}, device, "
+                         f"{x.name!r})")
+            else:
+                value = f"rt.layer_stack([{code}] * self.num_layers, {shape}, {dt}, device)"
+        else:
+            value = f"rt.full_param({code}, {shape}, {dt}, device)"
+        if not x.learned:
+            if x.constraint:
+                value = f"rt.check_constraint({value}, {x.constraint!r}, {x.constraint_args!r}, {x.name!r})"
+            out.add(f"self.register_buffer({x.name!r}, {value})", 2)
+        elif x.constraint is None:
+            out.add(f"self.{x.name} = torch.nn.Parameter({value})", 2)
+        else:
+            cls = {"positive": "Positive", "nonnegative": "NonNegative", "range": "Range",
+                   "unit_columns": "UnitColumns"}[x.constraint]
+            extra = "".join(f", {a!r}" for a in x.constraint_args)
+            out.add(f"self.{x.name} = rt.{cls}({value}{extra}, name={x.name!r})", 2)
+
+    def _layer_table(self, out: Lines) -> None:
+        """Values that depend only on the layer index: the part of the step computing them, run for all
+        layers at construction (only the tables forward reads are kept)."""
+        plan, table = self.plan, self.plan.table
+        columns = [name for name, _node in table.columns if plan.uses[name]]
+        rows = {t: name for t, name in table.rows.items() if plan.uses[name]}
+        if not columns and not rows:
+            return
+        lines = ", ".join(str(n) for n in table.lines)
+        out.add(f"# values that depend only on the layer index (lines {lines}), for every layer", 2)
+        for s in table.inits:
+            out.add(f"{s.name} = {self._fit_state(s, self.init.render(s.init), s.init)}", 2)
+        lists = [f"{name}_rows" for name in columns] + [f"{rows[t]}_rows" for t in sorted(rows)]
+        starts = ["[]" for _ in columns] + [f"[{t}]" if t in table.states else "[]" for t in sorted(rows)]
+        out.add(f"{', '.join(lists)} = {', '.join(starts)}" if len(lists) > 1 else f"{lists[0]} = {starts[0]}", 2)
+        out.add("for layer in range(self.num_layers):", 2)
+        for item in table.statements:
+            if isinstance(item, tuple):
+                _tag, name, node = item
+                if name in columns:
+                    out.add(f"{name}_rows.append({self.init.code(node)})", 3)
+                continue
+            value = self.init.render(item.value)
+            state = next((s for s in table.inits if s.name == item.target), None)
+            code = self._fit_state(state, value, item.value) if state is not None else value.code
+            out.add(f"{item.target} = {code}  # {comment('line ' + str(item.span.line) + ': ' + self.p.line(item.span.line))}", 3)
+            if item.target in rows:
+                out.add(f"{rows[item.target]}_rows.append({item.target})", 3)
+        for name in columns + [rows[t] for t in sorted(rows)]:
+            out.add(f"self.register_buffer({name!r}, rt.layer_table({name}_rows, dtype, device), persistent=False)", 2)
