@@ -20,7 +20,6 @@ from .planner import plan as make_plan
 from .types import COMPLEX, REAL
 
 
-
 class ModulePrinter(ConstructorPrinter):
     def __init__(self, plan: Plan, options_text: str, version: str):
         self.plan = plan
