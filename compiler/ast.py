@@ -13,8 +13,8 @@ class DimExpr:
     """A symbolic dimension: integer combination of dim names, e.g. `2*C + 1`.
 
     Stored canonically as sorted (name, coefficient) terms plus a constant, so
-    equal dims compare equal.  Products of two names are kept as a single
-    term named "a*b".
+    equal dims compare equal.  A product of names is kept as a single term
+    named by its sorted factors, "a*b*c".
     """
 
     terms: tuple[tuple[str, int], ...] = ()
@@ -41,7 +41,7 @@ class DimExpr:
             return other * self
         if len(self.terms) == 1 and len(other.terms) == 1 and not self.const and not other.const:
             (a, ca), (b, cb) = self.terms[0], other.terms[0]
-            return DimExpr((("*".join(sorted([a, b])), ca * cb),), 0)
+            return DimExpr((("*".join(sorted(a.split("*") + b.split("*"))), ca * cb),), 0)
         return None
 
     @property
@@ -157,6 +157,7 @@ class Assign:
     target: str
     target_span: Span
     value: Expr
+    index: Expr | None = None  # `X[i] = value`: an indexed write (along the first axis)
 
 
 @dataclass
@@ -172,6 +173,9 @@ class Repeat:
     span: Span
     count: Expr
     body: list
+    index: str | None = None  # `repeat N as j:` names the iteration index
+    index_span: Span | None = None
+    backward: bool = False  # `repeat N as j backward:` runs j = N-1 down to 0
 
 
 # ---------------------------------------------------------------- declarations

@@ -92,6 +92,10 @@ class ExprPrinter:
         if op == "history_sum":
             (beta,) = (self.render(a) for a in node.args)
             return Arg(f"rt.history_sum({beta.code}, {self.plan.history_names[node.attrs['name']]})", node.type)
+        if op == "set_index":  # `X[i] = v`, out of place
+            target, index, value = (self.render(a) for a in node.args)
+            return Arg(f"rt.set_index({target.code}, {index.code}, {value.code}, {node.args[0].type.batched}, "
+                       f"{node.args[2].type.batched})", node.type)
         if op == "index":
             value, index = (self.render(a) for a in node.args)
             if node.args[0].type.batched:

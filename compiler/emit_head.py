@@ -71,7 +71,8 @@ def head(plan, options_text: str, version: str, ctor_args: list[str]) -> Lines:
     h.add(HEADER.format(version=version, path=comment(p.source_path.split("/")[-1])))
     h.add(f"# spec sha256: {digest}")
     h.add(f"# options: {comment(options_text) or '(spec defaults)'}")
-    h.add(f'"""{doc(p.title)} -- `{p.name}` unrolled into {p.layers} layers.')
+    depth = p.layers if p.layers_dim is None else f"`{p.layers_dim}` (an input size)"
+    h.add(f'"""{doc(p.title)} -- `{p.name}` unrolled into {depth} layers.')
     h.add()
     for c in p.comments:
         h.add(doc(c))
@@ -82,7 +83,8 @@ def head(plan, options_text: str, version: str, ctor_args: list[str]) -> Lines:
     h.add()
     h.add()
     h.add(f"class {class_name}(rt.UnrolledModule):")
-    lines = [f'"""{doc(p.title)} ({p.layers} layers).', "", "Update equations of one layer (spec lines):"]
+    depth = p.layers if p.layers_dim is None else f"`{p.layers_dim}`"
+    lines = [f'"""{doc(p.title)} ({depth} layers).', "", "Update equations of one layer (spec lines):"]
     lines += [doc(x) for x in step_lines(p, p.step, 1)]
     if p.final:
         lines += ["", "Final stage:"] + [doc(x) for x in step_lines(p, p.final, 1)]

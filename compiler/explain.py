@@ -86,8 +86,17 @@ class LatexPrinter:
         out = []
         for st in stmts:
             if isinstance(st, ir.Repeat):
-                out.append(f"\\text{{repeat }} {self.node(st.count)} \\text{{ times:}}")
+                if st.index is not None:  # `repeat N as j [backward]:`
+                    n = self.node(st.count)
+                    span = f"{n} - 1, \\dots, 0" if st.backward else f"0, \\dots, {n} - 1"
+                    out.append(f"\\text{{for }} {latex_name(st.index)} = {span}:")
+                else:
+                    out.append(f"\\text{{repeat }} {self.node(st.count)} \\text{{ times:}}")
                 out.extend("\\quad " + line for line in self.block(st.body))
+                continue
+            if st.value.op == "set_index":  # `X[i] = v`
+                target, index, value = st.value.args
+                out.append(f"{latex_name(st.target)}_{{[{self.node(index)}]}} &= {self.node(value)}")
                 continue
             rhs = self.node(st.value)
             if st.kind == "state":

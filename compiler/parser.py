@@ -68,7 +68,7 @@ def _tok(token: Token) -> Span:
     return _span_of(token)
 
 
-_BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "matmul": "@"}
+_BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "matmul": "@", "mod": "%", "floordiv": "//"}
 
 
 @v_args(meta=True)
@@ -148,7 +148,7 @@ class _ToAst(Transformer):
         prod = a * b
         if prod is None:
             raise CompileError([Diagnostic("this product of dimensions is not supported", _span_of(meta),
-                                           "a dimension may be a sum of terms, each a number times at most two names")])
+                                           "a dimension may be a sum of terms, each a number times a product of names")])
         return (prod, _span_of(meta))
 
     def dim_list(self, meta, children):
@@ -187,9 +187,14 @@ class _ToAst(Transformer):
         tok, value = children
         return ast.Local(_span_of(meta), str(tok), _tok(tok), value)
 
+    def index_assign_stmt(self, meta, children):
+        tok, index, value = children
+        return ast.Assign(_span_of(meta), str(tok), _tok(tok), value, index=index)
+
     def repeat_stmt(self, meta, children):
-        count, *body = children
-        return ast.Repeat(_span_of(meta), count, body)
+        count, index, backward, *body = children
+        return ast.Repeat(_span_of(meta), count, body, None if index is None else str(index),
+                          None if index is None else _tok(index), backward is not None)
 
     # ---------------- declarations (returned as tagged tuples, assembled in start)
     def spec_decl(self, meta, children):

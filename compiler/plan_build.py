@@ -198,7 +198,7 @@ class Builder:
                     out.extend(before)  # only loop-invariant values: nothing is left to repeat
                     continue
                 out.append(Loop(self.lower(st.count, depth), before, body, self.line_text(st.span.line),
-                                st.span.line))
+                                st.span.line, st.index, st.backward))
                 continue
             if st.target in lifted:
                 # a temporary that does not depend on the loop: computed once, outside it
@@ -292,7 +292,8 @@ def build(program: ir.Program, class_name: str) -> Plan:
         if let.level == ir.CONST:
             plan.constants.append(Constant(let.name, b.lower(let.value, ir.CONST), b.line_text(let.line), "let",
                                            let.value.py or let.name in p.python_lets, let.line))
-    plan.table = find_layer_table(program, b)
+    # a depth known only per call (`layers T`) leaves no layer count to tabulate at construction
+    plan.table = find_layer_table(program, b) if p.layers_dim is None else None
     step = b.block(p.step, ir.LAYER)
     peeled, note = peel_first_layer(program, b)
     plan.step = step

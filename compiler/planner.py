@@ -74,7 +74,7 @@ class Names:
         symbols = [d.name for d in program.data] + [h.name for h in program.hypers] + [
             i.name for i in program.inputs] + [x.name for x in program.lets] + [x.name for x in program.params] + [
             s.name for s in program.states] + list(program.dims) + list(program.locals_types) + [
-            n.name for n in program.nets]
+            n.name for n in program.nets] + list(program.loop_indices)
         return cls(symbols + list(GENERATED_NAMES))
 
 
@@ -119,6 +119,8 @@ class Loop:
     body: list  # Stmt | Loop
     comment: str
     line: int
+    index: str | None = None  # `repeat N as j:` the loop variable (else the loop prints `for _ in ...`)
+    backward: bool = False  # `repeat N as j backward:` counts down from N - 1
 
 
 @dataclass

@@ -8,13 +8,14 @@ per-layer trace, parameter report).  Generated code does `from unroll import run
 and calls `rt.soft(...)`, `rt.Positive(...)`, ...
 """
 
-from . import ops
+from . import index_ops, ops
 from .module import UnrolledModule
 from .nets import CNN, MLP, LinearOperator, apply_net, cat, default_dtype_device, make_net
+from .index_ops import *  # gather, scatter-add, indexed writes (index_ops.__all__)
 from .ops import *  # the kernels, listed in ops.__all__
 from .params import NonNegative, Positive, Range, UnitColumns, check_constraint
 
-__all__ = ops.__all__ + [
+__all__ = ops.__all__ + index_ops.__all__ + [
     "CNN",
     "MLP",
     "LinearOperator",

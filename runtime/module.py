@@ -10,7 +10,7 @@ from torch import nn
 
 from .ops import complex_dtype
 
-_KINDS = {"real": "a real", "complex": "a complex"}
+_KINDS = {"real": "a real", "complex": "a complex", "int": "an integer"}
 
 
 class UnrolledModule(nn.Module):
@@ -154,6 +154,8 @@ class UnrolledModule(nn.Module):
                     raise TypeError(f"{name}: cannot convert {type(value).__name__} to a tensor ({err})") from None
         if not torch.is_tensor(value):
             raise TypeError(f"{name}: expected a tensor or array, got {type(value).__name__}")
+        if kind == "int":
+            return self._index_arg(name, value, dims, dim_names, device)
         if not (value.is_floating_point() or value.is_complex()):
             value = value.to(torch.get_default_dtype() if dtype is None else dtype)
         if kind == "real" and value.is_complex():
@@ -166,6 +168,15 @@ class UnrolledModule(nn.Module):
         if device is not None:
             value = value.to(device)
         return value
+
+    def _index_arg(self, name, value, dims: dict, dim_names: tuple, device=None):
+        """Integer (index) data: integer dtype required (no silent rounding of reals), kept as int64."""
+        if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+            raise ValueError(f"{name}: expected an integer (index) array, got dtype {value.dtype}; this spec declares "
+                             f"`{name}` as `int[...]` (convert it with `.long()` if its values are whole numbers)")
+        value = value.to(torch.long)
+        self._check_shape(name, value, dims, dim_names, batched=False)
+        return value if device is None else value.to(device)
 
     def _hyper_arg(self, name, value, kind: str):
         if torch.is_tensor(value) and value.numel() == 1:
@@ -191,12 +202,17 @@ class UnrolledModule(nn.Module):
                 value = torch.as_tensor(value)
             except Exception as err:  # noqa: BLE001 - report the conversion problem clearly
                 raise TypeError(f"{name}: cannot convert {type(value).__name__} to a tensor ({err})") from None
-            if plain and want is not None and not value.is_complex():
+            if plain and want is not None and not value.is_complex() and kind != "int":
                 value = value.to(want)
-        if kind == "real" and value.is_complex():
+        if kind == "int":  # an integer (index) input: integer dtype required, kept as int64
+            if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+                raise TypeError(f"{name}: expected an integer (index) tensor, got {value.dtype}; this spec declares "
+                                f"`{name}` as `int[...]` (convert it with `{name}.long()`)")
+            value, want = value.to(torch.long), None
+        elif kind == "real" and value.is_complex():
             raise TypeError(f"{name}: expected a real tensor, got {value.dtype}; this spec declares `{name}` real "
                             f"(take `{name}.real` or `{name}.abs()`, or declare it `complex[...]` in the spec)")
-        if not (value.is_floating_point() or value.is_complex()):
+        if not (value.is_floating_point() or value.is_complex()) and kind != "int":
             target = want or torch.get_default_dtype()
             raise TypeError(f"{name}: expected a floating-point tensor, got {value.dtype}; convert it with "
                             f"`{name}.to({target})`")

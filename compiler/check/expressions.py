@@ -221,25 +221,23 @@ class ExpressionMixin:
                 hint = did_you_mean(name, function_names()) or "`unrollc ops` lists the operators"
                 self.error(f"unknown operator `{name}`", e.func.span, hint)
                 return None
-            if e.kwargs:
-                kw = e.kwargs[0]
-                self.error(f"`{name}` takes no keyword arguments", kw.span,
-                           f"pass the value by position: drop `{kw.name}=`")
+            call_args = self._keyword_args(e, op)  # keyword arguments (`axis=`) in their positions
+            if call_args is None:
                 return None
-            n = len(e.args)
+            n = len(call_args)
             if not op.min_args <= n <= op.max_args:
                 want = (str(op.min_args) if op.min_args == op.max_args else f"{op.min_args} to {op.max_args}")
                 hint = f"`{name}`: {op.doc}" + (f"; for example `{op.example}`" if op.example else "")
                 self.error(f"`{name}` takes {want} argument{'s' if want != '1' else ''}, got {n}", e.span, hint)
                 return None
-            args = [self.expr(a) for a in e.args]
+            args = [self.expr(a) for a in call_args]
             if any(a is None for a in args):
                 return None
             for i in op.static_args:
                 if i < len(args) and not isinstance(args[i].static, int):
-                    self.error(f"argument {i + 1} of `{name}` must be an integer literal", e.args[i].span)
+                    self.error(f"argument {i + 1} of `{name}` must be an integer literal", call_args[i].span)
                     return None
-            return self._apply(name, args, e.span, [a.span for a in e.args], call=True)
+            return self._apply(name, args, e.span, [a.span for a in call_args], call=True)
         if isinstance(e.func, ast.Attribute) and isinstance(e.func.value, ast.Name) and e.func.attr in ("H", "T"):
             target = self.scope.get(e.func.value.name)
             if target is not None and target.type is not None and target.type.dtype == OPERATOR:
@@ -251,6 +249,8 @@ class ExpressionMixin:
     def _apply(self, opname: str, args: list[ir.Node], span: Span, arg_spans: list[Span], symbol=None,
                call=False) -> ir.Node | None:
         op = OPERATORS[opname]
+        if not self._integer_mixing(opname, args, arg_spans, span, symbol):
+            return None
         dim_args = op.extra.get("dim_args")
         emit_args = []
         for i, a in enumerate(args):

@@ -41,7 +41,7 @@ IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # How each kind of symbol is named in messages.
 KIND_NOUN = {"dim": "dimension", "data": "data operator", "hyper": "hyperparameter", "input": "input",
              "let": "`let` constant", "param": "parameter", "state": "state", "local": "`let` value",
-             "net": "sub-network"}
+             "net": "sub-network", "index": "loop index"}
 
 
 def with_article(noun: str) -> str:
@@ -57,8 +57,8 @@ def kind_noun(kind: str) -> str:
 # Spec operator symbols -> registry operator names; the registry operators that compute a Python number
 # when all their operands are Python numbers.
 BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "^": "pow",
-              "<": "lt", ">": "gt", "<=": "le", ">=": "ge", "==": "eq", "!=": "ne"}
-PY_OPS = {"add", "sub", "mul", "div", "pow", "neg", "lt", "gt", "le", "ge", "eq", "ne"}
+              "<": "lt", ">": "gt", "<=": "le", ">=": "ge", "==": "eq", "!=": "ne", "%": "mod", "//": "floordiv"}
+PY_OPS = {"add", "sub", "mul", "div", "pow", "neg", "lt", "gt", "le", "ge", "eq", "ne", "mod", "floordiv"}
 
 FLAGS_TRAIN = ("learned", "fixed")
 FLAGS_TYING = ("shared", "per_layer")
@@ -69,7 +69,7 @@ ALL_FLAGS = FLAGS_TRAIN + FLAGS_TYING + FLAGS_CONSTRAINT
 @dataclass
 class Symbol:
     name: str
-    kind: str  # dim | data | hyper | input | let | param | state | local | net
+    kind: str  # dim | data | hyper | input | let | param | state | local | net | index (a loop index)
     type: Type
     level: int
     span: Span

@@ -10,13 +10,14 @@ from ..diagnostics import DiagnosticSink, Source, did_you_mean
 from ..types import BOOL, INT, OPERATOR, Type
 from .declarations import DeclarationMixin
 from .expressions import ExpressionMixin
+from .indexing import IndexMixin
 from .names import IDENTIFIER, Symbol, kind_noun, with_article
 from .scope import ScopeMixin
 from .special_forms import SpecialFormMixin
 from .statements import StatementMixin
 
 
-class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, StatementMixin):
+class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, StatementMixin, IndexMixin):
     """Checks one spec against its own annotations; `run()` returns the typed program."""
 
     def __init__(self, spec: ast.Spec, source: Source, layers: int | None = None):
@@ -34,6 +35,8 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
         self.locals_types: dict[str, Type] = {}
         self.current: str | None = None  # the declaration being checked (for messages)
         self.reported: set[tuple[str, str]] = set()  # (kind, name) of unknown names already reported
+        self.loop_indices: list[str] = []  # indices of `repeat N as j:` loops
+        self.layers_dim: str | None = None  # `layers T` with T a dim
 
     def run(self) -> ir.Program:
         for _ in range(3):  # states become batched when an update makes them so: iterate to a fixpoint
@@ -52,6 +55,7 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
         self.history_used = []
         self.locals_types = {}
         self.reported = set()
+        self.loop_indices = []
         data, hypers, inputs, lets, params, states, nets = [], [], [], [], [], [], []
         requires: list[ir.Require] = []
         self._let_values: dict[str, ir.Node] = {}
@@ -86,7 +90,7 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
                 continue
             self.current = d.name
             if d.kind == "data":
-                t = self._type(d.type, "data operator", allow_operator=True)
+                t = self._type(d.type, "data operator", allow_operator=True, allow_int=True)
                 if t is None:
                     self._poison(d.name, "data", d.span)
                     mentioned.update(n for dim in d.type.dims or [] for n in dim.names())
@@ -103,7 +107,7 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
                 else:
                     self._poison(d.name, "hyper", d.span)
             elif d.kind == "input":
-                t = self._type(d.type, "input")
+                t = self._type(d.type, "input", allow_int=True)
                 if t is None:
                     self._poison(d.name, "input", d.span)
                     mentioned.update(n for dim in d.type.dims or [] for n in dim.names())
@@ -196,7 +200,7 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
             # after the loop, states hold their final values (level FORWARD for the final stage)
             for name in list(self.scope):
                 sym = self.scope[name]
-                if sym.kind == "local":
+                if sym.kind in ("local", "index"):
                     del self.scope[name]
                 elif sym.kind == "state":
                     sym.level = max(saved.get(name, (0, sym.level))[1], ir.FORWARD)
@@ -244,7 +248,8 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
             input_dims=input_dims, data=data, hypers=hypers, inputs=inputs, lets=lets, params=params,
             states=states, layers=layers, step=step, final=final, outputs=outputs, prev_used=list(self.prev_used),
             history_used=list(self.history_used),
-            locals_types=dict(self.locals_types), nets=nets, requires=requires)
+            locals_types=dict(self.locals_types), nets=nets, requires=requires, loop_indices=list(self.loop_indices),
+            layers_dim=self.layers_dim)
 
 
 

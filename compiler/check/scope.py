@@ -79,7 +79,8 @@ class ScopeMixin:
             self.error(f"unknown type `{ts.base}`", base_span, hint)
             return None
         if ts.base == INT and not allow_int:
-            self.error(f"{with_article(what)} cannot be `int`", base_span, "use `real` (integers are for hyperparameters)")
+            self.error(f"{with_article(what)} cannot be `int`", base_span,
+                       "use `real`: integers (indices) are data, inputs, states and hyperparameters, never trained")
             return None
         dims = self._dims(ts.dims or [], ts.dim_spans)
         if dims is None:

@@ -7,7 +7,8 @@ One operator is one `register(Operator(...))` call in the module of its concern:
   shape.py        eye, zeros, ones, cat, stack, reshape
   proximal.py     soft, hard, ..., svt, row_shrink, clamp, normalisations
   elementwise.py  relu, exp, abs, ...; complex helpers (angle, expj, complex)
-  reductions.py   sum, mean, norm, max, min, dot, nnz; argmax, onehot, where
+  reductions.py   sum, mean, norm, max, min, dot, nnz; onehot, where
+  indexing.py     integer `%` `//`, as_real, argmax/argmin/topk_indices, take, segment_sum
   fourier.py      fft family, otf, conv2/conv2_adj, kernel padding/cropping/support, stft/istft
   imaging.py      conv2z, chanmix, patches, resampling, finite differences
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import arithmetic, elementwise, fourier, imaging, linalg, proximal, reductions, shape  # noqa: F401 (register)
+from . import arithmetic, elementwise, fourier, imaging, indexing, linalg, proximal, reductions, shape  # noqa: F401 (register)
 from .core import (
     OPERATORS,
     P_ADD,
@@ -106,7 +107,8 @@ SPECIAL_FORM_DOCS = (
 SPECIAL_FORMS = {form.name: form.doc for form in SPECIAL_FORM_DOCS}
 
 # registry entries reached through syntax (`a + b`, `-a`, `a @ b`, `a < b`), not by name
-INTERNAL_OPERATORS = frozenset({"add", "sub", "mul", "div", "pow", "neg", "matmul", "lt", "gt", "le", "ge", "eq", "ne"})
+INTERNAL_OPERATORS = frozenset({"add", "sub", "mul", "div", "pow", "neg", "matmul", "lt", "gt", "le", "ge", "eq", "ne",
+                                "mod", "floordiv"})
 
 
 def lookup(name: str) -> Operator | None:
