@@ -81,6 +81,8 @@ class ConstructorPrinter:
         pre.add(f"def __init__(self, {', '.join(self._ctor_args())}):", 1)
         pre.add("super().__init__()", 2)
         pre.add("dims = {}", 2)
+        for name in p.size_hypers:  # `int` hyperparameters used as sizes: data and inputs are checked against them
+            pre.add(f"dims[{name!r}] = self._size_arg({name!r}, {name})", 2)
         tensors = self._data_tensors()
         real_data = self._real_data()
         first = real_data[0].name if real_data else None

@@ -187,6 +187,7 @@ class Program:
     python_lets: set = field(default_factory=set)  # constant `let`s the plan keeps as Python numbers
     loop_indices: list[str] = field(default_factory=list)  # the indices of `repeat N as j:` loops
     layers_dim: str | None = None  # `layers T` with T a dim: the depth is that size, known per call
+    size_hypers: list[str] = field(default_factory=list)  # `int` hyperparameters used as sizes (`real[m, n]`)
 
     def line(self, number: int) -> str:
         lines = self.source_text.split("\n")

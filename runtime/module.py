@@ -178,6 +178,13 @@ class UnrolledModule(nn.Module):
         self._check_shape(name, value, dims, dim_names, batched=False)
         return value if device is None else value.to(device)
 
+    def _size_arg(self, name, value) -> int:
+        """An `int` hyperparameter that is a size in the spec's types: a positive integer."""
+        size = self._hyper_arg(name, value, "int")
+        if size < 1:
+            raise ValueError(f"{name}: a size must be a positive integer, got {size}")
+        return size
+
     def _hyper_arg(self, name, value, kind: str):
         if torch.is_tensor(value) and value.numel() == 1:
             value = value.item()

@@ -245,3 +245,32 @@ output b
     net = Net(np.array([0, 1], dtype=np.int32), np.array([1.0, 2.0, 3.0]))
     assert net.src.dtype == torch.long and net.phi.dtype == torch.float64
     assert net.to(torch.float32).src.dtype == torch.long  # index data keep their integer dtype
+
+
+def test_int_hyperparameters_are_sizes_checked_against_data():
+    Net = build("""spec ring
+dims n
+hyper m : int = 3
+data A : real[m, n]
+input y : real[n]
+state S : real[m, n] = zeros(m, n)
+state x : real[n] = 0
+layers 5
+step:
+    S[layer % m] = y - x
+    x = x + 0.1 * sum(S, 0) + A.T @ ones(m)
+output x, S
+""")
+    A = RNG.standard_normal((5, 4))
+    y = torch.tensor(RNG.standard_normal((2, 4)))
+    x, S = Net(A, m=5)(y)
+    assert S.shape == (2, 5, 4)
+    xs, ring = np.zeros((2, 4)), np.zeros((2, 5, 4))  # the ring buffer written out
+    for layer in range(5):
+        ring[:, layer % 5] = y.numpy() - xs
+        xs = xs + 0.1 * ring.sum(1) + A.sum(0)
+    assert np.allclose(x.numpy(), xs, rtol=1e-13)
+    with pytest.raises(ValueError, match=r"A: expected shape \[m, n\] = \[3, n\], got \[5, 4\]"):
+        Net(A)
+    with pytest.raises(ValueError, match="m: a size must be a positive integer, got 0"):
+        Net(A, m=0)

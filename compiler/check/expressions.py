@@ -255,7 +255,10 @@ class ExpressionMixin:
         emit_args = []
         for i, a in enumerate(args):
             static = a.static
-            if dim_args and (dim_args is True or i in dim_args) and isinstance(static, int):
+            if dim_args and (dim_args is True or i in dim_args) and a.op == "var" and a.attrs.get("kind") == "hyper" \
+                    and a.attrs["name"] in self.size_hypers:
+                static = DimExpr.of(a.attrs["name"])  # a size hyperparameter stays symbolic: `zeros(m)` is [m]
+            elif dim_args and (dim_args is True or i in dim_args) and isinstance(static, int):
                 static = DimExpr.of(static)
             emit_args.append(Arg("", a.type, py=a.py, static=static))
         try:

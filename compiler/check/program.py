@@ -36,6 +36,7 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
         self.current: str | None = None  # the declaration being checked (for messages)
         self.reported: set[tuple[str, str]] = set()  # (kind, name) of unknown names already reported
         self.loop_indices: list[str] = []  # indices of `repeat N as j:` loops
+        self.size_hypers: set[str] = set()  # `int` hyperparameters used as sizes in types
         self.layers_dim: str | None = None  # `layers T` with T a dim
 
     def run(self) -> ir.Program:
@@ -98,7 +99,8 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
                 if self._declare(Symbol(d.name, "data", t, ir.CONST, d.span)):
                     data.append(ir.Data(d.name, t, d.span, line))
                     for axis, dim in enumerate(t.shape if t.dtype != OPERATOR else ()):
-                        if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const and "*" not in dim.terms[0][0]:
+                        if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const and "*" not in dim.terms[0][0] \
+                                and dim.terms[0][0] not in self.size_hypers:
                             data_dims.setdefault(dim.terms[0][0], (d.name, axis))
             elif d.kind == "hyper":
                 h = self._hyper(d)
@@ -116,7 +118,8 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
                 if self._declare(Symbol(d.name, "input", t, ir.FORWARD, d.span)):
                     inputs.append(ir.Input(d.name, t, d.span, line))
                     for axis, dim in enumerate(t.shape):
-                        if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const and "*" not in dim.terms[0][0]:
+                        if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const and "*" not in dim.terms[0][0] \
+                                and dim.terms[0][0] not in self.size_hypers:
                             input_dims.setdefault(dim.terms[0][0], (d.name, axis))
                             sym = self.scope.get(dim.terms[0][0])
                             if dim.terms[0][0] not in construction_dims and sym is not None and sym.kind == "dim":
@@ -249,7 +252,7 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
             states=states, layers=layers, step=step, final=final, outputs=outputs, prev_used=list(self.prev_used),
             history_used=list(self.history_used),
             locals_types=dict(self.locals_types), nets=nets, requires=requires, loop_indices=list(self.loop_indices),
-            layers_dim=self.layers_dim)
+            layers_dim=self.layers_dim, size_hypers=sorted(self.size_hypers))
 
 
 
