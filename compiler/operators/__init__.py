@@ -11,6 +11,7 @@ One operator is one `register(Operator(...))` call in the module of its concern:
   indexing.py     integer `%` `//`, as_real, argmax/argmin/topk_indices, take, segment_sum
   fourier.py      fft family, otf, conv2/conv2_adj, kernel padding/cropping/support, stft/istft
   imaging.py      conv2z, chanmix, patches, resampling, finite differences
+  probability.py  softmax, logsoftmax, logsumexp; max/min along an axis (`max(v, axis=k)`)
 
 The entry carries the shape rule, the emission (or the name of its kernel in unroll.runtime), the
 LaTeX, a numpy reference and the documentation from which `unrollc ops` and the operator tables of
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import arithmetic, elementwise, fourier, imaging, indexing, linalg, proximal, reductions, shape  # noqa: F401 (register)
+from . import arithmetic, elementwise, fourier, imaging, indexing, linalg, probability, proximal, reductions, shape  # noqa: F401 (register)
 from .core import (
     OPERATORS,
     P_ADD,
@@ -109,6 +110,8 @@ SPECIAL_FORMS = {form.name: form.doc for form in SPECIAL_FORM_DOCS}
 # registry entries reached through syntax (`a + b`, `-a`, `a @ b`, `a < b`), not by name
 INTERNAL_OPERATORS = frozenset({"add", "sub", "mul", "div", "pow", "neg", "matmul", "lt", "gt", "le", "ge", "eq", "ne",
                                 "mod", "floordiv"})
+# ... and the keyword forms of an operator (`max(v, axis=k)` is the entry `max_axis`), documented with it
+INTERNAL_OPERATORS |= frozenset(name for name, op in OPERATORS.items() if "keyword_form_of" in op.extra)
 
 
 def lookup(name: str) -> Operator | None:
