@@ -125,7 +125,7 @@ def explain(program: ir.Program, latex_only: bool = False) -> str:
     if latex_only:
         return latex_equations(program)
     p = program
-    out = [f"{p.name}: {p.title}", f"  {p.layers} layers; inputs: {', '.join(i.name for i in p.inputs) or '-'}; "
+    out = [f"{p.name}: {p.title}", f"  {p.layers_dim or p.layers} layers; inputs: {', '.join(i.name for i in p.inputs) or '-'}; "
            f"outputs: {', '.join(p.outputs)}", ""]
     out.append("Update equations (one layer, l = 0 .. L-1):")
     for line, _level, text in summary(p):
@@ -196,7 +196,8 @@ def plan_text(pl) -> list[str]:
     if pl.peeled is not None:
         out.append(f"  {pl.peel_note}:")
         out.extend(_block_text(pl.peeled, 4))
-    out.append(f"  layer loop ({'layers 1' if pl.peeled is not None else 'layers 0'} .. {p.layers - 1}):")
+    last = f"{p.layers_dim} - 1" if p.layers_dim else p.layers - 1
+    out.append(f"  layer loop ({'layers 1' if pl.peeled is not None else 'layers 0'} .. {last}):")
     out.extend(_block_text(pl.step, 4))
     if pl.final:
         out.append("  final stage:")

@@ -126,7 +126,10 @@ def test_on_a_tree_the_beliefs_equal_pgmpy_exact_inference():
     pytest.importorskip("pgmpy")
     from pgmpy.factors.discrete import DiscreteFactor
     from pgmpy.inference import BeliefPropagation
-    from pgmpy.models import MarkovNetwork
+    try:
+        from pgmpy.models import DiscreteMarkovNetwork as MarkovNetwork  # pgmpy >= 1.0
+    except ImportError:
+        from pgmpy.models import MarkovNetwork
 
     logphi, psi_und, logpsi = model(TREE, 5, 3, seed=2)
     mn = MarkovNetwork([(f"x{i}", f"x{j}") for i, j in TREE])

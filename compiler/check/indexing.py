@@ -1,6 +1,5 @@
 """Integer index values and indexed loops (a part of `Checker`):
 
-* keyword arguments of operators that take them (`argmax(V, axis=1)`);
 * integer tensors never mix with reals silently (`as_real(i)` converts);
 * `repeat N as j:` / `repeat N as j backward:` -- the loop index `j` is a Python integer whose level is
   the loop's own, so that nothing reading it is hoisted out of the loop;
@@ -18,7 +17,7 @@ from .names import Symbol, kind_noun, with_article
 # operators an integer tensor may enter: integer arithmetic and comparison, the index operand of
 # gather/scatter/indexing, the cast, and the operators whose result stays integer
 INTEGER_OPS = {"add", "sub", "mul", "neg", "mod", "floordiv", "lt", "gt", "le", "ge", "eq", "ne", "as_real",
-               "take", "segment_sum", "max", "min", "where", "onehot", "reshape", "cat", "stack", "sum"}
+               "take", "segment_sum", "max", "min", "where", "onehot", "reshape", "cat", "stack", "sum", "transpose"}
 
 
 def integer_tensor(node: ir.Node) -> bool:
@@ -28,36 +27,6 @@ def integer_tensor(node: ir.Node) -> bool:
 
 class IndexMixin:
     """Checking integer values and indexed loops (a part of `Checker`)."""
-
-    def _keyword_args(self, e: ast.Call, op) -> list | None:
-        """The arguments of an operator call with its keyword arguments (`axis=`) put in their positions,
-        or None after reporting a misuse."""
-        name = op.name
-        allowed = op.kwargs
-        positional_max = op.max_args - len(allowed)
-        for kw in e.kwargs:
-            if kw.name not in allowed:
-                if allowed:
-                    self.error(f"`{name}` has no keyword `{kw.name}`", kw.span,
-                               "its keywords: " + ", ".join(f"`{k}=`" for k in allowed))
-                else:
-                    self.error(f"`{name}` takes no keyword arguments", kw.span,
-                               f"pass the value by position: drop `{kw.name}=`")
-                return None
-        if allowed and len(e.args) > positional_max:
-            extra = e.args[positional_max]
-            self.error(f"`{name}` takes the {allowed[0]} by keyword", extra.span,
-                       f"write `{allowed[0]}={self._text(extra.span)}`, e.g. `{op.example}`")
-            return None
-        args = list(e.args)
-        given = {kw.name: kw.value for kw in e.kwargs}
-        for k in allowed:
-            if k in given:
-                args.append(given[k])
-            elif any(later in given for later in allowed[allowed.index(k) + 1:]):
-                self.error(f"`{name}`: give `{k}=` as well", e.span)
-                return None
-        return args
 
     def _integer_mixing(self, opname: str, args: list[ir.Node], arg_spans, span, symbol) -> bool:
         """False (after reporting) when an integer tensor meets real values without a cast."""
