@@ -274,3 +274,32 @@ output x, S
         Net(A)
     with pytest.raises(ValueError, match="m: a size must be a positive integer, got 0"):
         Net(A, m=0)
+
+
+def test_products_of_any_number_of_dims_are_sizes():
+    program = check_source("""spec products
+dims a, b, c
+data X : real[a, b, c]
+data W : real[c*b*a, 2]
+state s : real[2] = 0
+layers 1
+step:
+    s = reshape(X, b*a*c) @ W
+output s
+""", "t.unroll")
+    (w,) = [d for d in program.data if d.name == "W"]
+    assert str(w.type.shape[0]) == "a*b*c"  # one canonical order of the factors
+    X, W = RNG.standard_normal((2, 3, 4)), RNG.standard_normal((24, 2))
+    Net = build("""spec products
+dims a, b, c
+data X : real[a, b, c]
+data W : real[c*b*a, 2]
+state s : real[2] = 0
+layers 1
+step:
+    s = reshape(X, b*a*c) @ W
+output s
+""")
+    assert np.allclose(Net(X, W)().numpy(), X.reshape(-1) @ W, rtol=1e-14)
+    with pytest.raises(ValueError, match="W: axis 0 must have size a\\*b\\*c = 24, got 25"):
+        Net(X, RNG.standard_normal((25, 2)))
