@@ -89,11 +89,14 @@ def test_every_layer_equals_a_numpy_loop_with_the_same_mlp():
     _, _, y = blocks(np.random.default_rng(0), 3, 7)
     with torch.no_grad():
         trace = net.trace(torch.tensor(y[..., None]))
-        s_hat, path, lam = net(torch.tensor(y[..., None]))
+        s_hat, path, lam, post = net(torch.tensor(y[..., None]))
     for b in range(3):
         metrics, ref_path = numpy_viterbinet(y[b], lambda v: mlp_numpy(net.f, v), mix, pred)
         assert max(rel(t["Lam"][b].numpy(), m) for t, m in zip(trace[1:], metrics[1:])) < 1e-10
         assert path[b].tolist() == ref_path and s_hat[b].tolist() == newest[ref_path].tolist()
+        logits = mlp_numpy(net.f, y[b][:, None])
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        assert rel(post[b].numpy(), probs / probs.sum(1, keepdims=True)) < 1e-10
 
 
 def test_training_approaches_viterbi_and_beats_the_untrained_and_mismatched_baselines():
