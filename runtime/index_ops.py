@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["take", "segment_sum", "set_index", "check_index_data"]
+__all__ = ["check_index_data", "segment_sum", "set_index", "take"]
 
 
 def take(values: torch.Tensor, index: torch.Tensor, values_batched: bool, index_batched: bool) -> torch.Tensor:

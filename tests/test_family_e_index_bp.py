@@ -64,22 +64,22 @@ def numpy_bp(logphi, edges, psi_und, layers, damping=0.0):
     history = [dict(msgs)]
     for _ in range(layers):
         new = {}
-        for (i, j) in msgs:
+        for (i, j), old in msgs.items():
             prod = phi[i].copy()
-            for (k, t) in msgs:
+            for (k, t), incoming in msgs.items():
                 if t == i and k != j:
-                    prod = prod * msgs[(k, i)]
+                    prod = prod * incoming
             m = psi[(i, j)].T @ prod  # sum over x_i
             m = m / m.sum()
-            new[(i, j)] = np.exp((1 - damping) * np.log(m) + damping * np.log(msgs[(i, j)]))
+            new[(i, j)] = np.exp((1 - damping) * np.log(m) + damping * np.log(old))
         msgs = new
         history.append(dict(msgs))
     beliefs = []
     for i in range(V):
         b = phi[i].copy()
-        for (k, t) in msgs:
+        for (_k, t), incoming in msgs.items():
             if t == i:
-                b = b * msgs[(k, i)]
+                b = b * incoming
         beliefs.append(b / b.sum())
     return history, np.array(beliefs)
 
@@ -114,7 +114,7 @@ def test_on_a_tree_the_beliefs_are_the_exact_marginals():
     exact = exact_marginals(logphi, TREE, psi_und)
     net = net_for(TREE, logpsi, 3)  # the diameter
     with torch.no_grad():
-        belief, logb = net(torch.tensor(np.stack([logphi, logphi[::-1].copy()])))
+        belief, _logb = net(torch.tensor(np.stack([logphi, logphi[::-1].copy()])))
     assert rel(belief[0].numpy(), exact) < 1e-10
     assert np.allclose(belief.sum(-1).numpy(), 1.0, atol=1e-14)
     flipped = exact_marginals(logphi[::-1].copy(), TREE, psi_und)

@@ -10,6 +10,8 @@ scatter-add over block-matched patch groups).
   scipy.optimize.minimize(method='L-BFGS-B') finds from y.
 """
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -123,12 +125,12 @@ def test_the_energy_decreases_monotonically_for_a_small_step():
     tm, tF = torch.tensor(mask), torch.tensor(F0)
     energies = [float(energy_torch(t["x"], torch.tensor(y), tm, grp, tF, torch.ones(F0.shape[0], dtype=torch.float64), 0.05))
                 for t in trace]
-    assert all(b < a for a, b in zip(energies, energies[1:])), energies
+    assert all(b < a for a, b in itertools.pairwise(energies)), energies
     assert energies[-1] < 0.95 * energies[0]  # and not by rounding only
 
 
 def test_many_steps_reach_the_l_bfgs_b_minimiser_in_the_convex_regime():
-    y, mask, grp, F0 = problem(seed=4, inpaint=False)
+    y, _mask, grp, F0 = problem(seed=4, inpaint=False)
     alpha, s2 = 0.05, 0.1  # Hessian >= I/s2 - alpha/8 ||F||^2 K: strictly convex, one minimiser
     G, K, P = grp.shape
 
@@ -148,7 +150,7 @@ def test_many_steps_reach_the_l_bfgs_b_minimiser_in_the_convex_regime():
 
 
 def test_index_data_are_validated_at_construction():
-    y, mask, grp, F0 = problem()
+    _y, mask, grp, F0 = problem()
     with pytest.raises(ValueError, match="grp: expected an integer"):
         net_for(mask, grp.astype(float), F0, 2)
     bad = grp.copy()

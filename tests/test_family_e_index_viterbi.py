@@ -89,7 +89,7 @@ def test_every_layer_equals_a_numpy_viterbi_loop(net):
     for b in range(4):
         metrics, path = numpy_viterbi(y[b], mu, pred)
         assert max(rel(t["Lam"][b].numpy(), m) for t, m in zip(trace[1:], metrics[1:])) < 1e-10
-    s_hat, path, lam = net(torch.tensor(y))
+    _s_hat, path, _lam = net(torch.tensor(y))
     for b in range(4):
         assert path[b].tolist() == numpy_viterbi(y[b], mu, pred)[1]
 
@@ -97,7 +97,7 @@ def test_every_layer_equals_a_numpy_viterbi_loop(net):
 def test_the_detection_is_the_brute_force_maximum_likelihood_sequence(net):
     rng = np.random.default_rng(1)
     sent, y = channel(rng, 12, 8)
-    s_hat, path, lam = net(torch.tensor(y))
+    s_hat, _path, lam = net(torch.tensor(y))
     assert s_hat.dtype == torch.long and s_hat.shape == (12, 8)
     errors = 0
     for b in range(12):
@@ -135,7 +135,7 @@ def test_one_module_decodes_sequences_of_any_length(net):
     rng = np.random.default_rng(3)
     for T in (1, 3, 5):
         _, y = channel(rng, 2, T)
-        s_hat, path, _ = net(torch.tensor(y))
+        s_hat, _path, _ = net(torch.tensor(y))
         assert s_hat.shape == (2, T)
         for b in range(2):
             assert s_hat[b].tolist() == brute_force(y[b])[0].tolist()

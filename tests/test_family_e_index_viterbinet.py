@@ -83,13 +83,13 @@ def fitted_mixture(y_train):
 
 def test_every_layer_equals_a_numpy_loop_with_the_same_mlp():
     torch.manual_seed(0)
-    mu, pred, newest, _ = trellis()
+    _mu, pred, newest, _ = trellis()
     mix = (np.full(3, 1 / 3), np.array([-1.0, 0.0, 1.5]), np.array([0.5, 0.3, 0.8]))
     net = unroll.load("viterbinet")(pred, newest, *mix)
     _, _, y = blocks(np.random.default_rng(0), 3, 7)
     with torch.no_grad():
         trace = net.trace(torch.tensor(y[..., None]))
-        s_hat, path, lam, post = net(torch.tensor(y[..., None]))
+        s_hat, path, _lam, post = net(torch.tensor(y[..., None]))
     for b in range(3):
         metrics, ref_path = numpy_viterbinet(y[b], lambda v: mlp_numpy(net.f, v), mix, pred)
         assert max(rel(t["Lam"][b].numpy(), m) for t, m in zip(trace[1:], metrics[1:])) < 1e-10

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .. import ast, ir
 from ..diagnostics import Diagnostic, did_you_mean
-from ..types import BOOL, COMPLEX, INT, broadcast, shape_str
+from ..types import BOOL, COMPLEX, broadcast, shape_str
 from .expressions import constant_value
 from .names import Symbol, kind_noun
 
