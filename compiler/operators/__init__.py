@@ -10,6 +10,7 @@ One operator is one `register(Operator(...))` call in the module of its concern:
   reductions.py   sum, mean, norm, max, min, dot, nnz; argmax, onehot, where
   fourier.py      fft family, otf, conv2/conv2_adj, kernel padding/cropping/support, stft/istft
   imaging.py      conv2z, chanmix, patches, resampling, finite differences
+  arrays.py       sqdist, diag, trace, diff / diff_adj, shift
   probability.py  softmax, logsoftmax, logsumexp; max/min along an axis (`max(v, axis=k)`)
 
 The entry carries the shape rule, the emission (or the name of its kernel in unroll.runtime), the
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import arithmetic, elementwise, fourier, imaging, linalg, probability, proximal, reductions, shape  # noqa: F401 (register)
+from . import arithmetic, arrays, elementwise, fourier, imaging, linalg, probability, proximal, reductions, shape  # noqa: F401 (register)
 from .core import (
     OPERATORS,
     P_ADD,
