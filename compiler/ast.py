@@ -140,6 +140,22 @@ class Index(Expr):
 
 
 @dataclass
+class Range(Expr):
+    """`start:stop` inside brackets (either may be absent): one axis of a slice."""
+
+    start: Expr | None
+    stop: Expr | None
+
+
+@dataclass
+class Slice(Expr):
+    """`x[1:]`, `X[:, 1:]`, `X[0, 1:]`: per axis, from the first, a `Range` or an integer index."""
+
+    value: Expr
+    items: list[Expr]
+
+
+@dataclass
 class Keyword:
     name: str
     value: Expr

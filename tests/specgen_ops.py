@@ -376,8 +376,17 @@ class ExprGen:
         if not shape:
             return None
         axis = self.rng.randrange(len(shape))
+        if r < 0.62:  # a slice `x[..., a:b]` (an integer axis from a longer one; a symbolic one as `0:`)
+            size = shape[axis]
+            start, stop, longer = ((1, -1, size + 2) if self.rng.random() < 0.5 else (2, None, size + 2)) \
+                if isinstance(size, int) else (0, None, size)
+            a = self.gen(shape[:axis] + (longer,) + shape[axis + 1:], dtype, d)
+            return make("slice_axis", (a,), Ty(shape, dtype, a.ty.batched), (axis, start, stop))
+        if r < 0.68:  # `X[:, 0]`: entry 0 along an inserted axis
+            a = self.gen(shape[:axis] + (self.dim(),) + shape[axis:], dtype, d)
+            return make("pick", (a, num("0", 0)), Ty(shape, dtype, a.ty.batched), (axis,))
         a = self.gen(shape, dtype, d)
-        if r < 0.75:
+        if r < 0.8:
             return make("shift", (a,), Ty(shape, dtype, a.ty.batched), (self.choice((1, -1, 2)), axis))
         inner = make("diff", (a,), Ty(shape, dtype, a.ty.batched), (axis,))  # (its type: only its dtype is read)
         return make("diff_adj", (inner,), Ty(shape, dtype, a.ty.batched), (axis,))

@@ -58,6 +58,7 @@ __all__ = [
     "P_UNARY",
     "SPECIAL_FORMS",
     "SPECIAL_FORM_DOCS",
+    "SYNONYMS",
     "Arg",
     "EmitContext",
     "Emitted",
@@ -109,8 +110,19 @@ SPECIAL_FORMS = {form.name: form.doc for form in SPECIAL_FORM_DOCS}
 
 # registry entries reached through syntax (`a + b`, `-a`, `a @ b`, `a < b`), not by name
 INTERNAL_OPERATORS = frozenset({"add", "sub", "mul", "div", "pow", "neg", "matmul", "lt", "gt", "le", "ge", "eq", "ne"})
-# ... and the keyword forms of an operator (`max(v, axis=k)` is the entry `max_axis`), documented with it
-INTERNAL_OPERATORS |= frozenset(name for name, op in OPERATORS.items() if "keyword_form_of" in op.extra)
+# the keyword forms of an operator (`max(v, axis=k)` is the entry `max_axis`), documented with it
+# ... and the syntax forms of other modules (slices `x[1:]`: arrays.py)
+INTERNAL_OPERATORS |= frozenset(name for name, op in OPERATORS.items()
+                                if "keyword_form_of" in op.extra or "syntax" in op.extra)
+
+
+# names from numpy / torch that new users reach for, and how the language spells them (unknown-operator hints)
+SYNONYMS = {
+    "roll": "shift(v, k, axis)", "diagonal": "diag(M)", "diag_embed": "diag(v)", "tr": "trace(M)",
+    "lse": "logsumexp(v, axis)", "log_softmax": "logsoftmax(v, axis)", "amax": "max(v, axis=k)",
+    "amin": "min(v, axis=k)", "cdist": "sqdist(X, Y) (squared distances)", "pdist": "sqdist(X, X)",
+    "gradient": "diff(v, axis)", "matmul": "A @ x",
+}
 
 
 def lookup(name: str) -> Operator | None:

@@ -196,3 +196,79 @@ register(Operator("shift", 2, 3, _shift_infer, _shift_emit,
                   lift_batched=False, usage=("shift(v, k, axis)", "shift(v, k)"),
                   shape="same shape; k an integer literal (negative: the other way); axis optional for a vector",
                   dtype="of v", example="shift(x, 1) - x", result="real[m]"))
+
+
+# ---------------------------------------------------------------- slices (syntax: `x[1:]`, `X[:, 1:]`, `X[0, 1:]`)
+def _slice_infer(types, args):
+    """slice_axis(v, axis, start[, stop]): the checker (check/slicing.py) builds it from `v[start:stop]`; a bound
+    is an integer (negative: from the end) or a dim expression (`W[:, m:]`)."""
+    t = types[0]
+    axis, start = args[1].static, args[2].static
+    stop = args[3].static if len(args) > 3 else None
+    size = DimExpr.of(t.shape[axis])
+    if size.is_int and isinstance(start, int) and (stop is None or isinstance(stop, int)):
+        first, last, _ = slice(start, stop).indices(size.const)
+        if last <= first:
+            raise ShapeError(f"the slice {_bound_text(start, 0)}:{_bound_text(stop, None)} of an axis of size "
+                             f"{size} is empty", 2)
+        length = DimExpr.of(last - first)
+    else:
+        def position(b):
+            return DimExpr.of(b) if not isinstance(b, int) or b >= 0 else size + DimExpr.of(b)
+        length = (size if stop is None else position(stop)) + DimExpr.of(-1) * position(start)
+        text = f"{_bound_text(start, 0)}:{_bound_text(stop, None)}"
+        if length.is_int and length.const <= 0:
+            raise ShapeError(f"the slice {text} of an axis of size {size} is empty", 2)
+        if not length.is_int and any(c < 0 for _, c in length.terms):
+            raise ShapeError(f"the slice {text} of an axis of size {size} mixes a bound from the end with one from "
+                             "the start", 2, "write both bounds from the start or both from the end")
+    shape = list(t.shape)
+    shape[axis] = length
+    return t.with_(shape=tuple(shape))
+
+
+def _bound_text(b, absent) -> str:
+    if b is None or b == absent:
+        return ""
+    return b.python() if isinstance(b, DimExpr) and not b.is_int else str(DimExpr.of(b).const)
+
+
+def _slice_emit(args, out):
+    a = args[0]
+    start, stop = args[2].static, (args[3].static if len(args) > 3 else None)
+    parts = [":"] * axis_code(a.type, args[1].static) + [f"{_bound_text(start, 0)}:{_bound_text(stop, None)}"]
+    return Emitted(f"{wrap(a, P_ATOM)}[{', '.join(parts)}]")
+
+
+register(Operator("slice_axis", 3, 4, _slice_infer, _slice_emit,
+                  lambda a: f"{a[0]}_{{{a[2]}:{a[3] if len(a) > 3 else ''}}}",
+                  "the entries start..stop−1 along an axis (Python's slice; negative bounds count from the end)",
+                  static_args=(1, 2, 3), reference=lambda v, axis, start, stop=None: numpy().take(
+                      v, range(*slice(start, stop).indices(numpy().shape(v)[axis])), axis=axis),
+                  category="arithmetic", lift_batched=False, usage=("x[a:b]", "x[a:]", "x[:b]", "X[:, a:b]"),
+                  shape="the axis of size s becomes b − a (`x[1:]`, `x[:-1]`: s − 1); bounds are integer literals or "
+                        "dims (`W[m:]`)",
+                  dtype="same", example="B[1:] - B[:-1]", result="real[m - 1, m]", extra={"syntax": True}))
+
+
+def _pick_infer(types, args):
+    t, i = types[0], types[1]
+    if i.dtype != "int" or i.rank != 0 or i.batched:
+        raise ShapeError(f"an index must be an integer, got {i}", 1,
+                         "index with an integer literal, an `int` hyperparameter or `layer`")
+    axis = args[2].static
+    return t.with_(shape=t.shape[:axis] + t.shape[axis + 1:])
+
+
+def _pick_emit(args, out):
+    a, i = args[0], args[1]
+    parts = [":"] * axis_code(a.type, args[2].static) + [i.code]
+    return Emitted(f"{wrap(a, P_ATOM)}[{', '.join(parts)}]")
+
+
+register(Operator("pick", 3, 3, _pick_infer, _pick_emit, lambda a: f"{a[0]}_{{{a[1]}}}",
+                  "the entry i along an axis of a multi-axis subscript (`X[:, 0]` is column 0, `X[0, 1:]` part of "
+                  "row 0)", static_args=(2,), reference=lambda v, i, axis: numpy().take(v, i, axis=axis),
+                  category="arithmetic", lift_batched=False, usage=("X[:, i]", "X[i, j]"),
+                  shape="removes the axis; i an int scalar (literal, `int` hyper, `layer`)", dtype="same",
+                  example="B[:, 0]", result="real[m]", extra={"syntax": True}))
