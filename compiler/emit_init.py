@@ -55,6 +55,10 @@ class ConstructorPrinter:
             for d in x.type.shape:
                 for name in d.names():
                     out.setdefault(name, f"parameter `{x.name}`")
+        for net in self.p.nets:
+            for size in (net.in_size, net.out_size):
+                for name in size.names():
+                    out.setdefault(name, f"sub-network `{net.name}`")
         return out
 
     @staticmethod

@@ -10,7 +10,8 @@ and calls `rt.soft(...)`, `rt.Positive(...)`, ...
 
 from . import ops
 from .module import UnrolledModule
-from .nets import CNN, MLP, LinearOperator, apply_net, cat, default_dtype_device, make_net
+from .nets import (CNN, MLP, LinearOperator, apply_cnn_rows, apply_mlp_rows, apply_net, cat, default_dtype_device,
+                   make_net)
 from .ops import *  # the kernels, listed in ops.__all__
 from .params import NonNegative, Positive, Range, UnitColumns, check_constraint
 
@@ -19,6 +20,8 @@ __all__ = ops.__all__ + [
     "MLP",
     "LinearOperator",
     "apply_net",
+    "apply_cnn_rows",
+    "apply_mlp_rows",
     "cat",
     "default_dtype_device",
     "make_net",
