@@ -8,14 +8,15 @@ per-layer trace, parameter report).  Generated code does `from unroll import run
 and calls `rt.soft(...)`, `rt.Positive(...)`, ...
 """
 
-from . import ops
+from . import ops, ops_diffusion
 from .module import UnrolledModule
 from .nets import (CNN, MLP, LinearOperator, apply_cnn_rows, apply_mlp_rows, apply_net, cat, default_dtype_device,
                    make_net)
 from .ops import *  # the kernels, listed in ops.__all__
-from .params import NonNegative, Positive, Range, UnitColumns, check_constraint
+from .ops_diffusion import *  # conv2s, rbf, pwl (listed in ops_diffusion.__all__)
+from .params import NonNegative, Positive, Range, UnitColumns, UnitNorm, ZeroMean, ZeroMeanUnitNorm, check_constraint
 
-__all__ = ops.__all__ + [
+__all__ = ops.__all__ + ops_diffusion.__all__ + [
     "CNN",
     "MLP",
     "LinearOperator",
@@ -29,6 +30,9 @@ __all__ = ops.__all__ + [
     "Positive",
     "Range",
     "UnitColumns",
+    "UnitNorm",
+    "ZeroMean",
+    "ZeroMeanUnitNorm",
     "check_constraint",
     "UnrolledModule",
 ]

@@ -13,6 +13,9 @@ from ..types import BOOL, COMPLEX, INT, REAL, Type, broadcast, shape_str
 from .expressions import constant_value
 from .names import ALL_FLAGS, FLAGS_CONSTRAINT, FLAGS_TRAIN, FLAGS_TYING, Symbol
 
+# The two filter constraints that may be combined (`zero_mean unit_norm`: TNRD's filters)
+FILTER_PAIR = {"zero_mean", "unit_norm"}
+
 # The options of each sub-network kind: spec keyword -> constructor keyword (runtime.make_net).
 NET_OPTIONS = {"cnn": {"in": "in_channels", "out": "out_channels", "width": "width", "depth": "depth",
                        "kernel": "kernel", "init": "init"},
@@ -105,7 +108,7 @@ class DeclarationMixin:
                 ok = False
                 continue
             group = next(g for g in (FLAGS_TRAIN, FLAGS_TYING, FLAGS_CONSTRAINT) if a.name in g)
-            clash = next((seen[n] for n in group if n in seen), None)
+            clash = next((seen[n] for n in group if n in seen and {n, a.name} != FILTER_PAIR), None)
             if clash is not None:
                 hint = (f"keep one: a parameter is either {' or '.join(f'`{g}`' for g in group)}"
                         if group is not FLAGS_CONSTRAINT else "a parameter has at most one constraint; keep one")
@@ -135,7 +138,7 @@ class DeclarationMixin:
                 self.error(f"`{a.name}` takes no arguments", a.span, f"write `{a.name}` without parentheses")
                 ok = False
             elif a.name in FLAGS_CONSTRAINT:
-                constraint = a.name
+                constraint = "zero_mean_unit_norm" if constraint in FILTER_PAIR else a.name
             elif a.name == "fixed":
                 learned = False
             elif a.name == "per_layer":
@@ -148,6 +151,13 @@ class DeclarationMixin:
             self.error(f"`unit_columns` needs a matrix parameter, but `{d.name}` is {t}", d.type.span,
                        "it normalises each column to unit norm: declare a `real[p, q]` matrix, or drop it")
             ok = False
+        if constraint in FILTER_PAIR | {"zero_mean_unit_norm"}:
+            if t.rank == 0:
+                shown = constraint.replace("_unit", " unit")
+                self.error(f"`{shown}` needs a vector or a stack of filters, but `{d.name}` is {t}", d.type.span,
+                           "it acts on each `p[i]` of a filter bank `real[F, s, s]` (on the whole of a vector)")
+                ok = False
+            cargs = (max(t.rank - 1, 1),)  # the trailing axes each filter (each p[i]) spans
         self.context = "param"
         self.allow_layer = per_layer
         init = self.expr(d.value)

@@ -10,6 +10,7 @@ One operator is one `register(Operator(...))` call in the module of its concern:
   reductions.py   sum, mean, norm, max, min, dot, nnz; argmax, onehot, where
   fourier.py      fft family, otf, conv2/conv2_adj, kernel padding/cropping/support, stft/istft
   imaging.py      conv2z, chanmix, patches, resampling, finite differences
+  diffusion.py    conv2s/conv2s_adj (symmetric boundary), influence functions rbf, pwl
 
 The entry carries the shape rule, the emission (or the name of its kernel in unroll.runtime), the
 LaTeX, a numpy reference and the documentation from which `unrollc ops` and the operator tables of
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import arithmetic, elementwise, fourier, imaging, linalg, proximal, reductions, shape  # noqa: F401 (register)
+from . import arithmetic, diffusion, elementwise, fourier, imaging, linalg, proximal, reductions, shape  # noqa: F401
 from .core import (
     OPERATORS,
     P_ADD,
