@@ -1,5 +1,6 @@
 """Kernels of the diffusion operators (compiler/operators/diffusion.py): the symmetric-boundary
-convolution `conv2s` and its exact adjoint, and the learned influence functions `rbf` (a Gaussian
+convolution `conv2s` and its exact adjoint, PDE-Net's moment-constrained filters `moment_filter`,
+and the learned influence functions `rbf` (a Gaussian
 RBF mixture, computed one centre at a time so that no [filters, centres, h, w] tensor exists, with
 its derivatives written out) and `pwl` (piecewise linear through knots).
 
@@ -50,15 +51,36 @@ def conv2s_adj(kernel: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     h, w = y.shape[-2:]
     if kernel.is_complex():
         kernel = kernel.conj()
-    extended = None
+    lead = torch.broadcast_shapes(kernel.shape[:-2], y.shape[:-2])
+    dtype = torch.promote_types(kernel.dtype, y.dtype)
+    extended = torch.zeros(lead + (h + s1 - 1, w + s2 - 1), dtype=dtype, device=y.device)
     for a in range(s1):
-        for b in range(s2):
-            term = torch.nn.functional.pad(kernel[..., a, b, None, None] * y, (s2 - 1 - b, b, s1 - 1 - a, a))
-            extended = term if extended is None else extended + term
+        for b in range(s2):  # pixel (i, j) of y reaches the extended position (i + s1-1-a, j + s2-1-b)
+            extended[..., s1 - 1 - a:s1 - 1 - a + h, s2 - 1 - b:s2 - 1 - b + w] += kernel[..., a, b, None, None] * y
     rows = _symmetric_index(h, *_same_pads(s1), y.device)
     cols = _symmetric_index(w, *_same_pads(s2), y.device)
     folded = extended.new_zeros(extended.shape[:-2] + (h, extended.shape[-1])).index_add(-2, rows, extended)
     return folded.new_zeros(folded.shape[:-1] + (w,)).index_add(-1, cols, folded)
+
+
+# ---------------------------------------------------------------- moment-constrained filters (PDE-Net)
+def _taylor_matrix(s: int, like: torch.Tensor) -> torch.Tensor:
+    """T[n, a] = (-(a - c))^n / n!, c = (s-1)//2: the n-th Taylor moment of tap a of a convolution kernel
+    (convolution reads u[i - (a - c)])."""
+    offsets = -(torch.arange(s, dtype=like.dtype, device=like.device) - (s - 1) // 2)
+    orders = torch.arange(s, dtype=like.dtype, device=like.device)
+    factorials = torch.exp(torch.lgamma(orders + 1)).round()
+    return offsets[None, :] ** orders[:, None] / factorials[:, None]
+
+
+def moment_filter(m: torch.Tensor) -> torch.Tensor:
+    """The s1 x s2 convolution kernel whose Taylor moments are m [..., s1, s2]:
+    conv2(q, u) = sum_ab m[a, b] d^a/di^a d^b/dj^b u + higher-order terms (grid units), i.e.
+    m = T1 q T2^T with T the Taylor matrices, so q = T1^-1 m T2^-T (PDE-Net's moment parametrisation)."""
+    s1, s2 = m.shape[-2:]
+    t1_inv = torch.linalg.inv(_taylor_matrix(s1, m))
+    t2_inv = torch.linalg.inv(_taylor_matrix(s2, m))
+    return t1_inv @ m @ t2_inv.mT
 
 
 # ---------------------------------------------------------------- influence functions
@@ -78,7 +100,7 @@ class _RBFMixture(torch.autograd.Function):
         inv = 0.5 / (gamma * gamma)
         out = torch.zeros_like(z)
         for j in range(centers.shape[0]):
-            out = out + _per_filter(w, j, rank) * torch.exp(-(z - centers[j]).square() * inv)
+            out.addcmul_(_per_filter(w, j, rank), torch.exp((z - centers[j]).square_().mul_(-inv)))
         ctx.save_for_backward(z, w, centers, gamma)
         ctx.rank = rank
         return out
@@ -97,13 +119,15 @@ class _RBFMixture(torch.autograd.Function):
         grad_gamma = torch.zeros_like(gamma)
         for j in range(centers.shape[0]):
             d = z - centers[j]
-            e = torch.exp(-d.square() * inv)
-            grad_w[..., j] = (grad * e).sum(dim=w_axes)
-            t = grad * _per_filter(w, j, rank) * e * d  # d(w e)/dz = -t / gamma^2 (times grad)
-            grad_z = grad_z - t / (gamma * gamma)
-            grad_centers[j] = t.sum() / (gamma * gamma)
-            grad_gamma = grad_gamma + (t * d).sum() / gamma**3
-        return grad_z, grad_w, grad_centers, grad_gamma.reshape(gamma.shape), None
+            ge = torch.exp(d.square().mul_(-inv)).mul_(grad)  # grad * e_j
+            grad_w[..., j] = ge.sum(dim=w_axes)
+            t = ge.mul_(_per_filter(w, j, rank)).mul_(d)  # grad * w_j e_j d: d(w_j e_j)/dz = -t / gamma^2
+            grad_z.add_(t)
+            grad_centers[j] = t.sum()
+            grad_gamma = grad_gamma + torch.vdot(t.reshape(-1), d.reshape(-1))
+        square = gamma * gamma
+        return -grad_z / square, grad_w, grad_centers / square, (grad_gamma / (square * gamma)).reshape(gamma.shape), \
+            None
 
 
 def rbf(z: torch.Tensor, w: torch.Tensor, centers: torch.Tensor, gamma, batched: bool = False) -> torch.Tensor:

@@ -1,8 +1,10 @@
 """Diffusion (issue 8, family G): the symmetric-boundary convolution `conv2s` / `conv2s_adj` (TNRD's
-boundary) and the learned influence functions `rbf` (Gaussian RBF mixture) and `pwl` (piecewise
+boundary), PDE-Net's moment-constrained filters `moment_filter`, and the learned influence functions `rbf` (Gaussian RBF mixture) and `pwl` (piecewise
 linear).  Kernels in runtime/ops_diffusion.py."""
 
 from __future__ import annotations
+
+import math
 
 from ..types import ShapeError, Type
 from .core import Operator, numpy, real, register
@@ -50,6 +52,40 @@ register(Operator("conv2s_adj", 2, 2, conv_infer("conv2s_adj"), None, lambda a: 
                   "`sum(conv2s_adj(d, z), 0)`", reference=_ref_symmetric(True), category="convolution",
                   runtime="conv2s_adj", usage="conv2s_adj(k, v)", shape="as `conv2`", dtype="as `conv2`",
                   example="sum(conv2s_adj(d, conv2s(d, img)), 0)", result="real[h, w]"))
+
+
+def _moment_infer(types, args):
+    m = types[0]
+    real(m, 0, "moment_filter")
+    if m.rank < 2:
+        raise ShapeError(f"`moment_filter` needs moments [s, s] (or a stack [P, s, s]), got {m}", 0)
+    if m.batched:
+        raise ShapeError("the moments of `moment_filter` cannot depend on the input", 0,
+                         "build them from parameters and data")
+    return m
+
+
+def _ref_moment_filter(m):
+    """Solve the moment equations sum_k (-(k1 - c1))^a (-(k2 - c2))^b / (a! b!) q[k1, k2] = m[a, b] densely."""
+    np = numpy()
+    s1, s2 = m.shape[-2:]
+    rows = []
+    for a in range(s1):
+        for b in range(s2):
+            rows.append([(-(k1 - (s1 - 1) // 2)) ** a * (-(k2 - (s2 - 1) // 2)) ** b / (math.factorial(a) *
+                         math.factorial(b)) for k1 in range(s1) for k2 in range(s2)])
+    flat = np.asarray(m, dtype=float).reshape(m.shape[:-2] + (s1 * s2,))
+    q = np.linalg.solve(np.array(rows), flat[..., None])[..., 0] if flat.ndim == 1 else \
+        np.linalg.solve(np.array(rows), flat.T).T
+    return q.reshape(m.shape)
+
+
+register(Operator("moment_filter", 1, 1, _moment_infer, None, lambda a: f"M^{{-1}}\\left({a[0]}\\right)",
+                  "the s×s convolution kernel q with the Taylor moments m: `conv2(q, u)` = Σ_ab m[a, b] ∂ᵃ_i ∂ᵇ_j u "
+                  "+ higher orders (grid units; kernel centre (s−1)//2): PDE-Net's moment-constrained filters "
+                  "(fix the low moments, learn the others); linear in m", reference=_ref_moment_filter,
+                  category="convolution", runtime="moment_filter", usage="moment_filter(m)",
+                  shape="[..., s1, s2] → same", dtype="real", example="moment_filter(d)", result="real[C, 3, 3]"))
 
 
 def _weights_rule(name: str, what: str):
