@@ -157,12 +157,12 @@ register(Operator("rbf", 4, 4, _rbf_infer, None,
                   runtime="rbf", per_sample=True, usage="rbf(z, w, centers, gamma)",
                   shape="z any real [F, ...]; w [J] or [F, J]; centers [J]; gamma a scalar → shape of z",
                   dtype="real", gradient="yes (in z, w, centers, gamma; first order only)",
-                  example="rbf(img, x, x, lam)", result="real[h, w]"))
+                  example="rbf(conv2s(d, img), W, W[0], lam)", result="real[C, h, w]"))
 register(Operator("pwl", 3, 3, _pwl_infer, None, lambda a: f"\\operatorname{{pwl}}_{{{a[1]}}}\\left({a[0]}\\right)",
                   "piecewise-linear function through the points (knots_j, values_j) applied elementwise, constant "
                   "beyond the first and last knot (numpy `interp`); with values [F, J], function f acts on z[f]",
                   reference=_ref_pwl, category="influence", runtime="pwl", per_sample=True,
                   usage="pwl(z, knots, values)",
                   shape="z any real [F, ...]; knots [J] increasing, J ≥ 2; values [J] or [F, J] → shape of z",
-                  dtype="real", gradient="yes (in z, the knots and the values)", example="pwl(img, x, x)",
-                  result="real[h, w]"))
+                  dtype="real", gradient="yes (in z, the knots and the values)", example="pwl(conv2s(d, img), W[0], W)",
+                  result="real[C, h, w]"))
