@@ -9,10 +9,9 @@ import math
 import numpy as np
 import pytest
 import torch
-
 import unroll
-from unroll.compiler.driver import shipped_specs
 from training_helpers import adam, assert_beats_classical, best_on_grid
+from unroll.compiler.driver import shipped_specs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 DT = torch.float64
@@ -145,13 +144,13 @@ def test_tnrd_stage_is_a_gradient_step_on_its_energy(influence, tmp_path):
     f = rng.uniform(0, 1, (7, 6))
     if influence == "rbf":
         net = unroll.load("tnrd", layers=2)(k0=k0, w0=w0, centers=centers, gamma=gamma, lam0=lam)
-        energy = lambda v: _foe_energy(v, f, k0, w0, centers, gamma, lam)  # noqa: E731
+        energy = lambda v: _foe_energy(v, f, k0, w0, centers, gamma, lam)
     else:
         eta = 0.05
         path = _tnrd_variant(tmp_path, "tnrd_linear", [("rbf(z, wts, centers, gamma)", "eta * z"),
                                                        ("hyper gamma = 0.1", "hyper eta = 0.1\nhyper gamma = 0.1")])
         net = unroll.load(path, layers=2)(k0=k0, w0=w0, centers=centers, lam0=lam, eta=eta)
-        energy = lambda v: _tikhonov_energy(v, f, k0, eta, lam)  # noqa: E731
+        energy = lambda v: _tikhonov_energy(v, f, k0, eta, lam)
     # the second stage (u1 != f, so the reaction term takes part): u2 = u1 - grad E(u1)
     u1, u2 = (s["u"].detach().numpy() for s in net.trace(torch.from_numpy(f))[1:])
     h = 1e-5

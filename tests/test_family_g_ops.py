@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 import unroll
 from unroll import runtime as rt
 from unroll.compiler.operators import OPERATORS

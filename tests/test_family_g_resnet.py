@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 import unroll
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
