@@ -111,7 +111,8 @@ class DeclarationMixin:
             clash = next((seen[n] for n in group if n in seen and {n, a.name} != FILTER_PAIR), None)
             if clash is not None:
                 hint = (f"keep one: a parameter is either {' or '.join(f'`{g}`' for g in group)}"
-                        if group is not FLAGS_CONSTRAINT else "a parameter has at most one constraint; keep one")
+                        if group is not FLAGS_CONSTRAINT else "a parameter has at most one constraint (the one pair "
+                                                              "allowed is `zero_mean unit_norm`); keep one")
                 if clash.name == a.name:
                     hint = f"`{a.name}` is given twice; remove one"
                 diag = Diagnostic(f"conflicting annotations `{clash.name}` and `{a.name}`", a.span, hint)

@@ -125,7 +125,8 @@ class SpecialFormMixin:
         if not e.args or e.kwargs or (len(e.args) > 1 and info.kind != "mlp"):
             extra = " (an MLP may take several: their features are concatenated)" if info.kind == "cnn" else ""
             self.error(f"the sub-network `{sym.name}` takes one argument{extra}", e.span,
-                       "stack image channels with `cat(a, b, ...)`" if info.kind == "cnn" else None)
+                       f"stack the channels into one image: `{sym.name}(cat(a, b, ...))`" if info.kind == "cnn"
+                       else None)
             return None
         if self.context not in ("step", "final", "let", "state"):
             self.error(f"the sub-network `{sym.name}` cannot be used here", e.span)

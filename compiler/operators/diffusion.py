@@ -103,8 +103,9 @@ def _weights_rule(name: str, what: str):
         if points.rank != 1:
             raise ShapeError(f"`{name}` needs a vector of points [J], got {points}", points_i)
         if table.rank not in (1, 2) or table.shape[-1] != points.shape[0]:
-            raise ShapeError(f"`{name}` needs {what} [J] or [F, J] with J = {points.shape[0]} (one per point), got "
-                             f"{table}", table_i, "one row per filter: `real[F, J]` for z of shape [F, h, w]")
+            count = points.shape[0]
+            raise ShapeError(f"`{name}` needs {what} with one entry per point ({count}): [{count}] or [F, {count}], "
+                             f"got {table}", table_i, "one row per filter: `real[F, J]` for z of shape [F, h, w]")
         if table.rank == 2 and (z.rank < 1 or z.shape[0] != table.shape[0]):
             raise ShapeError(f"`{name}` with {table.shape[0]} functions needs values whose first axis has "
                              f"{table.shape[0]} entries (function f acts on z[f]), got {z}", 0,
