@@ -217,3 +217,29 @@ def test_nets_map_every_row_of_a_stack(tmp_path):
     a1, b1 = net(P[0], V[0])  # one unbatched sample
     torch.testing.assert_close(a1, a[0], rtol=1e-14, atol=1e-14)
     torch.testing.assert_close(b1, b[0], rtol=1e-14, atol=1e-14)
+
+
+# ------------------------------------------------------------------ dtype agnostic
+def _family_g_nets(dtype):
+    """Each family G spec built in `dtype`, with an input."""
+    rng = np.random.default_rng(0)
+    k0 = rng.standard_normal((3, 3, 3))
+    torch.manual_seed(0)
+    yield unroll.load("resnet_euler", layers=3)(n=4, width=8, dtype=dtype), torch.from_numpy(rng.standard_normal((2, 4)))
+    image = torch.from_numpy(rng.uniform(0, 1, (2, 8, 8)))
+    yield unroll.load("perona_malik", layers=3)(), image
+    yield unroll.load("tnrd", layers=2)(k0=torch.from_numpy(k0).to(dtype), w0=rng.standard_normal((3, 5)),
+                                        centers=np.linspace(-1, 1, 5)), image
+    M0, free = np.zeros((1, 3, 3)), np.zeros((1, 3, 3))
+    M0[0, 2, 0] = M0[0, 0, 2] = 1.0
+    yield unroll.load("pde_net", layers=3)(M0=torch.from_numpy(M0).to(dtype), free=free,
+                                           c0=np.full((1, 8, 8), 0.1)), image
+
+
+def test_family_g_specs_run_in_float32_like_float64():
+    for (net64, x), (net32, _) in zip(_family_g_nets(DT), _family_g_nets(torch.float32)):
+        net32.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v
+                               for k, v in net64.state_dict().items()})
+        out64, out32 = net64(x), net32(x.to(torch.float32))
+        assert out32.dtype == torch.float32 and out64.dtype == DT
+        torch.testing.assert_close(out32.double(), out64, rtol=1e-4, atol=1e-5)

@@ -34,6 +34,20 @@ def test_moment_filter_matches_its_dense_reference_and_gradcheck():
     assert torch.autograd.gradcheck(rt.moment_filter, (m[0, :3, :3].clone().requires_grad_(),))
 
 
+def test_moment_filter_is_linear_with_the_transposed_dense_inverse_as_adjoint():
+    """<F m, q> = <m, F^T q> with F^T from the dense moment equations (the backward pass uses it)."""
+    g = torch.Generator().manual_seed(1)
+    m, q = torch.randn(4, 5, dtype=DT, generator=g).requires_grad_(), torch.randn(4, 5, dtype=DT, generator=g)
+    dense = np.stack([OPERATORS["moment_filter"].reference(e.reshape(4, 5)) for e in np.eye(20)], axis=-1)
+    dense = dense.reshape(20, 20)  # column k: the filter of the k-th unit moment array
+    out = rt.moment_filter(m)
+    (vjp,) = torch.autograd.grad(out, m, q)
+    adjoint = (dense.T @ q.numpy().reshape(-1)).reshape(4, 5)
+    np.testing.assert_allclose(vjp.numpy(), adjoint, rtol=1e-10, atol=1e-10)
+    lhs, rhs = float((out.detach() * q).sum()), float((m.detach().numpy() * adjoint).sum())
+    assert abs(lhs - rhs) <= 1e-10 * abs(lhs)
+
+
 @pytest.mark.parametrize("s", [3, 5])
 def test_moment_constructed_dx_filter_annihilates_constants_and_differentiates_quadratics(s):
     ndimage = pytest.importorskip("scipy.ndimage")
