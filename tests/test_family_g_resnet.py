@@ -87,3 +87,25 @@ def test_constructor_errors_name_the_size():
     net = Net(n=3, dtype=torch.float64)
     with pytest.raises(ValueError, match="x0"):
         net(torch.zeros(2, 4, dtype=torch.float64))
+
+
+def test_resnet_variant_with_one_network_per_layer_is_a_numpy_resnet(tmp_path):
+    """The ResNet reading of the same spec (`f` per_layer: theta_l per layer) against a numpy residual network."""
+    from unroll.compiler.driver import shipped_specs
+
+    text = shipped_specs()["resnet_euler"].read_text()
+    old = "width=width, depth=depth)  learned shared"
+    assert text.count(old) == 1
+    path = tmp_path / "resnet.unroll"
+    path.write_text(text.replace(old, "width=width, depth=depth)  learned per_layer"))
+    torch.manual_seed(1)
+    n, T, layers = 3, 1.5, 5
+    net = unroll.load(path, layers=layers)(n=n, T=T, width=6, depth=2, dtype=torch.float64)
+    x0 = np.random.default_rng(2).standard_normal((4, n))
+    x, h = x0.copy(), T / layers
+    for l in range(layers):
+        W1, b1 = (p.detach().numpy() for p in (net.f[l].body[0].weight, net.f[l].body[0].bias))
+        W2, b2 = (p.detach().numpy() for p in (net.f[l].body[2].weight, net.f[l].body[2].bias))
+        features = np.hstack([x, np.full((4, 1), l * h)])
+        x = x + h * (np.maximum(features @ W1.T + b1, 0) @ W2.T + b2)
+    np.testing.assert_allclose(net(torch.from_numpy(x0)).detach().numpy(), x, rtol=1e-12, atol=1e-12)
