@@ -144,7 +144,7 @@ def pwl(z: torch.Tensor, knots: torch.Tensor, values: torch.Tensor, batched: boo
     knots increasing [J], J >= 2.  Differentiable in z (the slope), the values and the knots."""
     rank = z.dim() - (1 if batched else 0)
     last = knots.shape[0] - 2
-    segment = (torch.bucketize(z.detach(), knots.detach()) - 1).clamp(0, last)
+    segment = (torch.bucketize(z.detach().contiguous(), knots.detach().contiguous()) - 1).clamp(0, last)
     left, right = knots[segment], knots[segment + 1]
     t = ((z - left) / (right - left)).clamp(0, 1)
     if values.dim() == 1:
