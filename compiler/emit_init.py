@@ -216,7 +216,7 @@ class ConstructorPrinter:
         else:
             cls = {"positive": "Positive", "nonnegative": "NonNegative", "range": "Range",
                    "unit_columns": "UnitColumns", "zero_mean": "ZeroMean", "unit_norm": "UnitNorm",
-                   "zero_mean_unit_norm": "ZeroMeanUnitNorm"}[x.constraint]
+                   "zero_mean unit_norm": "ZeroMeanUnitNorm"}[x.constraint]
             extra = "".join(f", {a!r}" for a in x.constraint_args)
             out.add(f"self.{x.name} = rt.{cls}({value}{extra}, name={x.name!r})", 2)
 

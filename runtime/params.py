@@ -144,8 +144,8 @@ def check_constraint(value: torch.Tensor, constraint: str | None, args=(), name:
         raise ValueError(f"{name}: default outside range{tuple(args)}")
     if constraint == "unit_columns":
         value = value / torch.linalg.vector_norm(value, dim=-2, keepdim=True)
-    if constraint in ("zero_mean", "zero_mean_unit_norm"):
+    if constraint in ("zero_mean", "zero_mean unit_norm"):
         value = remove_mean(value, args[0])
-    if constraint in ("unit_norm", "zero_mean_unit_norm"):
-        value = normalise(value, args[0], name, constraint.replace("_unit", " unit"))
+    if constraint in ("unit_norm", "zero_mean unit_norm"):
+        value = normalise(value, args[0], name, constraint)
     return value

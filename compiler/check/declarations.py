@@ -139,7 +139,7 @@ class DeclarationMixin:
                 self.error(f"`{a.name}` takes no arguments", a.span, f"write `{a.name}` without parentheses")
                 ok = False
             elif a.name in FLAGS_CONSTRAINT:
-                constraint = "zero_mean_unit_norm" if constraint in FILTER_PAIR else a.name
+                constraint = "zero_mean unit_norm" if constraint in FILTER_PAIR else a.name
             elif a.name == "fixed":
                 learned = False
             elif a.name == "per_layer":
@@ -152,10 +152,9 @@ class DeclarationMixin:
             self.error(f"`unit_columns` needs a matrix parameter, but `{d.name}` is {t}", d.type.span,
                        "it normalises each column to unit norm: declare a `real[p, q]` matrix, or drop it")
             ok = False
-        if constraint in FILTER_PAIR | {"zero_mean_unit_norm"}:
+        if constraint in FILTER_PAIR | {"zero_mean unit_norm"}:
             if t.rank == 0:
-                shown = constraint.replace("_unit", " unit")
-                self.error(f"`{shown}` needs a vector or a stack of filters, but `{d.name}` is {t}", d.type.span,
+                self.error(f"`{constraint}` needs a vector or a stack of filters, but `{d.name}` is {t}", d.type.span,
                            "it acts on each `p[i]` of a filter bank `real[F, s, s]` (on the whole of a vector)")
                 ok = False
             cargs = (max(t.rank - 1, 1),)  # the trailing axes each filter (each p[i]) spans
