@@ -66,4 +66,4 @@ def known_specs() -> list[str]:
 
 
 def _load_all() -> None:
-    from . import imaging, inference, signals, sparse  # noqa: F401  (registering is their import side effect)
+    from . import dynamics, imaging, inference, signals, sparse  # noqa: F401  (registering is their import side effect)
