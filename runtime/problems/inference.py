@@ -1,132 +1,159 @@
-"""Inference over index structures (catalog family E): trellis detection (viterbi, viterbinet), belief
-propagation on a loopy grid (loopy_bp), non-local MRF denoising (nlr_mrf_gd)."""
+"""Inference, transport and filtering problems (catalog families E and F)."""
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import torch
 
 from . import Problem, register
-from .images import cartoon_images, randn
-
-# ---------------------------------------------------------------- ISI channel, BPSK (catalog E6)
-M, LC = 2, 3
-S = M ** LC
-H_CH = torch.tensor([1.0, 0.6, 0.3], dtype=torch.float64)
-SIGMA2 = 0.25
+from .images import rand, randn
 
 
-def _trellis():
-    """State i <-> (s_t, ..., s_{t-Lc+1}), s_t the most significant base-M digit."""
-    digits = torch.tensor([[(i // M ** (LC - 1 - k)) % M for k in range(LC)] for i in range(S)])
-    mu = (2.0 * digits - 1.0).to(torch.float64) @ H_CH
-    pred = torch.tensor([[(i % M ** (LC - 1)) * M + j for j in range(M)] for i in range(S)])
-    return mu, pred, digits[:, 0]
+def _cast(dtype, *tensors):
+    return [t.to(dtype) for t in tensors]
 
 
-def _blocks(gen, batch, T):
-    """Sent symbol indices, trellis states and outputs of `batch` blocks of T symbols."""
-    symbols = torch.randint(0, M, (batch, T + LC - 1), generator=gen)
-    states = sum(symbols[:, LC - 1 - k: LC - 1 - k + T] * M ** (LC - 1 - k) for k in range(LC))
-    x = 2.0 * symbols.to(torch.float64) - 1.0
-    clean = torch.stack([sum(H_CH[k] * x[:, LC - 1 + t - k] for k in range(LC)) for t in range(T)], dim=1)
-    return symbols[:, LC - 1:], states, clean + math.sqrt(SIGMA2) * randn(gen, batch, T)
+# ---------------------------------------------------------------- E1 crf_rnn: dense-CRF mean field
+SIDE, LABELS = 8, 3
 
 
-@register("viterbi")
-def viterbi(gen, dtype):
-    mu, pred, newest = _trellis()
-    sent_tr, _, y_tr = _blocks(gen, 64, 32)
-    sent_te, _, y_te = _blocks(gen, 64, 32)
-    return Problem(f"BPSK over an ISI channel h = {H_CH.tolist()}, sigma^2 = {SIGMA2}: blocks of 32 symbols; the "
-                   "symbol error rate of the detected sequence", {"mu": mu.to(dtype), "pred": pred, "newest": newest,
-                                                                 "sigma2": SIGMA2},
-                   {"ys": y_tr.to(dtype)}, sent_tr.to(dtype), {"ys": y_te.to(dtype)}, sent_te.to(dtype),
-                   output="s_hat", metric="ser", layers=32,
-                   note="the Viterbi algorithm (exact Gaussian likelihood, known channel); one layer per symbol")
+def _scenes(gen, batch, noise=1.2, colour_noise=0.05):
+    """Piecewise-constant label maps (a square of one label on another, a stripe of a third), an image
+    with one colour per label plus noise, and unaries: one-hot evidence drowned in noise."""
+    labels = torch.zeros(batch, SIDE, SIDE, dtype=torch.long)
+    for s in range(batch):
+        pick = lambda: int(torch.randint(LABELS, (1,), generator=gen))
+        labels[s] = pick()
+        r0, c0 = (int(v) for v in torch.randint(0, 4, (2,), generator=gen))
+        labels[s, r0:r0 + 4, c0:c0 + 4] = pick()
+        labels[s, :, int(torch.randint(SIDE, (1,), generator=gen))] = pick()
+    labels = labels.reshape(batch, -1)
+    colours = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.8, 0.2], [0.2, 0.2, 0.9]], dtype=torch.float64)
+    img = colours[labels] + colour_noise * randn(gen, batch, SIDE * SIDE, 3)
+    onehot = torch.nn.functional.one_hot(labels, LABELS).double()
+    U = onehot + noise * randn(gen, batch, SIDE * SIDE, LABELS)
+    return img, U, onehot
 
 
-@register("viterbinet")
-def viterbinet(gen, dtype):
-    _, pred, newest = _trellis()
-    _, states_tr, y_tr = _blocks(gen, 128, 32)
-    _, states_te, y_te = _blocks(gen, 64, 32)
-    # p(y): a mixture of S Gaussians fitted to the training outputs (moment estimates per true state, as
-    # EM's fixed point would give them with the states known)
-    flat_y, flat_s = y_tr.reshape(-1), states_tr.reshape(-1)
-    w = torch.stack([(flat_s == s).double().mean() for s in range(S)])
-    m = torch.stack([flat_y[flat_s == s].mean() for s in range(S)])
-    v = torch.stack([flat_y[flat_s == s].var() for s in range(S)])
-    onehot_tr = torch.nn.functional.one_hot(states_tr, S).to(dtype)
-    onehot_te = torch.nn.functional.one_hot(states_te, S).to(dtype)
-    return Problem("BPSK over an ISI channel, ViterbiNet: the MLP's state posteriors P (compared with the one-hot "
-                   "true states) drive the Viterbi recursion", {"pred": pred, "newest": newest, "mix_w": w.to(dtype),
-                                                                "mix_m": m.to(dtype), "mix_v": v.to(dtype)},
-                   {"ys": y_tr[..., None].to(dtype)}, onehot_tr, {"ys": y_te[..., None].to(dtype)}, onehot_te,
-                   output="P", layers=32, lr=1e-2, steps=200,
-                   note="an untrained (random) state classifier inside the Viterbi algorithm")
+@register("crf_rnn")
+def crf_rnn(gen, dtype):
+    yy, xx = torch.meshgrid(torch.arange(SIDE), torch.arange(SIDE), indexing="ij")
+    pos = torch.stack([yy.reshape(-1), xx.reshape(-1)], 1).double()
+    img_tr, U_tr, t_tr = _scenes(gen, 256)
+    img_te, U_te, t_te = _scenes(gen, 64)
+    img_tr, U_tr, t_tr, img_te, U_te, t_te = _cast(dtype, img_tr, U_tr, t_tr, img_te, U_te, t_te)
+    return Problem(f"semantic labelling: {SIDE}x{SIDE} scenes with {LABELS} labels, noisy unaries (sigma 1.2) "
+                   "and colour image", {"pos": pos.to(dtype), "L": LABELS}, {"img": img_tr, "U": U_tr}, t_tr,
+                   {"img": img_te, "U": U_te}, t_te, output="Q", state="Q", metric="label_error", layers=5,
+                   lr=5e-3, batch=32, note="mean-field inference of the dense CRF with Potts compatibility")
 
 
-# ---------------------------------------------------------------- loopy BP on a 3x3 grid (catalog E4)
-GRID = [(r * 3 + c, r * 3 + c + 1) for r in range(3) for c in range(2)] + \
-       [(r * 3 + c, (r + 1) * 3 + c) for r in range(2) for c in range(3)]
+# ---------------------------------------------------------------- E5 em_gmm
+@register("em_gmm")
+def em_gmm(gen, dtype):
+    N, D, K = 60, 2, 3
+
+    centres = 3 * randn(gen, K, D)  # the task's mixture layout; each sample moves its means around it
+
+    def draw(batch):
+        means = centres + 0.7 * randn(gen, batch, K, D)
+        z = torch.randint(K, (batch, N), generator=gen)
+        X = torch.gather(means, 1, z[..., None].expand(batch, N, D)) + randn(gen, batch, N, D)
+        return X, means
+
+    X_tr, m_tr = draw(32)
+    X_te, m_te = draw(32)
+    mu0 = centres  # EM starts from the layout's centres
+    data = {"w0": torch.full((K,), 1 / K, dtype=dtype), "mu0": mu0.to(dtype), "s20": torch.ones(K, dtype=dtype)}
+    return Problem(f"Gaussian mixture: {N} points in {D}-D from {K} unit-variance components; the means of "
+                   "each sample's mixture (moved by 0.7 around a common layout) are estimated", data, {"X": X_tr.to(dtype)}, m_tr.to(dtype),
+                   {"X": X_te.to(dtype)}, m_te.to(dtype), output="mu", metric="nmse_matched", layers=20,
+                   note="expectation-maximisation (no trainable parameters)")
 
 
-def _marginals(logphi, psi):
-    """Exact marginals of a binary 3x3 grid by enumeration (512 states), for each sample."""
-    states = torch.tensor(list(itertools.product(range(2), repeat=9)))
-    logp = logphi[:, torch.arange(9), states].sum(-1)  # [batch, 512]
-    for e, (i, j) in enumerate(GRID):
-        logp = logp + psi[e][states[:, i], states[:, j]]
-    prob = torch.softmax(logp, dim=-1)
-    return torch.stack([torch.stack([prob[:, states[:, i] == s].sum(-1) for s in range(2)], -1) for i in range(9)], 1)
+# ---------------------------------------------------------------- E7 kalman_filter
+@register("kalman_filter")
+def kalman(gen, dtype):
+    T, dt, q, r = 50, 1.0, 0.01, 1.0
+    Fm = torch.tensor([[1, 0, dt, 0], [0, 1, 0, dt], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=torch.float64)
+    Hm = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]], dtype=torch.float64)
+    Q, R = q * torch.eye(4, dtype=torch.float64), r * torch.eye(2, dtype=torch.float64)
+
+    def draw(batch):
+        x = torch.cat([randn(gen, batch, 2), 0.5 * randn(gen, batch, 2)], 1)
+        ys = []
+        for _ in range(T):
+            x = x @ Fm.T + math.sqrt(q) * randn(gen, batch, 4)
+            ys.append(x @ Hm.T + math.sqrt(r) * randn(gen, batch, 2))
+        return torch.stack(ys, 1), x
+
+    ys_tr, x_tr = draw(64)
+    ys_te, x_te = draw(256)
+    zero = lambda b: torch.zeros(b, 4, dtype=dtype)
+    data = {"F": Fm, "H": Hm, "Q": Q, "R": R, "P0": 10 * torch.eye(4, dtype=torch.float64)}
+    return Problem(f"tracking: constant-velocity target in 2-D, {T} noisy position measurements (sigma 1)",
+                   {k: v.to(dtype) for k, v in data.items()}, {"ys": ys_tr.to(dtype), "x0": zero(64)},
+                   x_tr.to(dtype), {"ys": ys_te.to(dtype), "x0": zero(256)}, x_te.to(dtype), output="x",
+                   layers=T, note="the Kalman filter (no trainable parameters)")
 
 
-@register("loopy_bp")
-def loopy_bp(gen, dtype):
-    psi = [0.8 * randn(gen, 2, 2) for _ in GRID]
-    logpsi = torch.stack(psi + [p.T for p in psi])
-    n = len(GRID)
-    src = torch.tensor([i for i, j in GRID] + [j for i, j in GRID])
-    dst = torch.tensor([j for i, j in GRID] + [i for i, j in GRID])
-    rev = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
-    u_tr, u_te = randn(gen, 256, 9, 2), randn(gen, 64, 9, 2)
-    # the data's true couplings are 1.5 x the given ones: the trained scale w can correct the model
-    true = [1.5 * p for p in psi]
-    return Problem("marginals of a binary 3x3 grid MRF (loopy), per-sample unaries; exact marginals by enumeration",
-                   {"src": src, "dst": dst, "rev": rev, "logpsi": logpsi.to(dtype)}, {"logphi": u_tr.to(dtype)},
-                   _marginals(u_tr, true).to(dtype), {"logphi": u_te.to(dtype)}, _marginals(u_te, true).to(dtype),
-                   output="belief", layers=5, lr=2e-2, steps=200,
-                   note="5 parallel sum-product iterations with the given (mis-scaled) couplings")
+# ---------------------------------------------------------------- F1 sinkhorn, sinkhorn_log
+def _point_clouds(gen, batch, n, m):
+    x = randn(gen, batch, n, 2)
+    y = randn(gen, batch, m, 2) + torch.tensor([1.0, 0.0], dtype=torch.float64)
+    C = torch.cdist(x, y) ** 2
+    return C / C.amax(dim=(1, 2), keepdim=True)
 
 
-# ---------------------------------------------------------------- non-local MRF denoising (catalog E3)
-def _groups(h, w, ps, K):
-    """Fixed groups of K patches: each reference patch with its K-1 right/down neighbours (a stand-in
-    for block matching, which would be per image; the data are shared by the batch)."""
-    groups = []
-    for i in range(0, h - ps + 1, 2):
-        for j in range(0, w - ps + 1, 2):
-            members = [(i, j)] + [((i + d) % (h - ps + 1), (j + 2 * d) % (w - ps + 1)) for d in range(1, K)]
-            groups.append([[(a + di) * w + (b + dj) for di in range(ps) for dj in range(ps)] for a, b in members])
-    return torch.tensor(groups)
+def _entropic_plan(C, a, b, eps, iterations=5000):
+    """The converged entropic plan, by log-domain Sinkhorn in float64 (the target the layers approach)."""
+    f = torch.zeros_like(a)
+    g = torch.zeros_like(b)
+    for _ in range(iterations):
+        g = eps * torch.log(b) - eps * torch.logsumexp((f[..., :, None] - C) / eps, dim=-2)
+        f = eps * torch.log(a) - eps * torch.logsumexp((g[..., None, :] - C) / eps, dim=-1)
+    return torch.exp((f[..., :, None] + g[..., None, :] - C) / eps)
 
 
-@register("nlr_mrf_gd")
-def nlr_mrf_gd(gen, dtype):
-    h = w = 16
-    ps, K, nf = 3, 3, 6
-    clean_tr = cartoon_images(gen, 128, h, w).reshape(128, -1)
-    clean_te = cartoon_images(gen, 32, h, w).reshape(32, -1)
-    y_tr = clean_tr + 0.1 * randn(gen, *clean_tr.shape)
-    y_te = clean_te + 0.1 * randn(gen, *clean_te.shape)
-    grp = _groups(h, w, ps, K)
-    F0 = randn(gen, nf, K * ps * ps) / math.sqrt(K * ps * ps)
-    return Problem(f"denoising {h}x{w} cartoon images (sigma 0.1) with a non-local MRF over {grp.shape[0]} groups "
-                   f"of {K} patches", {"mask": torch.ones(h * w, dtype=dtype), "grp": grp, "F0": F0.to(dtype),
-                                      "s20": 0.01, "alpha0": 0.01, "eta0": 0.003},
-                   {"y": y_tr.to(dtype)}, clean_tr.to(dtype), {"y": y_te.to(dtype)}, clean_te.to(dtype),
-                   output="x", state="x", metric="nmse", layers=6, lr=5e-3, steps=200,
-                   note="gradient descent on the MRF energy with random filters")
+def _transport(name, eps, layers):
+    @register(name)
+    def build(gen, dtype):
+        n, m = 16, 12
+        inputs = []
+        for batch in (16, 16):
+            C = _point_clouds(gen, batch, n, m)
+            a = torch.full((batch, n), 1 / n, dtype=torch.float64)
+            b = torch.full((batch, m), 1 / m, dtype=torch.float64)
+            inputs.append(({"C": C.to(dtype), "a": a.to(dtype), "b": b.to(dtype)}, _entropic_plan(C, a, b, eps)))
+        (tr, P_tr), (te, P_te) = inputs
+        return Problem(f"entropic optimal transport between {n} and {m} points in 2-D (uniform weights, squared "
+                       f"distance cost scaled to [0, 1], eps = {eps:g}); target: the converged plan",
+                       {"eps": eps}, tr, P_tr.to(dtype), te, P_te.to(dtype), output="P", layers=layers,
+                       note="Sinkhorn's iterations (no trainable parameters)")
+    return build
+
+
+_transport("sinkhorn", 0.05, 10)
+_transport("sinkhorn_log", 0.01, 50)
+
+
+@register("sinkhorn_autoencoder")
+def sinkhorn_autoencoder(gen, dtype):
+    n = m = 32
+    D, h = 8, 2
+    basis = torch.linalg.qr(randn(gen, D, h))[0]
+
+    def draw(batch):
+        Z = randn(gen, batch, n, h)
+        X = Z @ basis.T + 0.05 * randn(gen, batch, n, D)
+        return X, randn(gen, batch, m, h)
+
+    X_tr, Zp_tr = draw(128)
+    X_te, Zp_te = draw(32)
+    E0, G0 = 0.3 * randn(gen, h, D), 0.3 * randn(gen, D, h)
+    return Problem(f"autoencoding: batches of {n} points on a {h}-D subspace of R^{D}, Gaussian prior, Sinkhorn "
+                   "loss to prior samples", {"E0": E0.to(dtype), "G0": G0.to(dtype)}, {"X": X_tr.to(dtype),
+                   "Zp": Zp_tr.to(dtype)}, X_tr.to(dtype), {"X": X_te.to(dtype), "Zp": Zp_te.to(dtype)},
+                   X_te.to(dtype), output="Xhat", layers=30, lr=1e-2, steps=300,
+                   note="random linear encoder and decoder")
