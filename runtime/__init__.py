@@ -9,13 +9,16 @@ and calls `rt.soft(...)`, `rt.Positive(...)`, ...
 """
 
 from . import ops
+from .autodiff import __all__ as _autodiff_all
+from .autodiff import *  # noqa: F403 - differentiation in the forward pass, `step until` masks
 from .module import UnrolledModule
-from .nets import CNN, MLP, LinearOperator, apply_net, cat, default_dtype_device, make_net
+from .nets import CNN, MLP, ConvGRU, LinearOperator, apply_net, cat, default_dtype_device, make_net
 from .ops import *  # the kernels, listed in ops.__all__
 from .params import NonNegative, Positive, Range, UnitColumns, check_constraint
 
-__all__ = ops.__all__ + [
+__all__ = ops.__all__ + _autodiff_all + [
     "CNN",
+    "ConvGRU",
     "MLP",
     "LinearOperator",
     "apply_net",

@@ -17,7 +17,8 @@ from .names import ALL_FLAGS, FLAGS_CONSTRAINT, FLAGS_TRAIN, FLAGS_TYING, Symbol
 NET_OPTIONS = {"cnn": {"in": "in_channels", "out": "out_channels", "width": "width", "depth": "depth",
                        "kernel": "kernel", "init": "init"},
                "mlp": {"in": "in_features", "out": "out_features", "width": "width", "depth": "depth",
-                       "init": "init"}}
+                       "init": "init"},
+               "convgru": {"in": "in_channels", "out": "hidden_channels", "kernel": "kernel", "init": "init"}}
 
 
 class DeclarationMixin:

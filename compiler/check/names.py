@@ -41,7 +41,7 @@ IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # How each kind of symbol is named in messages.
 KIND_NOUN = {"dim": "dimension", "data": "data operator", "hyper": "hyperparameter", "input": "input",
              "let": "`let` constant", "param": "parameter", "state": "state", "local": "`let` value",
-             "net": "sub-network"}
+             "net": "sub-network", "noise": "noise", "depth": "depth output"}
 
 
 def with_article(noun: str) -> str:
