@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from . import ir
-from .emit_head import Lines
+from .emit_head import Lines, comment
 from .operators import Arg
 
 FORMS = {"grad": "rt.autograd_grad", "vjp": "rt.autograd_vjp", "jvp": "rt.autograd_jvp",
@@ -25,12 +25,17 @@ def render_autodiff(printer, node: ir.Node) -> Arg:
 
 
 def ctor_args(p: ir.Program) -> list[str]:
-    return ["seed=0"] if p.noises else []
+    return ["seed=None"] if p.noises else []
 
 
 def init_lines(p: ir.Program, out: Lines) -> None:
     if p.noises:
-        out.add("self._seed_noise(seed)  # the generator the noise is drawn from when not given to forward", 2)
+        out.add("self._seed_noise(0 if seed is None else seed)  # the generator of the noise not given to forward",
+                2)
+
+
+def reads_autodiff(node: ir.Node) -> bool:
+    return any(n.op == "autodiff" for n in node.walk())
 
 
 def signature(p: ir.Program) -> tuple[str, str]:
@@ -47,7 +52,8 @@ def noise_lines(p: ir.Program, plan, body: Lines) -> None:
         target = plan.noise_names.get(n.name, n.name)
         layers = "self.num_layers" if n.per_layer else "None"
         what = "drawn for every layer" if n.per_layer else "one draw per call"
-        body.add(f"# line {n.line}: noise ~ {n.distribution}, {what} (or given to forward)", 2)
+        body.add(f"# line {n.line}: {comment(p.line(n.line))}", 2)
+        body.add(f"# ({what} from the module's generator, unless given to forward)", 2)
         body.add(f"{target} = self._noise_arg({n.name!r}, {n.name}, {shape}, {n.distribution!r}, {layers}, batch, "
                  f"unbatched, dtype, device)", 2)
 
@@ -75,8 +81,8 @@ def layer_bottom(p: ir.Program, plan, out: Lines, indent: int, printer) -> None:
         return
     names = plan.until_names
     active, stop = names["active"], names["stop"]
-    out.add(f"# line {p.until.span.line}: {comment_of(p)}: a sample whose condition holds keeps this layer's "
-            "update, then stops", indent)
+    out.add(f"# line {p.until.span.line}: {comment(p.line(p.until.span.line))}", indent)
+    out.add("# (a sample whose condition holds keeps this layer's update, then stops)", indent)
     out.add(f"{stop} = rt.stop_mask({printer.code(plan.until)}, batch, device)", indent)
     for s in p.states:
         out.add(f"{s.name} = rt.keep_active({active}, {s.name}, {names[s.name]})", indent)
@@ -90,7 +96,44 @@ def loop_exit(p: ir.Program, plan, out: Lines, indent: int) -> None:
         out.add("break  # no sample is active (early_exit = False: masked, no data-dependent break)", indent + 1)
 
 
-def comment_of(p: ir.Program) -> str:
-    from .emit_head import comment
+def explain_lines(p: ir.Program) -> list[str]:
+    """`unrollc explain`: which path each differentiation took, the noise, the stopping condition."""
+    out: list[str] = []
 
-    return comment(p.line(p.until.span.line).rstrip(":"))
+    def visit(node: ir.Node, line: int) -> None:
+        if node.op == "autodiff":
+            kind = node.attrs["kind"]
+            how = node.attrs.get("grad_path", "autograd")
+            out.append(f"  {line:>4} | {kind}({node.attrs['of']}, {node.attrs['wrt']}): {how}; re-evaluated under "
+                       "enable_grad, create_graph when the outer computation is differentiated")
+            visit_args = node.args[1:]
+        else:
+            if node.attrs.get("grad_path") == "symbolic":
+                out.append(f"  {line:>4} | grad({node.attrs.get('grad_of', '?')}): symbolic (sympy), inlined")
+            visit_args = node.args
+        for a in visit_args:
+            visit(a, line)
+
+    def block(stmts) -> None:
+        for st in stmts:
+            if isinstance(st, ir.Repeat):
+                block(st.body)
+            else:
+                visit(st.value, st.span.line)
+
+    for let in p.lets:
+        visit(let.value, let.line)
+    for s in p.states:
+        visit(s.init, s.line)
+    block(p.step)
+    block(p.final)
+    lines = (["Differentiation in the forward pass:"] + out) if out else []
+    if p.noises:
+        lines.append("Noise (drawn from the module's generator, seed=, unless given to forward):")
+        lines += [f"  {n.line:>4} | {n.name} ~ {n.distribution}{', per layer' if n.per_layer else ', per call'}, "
+                  f"shape [batch{', layers' if n.per_layer else ''}, {', '.join(str(d) for d in n.type.shape)}]"
+                  for n in p.noises]
+    if p.until is not None:
+        lines.append(f"Adaptive depth: each sample stops after the layer where `{comment(p.line(p.until.span.line))}`"
+                     " holds; output `depth`; early_exit=False runs all layers masked")
+    return lines + [""] if lines else []

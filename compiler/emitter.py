@@ -118,7 +118,8 @@ class ModulePrinter(ConstructorPrinter):
                 continue
             value = printer.render(item.value)
             if item.kind == "temp" and item.state is None:
-                out.add(f"{item.target} = {value.code}", indent)
+                noqa = "  # noqa: B023, RUF100 (called at once)" if emit_diff.reads_autodiff(item.value) else ""
+                out.add(f"{item.target} = {value.code}{noqa}", indent)
                 continue
             out.add(f"# {item.comment}", indent)
             if item.value.op == "var" and item.value.attrs["name"] == item.target and not item.value.attrs.get("prev"):
@@ -126,6 +127,8 @@ class ModulePrinter(ConstructorPrinter):
                 continue
             code = self._fit_state(item.state, value, item.value) if item.state is not None and item.kind == "state" \
                 else value.code
+            if emit_diff.reads_autodiff(item.value):
+                code += "  # noqa: B023, RUF100 (called at once)"
             out.add(f"{item.target} = {code}", indent)
 
     def _hoisted_lines(self, out: Lines, block: list, indent: int) -> None:
