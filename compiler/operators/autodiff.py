@@ -4,7 +4,7 @@ are special forms checked by compiler/check/diff_forms.py."""
 
 from __future__ import annotations
 
-from .core import Emitted, Operator, at_least_real, numeric, register, tensor
+from .core import P_ATOM, Emitted, Operator, at_least_real, numeric, register, tensor, wrap
 
 
 def _infer(types, args):
@@ -13,7 +13,12 @@ def _infer(types, args):
     return t.with_(dtype=at_least_real(t.dtype))
 
 
-register(Operator("stop_grad", 1, 1, _infer, lambda a, o: Emitted(f"{tensor(a[0])}.detach()"),
+def _emit(a, out):
+    (v,) = a
+    return Emitted(f"{tensor(v)}.detach()" if v.py else f"{wrap(v, P_ATOM)}.detach()")
+
+
+register(Operator("stop_grad", 1, 1, _infer, _emit,
                   lambda a: f"\\operatorname{{sg}}\\left[{a[0]}\\right]",
                   "the value of v, a constant for differentiation (no gradient flows through it)",
                   reference=lambda v: v, category="elementwise", usage="stop_grad(v)", shape="same shape",
