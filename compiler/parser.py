@@ -252,8 +252,10 @@ class _ToAst(Transformer):
 
     def noise_decl(self, meta, children):
         tok, typ, dist, *annotations = children
-        return ("decl", ast.Decl("noise", str(tok), _tok(tok), _span_of(meta), type=typ, net_kind=str(dist),
-                                 annotations=list(annotations)))
+        decl = ast.Decl("noise", str(tok), _tok(tok), _span_of(meta), type=typ, net_kind=str(dist),
+                        annotations=list(annotations))
+        decl.value = ast.Name(_tok(dist), str(dist))  # the distribution, for messages
+        return ("decl", decl)
 
     def final_block(self, meta, children):
         return ("final", list(children), _span_of(meta))

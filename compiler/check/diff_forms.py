@@ -102,16 +102,18 @@ class DiffFormMixin:
                        f"`{sym.name}` does not depend on an input; differentiate with respect to a per-sample value")
             return None
         if not any(n.op == "var" and n.attrs.get("name") == sym.name and not n.attrs.get("prev") for n in y.walk()):
-            self.error(f"the expression does not depend on `{sym.name}`", e.args[0].span,
-                       f"its derivative with respect to `{sym.name}` is zero; `prev({sym.name})` is not "
-                       f"`{sym.name}`")
+            used = sorted({n.attrs["name"] for n in y.walk() if n.op == "var" and not n.attrs.get("prev")
+                           and n.attrs.get("kind") in ("state", "local", "input", "noise", "let")})
+            self.error(f"the expression does not depend on `{sym.name}`: its derivative is zero", name_arg.span,
+                       "differentiate with respect to a name the expression uses" +
+                       (": " + ", ".join(f"`{n}`" for n in used) if used else ""))
             return None
         return node
 
     # ------------------------------------------------------------ noise
     def _noise(self, d: ast.Decl) -> ir.Noise | None:
         if d.net_kind not in DISTRIBUTIONS:
-            self.error(f"unknown distribution `{d.net_kind}`", d.line_span,
+            self.error(f"unknown distribution `{d.net_kind}`", d.value.span,
                        did_you_mean(d.net_kind, DISTRIBUTIONS) or "distributions: " + ", ".join(
                            f"`{k}`" for k in DISTRIBUTIONS))
             return None
