@@ -55,6 +55,11 @@ class ConstructorPrinter:
             for d in x.type.shape:
                 for name in d.names():
                     out.setdefault(name, f"parameter `{x.name}`")
+        for n in self.p.noises:
+            for d in n.type.shape:
+                for name in d.names():
+                    if name not in self.p.input_dims:
+                        out.setdefault(name, f"noise `{n.name}`")
         return out
 
     @staticmethod

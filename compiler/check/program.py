@@ -168,8 +168,9 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
         for name in dims:
             operator_dims = {n for x in data if x.type.dtype == OPERATOR
                              for dim in tuple(x.type.shape) + tuple(x.type.out_shape or ()) for n in dim.names()}
+            noise_dims = {n for x in noises for dim in x.type.shape for n in dim.names()}  # constructor arguments
             if name not in data_dims and name not in input_dims and name not in mentioned \
-                    and name not in operator_dims:
+                    and name not in operator_dims and name not in noise_dims:
                 sym = self.scope[name]
                 self.error(f"dimension `{name}` is not the size of any data or input axis", sym.span,
                            "give a data operator or an input a type that uses it, e.g. `input y : real[" + name + "]`")
