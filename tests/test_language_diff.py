@@ -259,3 +259,57 @@ def test_noise_distributions_per_call_and_per_layer(tmp_path):
     assert torch.equal(given[1], torch.full((2, 2), 0.75, dtype=torch.float64))
     with pytest.raises(TypeError, match="noise"):
         net(y, noise=1)
+
+
+def test_early_exit_stops_the_loop_and_masked_mode_runs_every_layer(tmp_path, monkeypatch):
+    import unroll.runtime as rt
+
+    net = _load(UNTIL, tmp_path, "until_count")(dtype=torch.float64)
+    calls = []
+    original = rt.keep_active
+    monkeypatch.setattr(rt, "keep_active", lambda *a: calls.append(1) or original(*a))
+    y = torch.tensor([[0.1, 0.0], [1.0, 0.0]], dtype=torch.float64)  # depths 1 and 4
+    with torch.no_grad():
+        first = net(y)
+        assert len(calls) == 4  # one state, four layers: the loop ended when the last sample stopped
+        calls.clear()
+        net.early_exit = False
+        second = net(y)
+    assert len(calls) == 6 and torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+def test_explain_says_which_path_each_differentiation_took():
+    from unroll.compiler.driver import check_source
+    from unroll.compiler.explain import explain
+
+    text = explain(check_source(textwrap.dedent(FORMS), "forms.unroll"))
+    assert "grad(sum(log(1 + (A @ tanh(x))^2)), x): autograd (" in text
+    assert "jacobian(A @ tanh(x), x): autograd" in text and "vjp(A @ tanh(x), x): autograd" in text
+    symbolic = explain(check_source(textwrap.dedent(FORMS).replace(
+        "let g = grad(sum(log(1 + (A @ tanh(x))^2)), x)", "let g = grad(0.5 * norm(A @ x - y)^2, x)"), "f.unroll"))
+    assert "grad(0.5 * norm(A @ x - y)^2): symbolic (sympy)" in symbolic
+    until = explain(check_source(textwrap.dedent(UNTIL), "u.unroll"))
+    assert "Adaptive depth" in until and "output `depth`" in until
+    noise = explain(check_source(textwrap.dedent(NOISE), "n.unroll"))
+    assert "u ~ uniform, per layer" in noise and "g ~ normal, per call" in noise
+
+
+def test_a_scaled_noise_stays_differentiable_in_its_scale(tmp_path):
+    source = """
+    spec reparam "reparametrised sample"
+    dims n
+    input mu : real[n]
+    input sigma : real[n]
+    noise e : real[n] ~ normal
+    state z : real[n] = mu + sigma * e
+    layers 1
+    step:
+        z = tanh(z)
+    output z
+    """
+    net = _load(source, tmp_path, "reparam")(dtype=torch.float64, seed=2)
+    mu = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    sigma = torch.rand(3, 4, dtype=torch.float64, requires_grad=True)
+    e = torch.randn(3, 4, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda m, s: net(m, s, e=e), (mu, sigma))
+    assert torch.allclose(net(mu, sigma, e=e), torch.tanh(mu + sigma * e), rtol=1e-15)
