@@ -176,6 +176,8 @@ def _text(e: Expr, minimal: bool) -> tuple[str, int]:
         return f"prev({e.static[0]})", P_POST
     if e.op == "grad":
         return f"grad({_text(e.args[0], minimal)[0]}, {e.static[0]})", P_POST
+    if e.op in ("max_axis", "min_axis"):  # the keyword form of max / min
+        return f"{e.op[:3]}({_text(e.args[0], minimal)[0]}, axis={e.static[0]})", P_POST
     parts = [_text(a, minimal)[0] for a in e.args] + [str(s) for s in e.static]
     return f"{e.op}({', '.join(parts)})", P_POST
 

@@ -27,6 +27,7 @@ class ExprGen:
 
     def __init__(self, rng, pool, banned=frozenset(), max_level=2, images=True):
         self.rng, self.pool, self.banned, self.max_level, self.images = rng, pool, set(banned), max_level, images
+        self.side_rng = random.Random(hash(rng.getstate()[1]))  # for productions added later (p_probability)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -134,6 +135,8 @@ class ExprGen:
             if len(shape) == 2 and shape[0] == shape[1] and dtype == "real" and self.rng.random() < 0.15:
                 return Expr("eye", Ty(shape, "real"), static=shape[:1])
             return self.leaf(shape, dtype)
+        if dtype == "real" and len(shape) <= 2 and self.side_rng.random() < 0.04:
+            return self.p_probability(shape, dtype, depth - 1)  # (a stream of its own: the others' draws stay)
         productions = self.productions(shape, dtype)
         while True:
             name, fn = self.choice(productions)
@@ -331,6 +334,25 @@ class ExprGen:
             return make(self.choice(("max", "min")), (a,), Ty((), "real", a.ty.batched))
         a = self.gen((self.dim(), self.dim()), self.choice(("real", "complex")), d)
         return make("opnorm", (a,), Ty((), "real", a.ty.batched))
+
+    def p_probability(self, shape, dtype, d):
+        """softmax / logsoftmax along an axis (same shape); logsumexp, max(v, axis=k), min(v, axis=k) removing one."""
+        if dtype != "real":
+            return None
+        op = self.choice(("softmax", "logsoftmax", "logsumexp", "max_axis", "min_axis") if shape
+                         else ("logsumexp", "max_axis", "min_axis"))
+        if op in ("softmax", "logsoftmax"):
+            a = self.gen(shape, "real", d)
+            if len(shape) == 1 and self.rng.random() < 0.3:
+                return make(op, (a,), Ty(shape, "real", a.ty.batched))
+            axis = self.rng.randrange(len(shape))
+            return make(op, (a,), Ty(shape, "real", a.ty.batched), (self.choice((axis, axis - len(shape))),))
+        if op == "logsumexp" and not shape and self.rng.random() < 0.3:
+            a = self.gen(self.some_shape(), "real", d)
+            return make(op, (a,), Ty((), "real", a.ty.batched))
+        axis = self.rng.randrange(len(shape) + 1)
+        a = self.gen(shape[:axis] + (self.dim(),) + shape[axis:], "real", d)
+        return make(op, (a,), Ty(shape, "real", a.ty.batched), (axis,))
 
     def p_structure(self, shape, dtype, d):
         r = self.rng.random()

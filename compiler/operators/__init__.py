@@ -10,6 +10,7 @@ One operator is one `register(Operator(...))` call in the module of its concern:
   reductions.py   sum, mean, norm, max, min, dot, nnz; argmax, onehot, where
   fourier.py      fft family, otf, conv2/conv2_adj, kernel padding/cropping/support, stft/istft
   imaging.py      conv2z, chanmix, patches, resampling, finite differences
+  probability.py  softmax, logsoftmax, logsumexp; max/min along an axis (`max(v, axis=k)`)
 
 The entry carries the shape rule, the emission (or the name of its kernel in unroll.runtime), the
 LaTeX, a numpy reference and the documentation from which `unrollc ops` and the operator tables of
@@ -21,7 +22,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import arithmetic, autodiff, elementwise, fourier, imaging, linalg, proximal, reductions, shape  # noqa: F401 (register)
+from . import (  # noqa: F401 (register)
+    arithmetic,
+    autodiff,
+    elementwise,
+    fourier,
+    imaging,
+    linalg,
+    probability,
+    proximal,
+    reductions,
+    shape,
+)
 from .core import (
     OPERATORS,
     P_ADD,
@@ -94,7 +106,8 @@ SPECIAL_FORM_DOCS = (
     SpecialForm("prev", "prev(x): the value of state x at the start of the current layer (Jacobi / simultaneous "
                 "updates)", "prev(s)", "s a state → its type", "of s", "yes", "prev(x)", "real[m]"),
     SpecialForm("grad", "grad(f, x): gradient of the scalar expression f with respect to x, derived "
-                "symbolically, else by autograd", "grad(f, v)", "f a scalar expression, v a name → shape of v", "of v",
+                "symbolically, else by autograd", "grad(f, v)", "f a scalar expression, v a name → shape of v",
+                "of v",
                 "yes (it is an expression)", "grad(0.5 * norm(A @ x - y)^2, x)", "real[m]"),
     SpecialForm("vjp", "vjp(y, x, v): the vector-Jacobian product vᵀ ∂y/∂x, by autograd in the forward pass (x a "
                 "per-sample name)", "vjp(y, x, v)", "v of y's shape → shape of x", "real", "yes (create_graph when "
@@ -116,6 +129,8 @@ SPECIAL_FORMS = {form.name: form.doc for form in SPECIAL_FORM_DOCS}
 
 # registry entries reached through syntax (`a + b`, `-a`, `a @ b`, `a < b`), not by name
 INTERNAL_OPERATORS = frozenset({"add", "sub", "mul", "div", "pow", "neg", "matmul", "lt", "gt", "le", "ge", "eq", "ne"})
+# ... and the keyword forms of an operator (`max(v, axis=k)` is the entry `max_axis`), documented with it
+INTERNAL_OPERATORS |= frozenset(name for name, op in OPERATORS.items() if "keyword_form_of" in op.extra)
 
 
 def lookup(name: str) -> Operator | None:
