@@ -80,8 +80,6 @@ def autograd_jacobian(fn, x: torch.Tensor, batched: bool) -> torch.Tensor:
         xv = _variable(x, outer)
         y = fn(xv)
         lead = 1 if batched else 0
-        if y.dim() == lead and not batched:
-            y = y.reshape(1)
         y_shape = tuple(y.shape[lead:])
         x_shape = tuple(xv.shape[lead:])
         if not y.requires_grad:

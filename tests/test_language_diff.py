@@ -313,3 +313,19 @@ def test_a_scaled_noise_stays_differentiable_in_its_scale(tmp_path):
     e = torch.randn(3, 4, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda m, s: net(m, s, e=e), (mu, sigma))
     assert torch.allclose(net(mu, sigma, e=e), torch.tanh(mu + sigma * e), rtol=1e-15)
+
+
+def test_runtime_jacobian_shapes_and_values():
+    from unroll.runtime import autograd_jacobian, autograd_jvp, autograd_vjp
+
+    x = torch.randn(3, dtype=torch.float64)
+    assert torch.allclose(autograd_jacobian(lambda v: (v ** 2).sum(), x, batched=False), 2 * x)  # scalar y: [3]
+    xb = torch.randn(2, 3, dtype=torch.float64)
+    assert autograd_jacobian(lambda v: (v ** 2).sum(1), xb, batched=True).shape == (2, 3)
+    J = autograd_jacobian(lambda v: torch.sin(v), xb, batched=True)
+    assert torch.allclose(J, torch.diag_embed(torch.cos(xb)))
+    u = torch.randn(2, 3, dtype=torch.float64)
+    assert torch.allclose(autograd_vjp(torch.sin, xb, u), torch.cos(xb) * u)
+    assert torch.allclose(autograd_jvp(torch.sin, xb, u), torch.cos(xb) * u)
+    const = autograd_vjp(lambda v: torch.ones(2, 3, dtype=torch.float64), xb, u)  # y does not depend on x
+    assert torch.equal(const, torch.zeros_like(xb))

@@ -90,6 +90,11 @@ class DiffFormMixin:
         node = self.expr(name_arg)
         if node is None:
             return None
+        if node.level == ir.CONST:
+            self.error(f"`{form}` with respect to `{sym.name}`, a constant computed at construction, is not a "
+                       "per-sample derivative", name_arg.span,
+                       "differentiate with respect to a per-sample value: a state, a step `let`, an input or a noise")
+            return None
         if node.type.dtype != REAL:
             self.error(f"`{form}` differentiates with respect to a real value, `{sym.name}` is {node.type}",
                        name_arg.span)
