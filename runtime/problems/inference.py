@@ -7,7 +7,7 @@ import math
 import torch
 
 from . import Problem, register
-from .images import rand, randn
+from .images import randn
 
 
 def _cast(dtype, *tensors):
