@@ -142,7 +142,7 @@ class LinearOperator(nn.Module):
         else:
             try:
                 matrix = torch.as_tensor(operator)
-            except Exception as err:  # noqa: BLE001 - report the conversion problem clearly
+            except Exception as err:
                 raise TypeError(f"{name}: expected a matrix, an object with forward/adjoint, or a pair of "
                                 f"callables, got {type(operator).__name__}") from err
             if matrix.dim() != 2:
