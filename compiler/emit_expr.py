@@ -78,6 +78,9 @@ class ExprPrinter:
         if op == "inverse":
             (matrix,) = (self.render(a) for a in node.args)
             return Arg(f"torch.linalg.inv({matrix.code})", node.type)
+        if op == "net_call" and _net_rows(node):
+            # a sub-network mapping rows over leading axes, or an MLP with extra inputs (the time)
+            return Arg(_rows_call(node, [self.render(a) for a in node.args], self.layer), node.type)
         if op in ("net_call", "op_apply"):
             # a sub-network (one per layer if untied) or a user operator / its adjoint, applied to one argument
             (arg,) = (self.render(a) for a in node.args)
@@ -124,3 +127,20 @@ class ExprPrinter:
         if kind == "param" and name in self.per_layer and not self.in_init:
             return Arg(f"{name}[{self.layer}]", node.type, P_ATOM)
         return Arg(name, node.type, P_ATOM, py=node.py, static=node.static)
+
+
+def _net_rows(node) -> bool:
+    """A sub-network call beyond one image / one vector: rows over leading axes, or several MLP inputs."""
+    base = 3 if node.attrs.get("kind") == "cnn" else 1
+    return len(node.args) > 1 or node.args[0].type.rank > base
+
+
+def _rows_call(node, args: list, layer: str) -> str:
+    name = node.attrs["name"]
+    fn = f"{name}[{layer}]" if node.attrs.get("per_layer") else name
+    batched = tuple(a.type.batched for a in node.args)
+    if node.attrs.get("kind") == "cnn":
+        return f"rt.apply_cnn_rows({fn}, {args[0].code}, batched={batched[0]!r})"
+    pieces = "(" + ", ".join(a.code for a in args) + ("," if len(args) == 1 else "") + ")"
+    ranks = tuple(a.type.rank for a in node.args)
+    return f"rt.apply_mlp_rows({fn}, {pieces}, batched={batched!r}, ranks={ranks!r})"

@@ -63,7 +63,7 @@ class LatexPrinter:
                 name += "^{*}"
             elif n.attrs.get("per_layer"):
                 name += "^{(l)}"
-            return f"{name}\\left({self.node(n.args[0])}\\right)"
+            return f"{name}\\left({', '.join(self.node(a) for a in n.args)}\\right)"
         if n.op == "history_sum":
             beta = self.node(n.args[0])
             return f"\\sum_{{j=0}}^{{l}} {beta}_{{j}}\\, {latex_name(n.attrs['name'])}^{{(j)}}"

@@ -163,6 +163,8 @@ class ExprGen:
              ("linalg", self.p_linalg)]
         if dtype == "real" and len(shape) == 1:
             p.append(("grad", lambda shape, dtype, d: self.gradient(shape)))
+        if dtype == "real" and len(shape) >= 2:  # (filter responses: images, stacks)
+            p.append(("influence", self.p_influence))
         if self.images and (shape in SIGNAL_SHAPES or shape[-2:] in (("n", "m"), ("m", "n"))):
             p += [("signal", self.p_signal)] * (8 if shape in SIGNAL_SHAPES else 2)
         return p
@@ -489,6 +491,19 @@ class ExprGen:
         e = self.leaf(shape, "real")
         return e if e.op == "leaf" and not e.py else self.pool.leaf(shape, "real", self.max_level, "data")
 
+    def p_influence(self, shape, dtype, d):
+        """`rbf` / `pwl` of any real value: one function, or one per entry of the first axis (constant tables)."""
+        z = self.gen(shape, "real", d)
+        points = self.dim()
+        table = (shape[0], points) if shape and self.rng.random() < 0.5 else (points,)
+        if self.rng.random() < 0.5:
+            knots = self.pool.leaf((points,), "real", 0, "increasing")
+            values = self.pool.leaf(table, "real", 0, "data")
+            return make("pwl", (z, knots, values), Ty(shape, "real", z.ty.batched))
+        weights, centers = self.pool.leaf(table, "real", 0, "data"), self.pool.leaf((points,), "real", 0, "data")
+        gamma = num("0.75", 0.75) if self.rng.random() < 0.5 else self.leaf((), "real", "hyper")
+        return make("rbf", (z, weights, centers, gamma), Ty(shape, "real", z.ty.batched))
+
     def p_signal(self, shape, dtype, d):
         if not self.images:
             return None
@@ -498,6 +513,8 @@ class ExprGen:
             a = self.gen(shape, self.sub_dtype("complex"), d)
             return make(op, (a,), Ty(shape, "complex", a.ty.batched))
         image = len(shape) >= 2 and all(s in IMAGE_DIMS for s in shape[-2:])
+        if shape == (3, 3) and dtype == "real" and r < 0.3:  # a filter from its moments (constant moments)
+            return make("moment_filter", (self.pool.leaf(shape, "real", 0, "data"),), Ty(shape, "real"))
         if shape == (3, 3):  # the centred kernel of an image-sized one
             a = self.gen((self.dim(image=True), self.dim(image=True)), dtype, d)
             return make("crop_kernel", (a,), Ty(shape, dtype, a.ty.batched), (3,))
@@ -535,7 +552,7 @@ class ExprGen:
             if k < 0.4:
                 a = self.gen((9,) + shape, dtype, d)
                 return make(self.choice(("unpatch", "patch_average")), (a,), Ty(shape, dtype, a.ty.batched), (3,))
-            op = self.choice(("conv2", "conv2_adj", "conv2z", "conv2z_adj"))
+            op = self.choice(("conv2", "conv2_adj", "conv2z", "conv2z_adj", "conv2s", "conv2s_adj"))
             dk, dx = self.pair_dtypes(dtype)
             kern = self.kernel(dk, d)
             a = self.gen(shape, dx, d)

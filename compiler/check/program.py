@@ -8,7 +8,7 @@ import keyword
 from .. import ast, ir
 from ..diagnostics import DiagnosticSink, Source, did_you_mean
 from ..types import BOOL, INT, OPERATOR, Type
-from .declarations import DeclarationMixin
+from .declarations import DeclarationMixin, net_size_names
 from .expressions import ExpressionMixin
 from .names import IDENTIFIER, Symbol, kind_noun, with_article
 from .scope import ScopeMixin
@@ -77,6 +77,7 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
                              if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const}
         construction_dims |= {n for d in decls if d.kind == "param" and d.type is not None
                               for dim in (d.type.dims or []) for n in dim.names()}
+        construction_dims |= {n for d in decls if d.kind == "net" for n in net_size_names(d)}  # sub-network sizes
         # dims first (they may be used by any type)
         for d in decls:
             if d.kind == "dim" and self._declare(Symbol(d.name, "dim", Type(INT), ir.CONST, d.span)):
@@ -151,7 +152,7 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
                     requires.append(req)
                 continue
             elif d.kind == "net":
-                net = self._net(d, data_dims)
+                net = self._net(d)
                 if net is not None:
                     nets.append(net)
                 else:

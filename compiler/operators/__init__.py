@@ -12,6 +12,7 @@ One operator is one `register(Operator(...))` call in the module of its concern:
   imaging.py      conv2z, chanmix, patches, resampling, finite differences
   arrays.py       sqdist, diag, trace, diff / diff_adj, shift
   probability.py  softmax, logsoftmax, logsumexp; max/min along an axis (`max(v, axis=k)`)
+  diffusion.py    conv2s/conv2s_adj (symmetric boundary), influence functions rbf, pwl
 
 The entry carries the shape rule, the emission (or the name of its kernel in unroll.runtime), the
 LaTeX, a numpy reference and the documentation from which `unrollc ops` and the operator tables of
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import arithmetic, arrays, elementwise, fourier, imaging, linalg, probability, proximal, reductions, shape  # noqa: F401 (register)
+from . import arithmetic, arrays, diffusion, elementwise, fourier, imaging, linalg, probability, proximal, reductions, shape  # noqa: F401 (register)
 from .core import (
     OPERATORS,
     P_ADD,
