@@ -81,25 +81,26 @@ def test_the_step_equals_the_numpy_formula():
     net = network(ctx, 0.7)
     with torch.no_grad():
         net.lam.copy_(t64(np.array([0.7, 1.3]).reshape(2, 1, 1, 1)))
-    q = net(t64(p)).detach().numpy()
+    q = net(t64(p))[0].detach().numpy()
     for b in range(2):
         assert rel(q[b], numpy_dpn_step(p[b], p[b], GAUSS, ctx, np.array([0.7, 1.3]))) < 1e-10
     # two layers: the step applied to its own output (p stays the unary term)
-    q2 = network(ctx, 0.7, layers=2)(t64(p)).detach().numpy()
+    q2 = network(ctx, 0.7, layers=2)(t64(p))[0].detach().numpy()
     first = numpy_dpn_step(p[0], p[0], GAUSS, ctx, np.array([0.7, 0.7]))
     assert rel(q2[0], numpy_dpn_step(p[0], first, GAUSS, ctx, np.array([0.7, 0.7]))) < 1e-10
 
 
 def test_zero_lam_returns_p_and_the_output_is_a_distribution():
     p, _ = scenes(3, seed=2)
-    assert rel(network(potts_contexts(2), 0.0)(t64(p)).detach().numpy(), p) < 1e-14
-    q = network(potts_contexts(2), 2.0, layers=3)(t64(p)).detach().numpy()
+    assert rel(network(potts_contexts(2), 0.0)(t64(p))[0].detach().numpy(), p) < 1e-14
+    q, Qpix = (v.detach().numpy() for v in network(potts_contexts(2), 2.0, layers=3)(t64(p)))
     assert (q > 0).all() and np.abs(q.sum(1) - 1).max() < 1e-14
+    np.testing.assert_array_equal(Qpix, q.reshape(3, LABELS, -1).transpose(0, 2, 1))  # one row per pixel
 
 
 def test_log_probabilities_a_thousand_apart_stay_finite():
     p, _ = scenes(1, seed=3, noise=400.0)  # log-ratios of p up to ~10^3
-    q = network(potts_contexts(2), 1.0)(t64(p)).detach().numpy()
+    q = network(potts_contexts(2), 1.0)(t64(p))[0].detach().numpy()
     assert np.all(np.isfinite(q)) and np.abs(q.sum(1) - 1).max() < 1e-14
     assert rel(q[0], numpy_dpn_step(p[0], p[0], GAUSS, potts_contexts(2), np.array([1.0, 1.0]))) < 1e-10
 
@@ -115,13 +116,13 @@ def test_training_the_label_contexts_beats_potts_at_its_best_lam():
     p_te, labels_te = scenes(64, seed=11)
 
     def classical(lam):
-        return nll(network(potts_contexts(2), lam, layers)(t64(p_te)).detach().numpy(), labels_te)
+        return nll(network(potts_contexts(2), lam, layers)(t64(p_te))[0].detach().numpy(), labels_te)
 
     best, lam, _ = best_on_grid(classical, [0.0, 1.0, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 8.0])
     net = network(potts_contexts(2), lam, layers)  # from the best classical step
     target = torch.from_numpy(labels)
-    losses = adam(net.parameters(), lambda: torch.nn.functional.nll_loss(torch.log(net(t64(p))), target),
+    losses = adam(net.parameters(), lambda: torch.nn.functional.nll_loss(torch.log(net(t64(p))[0]), target),
                   steps=30, lr=0.01)
     assert losses[-1] < losses[0]
-    trained = nll(net(t64(p_te)).detach().numpy(), labels_te)
+    trained = nll(net(t64(p_te))[0].detach().numpy(), labels_te)
     assert_beats_classical(trained, best, 0.95, "dpn_meanfield: held-out NLL of the labels")
