@@ -49,6 +49,28 @@ def crf_rnn(gen, dtype):
                    lr=5e-3, batch=32, note="mean-field inference of the dense CRF with Potts compatibility")
 
 
+# ---------------------------------------------------------------- E2 dpn_meanfield: one generalised MF step
+@register("dpn_meanfield")
+def dpn_meanfield(gen, dtype):
+    K, s = 2, 3
+
+    def draw(batch):
+        _, U, onehot = _scenes(gen, batch, noise=1.5)  # U, onehot: [batch, h w, L]
+        p = torch.softmax(1.5 * U, dim=-1)
+        return p.mT.reshape(batch, LABELS, SIDE, SIDE), onehot
+
+    p_tr, t_tr = draw(128)
+    p_te, t_te = draw(64)
+    d = torch.exp(-torch.tensor([[2.0, 1, 2], [1, 0, 1], [2, 1, 2]], dtype=torch.float64) / 2)
+    potts = (1 - torch.eye(LABELS, dtype=torch.float64))[:, :, None, None] * torch.ones(s, s, dtype=torch.float64) / s ** 2
+    ctx0 = torch.stack([potts * (1 + k) for k in range(K)])
+    p_tr, t_tr, p_te, t_te = _cast(dtype, p_tr, t_tr, p_te, t_te)
+    return Problem(f"semantic labelling: {SIDE}x{SIDE} scenes with {LABELS} labels, noisy label probabilities "
+                   "from a segmentation network", {"d": d.to(dtype), "ctx0": ctx0.to(dtype), "lam0": 3.0},
+                   {"p": p_tr}, t_tr, {"p": p_te}, t_te, output="Qpix", metric="label_error", layers=2, lr=1e-2,
+                   batch=32, note="generalised mean-field steps with Potts label contexts")
+
+
 # ---------------------------------------------------------------- E5 em_gmm
 @register("em_gmm")
 def em_gmm(gen, dtype):
