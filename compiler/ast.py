@@ -212,14 +212,14 @@ class Annotation:
 
 @dataclass
 class Decl:
-    kind: str  # dim | data | hyper | input | let | state | param | net | require
+    kind: str  # dim | data | hyper | input | let | state | param | net | require | noise
     name: str
     span: Span  # the name's span
     line_span: Span  # the whole declaration
     type: TypeSyntax | None = None
     value: Expr | None = None
     annotations: list[Annotation] = field(default_factory=list)
-    net_kind: str | None = None  # net: cnn | mlp ...
+    net_kind: str | None = None  # net: cnn | mlp ...; noise: its distribution
     net_args: list = field(default_factory=list)
     message: str | None = None  # require: the text shown when the condition fails
 
@@ -234,6 +234,7 @@ class Spec:
     layers_span: Span | None = None
     step: list | None = None
     step_span: Span | None = None
+    step_until: Expr | None = None  # `step until COND:` (per-sample adaptive depth)
     final: list | None = None
     outputs: list[tuple[str, Span]] = field(default_factory=list)
     output_span: Span | None = None

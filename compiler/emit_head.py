@@ -110,6 +110,8 @@ def head(plan, options_text: str, version: str, ctor_args: list[str]) -> Lines:
     h.add(f"state_names = {tuple(s.name for s in p.states)!r}", 1)
     h.add(f"state_batched = {tuple(s.type.batched for s in p.states)!r}", 1)
     h.add(f"output_names = {tuple(p.outputs)!r}", 1)
+    if p.noises:
+        h.add(f"noise_names = {tuple(n.name for n in p.noises)!r}", 1)
     h.add(f"hyper_defaults = ({''.join(f'({x.name!r}, {x.default!r}), ' for x in p.hypers).rstrip()})", 1)
     table = [f"({x.name!r}, {tuple(str(d) for d in x.type.shape)!r}, "
              f"{'per_layer' if x.per_layer else 'shared'!r}, {'learned' if x.learned else 'fixed'!r}, "

@@ -4,7 +4,7 @@ parameters with their constraints, and the layer tables.  Mixed into `emitter.Mo
 
 from __future__ import annotations
 
-from . import ir
+from . import emit_diff, ir
 from .ast import DimExpr
 from .emit_head import Lines, comment, referenced_names
 from .emit_index import check_lines
@@ -35,7 +35,7 @@ class ConstructorPrinter:
         args += [f"{d}=None" for d in self._free_dims()]
         if not self._real_data():
             args += ["dtype=None", "device=None"]  # no data tensor to take them from
-        return args
+        return args + emit_diff.ctor_args(self.p)
 
     def _real_data(self) -> list[ir.Data]:
         """Data tensors that fix the module's dtype and device (integer index data do not)."""
@@ -64,6 +64,11 @@ class ConstructorPrinter:
             for size in (net.in_size, net.out_size):
                 for name in size.names():
                     out.setdefault(name, f"sub-network `{net.name}`")
+        for n in self.p.noises:
+            for d in n.type.shape:
+                for name in d.names():
+                    if name not in self.p.input_dims:
+                        out.setdefault(name, f"noise `{n.name}`")
         return out
 
     @staticmethod
@@ -121,6 +126,7 @@ class ConstructorPrinter:
                            f"{needed[dname]})")
                 pre.add(f"raise TypeError({message!r})", 3)
         pre.add("self.dims = dims", 2)
+        emit_diff.init_lines(p, pre)
         # everything after the argument checks; the dtype/device/dims lines it reads are bound before it
         for h in p.hypers:
             out.add(f"self.{h.name} = {h.name} = self._hyper_arg({h.name!r}, {h.name}, {h.dtype!r})", 2)

@@ -10,7 +10,7 @@ text inside comments/docstrings after sanitising.
 
 from __future__ import annotations
 
-from . import ir
+from . import emit_diff, ir
 from .emit_expr import ExprPrinter
 from .emit_head import Lines, class_name_of, head, referenced_names
 from .emit_index import check_lines
@@ -125,7 +125,8 @@ class ModulePrinter(ConstructorPrinter):
                 continue
             value = printer.render(item.value)
             if item.kind == "temp" and item.state is None:
-                out.add(f"{item.target} = {value.code}", indent)
+                noqa = "  # noqa: B023, RUF100 (called at once)" if emit_diff.reads_autodiff(item.value) else ""
+                out.add(f"{item.target} = {value.code}{noqa}", indent)
                 continue
             out.add(f"# {item.comment}", indent)
             if item.value.op == "var" and item.value.attrs["name"] == item.target and not item.value.attrs.get("prev"):
@@ -133,6 +134,8 @@ class ModulePrinter(ConstructorPrinter):
                 continue
             code = self._fit_state(item.state, value, item.value) if item.state is not None and item.kind == "state" \
                 else value.code
+            if emit_diff.reads_autodiff(item.value):
+                code += "  # noqa: B023, RUF100 (called at once)"
             out.add(f"{item.target} = {code}", indent)
 
     def _hoisted_lines(self, out: Lines, block: list, indent: int) -> None:
@@ -146,13 +149,16 @@ class ModulePrinter(ConstructorPrinter):
     def _layer_body(self, block: list, printer: ExprPrinter, indent: int) -> Lines:
         p, plan = self.p, self.plan
         out = Lines()
+        emit_diff.layer_top(p, plan, out, indent, printer.layer)
         for name in p.prev_used:
             out.add(f"{plan.prev_names[name]} = {name}", indent)
         self._stmt_lines(out, block, indent, printer)
+        emit_diff.layer_bottom(p, plan, out, indent, printer)
         for name in p.history_used:
             out.add(f"{plan.history_names[name]}.append({name})", indent)
         out.add("if record is not None:", indent)
         out.add(f"record.append({self._record()})", indent + 1)
+        emit_diff.loop_exit(p, plan, out, indent)
         return out
 
     def _record(self) -> str:
@@ -162,6 +168,7 @@ class ModulePrinter(ConstructorPrinter):
         p, plan = self.p, self.plan
         ins = [i.name for i in p.inputs]
         body = Lines()
+        emit_diff.noise_lines(p, plan, body)
         # prologue values, states, hoisted invariants, the layer loop and the final stage
         for st in plan.prologue:
             body.add(f"# {st.comment}", 2)
@@ -174,6 +181,7 @@ class ModulePrinter(ConstructorPrinter):
         if plan.invariants:
             body.add("# layer-invariant terms, hoisted out of the loop", 2)
             self._hoisted_lines(body, plan.invariants, 2)
+        emit_diff.until_start(p, plan, body)
         body.add("if record is not None:", 2)
         body.add(f"record.append({self._record()})", 3)
         start = 0
@@ -263,12 +271,17 @@ class ModulePrinter(ConstructorPrinter):
 
         out = Lines()
         args = ", ".join(ins)
-        out.add(f"def forward(self, {args}):" if ins else "def forward(self):", 1)
+        noise_sig, noise_args = emit_diff.signature(p)
+        if noise_args:
+            out.add(f"def forward(self{', ' if ins else ''}{args}{noise_sig}):", 1)
+            args = f"{args}, {noise_args}" if ins else noise_args
+        else:
+            out.add(f"def forward(self, {args}):" if ins else "def forward(self):", 1)
         depth = p.layers if p.layers_dim is None else p.layers_dim
         out.add(f'"""Run the {depth} layers; returns {", ".join(p.outputs)}."""', 2)
-        out.add(f"return self._unrolled({args}{', ' if ins else ''}record=None)", 2)
+        out.add(f"return self._unrolled({args}{', ' if args else ''}record=None)", 2)
         out.add()
-        out.add(f"def _unrolled(self, {args}{', ' if ins else ''}record):", 1)
+        out.add(f"def _unrolled(self, {args}{', ' if args else ''}record):", 1)
         out.extend(pre)
         return out
 

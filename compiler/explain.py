@@ -64,6 +64,17 @@ class LatexPrinter:
             elif n.attrs.get("per_layer"):
                 name += "^{(l)}"
             return f"{name}\\left({', '.join(self.node(a) for a in n.args)}\\right)"
+        if n.op == "autodiff":  # grad by autograd, vjp, jvp, jacobian
+            f, x = self.node(n.args[0]), self.node(n.args[1])
+            kind = n.attrs["kind"]
+            if kind == "grad":
+                return f"\\nabla_{{{x}}}\\left[{f}\\right]"
+            if kind == "jacobian":
+                return f"\\frac{{\\partial \\left({f}\\right)}}{{\\partial {x}}}"
+            v = self.node(n.args[2])
+            if kind == "vjp":
+                return f"{v}^{{\\top}} \\frac{{\\partial \\left({f}\\right)}}{{\\partial {x}}}"
+            return f"\\frac{{\\partial \\left({f}\\right)}}{{\\partial {x}}} {v}"
         if n.op == "history_sum":
             beta = self.node(n.args[0])
             return f"\\sum_{{j=0}}^{{l}} {beta}_{{j}}\\, {latex_name(n.attrs['name'])}^{{(j)}}"
@@ -158,6 +169,9 @@ def explain(program: ir.Program, latex_only: bool = False) -> str:
             out.append(f"  {net.name}: {net.kind}({opts}), {'one per layer' if net.per_layer else 'shared'}, "
                        f"{'learned' if net.learned else 'fixed'}")
     out.append("")
+    from .emit_diff import explain_lines
+
+    out.extend(explain_lines(p))
     out.append("")
     out.extend(plan_text(plan(p)))
     return "\n".join(out)

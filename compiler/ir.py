@@ -149,6 +149,19 @@ class Net:
 
 
 @dataclass
+class Noise:
+    """`noise NAME : real[...] ~ normal | uniform | rademacher [per_layer]`: drawn per sample, once per
+    forward call or afresh in every layer, from the module's generator unless given to forward."""
+
+    name: str
+    type: Type  # one draw's shape (batched)
+    distribution: str
+    per_layer: bool
+    span: Span
+    line: int
+
+
+@dataclass
 class Require:
     """`require COND, "message"`: checked when the module is constructed (COND is a constant)."""
 
@@ -185,6 +198,8 @@ class Program:
     locals_types: dict[str, Type] = field(default_factory=dict)
     requires: list[Require] = field(default_factory=list)
     python_lets: set = field(default_factory=set)  # constant `let`s the plan keeps as Python numbers
+    noises: list = field(default_factory=list)  # Noise declarations
+    until: Node | None = None  # `step until COND:`: the per-sample stopping condition
     loop_indices: list[str] = field(default_factory=list)  # the indices of `repeat N as j:` loops
     layers_dim: str | None = None  # `layers T` with T a dim: the depth is that size, known per call
     size_hypers: list[str] = field(default_factory=list)  # `int` hyperparameters used as sizes (`real[m, n]`)

@@ -267,7 +267,15 @@ class _ToAst(Transformer):
         return ("output", names, _span_of(meta))
 
     def step_block(self, meta, children):
-        return ("step", list(children), _span_of(meta))
+        until, *stmts = children
+        return ("step", stmts, _span_of(meta), until)
+
+    def noise_decl(self, meta, children):
+        tok, typ, dist, *annotations = children
+        decl = ast.Decl("noise", str(tok), _tok(tok), _span_of(meta), type=typ, net_kind=str(dist),
+                        annotations=list(annotations))
+        decl.value = ast.Name(_tok(dist), str(dist))  # the distribution, for messages
+        return ("decl", decl)
 
     def final_block(self, meta, children):
         return ("final", list(children), _span_of(meta))
@@ -363,7 +371,7 @@ def parse(source: Source) -> ast.Spec:
                 errors.append(_twice("second `step:` block", item[2], spec.step_span, source,
                                      "put all update equations of one layer in one `step:` block"))
                 continue
-            spec.step, spec.step_span = item[1], item[2]
+            spec.step, spec.step_span, spec.step_until = item[1], item[2], item[3]
         elif tag == "final":
             if spec.final is not None:
                 errors.append(_twice("second `final:` block", item[2], final_span, source,

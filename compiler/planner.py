@@ -172,6 +172,9 @@ class Plan:
     uses: Counter = field(default_factory=Counter)  # reads by forward code
     init_uses: Counter = field(default_factory=Counter)  # reads by constructor code
     choices: dict = field(default_factory=dict)  # flag -> (p, q, r): the Gram form when p·r <= q·(p + r)
+    noise_names: dict[str, str] = field(default_factory=dict)  # per-layer noise -> its draws for every layer
+    until_names: dict[str, str] = field(default_factory=dict)  # `step until`: active mask, stop flag, start values
+    until: object = None  # the lowered stopping condition (an ir.Node), evaluated after each layer
 
     # ------------------------------------------------------------ queries
     def all_stmts(self, include_peeled: bool = True):

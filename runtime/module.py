@@ -9,11 +9,12 @@ import torch
 from torch import nn
 
 from .ops import complex_dtype
+from .randomness import NoiseMixin
 
 _KINDS = {"real": "a real", "complex": "a complex", "int": "an integer"}
 
 
-class UnrolledModule(nn.Module):
+class UnrolledModule(NoiseMixin, nn.Module):
     """Shared behaviour of generated modules.
 
     Subclasses (generated) define the class attributes below, `__init__`, and
@@ -28,6 +29,7 @@ class UnrolledModule(nn.Module):
     output_names: tuple = ()
     parameter_table: tuple = ()  # (name, shape, tying, trainable, constraint, default)
     python_constants: tuple = ()  # constants derived from data kept as Python numbers (state_dict extra state)
+    early_exit: bool = True  # `step until`: stop the layer loop once no sample is active (False: masked, no break)
 
     # ------------------------------------------------------------ dtype conversion keeps complex values complex
     def to(self, *args, **kwargs):
@@ -123,6 +125,7 @@ class UnrolledModule(nn.Module):
         if len(inputs) > len(names):
             raise TypeError(f"{type(self).__name__} takes {len(names)} input(s) {names}, got {len(inputs)}")
         values = dict(zip(names, inputs))
+        noises = {k: named.pop(k) for k in list(named) if k in self.noise_names}  # optional, by name only
         for k, v in named.items():
             if k not in names:
                 raise TypeError(f"{type(self).__name__}: unknown input `{k}`; inputs are {names}")
@@ -132,7 +135,7 @@ class UnrolledModule(nn.Module):
         missing = [n for n in names if n not in values]
         if missing:
             raise TypeError(f"{type(self).__name__}: missing input(s) {tuple(missing)}")
-        return [values[n] for n in names]
+        return [values[n] for n in names] + [noises.get(n) for n in self.noise_names]
 
     def _reference_tensor(self):
         for t in self.buffers():

@@ -246,6 +246,10 @@ class ExprGen:
                 return make("complex", (a, b), Ty(shape, "complex", a.ty.batched or b.ty.batched))
             a = self.gen(shape, "complex", d)
             return make(self.choice(("conj", "sign")), (a,), a.ty)
+        diff_rng = self.__dict__.setdefault("diff_rng", random.Random(hash(self.rng.getstate()[1]) + 8))
+        if dtype == "real" and diff_rng.random() < 0.05:  # stop_grad (a stream of its own: the others' draws stay)
+            a = self.gen(shape, "real", d)
+            return make("stop_grad", (a,), a.ty)
         op = self.choice(("abs", "abs2", "real", "imag", "angle", "relu", "tanh", "sigmoid", "sign", "sqrt",
                           "log", "exp", "conj", "clamp", "max2"))
         if op in ("abs", "abs2", "real", "imag", "angle"):

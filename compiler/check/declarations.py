@@ -20,7 +20,8 @@ FILTER_PAIR = {"zero_mean", "unit_norm"}
 NET_OPTIONS = {"cnn": {"in": "in_channels", "out": "out_channels", "width": "width", "depth": "depth",
                        "kernel": "kernel", "init": "init"},
                "mlp": {"in": "in_features", "out": "out_features", "width": "width", "depth": "depth",
-                       "init": "init"}}
+                       "init": "init"},
+               "convgru": {"in": "in_channels", "out": "hidden_channels", "kernel": "kernel", "init": "init"}}
 
 
 class DeclarationMixin:

@@ -35,13 +35,14 @@ MODULE_ATTRIBUTES = {
     "report", "requires_grad_", "set_extra_state", "set_submodule", "share_memory", "spec_name", "state_dict",
     "state_names", "to", "to_empty", "trace", "train", "training", "type", "xpu", "zero_grad",
     "spec_sha256", "compiler_version", "hyper_defaults", "python_constants",
+    "early_exit", "noise_names", "noise_seed", "reseed",
 }
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 # How each kind of symbol is named in messages.
 KIND_NOUN = {"dim": "dimension", "data": "data operator", "hyper": "hyperparameter", "input": "input",
              "let": "`let` constant", "param": "parameter", "state": "state", "local": "`let` value",
-             "net": "sub-network", "index": "loop index"}
+             "net": "sub-network", "noise": "noise", "depth": "depth output", "index": "loop index"}
 
 
 def with_article(noun: str) -> str:

@@ -9,6 +9,7 @@ from .. import ast, ir
 from ..diagnostics import DiagnosticSink, Source, did_you_mean
 from ..types import BOOL, INT, OPERATOR, Type
 from .declarations import DeclarationMixin, net_size_names
+from .diff_forms import DiffFormMixin, depth_symbol
 from .expressions import ExpressionMixin
 from .indexing import IndexMixin
 from .names import IDENTIFIER, Symbol, kind_noun, with_article
@@ -19,7 +20,7 @@ from .statements import StatementMixin
 
 
 class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, DeclarationMixin, StatementMixin,
-              IndexMixin):
+              DiffFormMixin, IndexMixin):
     """Checks one spec against its own annotations; `run()` returns the typed program."""
 
     def __init__(self, spec: ast.Spec, source: Source, layers: int | None = None):
@@ -59,7 +60,7 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
         self.locals_types = {}
         self.reported = set()
         self.loop_indices = []
-        data, hypers, inputs, lets, params, states, nets = [], [], [], [], [], [], []
+        data, hypers, inputs, lets, params, states, nets, noises = [], [], [], [], [], [], [], []
         requires: list[ir.Require] = []
         self._let_values: dict[str, ir.Node] = {}
         self._net_info: dict[str, ir.Net] = {}
@@ -159,6 +160,12 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
                 if req is not None:
                     requires.append(req)
                 continue
+            elif d.kind == "noise":
+                noise = self._noise(d)
+                if noise is not None:
+                    noises.append(noise)
+                else:
+                    self._poison(d.name, "noise", d.span)
             elif d.kind == "net":
                 net = self._net(d)
                 if net is not None:
@@ -171,8 +178,9 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
         for name in dims:
             operator_dims = {n for x in data if x.type.dtype == OPERATOR
                              for dim in tuple(x.type.shape) + tuple(x.type.out_shape or ()) for n in dim.names()}
+            noise_dims = {n for x in noises for dim in x.type.shape for n in dim.names()}  # constructor arguments
             if name not in data_dims and name not in input_dims and name not in mentioned \
-                    and name not in operator_dims:
+                    and name not in operator_dims and name not in noise_dims:
                 sym = self.scope[name]
                 self.error(f"dimension `{name}` is not the size of any data or input axis", sym.span,
                            "give a data operator or an input a type that uses it, e.g. `input y : real[" + name + "]`")
@@ -185,6 +193,7 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
 
         # step
         step: list = []
+        until = None
         if spec.step is None:
             if spec.outputs:
                 self.error("missing `step:` block", self._code_line(spec.output_span.line),
@@ -203,6 +212,10 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
                     sym.level = ir.LAYER
                     sym.version += 1
             step = self._block(spec.step, ir.LAYER, states)
+            if spec.step_until is not None:
+                until = self._until(spec.step_until)
+                # every state freezes per sample: all are batched
+                self.batched_states.update(s.name for s in states)
             # after the loop, states hold their final values (level FORWARD for the final stage)
             for name in list(self.scope):
                 sym = self.scope[name]
@@ -219,6 +232,11 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
             final = self._block(spec.final, ir.FORWARD, states)
         self.context = "top"
 
+        if spec.step_until is not None and "depth" in self.scope:
+            self.error("`depth` is the built-in output of `step until` (the layers each sample ran)",
+                       self.scope["depth"].span, "rename this declaration")
+        elif spec.step_until is not None:
+            self.scope["depth"] = depth_symbol(spec.step_span)  # the layers each sample ran
         outputs = []
         returnable = [n for kind in ("state", "local", "let", "input") for n, x in self.scope.items()
                       if x.kind == kind and not x.broken]
@@ -239,7 +257,7 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
                     hint = (f"`{name}` is a temporary of a block and is gone after it; declare it a `state`, or "
                             "compute it in the `final:` block")
                 self.error(f"output `{name}` is not defined", span, hint)
-            elif sym.kind not in ("state", "local", "let", "input"):
+            elif sym.kind not in ("state", "local", "let", "input", "depth"):
                 self.error(f"output `{name}` is {with_article(kind_noun(sym.kind))}; outputs are states, `let` "
                            "values or final-stage values", span,
                            f"to return it, copy it in a `final:` block: `let {name}_out = {name}`")
@@ -254,8 +272,8 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
             input_dims=input_dims, data=data, hypers=hypers, inputs=inputs, lets=lets, params=params,
             states=states, layers=layers, step=step, final=final, outputs=outputs, prev_used=list(self.prev_used),
             history_used=list(self.history_used),
-            locals_types=dict(self.locals_types), nets=nets, requires=requires, loop_indices=list(self.loop_indices),
-            layers_dim=self.layers_dim, size_hypers=sorted(self.size_hypers))
+            locals_types=dict(self.locals_types), nets=nets, requires=requires, noises=noises, until=until,
+            loop_indices=list(self.loop_indices), layers_dim=self.layers_dim, size_hypers=sorted(self.size_hypers))
 
 
 
