@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from unroll.compiler.check.names import USER_OPERATORS
 from safety_helpers import (  # shared with test_safety_text
     COMPILER_DIR,
     ROLES,
@@ -32,6 +31,7 @@ from safety_helpers import (  # shared with test_safety_text
     load,
 )
 from unroll.compiler import CompileError
+from unroll.compiler.check.names import USER_OPERATORS
 from unroll.compiler.driver import compile_source, make_options
 
 
