@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .nets_recurrent import ConvGRU
+
 
 class CNN(nn.Module):
     """A small CNN block: `depth` 3x3 convolutions (`width` channels, PReLU between them),
@@ -62,7 +64,7 @@ def _sequential(layers: list, init: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-NET_KINDS = {"cnn": CNN, "mlp": MLP}
+NET_KINDS = {"cnn": CNN, "mlp": MLP, "convgru": ConvGRU}
 
 
 def make_net(kind: str, per_layer: bool, layers: int, learned: bool, dtype, device, **kwargs) -> nn.Module:
@@ -79,11 +81,12 @@ def make_net(kind: str, per_layer: bool, layers: int, learned: bool, dtype, devi
     return module
 
 
-def apply_net(net: nn.Module, x: torch.Tensor, batched: bool) -> torch.Tensor:
-    """Apply a sub-network to a batched value, or to one unbatched value."""
+def apply_net(net: nn.Module, x: torch.Tensor, batched: bool, *more: torch.Tensor) -> torch.Tensor:
+    """Apply a sub-network to a batched value, or to one unbatched value (a `convgru` also takes its
+    hidden state, batched like x)."""
     if batched:
-        return net(x)
-    return net(x.unsqueeze(0)).squeeze(0)
+        return net(x, *more)
+    return net(x.unsqueeze(0), *(m.unsqueeze(0) for m in more)).squeeze(0)
 
 
 def apply_cnn_rows(net: nn.Module, x: torch.Tensor, batched: bool) -> torch.Tensor:
@@ -139,7 +142,7 @@ class LinearOperator(nn.Module):
         else:
             try:
                 matrix = torch.as_tensor(operator)
-            except Exception as err:  # noqa: BLE001 - report the conversion problem clearly
+            except Exception as err:
                 raise TypeError(f"{name}: expected a matrix, an object with forward/adjoint, or a pair of "
                                 f"callables, got {type(operator).__name__}") from err
             if matrix.dim() != 2:

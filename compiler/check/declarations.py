@@ -20,7 +20,8 @@ FILTER_PAIR = {"zero_mean", "unit_norm"}
 NET_OPTIONS = {"cnn": {"in": "in_channels", "out": "out_channels", "width": "width", "depth": "depth",
                        "kernel": "kernel", "init": "init"},
                "mlp": {"in": "in_features", "out": "out_features", "width": "width", "depth": "depth",
-                       "init": "init"}}
+                       "init": "init"},
+               "convgru": {"in": "in_channels", "out": "hidden_channels", "kernel": "kernel", "init": "init"}}
 
 
 class DeclarationMixin:
@@ -272,7 +273,7 @@ class DeclarationMixin:
         return node
 
     def _state(self, d: ast.Decl):
-        t = self._type(d.type, "state")
+        t = self._type(d.type, "state", allow_int=True)
         if t is None:
             return None
         self.context = "state"
@@ -310,12 +311,15 @@ class DeclarationMixin:
         node = self.expr(spec.layers)
         if node is None:
             return 1
+        self.layers_dim = self._layers_from_dim(node, spec.layers.span)
+        if self.layers_dim is not None:
+            return 1  # the depth is a size known per call (`layers T`); 1 stands for it in `num_layers`
         value = constant_value(node)
         if value is None or isinstance(value, bool) or not isinstance(value, int):
             got = f", got {value}" if value is not None else ""
             self.error(f"`layers` needs a positive integer{got}", spec.layers.span,
-                       "the number of layers is a whole number written in the spec, e.g. `layers 10`; "
-                       "`--layers N` overrides it when compiling")
+                       "the number of layers is a whole number written in the spec, e.g. `layers 10`, or a dim "
+                       "(`layers T`: the size of an input axis); `--layers N` overrides it when compiling")
             return 1
         if value <= 0:
             self.error(f"`layers` must be positive, got {value}", spec.layers.span,

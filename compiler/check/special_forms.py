@@ -103,10 +103,11 @@ class SpecialFormMixin:
         try:
             expr = gradient_ast(e.args[0], wrt, self._symbol_shapes(), e.span)
         except GradError as err:
-            self.error(f"cannot differentiate: {err}", e.args[0].span,
-                       "grad supports sums, scalar multiples, `@`, `.T`, `norm(.)^2`, `dot`, `sum`, and elementwise "
-                       "`*` with constants")
-            return None
+            # outside the symbolic path: autograd, re-evaluating f in the forward pass (compiler/check/diff_forms.py)
+            node = self._autodiff(e, "grad", f)
+            if node is not None:
+                node.attrs["grad_path"] = f"autograd ({err})"
+            return node
         node = self.expr(expr)
         if node is not None and node.type.shape != sym.type.shape:
             self.error(f"internal: gradient has shape {shape_str(node.type.shape)}, expected "
@@ -114,6 +115,7 @@ class SpecialFormMixin:
             return None
         if node is not None:
             node.attrs["grad_of"] = self._text(e.args[0].span)
+            node.attrs["grad_path"] = "symbolic"
         return node
 
     def _symbol_shapes(self) -> dict[str, tuple]:
