@@ -268,17 +268,25 @@ class UnrolledModule(nn.Module):
             values = tuple(v.squeeze(0) if b else v for v, b in zip(values, flags))
         return values[0] if len(values) == 1 else values
 
-    def _python_constants(self) -> dict:
+    def _python_constants(self) -> torch.Tensor:
         """Constants computed from the data and kept as Python numbers (the generated class lists them in
         `python_constants`): saved in state_dict as its extra state, so that a state_dict still defines
-        the network."""
-        return {name: getattr(self, name) for name in type(self).python_constants}
+        the network.  A float64 tensor of the values in the sorted order of their names (a tensor, not a
+        dict: torch.jit.trace and the TorchScript-based ONNX exporter take every state_dict entry for a
+        tensor)."""
+        names = sorted(type(self).python_constants)
+        return torch.tensor([float(getattr(self, name)) for name in names], dtype=torch.float64)
 
     def _load_python_constants(self, state) -> None:
-        names = type(self).python_constants
-        if not isinstance(state, dict) or set(state) != set(names):
+        names = sorted(type(self).python_constants)
+        if torch.is_tensor(state) and state.dim() == 1 and len(state) == len(names):
+            state = dict(zip(names, state.tolist()))
+        elif not isinstance(state, dict):  # a dict: the format of checkpoints saved before the tensor
+            raise ValueError(f"{type(self).__name__}: the state_dict's extra state is {type(state).__name__} "
+                             f"{list(getattr(state, 'shape', ()))}, expected {len(names)} constants {names!r}")
+        if set(state) != set(names):
             raise ValueError(f"{type(self).__name__}: the state_dict's extra state holds {sorted(state)!r}, "
-                             f"expected the constants {sorted(names)!r}")
+                             f"expected the constants {names!r}")
         for name in names:
             setattr(self, name, float(state[name]))
 

@@ -45,6 +45,8 @@ def soft(v: torch.Tensor, theta) -> torch.Tensor:
         mag = v.abs()
         scale = torch.relu(mag - theta) / torch.where(mag > 0, mag, torch.ones_like(mag))
         return v * scale
+    if torch.onnx.is_in_onnx_export():  # ONNX has no copysign: the same values from sign and relu
+        return torch.relu(v.abs() - theta) * torch.sign(v)
     if torch.is_tensor(theta) and (theta.dim() > v.dim() or any(
             t != 1 and t != m for t, m in zip(reversed(theta.shape), reversed(v.shape)))):
         # a batched threshold on an unbatched value: the result is larger than v
@@ -72,7 +74,11 @@ def _topk_mask(v: torch.Tensor, k: int, batched: bool) -> torch.Tensor:
     size = flat.shape[1]
     k = max(0, min(int(k), size))
     mask = torch.zeros(flat.shape, dtype=torch.bool, device=v.device)
-    if k > 0:
+    if k > 0 and torch.onnx.is_in_onnx_export():
+        # ONNX's TopK also puts the lower index first among equal values (the exporters have no stable sort)
+        order = torch.topk(flat.detach().abs(), k, dim=1).indices
+        mask = mask.scatter(1, order, torch.ones(order.shape, dtype=torch.bool, device=v.device))
+    elif k > 0:
         # stable sort on -|v| gives the lowest index first among equal magnitudes
         order = torch.sort(-flat.detach().abs(), dim=1, stable=True).indices[:, :k]
         mask.scatter_(1, order, True)

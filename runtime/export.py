@@ -1,0 +1,194 @@
+"""Deployment of a generated network: ONNX (for onnxruntime and other ONNX runtimes) and torch.export
+(`.pt2`, loadable with `torch.export.load`, compilable ahead of time with AOTInductor).
+
+    from unroll.runtime.export import to_onnx, to_pt2
+    to_onnx(net, (y,), "lista.onnx")            # the batch axis of every input is dynamic
+    to_pt2(net, (y,), "lista.pt2")
+
+Both trace the batched path (every input with its leading batch axis).  Complex inputs and outputs
+travel as real tensors with a trailing axis of 2 (real, imaginary: `torch.view_as_real`) in ONNX, which
+has no complex tensors.  A network that uses an operator the target lacks raises `ExportError`, which
+names the operator and says why.  See docs/deployment.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import warnings
+
+import torch
+from torch import nn
+
+from .module import UnrolledModule
+
+# torch operators an ONNX exporter may refuse, with the spec operator behind each and why
+_ONNX_GAPS = {
+    "linalg_solve": ("solve", "ONNX has no linear solve: the planner factors a solve whose matrix is known at "
+                              "construction; this one changes every layer or call (e.g. a learned or per-layer "
+                              "parameter in the matrix)"),
+    "_linalg_solve_ex": ("solve", "ONNX has no linear solve: the planner factors a solve whose matrix is known at "
+                                  "construction; this one changes every layer or call"),
+    "linalg_inv": ("solve", "ONNX has no matrix inverse"),
+    "matrix_norm": ("opnorm", "ONNX has no singular value decomposition (the spectral norm of a value computed "
+                              "per call)"),
+    "linalg_svd": ("opnorm / svt", "ONNX has no singular value decomposition"),
+    "_linalg_svd": ("opnorm / svt", "ONNX has no singular value decomposition"),
+    "linalg_eigh": ("eigen-decomposition", "ONNX has no eigen-decomposition"),
+    "fft_fft2": ("fft2 / conv2", "the TorchScript-based exporter has no FFT: use the dynamo exporter"),
+    "fft_ifft2": ("ifft2 / conv2", "the TorchScript-based exporter has no FFT: use the dynamo exporter"),
+    "stft": ("stft", "ONNX's STFT takes no complex values"),
+    "istft": ("istft", "ONNX has no inverse STFT"),
+    "sort": ("top-k selection", "ONNX has no stable sort"),
+}
+
+
+class ExportError(ValueError):
+    """The network cannot be exported to the requested format; the message names the operator."""
+
+
+# ------------------------------------------------------------------ complex values as real pairs
+class RealPairs(nn.Module):
+    """`net` with complex inputs and outputs carried as real tensors [..., 2] (real, imaginary)."""
+
+    def __init__(self, net: UnrolledModule, complex_inputs: tuple):
+        super().__init__()
+        self.net = net
+        self.complex_inputs = tuple(complex_inputs)
+
+    def forward(self, *inputs):
+        values = [torch.view_as_complex(v) if c else v for v, c in zip(inputs, self.complex_inputs)]
+        out = self.net(*values)
+        outs = out if isinstance(out, tuple) else (out,)
+        outs = tuple(torch.view_as_real(o) if o.is_complex() else o for o in outs)
+        return outs if isinstance(out, tuple) else outs[0]
+
+
+def _as_pairs(net: UnrolledModule, inputs: tuple):
+    """The module and inputs to trace: complex inputs (or outputs) turn the module into RealPairs."""
+    inputs = tuple(torch.as_tensor(v) for v in inputs)
+    flags = tuple(v.is_complex() for v in inputs)
+    with torch.no_grad():
+        out = net(*inputs)
+    outs = out if isinstance(out, tuple) else (out,)
+    if not any(flags) and not any(o.is_complex() for o in outs):
+        return net, inputs, outs
+    pairs = tuple(torch.view_as_real(v.resolve_conj()) if c else v for v, c in zip(inputs, flags))
+    real_outs = tuple(torch.view_as_real(o) if o.is_complex() else o for o in outs)
+    return RealPairs(net, flags), pairs, real_outs
+
+
+def _check_batched(net: UnrolledModule, inputs: tuple):
+    if not isinstance(net, UnrolledModule):
+        raise TypeError(f"net: expected a generated network (unroll.runtime.UnrolledModule), got {type(net).__name__}")
+    if len(inputs) != len(net.input_names):
+        raise TypeError(f"inputs: {type(net).__name__} takes {len(net.input_names)} input(s) {net.input_names}, "
+                        f"got {len(inputs)}")
+    net._bind_inputs(tuple(inputs), {})
+    with torch.no_grad():
+        net(*inputs)
+    if net._last_unbatched:
+        raise ValueError("inputs: give example inputs with a leading batch axis (the exported batch axis is "
+                         "dynamic; an unbatched sample is the batch of one: `y.unsqueeze(0)`)")
+
+
+def _gap(err: Exception) -> str:
+    """The operator an exporter refused, named with the spec operator behind it."""
+    text = str(err)
+    for pattern in (r"aten::(\w+)", r"op='aten\.(\w+)'", r"aten\.(\w+)\.", r"operator (?:linalg\.)?(\w+)"):
+        for name in re.findall(pattern, text):
+            if name in _ONNX_GAPS:
+                spec_op, why = _ONNX_GAPS[name]
+                return f"torch operator `{name}` (the spec's `{spec_op}`): {why}"
+    complex_op = re.search(r"op='aten\.(\w+)'.*complex-valued", text, re.S)
+    if complex_op:
+        return (f"torch operator `{complex_op.group(1)}` on complex values: the ONNX exporter has no "
+                f"complex version of it")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
+    return f"{type(err).__name__}: {first[:300]}"
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters print progress and warnings: keep them off the user's terminal."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype):
+    """The TorchScript-based exporter types 0-d tensors with the default dtype: a float64 network exported
+    under float32 defaults would round its scalar parameters to float32."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _real_dtype(net: UnrolledModule):
+    dtype, _ = net._default_dtype_device()
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+# ------------------------------------------------------------------ ONNX
+def to_onnx(net: UnrolledModule, inputs: tuple, path=None, *, dynamo: bool = True, opset: int | None = None) -> bytes:
+    """Export `net`, traced on the batched example `inputs`, to ONNX; returns the model's bytes (and writes
+    them to `path` if given).  The leading batch axis of every input is dynamic.  `dynamo=True` uses
+    torch.export (`torch.onnx.export(..., dynamo=True)`), `dynamo=False` the TorchScript-based exporter."""
+    inputs = tuple(inputs)
+    _check_batched(net, inputs)
+    was_training = net.training
+    net.eval()
+    module, traced_inputs, _ = _as_pairs(net, inputs)
+    names = list(net.input_names)
+    outputs = list(net.output_names)
+    try:
+        with _quiet(), _default_dtype(_real_dtype(net)):
+            if dynamo:
+                batch = torch.export.Dim("batch")
+                program = torch.onnx.export(module, traced_inputs, dynamo=True, input_names=names,
+                                            output_names=outputs, opset_version=opset,
+                                            dynamic_shapes=tuple({0: batch} for _ in names))
+                model = program.model_proto.SerializeToString()
+            else:
+                buffer = io.BytesIO()
+                torch.onnx.export(module, traced_inputs, buffer, dynamo=False, input_names=names,
+                                  output_names=outputs, opset_version=opset or 17,
+                                  dynamic_axes={n: {0: "batch"} for n in names + outputs})
+                model = buffer.getvalue()
+    except Exception as err:  # noqa: BLE001 - every exporter failure becomes one located message
+        exporter = "torch.onnx (dynamo)" if dynamo else "torch.onnx (TorchScript-based)"
+        raise ExportError(f"cannot export `{net.spec_name}` to ONNX with {exporter}: {_gap(err)}") from err
+    finally:
+        net.train(was_training)
+    if path is not None:
+        with open(path, "wb") as f:
+            f.write(model)
+    return model
+
+
+# ------------------------------------------------------------------ torch.export / AOTInductor
+def to_pt2(net: UnrolledModule, inputs: tuple, path=None):
+    """`torch.export.export` of `net` traced on the batched example `inputs`, the leading batch axis dynamic
+    (any size ≥ 2; a single sample is a batch of one only through the eager module).  Returns the
+    ExportedProgram (saved to `path` with `torch.export.save` if given); `torch.export.load(path).module()`
+    runs it, `torch._inductor.aoti_compile_and_package(program)` compiles it ahead of time."""
+    inputs = tuple(inputs)
+    _check_batched(net, inputs)
+    names = list(net.input_names)
+    batch = torch.export.Dim("batch")
+    try:
+        with _quiet():
+            program = torch.export.export(net, inputs, dynamic_shapes={n: {0: batch} for n in names})
+    except Exception as err:  # noqa: BLE001 - every exporter failure becomes one located message
+        raise ExportError(f"cannot export `{net.spec_name}` with torch.export: {_gap(err)}") from err
+    if path is not None:
+        torch.export.save(program, path)
+    return program
+
+
+__all__ = ["ExportError", "RealPairs", "to_onnx", "to_pt2"]

@@ -1,0 +1,108 @@
+"""Every shipped spec built on small random data, for the export tests (tests/test_export*.py).
+
+`build(name)` compiles a shipped spec with few layers, draws data and inputs of the shapes the checked
+program declares (sizes from SIZES, else 4), fixes up what a spec's `require` lines ask for (unit
+columns, a compact PSF), and returns the module with two batches of inputs: one to export with and one
+of another batch size to compare on (the exported batch axis is dynamic).
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from unroll.compiler.driver import check_source, compile_source, make_options, shipped_specs
+from unroll.runtime import UnrolledModule
+
+SHIPPED = shipped_specs()
+LAYERS = 3
+
+# dims whose sizes matter to a spec (an STFT needs frames = 1 + T // hop; a PSF a window)
+SIZES = {
+    "misi": {"C": 2, "F": 5, "N": 9, "T": 16},
+    "misi_unfolded": {"F": 5, "N": 9, "T": 16},
+    "corona": {"s": 3, "T": 3, "nx": 6, "nz": 6},
+    "fbpconvnet": {"s": 3, "k1": 6, "k2": 6, "h": 6, "w": 6},
+}
+HYPERS = {"misi": {"hop": 2}, "misi_unfolded": {"hop": 2}}
+COMPACT_PSF = {"corona": "h", "fbpconvnet": "hk"}  # data whose support must be the central (s+1)/2 window
+UNIT_COLUMNS = {"lcod": "A"}
+
+
+@dataclass
+class Case:
+    name: str
+    net: UnrolledModule
+    inputs: tuple  # batch of 2
+    other: tuple  # batch of 3: the same module on another batch size
+    complex_values: bool  # the spec's data or inputs are complex
+
+
+def dim_value(dim, sizes: dict) -> int:
+    value = dim.const
+    for name, coef in dim.terms:
+        product = 1
+        for factor in name.split("*"):
+            product *= sizes[factor]
+        value += coef * product
+    return value
+
+
+def generated_class(text: str, name: str, layers: int = LAYERS):
+    src = compile_source(text, f"{name}.unroll", make_options(layers=layers))
+    module = types.ModuleType(f"export_case_{name}")
+    exec(compile(src, f"<{name}>", "exec"), module.__dict__)  # noqa: S102 - importing compiler output
+    (cls,) = [v for v in vars(module).values()
+              if isinstance(v, type) and issubclass(v, UnrolledModule) and v is not UnrolledModule]
+    return cls
+
+
+def _array(rng, shape, dtype: str):
+    value = np.abs(rng.standard_normal(shape)) + 0.1  # positive: NMF-type specs need nonnegative data
+    if dtype == "complex":
+        value = value + 1j * rng.standard_normal(shape)
+    return value
+
+
+def build(name: str, seed: int = 0, layers: int = LAYERS) -> Case:
+    text = SHIPPED[name].read_text()
+    program = check_source(text, f"{name}.unroll")
+    sizes = {d: 4 for d in program.dims} | SIZES.get(name, {})
+    rng = np.random.default_rng(seed)
+    cls = generated_class(text, name, layers)
+    kwargs: dict = dict(HYPERS.get(name, {}))
+    for d in program.data:
+        if d.type.dtype == "operator":  # a matrix operator [out <- in]
+            rows = int(np.prod([dim_value(x, sizes) for x in d.type.out_shape]))
+            cols = int(np.prod([dim_value(x, sizes) for x in d.type.shape]))
+            kwargs[d.name] = rng.standard_normal((rows, cols)) / np.sqrt(cols)
+            continue
+        kwargs[d.name] = _array(rng, tuple(dim_value(x, sizes) for x in d.type.shape), d.type.dtype)
+    if name in UNIT_COLUMNS:
+        a = kwargs[UNIT_COLUMNS[name]]
+        kwargs[UNIT_COLUMNS[name]] = a / np.linalg.norm(a, axis=0)
+    if name in COMPACT_PSF:
+        psf = kwargs[COMPACT_PSF[name]]
+        s = psf.shape[0]
+        keep = np.zeros((s, s))
+        lo, hi = (s - 1) // 2 - (s - 1) // 4, (s - 1) // 2 + (s - 1) // 4 + 1
+        keep[lo:hi, lo:hi] = 1
+        kwargs[COMPACT_PSF[name]] = psf * keep
+    if not program.data:
+        kwargs["dtype"] = torch.float64
+    for dim in program.dims:  # dims that no data binds are constructor keywords
+        if dim not in program.data_dims:
+            kwargs[dim] = sizes[dim]
+    net = cls(**kwargs)
+
+    def batch(size):
+        values = []
+        for i in program.inputs:
+            shape = (size,) + tuple(dim_value(x, sizes) for x in i.type.shape)
+            values.append(torch.as_tensor(_array(rng, shape, i.type.dtype)))
+        return tuple(values)
+
+    complex_values = any(x.type.dtype == "complex" for x in list(program.data) + list(program.inputs))
+    return Case(name, net, batch(2), batch(3), complex_values)
