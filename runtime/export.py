@@ -61,7 +61,7 @@ class RealPairs(nn.Module):
         values = [torch.view_as_complex(v) if c else v for v, c in zip(inputs, self.complex_inputs)]
         out = self.net(*values)
         outs = out if isinstance(out, tuple) else (out,)
-        outs = tuple(torch.view_as_real(o) if o.is_complex() else o for o in outs)
+        outs = tuple(torch.view_as_real(o.resolve_conj()) if o.is_complex() else o for o in outs)
         return outs if isinstance(out, tuple) else outs[0]
 
 
@@ -75,7 +75,7 @@ def _as_pairs(net: UnrolledModule, inputs: tuple):
     if not any(flags) and not any(o.is_complex() for o in outs):
         return net, inputs, outs
     pairs = tuple(torch.view_as_real(v.resolve_conj()) if c else v for v, c in zip(inputs, flags))
-    real_outs = tuple(torch.view_as_real(o) if o.is_complex() else o for o in outs)
+    real_outs = tuple(torch.view_as_real(o.resolve_conj()) if o.is_complex() else o for o in outs)
     return RealPairs(net, flags), pairs, real_outs
 
 
@@ -94,27 +94,81 @@ def _check_batched(net: UnrolledModule, inputs: tuple):
 
 
 def _gap(err: Exception) -> str:
-    """The operator an exporter refused, named with the spec operator behind it."""
-    text = str(err)
+    """The operator an exporter refused, named with the spec operator behind it, and where."""
+    root = err
+    while root.__cause__ is not None:
+        root = root.__cause__
+    text = str(err) + "\n" + str(root)
+    where = _where(root)
     for pattern in (r"aten::(\w+)", r"op='aten\.(\w+)'", r"aten\.(\w+)\.", r"operator (?:linalg\.)?(\w+)"):
         for name in re.findall(pattern, text):
             if name in _ONNX_GAPS:
                 spec_op, why = _ONNX_GAPS[name]
-                return f"torch operator `{name}` (the spec's `{spec_op}`): {why}"
+                return f"torch operator `{name}` (the spec's `{spec_op}`){where}: {why}"
     complex_op = re.search(r"op='aten\.(\w+)'.*complex-valued", text, re.S)
     if complex_op:
-        return (f"torch operator `{complex_op.group(1)}` on complex values: the ONNX exporter has no "
+        return (f"torch operator `{complex_op.group(1)}` on complex values{where}: the ONNX exporter has no "
                 f"complex version of it")
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
-    return f"{type(err).__name__}: {first[:300]}"
+    if "data-dependent" in text:
+        return (f"a size computed from a tensor's value{where} (torch.export needs every size at trace time, "
+                f"e.g. a top-k count from a schedule kept as a buffer)")
+    first = next((line.strip() for line in str(root).splitlines() if line.strip()), type(root).__name__)
+    return f"{type(root).__name__}{where}: {first[:300]}"
+
+
+def _where(err: Exception) -> str:
+    """` in rt.<kernel>, at <generated line>`: the runtime kernel and the spec line the traceback passes
+    through (the generated code's comments name the spec lines)."""
+    import linecache
+    import traceback
+
+    kernel = line = None
+    for frame in traceback.extract_tb(err.__traceback__):
+        if frame.filename.endswith(("runtime/ops.py", "runtime/nets.py")):
+            kernel = kernel or frame.name
+        elif frame.name in ("_unrolled", "__init__") and "unroll" in frame.filename + (frame.line or ""):
+            source = linecache.getline(frame.filename, frame.lineno).strip() or (frame.line or "")
+            above = linecache.getline(frame.filename, frame.lineno - 1).strip()
+            if "  # line " in source:  # the spec line the generated line computes
+                line = source.split("  # ")[-1]
+            elif above.startswith("# line "):
+                line = above[2:]
+            else:
+                line = source
+    parts = ([f"in rt.{kernel}"] if kernel else []) + ([f"at `{line[:120]}`"] if line else [])
+    return (" " + ", ".join(parts)) if parts else ""
 
 
 @contextlib.contextmanager
 def _quiet():
-    """The exporters print progress and warnings: keep them off the user's terminal."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
+    """The exporters print progress, warnings and (the TorchScript-based one, from C++, on failure) whole
+    graphs: keep them off the user's terminal; what matters is raised as ExportError."""
+    import logging
+    import os
+    import sys
+    import tempfile
+
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch.fx", "torch._dynamo")]
+    levels = [logger.level for logger in loggers]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_fds = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)  # the C++ side writes to the file descriptors themselves
+        os.dup2(sink.fileno(), 2)
+        try:
+            for logger in loggers:
+                logger.setLevel(logging.ERROR)
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                    contextlib.redirect_stderr(io.StringIO()):
+                warnings.simplefilter("ignore")
+                yield
+        finally:
+            for fd, saved in zip((1, 2), saved_fds):
+                os.dup2(saved, fd)
+                os.close(saved)
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -147,12 +201,15 @@ def to_onnx(net: UnrolledModule, inputs: tuple, path=None, *, dynamo: bool = Tru
     names = list(net.input_names)
     outputs = list(net.output_names)
     try:
-        with _quiet(), _default_dtype(_real_dtype(net)):
+        with _quiet(), _default_dtype(_real_dtype(net)), torch.no_grad():
             if dynamo:
+                from . import export_complex  # noqa: F401 - registers complex shape operators for the exporter
+
                 batch = torch.export.Dim("batch")
+                shapes = tuple({0: batch} for _ in names)
                 program = torch.onnx.export(module, traced_inputs, dynamo=True, input_names=names,
                                             output_names=outputs, opset_version=opset,
-                                            dynamic_shapes=tuple({0: batch} for _ in names))
+                                            dynamic_shapes=(shapes,) if module is not net else shapes)
                 model = program.model_proto.SerializeToString()
             else:
                 buffer = io.BytesIO()

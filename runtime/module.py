@@ -60,6 +60,14 @@ class UnrolledModule(nn.Module):
                 return t.real.dtype, t.device
         return torch.get_default_dtype(), torch.device("cpu")
 
+    def __reduce_ex__(self, protocol):
+        """Pickling (`torch.save(net)`, multiprocessing): a class compiled by `unroll.load` travels as its
+        spec text and options, so that a fresh process or another compiler version rebuilds it
+        (runtime/persist.py)."""
+        from .persist import reduce_module
+
+        return reduce_module(self, protocol)
+
     # ------------------------------------------------------------ public API
     def trace(self, *inputs, **named):
         """Run the network and return the states at every layer boundary:
@@ -232,6 +240,8 @@ class UnrolledModule(nn.Module):
         else:
             batch_info.append((name, value.shape[0], unbatched))
         self._last_unbatched = unbatched
+        if torch.jit.is_tracing():
+            value = _traced_shape_guard(value)
         return value
 
     def _check_shape(self, name, value, dims: dict, dim_names: tuple, batched: bool, unbatched: bool = False):
@@ -303,6 +313,14 @@ class UnrolledModule(nn.Module):
             raise ValueError(f"{name}: axis {axis} must have size {text} = {expected}, got {size}")
 
     _last_unbatched = False
+
+
+def _traced_shape_guard(value: torch.Tensor) -> torch.Tensor:
+    """Under torch.jit.trace the checks above run once, at trace time, and the trace records one path (the
+    batched one, or the unbatched one): a reshape to the traced sample shape keeps the batch axis dynamic but
+    makes a call with the other number of axes fail in the traced module instead of returning a wrong shape.
+    torch.export keeps real guards; docs/deployment.md says which path to use."""
+    return value.reshape(value.size(0), *value.shape[1:]) if value.dim() > 1 else value.reshape(value.size(0))
 
 
 def _shape_text(dim_names: tuple, dims: dict, batched: bool) -> str:

@@ -38,6 +38,7 @@ class Case:
     inputs: tuple  # batch of 2
     other: tuple  # batch of 3: the same module on another batch size
     complex_values: bool  # the spec's data or inputs are complex
+    arguments: dict  # the constructor's keyword arguments
 
 
 def dim_value(dim, sizes: dict) -> int:
@@ -105,4 +106,4 @@ def build(name: str, seed: int = 0, layers: int = LAYERS) -> Case:
         return tuple(values)
 
     complex_values = any(x.type.dtype == "complex" for x in list(program.data) + list(program.inputs))
-    return Case(name, net, batch(2), batch(3), complex_values)
+    return Case(name, net, batch(2), batch(3), complex_values, kwargs)
