@@ -126,15 +126,13 @@ def _where(err: Exception) -> str:
     for frame in traceback.extract_tb(err.__traceback__):
         if frame.filename.endswith(("runtime/ops.py", "runtime/nets.py")):
             kernel = kernel or frame.name
-        elif frame.name in ("_unrolled", "__init__") and "unroll" in frame.filename + (frame.line or ""):
+        elif frame.name in ("_unrolled", "__init__"):  # generated code: its comments name the spec lines
             source = linecache.getline(frame.filename, frame.lineno).strip() or (frame.line or "")
             above = linecache.getline(frame.filename, frame.lineno - 1).strip()
-            if "  # line " in source:  # the spec line the generated line computes
+            if "  # line " in source:
                 line = source.split("  # ")[-1]
             elif above.startswith("# line "):
                 line = above[2:]
-            else:
-                line = source
     parts = ([f"in rt.{kernel}"] if kernel else []) + ([f"at `{line[:120]}`"] if line else [])
     return (" " + ", ".join(parts)) if parts else ""
 
@@ -172,6 +170,23 @@ def _quiet():
 
 
 @contextlib.contextmanager
+def _resolved_conjugates(net: nn.Module):
+    """Buffers that are lazy conjugate views (`x.conj()`) become plain tensors while exporting: the dynamo
+    exporter writes initializers with `view_as_real`, which refuses such views."""
+    swapped = []
+    for module in net.modules():
+        for name, buffer in module._buffers.items():
+            if buffer is not None and buffer.is_conj():
+                swapped.append((module, name, buffer))
+                module._buffers[name] = buffer.resolve_conj()
+    try:
+        yield
+    finally:
+        for module, name, buffer in swapped:
+            module._buffers[name] = buffer
+
+
+@contextlib.contextmanager
 def _default_dtype(dtype):
     """The TorchScript-based exporter types 0-d tensors with the default dtype: a float64 network exported
     under float32 defaults would round its scalar parameters to float32."""
@@ -201,7 +216,7 @@ def to_onnx(net: UnrolledModule, inputs: tuple, path=None, *, dynamo: bool = Tru
     names = list(net.input_names)
     outputs = list(net.output_names)
     try:
-        with _quiet(), _default_dtype(_real_dtype(net)), torch.no_grad():
+        with _quiet(), _default_dtype(_real_dtype(net)), torch.no_grad(), _resolved_conjugates(net):
             if dynamo:
                 from . import export_complex  # noqa: F401 - registers complex shape operators for the exporter
 
@@ -222,10 +237,24 @@ def to_onnx(net: UnrolledModule, inputs: tuple, path=None, *, dynamo: bool = Tru
         raise ExportError(f"cannot export `{net.spec_name}` to ONNX with {exporter}: {_gap(err)}") from err
     finally:
         net.train(was_training)
+    _check_graph(net, model)
     if path is not None:
         with open(path, "wb") as f:
             f.write(model)
     return model
+
+
+def _check_graph(net: UnrolledModule, model: bytes) -> None:
+    """ONNX's checker with shape and type inference: an exporter bug (an operator given a type ONNX does
+    not allow) is an ExportError here, not a model that onnxruntime refuses to load."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(onnx.load_from_string(model), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+        first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+        raise ExportError(f"cannot export `{net.spec_name}` to ONNX: the exporter wrote a graph that ONNX's "
+                          f"checker rejects ({first[:300]})") from err
 
 
 # ------------------------------------------------------------------ torch.export / AOTInductor

@@ -45,3 +45,15 @@ def aten_new_zeros_complex(self, size, dtype: int = -1, layout: str = "", device
     else:
         shape = core.op.Concat(size, core.op.Constant(value_ints=[2]), axis=0)
     return core.op.CastLike(core.op.ConstantOfShape(shape), self)
+
+
+@torch_op("aten::copy", complex=True, trace_only=True)
+def aten_copy_complex(self, src, non_blocking: bool = False):
+    """copy into a complex tensor: the real forms have the same layout."""
+    return core.aten_copy(self, src, non_blocking)
+
+
+@torch_op("aten::slice_scatter", complex=True, trace_only=True)
+def aten_slice_scatter_complex(self, src, dim: int = 0, start=None, end=None, step=1):
+    """slice_scatter into a complex tensor (`x[..., :s] = y`)."""
+    return core.aten_slice_scatter(self, src, _axis(dim), start, end, step)

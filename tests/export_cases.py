@@ -8,6 +8,7 @@ of another batch size to compare on (the exported batch axis is dynamic).
 
 from __future__ import annotations
 
+import linecache
 import types
 from dataclasses import dataclass
 
@@ -54,7 +55,9 @@ def dim_value(dim, sizes: dict) -> int:
 def generated_class(text: str, name: str, layers: int = LAYERS):
     src = compile_source(text, f"{name}.unroll", make_options(layers=layers))
     module = types.ModuleType(f"export_case_{name}")
-    exec(compile(src, f"<{name}>", "exec"), module.__dict__)  # noqa: S102 - importing compiler output
+    filename = f"<export_case {name} {layers}>"
+    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)  # tracebacks show the lines
+    exec(compile(src, filename, "exec"), module.__dict__)  # noqa: S102 - importing compiler output
     (cls,) = [v for v in vars(module).values()
               if isinstance(v, type) and issubclass(v, UnrolledModule) and v is not UnrolledModule]
     return cls
