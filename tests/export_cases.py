@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from unroll.compiler.driver import check_source, compile_source, make_options, shipped_specs
+from unroll import runtime as rt
 from unroll.runtime import UnrolledModule
 
 SHIPPED = shipped_specs()
@@ -100,6 +101,12 @@ def build(name: str, seed: int = 0, layers: int = LAYERS) -> Case:
         if dim not in program.data_dims:
             kwargs[dim] = sizes[dim]
     net = cls(**kwargs)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # sub-networks start at zero (a residual CNN adds nothing): give them weights
+        for module in net.modules():
+            if isinstance(module, (rt.CNN, rt.MLP)):
+                for p in module.parameters():
+                    p.add_(0.1 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
 
     def batch(size):
         values = []

@@ -37,6 +37,7 @@ def relative_error(got: list, want: list) -> float:
     errors = []
     for g, w in zip(got, want):
         assert g.shape == w.shape, (g.shape, w.shape)
+        g, w = g.astype(np.float64), w.astype(np.float64)
         errors.append(float(np.abs(g - w).max() / max(np.abs(w).max(), 1e-300)))
     return max(errors)
 
@@ -132,6 +133,21 @@ def test_pt2_has_a_dynamic_batch_axis_and_round_trips(tmp_path, one_torch_thread
         torch.testing.assert_close(loaded(batch), want, rtol=0, atol=0)
     with pytest.raises(Exception):  # the exported program keeps the batched path: a sample is refused
         loaded(case.other[0][0])
+
+
+@pytest.mark.export_sweep  # a C++ compile: ~40 s of CPU
+def test_aot_inductor_package_runs_with_a_dynamic_batch(tmp_path, one_torch_thread):
+    import shutil
+
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("AOTInductor needs a C++ compiler")
+    case = export_cases.build("lista")
+    program = to_pt2(case.net, case.inputs)
+    path = torch._inductor.aoti_compile_and_package(program, package_path=str(tmp_path / "lista_aoti.pt2"))
+    compiled = torch._inductor.aoti_load_package(path)
+    for batch in (case.other[0], torch.randn(9, 4, dtype=torch.float64)):
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(batch), case.net(batch), rtol=1e-12, atol=1e-14)
 
 
 # ---------------------------------------------------------------- torch.jit.trace: the batched path only
