@@ -260,7 +260,7 @@ def _check_graph(net: UnrolledModule, model: bytes) -> None:
 # ------------------------------------------------------------------ torch.export / AOTInductor
 def to_pt2(net: UnrolledModule, inputs: tuple, path=None):
     """`torch.export.export` of `net` traced on the batched example `inputs`, the leading batch axis dynamic
-    (any size ≥ 2; a single sample is a batch of one only through the eager module).  Returns the
+    (a single sample is a batch of one).  Returns the
     ExportedProgram (saved to `path` with `torch.export.save` if given); `torch.export.load(path).module()`
     runs it, `torch._inductor.aoti_compile_and_package(program)` compiles it ahead of time."""
     inputs = tuple(inputs)
