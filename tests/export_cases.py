@@ -31,6 +31,7 @@ SIZES = {
 HYPERS = {"misi": {"hop": 2}, "misi_unfolded": {"hop": 2}}
 COMPACT_PSF = {"corona": "h", "fbpconvnet": "hk"}  # data whose support must be the central (s+1)/2 window
 UNIT_COLUMNS = {"lcod": "A"}
+POSITIVE = {"nmf_mu", "deep_nmf", "admm_csnet"}  # the other specs get signed data and inputs
 
 
 @dataclass
@@ -64,8 +65,10 @@ def generated_class(text: str, name: str, layers: int = LAYERS):
     return cls
 
 
-def _array(rng, shape, dtype: str):
-    value = np.abs(rng.standard_normal(shape)) + 0.1  # positive: NMF-type specs need nonnegative data
+def _array(rng, shape, dtype: str, positive: bool = False):
+    value = rng.standard_normal(shape)
+    if positive:  # NMF-type specs: nonnegative data, positive inputs
+        value = np.abs(value) + 0.1
     if dtype == "complex":
         value = value + 1j * rng.standard_normal(shape)
     return value
@@ -84,7 +87,8 @@ def build(name: str, seed: int = 0, layers: int = LAYERS) -> Case:
             cols = int(np.prod([dim_value(x, sizes) for x in d.type.shape]))
             kwargs[d.name] = rng.standard_normal((rows, cols)) / np.sqrt(cols)
             continue
-        kwargs[d.name] = _array(rng, tuple(dim_value(x, sizes) for x in d.type.shape), d.type.dtype)
+        kwargs[d.name] = _array(rng, tuple(dim_value(x, sizes) for x in d.type.shape), d.type.dtype,
+                                name in POSITIVE)
     if name in UNIT_COLUMNS:
         a = kwargs[UNIT_COLUMNS[name]]
         kwargs[UNIT_COLUMNS[name]] = a / np.linalg.norm(a, axis=0)
@@ -112,7 +116,7 @@ def build(name: str, seed: int = 0, layers: int = LAYERS) -> Case:
         values = []
         for i in program.inputs:
             shape = (size,) + tuple(dim_value(x, sizes) for x in i.type.shape)
-            values.append(torch.as_tensor(_array(rng, shape, i.type.dtype)))
+            values.append(torch.as_tensor(_array(rng, shape, i.type.dtype, name in POSITIVE)))
         return tuple(values)
 
     complex_values = any(x.type.dtype == "complex" for x in list(program.data) + list(program.inputs))

@@ -151,8 +151,9 @@ def test_aot_inductor_package_runs_with_a_dynamic_batch(tmp_path, one_torch_thre
 
 
 # ---------------------------------------------------------------- torch.jit.trace: the batched path only
-def test_a_traced_module_refuses_an_unbatched_call(one_torch_thread):
-    case = export_cases.build("lista")
+@pytest.mark.parametrize("name", ["fista", "pdhg"])  # without the guard: [4] in, [4, 4] out, no error
+def test_a_traced_module_refuses_an_unbatched_call(name, one_torch_thread):
+    case = export_cases.build(name)
     net = case.net
     with pytest.warns(torch.jit.TracerWarning):
         traced = torch.jit.trace(net, case.inputs)

@@ -141,7 +141,8 @@ def test_a_module_pickled_by_an_earlier_version_loads(one_torch_thread):
 def test_the_old_dict_form_of_the_python_constants_still_loads(one_torch_thread):
     """Checkpoints saved before the constants became a tensor hold a dict {name: value}."""
     saved = torch.load(CHECKPOINTS / "fista.pt", weights_only=True)
-    net = unroll.load("fista", layers=saved["layers"])(**saved["arguments"])
+    # other data: the loaded state (buffers and the constants kept as Python numbers) must define the network
+    net = unroll.load("fista", layers=saved["layers"])(A=2 * saved["arguments"]["A"])
     state = dict(saved["state_dict"])
     names = sorted(type(net).python_constants)
     assert names, "fista keeps constants as Python numbers"
