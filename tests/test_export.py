@@ -87,6 +87,31 @@ def test_onnx_dynamo_exports_ffts_and_complex_inputs_as_real_pairs(one_torch_thr
     assert error <= 1e-12, error
 
 
+def test_complex_shape_operators_with_negative_axes(one_torch_thread):
+    """runtime/export_complex.py: unsqueeze, unbind, select, new_zeros, copy and slice_scatter of complex
+    tensors, negative axes included (the real form has one more, trailing, axis)."""
+    from unroll.runtime import export_complex  # noqa: F401 - registers the complex operators
+
+    class ComplexShapes(torch.nn.Module):
+        def forward(self, x):
+            z = torch.view_as_complex(x)
+            outer = z.unsqueeze(-1) * z.unsqueeze(-2).conj()  # [B, n, n]
+            rows = outer.unbind(-1)
+            mixed = outer.select(-1, 0) + 2 * rows[1] + outer.select(1, 2)
+            out = z.new_zeros(z.shape)
+            out[..., :2] = mixed[..., 1:3]  # copy + slice_scatter
+            return torch.view_as_real(out + mixed)
+
+    x = torch.randn(2, 4, 2, dtype=torch.float64)
+    other = torch.randn(3, 4, 2, dtype=torch.float64)
+    module = ComplexShapes()
+    with torch.no_grad():
+        program = torch.onnx.export(module, (x,), dynamo=True, input_names=["x"],
+                                    dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    got = onnx_outputs(program.model_proto.SerializeToString(), ["x"], (other,))
+    assert relative_error(got, [module(other).numpy()]) <= 1e-12
+
+
 def test_the_legacy_exporter_refuses_complex_values_with_a_message(one_torch_thread):
     case = export_cases.build("admm_csnet")
     with pytest.raises(ExportError, match="admm_csnet.*TorchScript-based"):
