@@ -16,6 +16,12 @@ import math
 import torch
 
 
+def _exporting_onnx() -> bool:
+    """True while torch.onnx exports (either exporter): kernels then use ONNX-friendly forms.  Eager calls
+    pay two flag reads (torch.onnx.is_in_onnx_export imports modules: only asked while tracing)."""
+    return (torch.jit.is_tracing() or torch.compiler.is_exporting()) and torch.onnx.is_in_onnx_export()
+
+
 class _SoftThreshold(torch.autograd.Function):
     """Real soft threshold with its derivative written out: one allocation forward (|v| − θ, relu and the
     sign applied in place), and the backward reads only the output (out ≠ 0 is the support,
@@ -45,7 +51,7 @@ def soft(v: torch.Tensor, theta) -> torch.Tensor:
         mag = v.abs()
         scale = torch.relu(mag - theta) / torch.where(mag > 0, mag, torch.ones_like(mag))
         return v * scale
-    if torch.onnx.is_in_onnx_export():  # ONNX has no copysign: the same values from sign and relu
+    if _exporting_onnx():  # ONNX has no copysign: the same values from sign and relu
         return torch.relu(v.abs() - theta) * torch.sign(v)
     if torch.is_tensor(theta) and (theta.dim() > v.dim() or any(
             t != 1 and t != m for t, m in zip(reversed(theta.shape), reversed(v.shape)))):
@@ -74,7 +80,7 @@ def _topk_mask(v: torch.Tensor, k: int, batched: bool) -> torch.Tensor:
     size = flat.shape[1]
     k = max(0, min(int(k), size))
     mask = torch.zeros(flat.shape, dtype=torch.bool, device=v.device)
-    if k > 0 and torch.onnx.is_in_onnx_export():
+    if k > 0 and _exporting_onnx():
         # ONNX's TopK also puts the lower index first among equal values (the exporters have no stable sort)
         order = torch.topk(flat.detach().abs(), k, dim=1).indices
         mask = mask.scatter(1, order, torch.ones(order.shape, dtype=torch.bool, device=v.device))
