@@ -25,14 +25,14 @@ from .module import UnrolledModule
 
 # torch operators an ONNX exporter may refuse, with the spec operator behind each and why
 _ONNX_GAPS = {
-    "linalg_solve": ("solve", "ONNX has no linear solve: the planner factors a solve whose matrix is known at "
+    "linalg_solve": ("solve", ("ONNX has no linear solve: the planner factors a solve whose matrix is known at "
                               "construction; this one changes every layer or call (e.g. a learned or per-layer "
-                              "parameter in the matrix)"),
-    "_linalg_solve_ex": ("solve", "ONNX has no linear solve: the planner factors a solve whose matrix is known at "
-                                  "construction; this one changes every layer or call"),
+                              "parameter in the matrix)")),
+    "_linalg_solve_ex": ("solve", ("ONNX has no linear solve: the planner factors a solve whose matrix is known at "
+                                  "construction; this one changes every layer or call")),
     "linalg_inv": ("solve", "ONNX has no matrix inverse"),
-    "matrix_norm": ("opnorm", "ONNX has no singular value decomposition (the spectral norm of a value computed "
-                              "per call)"),
+    "matrix_norm": ("opnorm", ("ONNX has no singular value decomposition (the spectral norm of a value computed "
+                              "per call)")),
     "linalg_svd": ("opnorm / svt", "ONNX has no singular value decomposition"),
     "_linalg_svd": ("opnorm / svt", "ONNX has no singular value decomposition"),
     "linalg_eigh": ("eigen-decomposition", "ONNX has no eigen-decomposition"),
@@ -105,7 +105,7 @@ def _gap(err: Exception) -> str:
             if name in _ONNX_GAPS:
                 spec_op, why = _ONNX_GAPS[name]
                 return f"torch operator `{name}` (the spec's `{spec_op}`){where}: {why}"
-    complex_op = re.search(r"op='aten\.(\w+)'.*complex-valued", text, re.S)
+    complex_op = re.search(r"op='aten\.(\w+)'.*complex-valued", text, re.DOTALL)
     if complex_op:
         return (f"torch operator `{complex_op.group(1)}` on complex values{where}: the ONNX exporter has no "
                 f"complex version of it")
@@ -232,7 +232,7 @@ def to_onnx(net: UnrolledModule, inputs: tuple, path=None, *, dynamo: bool = Tru
                                   output_names=outputs, opset_version=opset or 17,
                                   dynamic_axes={n: {0: "batch"} for n in names + outputs})
                 model = buffer.getvalue()
-    except Exception as err:  # noqa: BLE001 - every exporter failure becomes one located message
+    except Exception as err:
         exporter = "torch.onnx (dynamo)" if dynamo else "torch.onnx (TorchScript-based)"
         raise ExportError(f"cannot export `{net.spec_name}` to ONNX with {exporter}: {_gap(err)}") from err
     finally:
@@ -270,7 +270,7 @@ def to_pt2(net: UnrolledModule, inputs: tuple, path=None):
     try:
         with _quiet():
             program = torch.export.export(net, inputs, dynamic_shapes={n: {0: batch} for n in names})
-    except Exception as err:  # noqa: BLE001 - every exporter failure becomes one located message
+    except Exception as err:
         raise ExportError(f"cannot export `{net.spec_name}` with torch.export: {_gap(err)}") from err
     if path is not None:
         torch.export.save(program, path)

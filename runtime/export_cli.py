@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import torch
-
 from unroll.compiler.diagnostics import CompileError, Diagnostic, Source
 from unroll.compiler.driver import check_source, resolve_spec
 
@@ -49,7 +48,7 @@ def build(args, options: dict):
                   f"network, not `{program.name}`")
     elif args.data:
         Net = load(str(path), **options)
-        inputs = set(net_input.name for net_input in program.inputs)
+        inputs = {net_input.name for net_input in program.inputs}
         kwargs = {k: _argument(v) for k, v in entries.items() if k not in inputs}
         try:
             net = Net(**kwargs)

@@ -19,7 +19,7 @@ import torch
 def _exporting_onnx() -> bool:
     """True while torch.onnx exports (either exporter): kernels then use ONNX-friendly forms.  Eager calls
     pay two flag reads (torch.onnx.is_in_onnx_export imports modules: only asked while tracing)."""
-    return (torch.jit.is_tracing() or torch.compiler.is_exporting()) and torch.onnx.is_in_onnx_export()
+    return (torch._C._is_tracing() or torch.compiler.is_exporting()) and torch.onnx.is_in_onnx_export()
 
 
 class _SoftThreshold(torch.autograd.Function):

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from unroll.compiler.driver import check_source, compile_source, make_options, shipped_specs
 from unroll import runtime as rt
+from unroll.compiler.driver import check_source, compile_source, make_options, shipped_specs
 from unroll.runtime import UnrolledModule
 
 SHIPPED = shipped_specs()

@@ -13,9 +13,9 @@ import torch
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-import export_cases  # noqa: E402
-from unroll.compiler.cli import main as unrollc  # noqa: E402
-from unroll.runtime.export import ExportError, to_onnx, to_pt2  # noqa: E402
+import export_cases
+from unroll.compiler.cli import main as unrollc
+from unroll.runtime.export import ExportError, to_onnx, to_pt2
 
 
 def onnx_outputs(model: bytes, names, inputs) -> list:
@@ -156,7 +156,7 @@ def test_pt2_has_a_dynamic_batch_axis_and_round_trips(tmp_path, one_torch_thread
             want = net(batch)
         torch.testing.assert_close(program.module()(batch), want, rtol=0, atol=0)
         torch.testing.assert_close(loaded(batch), want, rtol=0, atol=0)
-    with pytest.raises(Exception):  # the exported program keeps the batched path: a sample is refused
+    with pytest.raises((IndexError, RuntimeError, ValueError)):  # the batched path only: a sample is refused
         loaded(case.other[0][0])
 
 

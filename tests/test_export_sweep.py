@@ -22,9 +22,9 @@ import torch
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-import export_cases  # noqa: E402
-from test_export import eager_outputs, onnx_outputs, relative_error  # noqa: E402
-from unroll.runtime.export import ExportError, to_onnx  # noqa: E402
+import export_cases
+from test_export import eager_outputs, onnx_outputs, relative_error
+from unroll.runtime.export import ExportError, to_onnx
 
 SVD = r"`_linalg_svd` \(the spec's `opnorm / svt`\): ONNX has no singular value decomposition"
 ROUTES = {

@@ -42,7 +42,7 @@ FRESH_LOADER = textwrap.dedent("""
 def _run_fresh(tmp_path, net_file, io_file, mode):
     env = dict(os.environ, UNROLL_CACHE=str(tmp_path / f"cache_{mode}"), OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-c", FRESH_LOADER, str(net_file), str(io_file), mode],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
 def _lista(layers=4, seed=0):

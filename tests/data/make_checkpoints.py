@@ -18,9 +18,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-import export_cases  # noqa: E402  (tests/ on the path)
-
-import unroll  # noqa: E402
+import export_cases
+import unroll
 
 SPECS = ("lista", "fista", "lista_untied", "deep_nmf", "rpca_ista", "misi_unfolded")
 LAYERS = 3
