@@ -51,7 +51,7 @@ ROUTES = {
     "lista_cpss": "legacy",
     "lista_iht": "legacy",
     "lista_untied": "legacy",
-    "lohit_pgd_fusion": r"aten_amax",  # torch.onnx: amax without `dim` (an exporter bug)
+    "lohit_pgd_fusion": "dynamo32",
     "lpd_nodule_detection": "legacy32",
     "lsparcom": "dynamo",
     "misi": r"checker rejects .*ScatterND",  # torch.onnx writes int32 ScatterND indices for stft/istft
@@ -70,7 +70,7 @@ ROUTES = {
     "srcnn_sc": "legacy",
     "task_driven_dl": r"`matrix_norm` \(the spec's `opnorm`\)",
 }
-ERROR_ROUTE = {name: "dynamo" if name in ("corona", "rpca_ista", "lohit_pgd_fusion", "misi", "misi_unfolded")
+ERROR_ROUTE = {name: "dynamo" if name in ("corona", "rpca_ista", "misi", "misi_unfolded")
                else "legacy" for name, route in ROUTES.items() if route not in ("legacy", "dynamo", "legacy32",
                                                                                   "dynamo32")}
 
