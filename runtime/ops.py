@@ -406,8 +406,37 @@ def istft(X: torch.Tensor, length: int, hop: int) -> torch.Tensor:
     n_fft = 2 * (F - 1)
     window = torch.hann_window(n_fft, dtype=real_dtype(X.dtype), device=X.device)
     flat = X.reshape((-1, F, N))
-    x = torch.istft(flat, n_fft, hop_length=hop, window=window, center=True, length=length)
+    if _exporting_onnx():  # torch.istft exports an int32 ScatterND, which ONNX rejects
+        x = _istft_overlap_add(flat, n_fft, hop, window, length)
+    else:
+        x = torch.istft(flat, n_fft, hop_length=hop, window=window, center=True, length=length)
     return x.reshape(X.shape[:-2] + (length,))
+
+
+def _istft_overlap_add(X: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, length: int) -> torch.Tensor:
+    """torch.istft (centred, one-sided, unnormalised) written as irfft, window, overlap-add and division by
+    the overlap-added squared window: the same values, in operators ONNX (and onnxruntime, float64) has."""
+    N = X.shape[-1]
+    frames = torch.fft.irfft(X, n=n_fft, dim=-2) * window[:, None]  # [B, n_fft, N]
+    padded = n_fft + hop * (N - 1)
+
+    def overlap_add(columns):  # [B, n_fft, N] -> [B, padded]; no fold: onnxruntime's Col2Im is float32 only
+        batch = columns.shape[0]
+        if n_fft % hop:  # frame by frame
+            return sum(torch.nn.functional.pad(columns[:, :, j], (j * hop, padded - n_fft - j * hop))
+                       for j in range(N))
+        r = n_fft // hop  # each frame is r blocks of `hop` samples; block k of frame j lands on block j + k
+        blocks = columns.reshape(batch, r, hop, N).transpose(-2, -1)  # [B, r, N, hop]
+        total = sum(torch.nn.functional.pad(blocks[:, k], (0, 0, k, r - 1 - k)) for k in range(r))
+        return total.reshape(batch, padded)
+
+    signal = overlap_add(frames)
+    envelope = overlap_add((window.square()[:, None]).expand(n_fft, N).unsqueeze(0))
+    start = n_fft // 2
+    out = signal[:, start:start + length] / envelope[:, start:start + length]
+    if out.shape[-1] < length:
+        out = torch.nn.functional.pad(out, (0, length - out.shape[-1]))
+    return out
 
 
 # ---------------------------------------------------------------- dense (history-cognizant) unrolling

@@ -112,6 +112,20 @@ def test_complex_shape_operators_with_negative_axes(one_torch_thread):
     assert relative_error(got, [module(other).numpy()]) <= 1e-12
 
 
+@pytest.mark.parametrize("n_freq,hop,length", [(5, 2, 16), (5, 2, 15), (9, 4, 16), (5, 3, 17), (9, 5, 20)])
+def test_the_onnx_form_of_istft_equals_torch_istft(n_freq, hop, length):
+    """rt.istft under ONNX export (torch.istft exports an int32 ScatterND): irfft, window, overlap-add by
+    blocks (n_fft a multiple of hop) or frame by frame, against torch.istft."""
+    from unroll.runtime import ops
+
+    x = torch.randn(3, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(n_freq * hop))
+    X = ops.stft(x, n_freq, 1 + 16 // hop, hop)
+    n_fft = 2 * (n_freq - 1)
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    want = torch.istft(X, n_fft, hop_length=hop, window=window, center=True, length=length)
+    torch.testing.assert_close(ops._istft_overlap_add(X, n_fft, hop, window, length), want, rtol=0, atol=1e-14)
+
+
 def test_the_legacy_exporter_refuses_complex_values_with_a_message(one_torch_thread):
     case = export_cases.build("admm_csnet")
     with pytest.raises(ExportError, match="admm_csnet.*TorchScript-based"):
@@ -135,6 +149,29 @@ def test_a_size_computed_from_a_buffer_names_the_kernel_and_the_spec_line(one_to
         to_pt2(case.net, case.inputs)
     message = str(err.value)
     assert "rt.ss_soft" in message and "line 25: x = ss_soft(" in message, message
+
+
+def test_a_graph_that_onnx_rejects_is_an_export_error():
+    """An exporter bug (torch.onnx 2.13 wrote int32 ScatterND indices for torch.istft) is caught by ONNX's
+    checker when exporting, not by onnxruntime when loading."""
+    import onnx
+    from onnx import TensorProto, helper
+    from unroll.runtime.export import _check_graph
+
+    node = helper.make_node("ScatterND", ["data", "indices", "updates"], ["out"])
+    graph = helper.make_graph(
+        [node], "scatter",
+        [helper.make_tensor_value_info("data", TensorProto.DOUBLE, [4]),
+         helper.make_tensor_value_info("indices", TensorProto.INT32, [1, 1]),
+         helper.make_tensor_value_info("updates", TensorProto.DOUBLE, [1])],
+        [helper.make_tensor_value_info("out", TensorProto.DOUBLE, [4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    net = export_cases.build("lista").net
+    with pytest.raises(ExportError, match="`lista`.*checker rejects.*ScatterND"):
+        _check_graph(net, model.SerializeToString())
+    node.input[1] = "indices"
+    graph.input[1].type.tensor_type.elem_type = TensorProto.INT64
+    _check_graph(net, onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString())
 
 
 def test_export_takes_a_batch(one_torch_thread):
