@@ -41,6 +41,9 @@ _ONNX_GAPS = {
     "stft": ("stft", "ONNX's STFT takes no complex values"),
     "istft": ("istft", "ONNX has no inverse STFT"),
     "sort": ("top-k selection", "ONNX has no stable sort"),
+    "mT": ("`.T`", ("the TorchScript-based exporter has no aten::mT (generated code writes `.transpose(-2, -1)`; a "
+                   "kernel that uses `.mT` needs the same)")),
+    "sgn": ("sign", "the exporters have no aten::sgn for real values (generated code writes torch.sign)"),
 }
 
 
@@ -66,17 +69,16 @@ class RealPairs(nn.Module):
 
 
 def _as_pairs(net: UnrolledModule, inputs: tuple):
-    """The module and inputs to trace: complex inputs (or outputs) turn the module into RealPairs."""
+    """The module and inputs to trace: complex inputs or outputs turn the module into RealPairs."""
     inputs = tuple(torch.as_tensor(v) for v in inputs)
     flags = tuple(v.is_complex() for v in inputs)
     with torch.no_grad():
         out = net(*inputs)
     outs = out if isinstance(out, tuple) else (out,)
     if not any(flags) and not any(o.is_complex() for o in outs):
-        return net, inputs, outs
+        return net, inputs
     pairs = tuple(torch.view_as_real(v.resolve_conj()) if c else v for v, c in zip(inputs, flags))
-    real_outs = tuple(torch.view_as_real(o.resolve_conj()) if o.is_complex() else o for o in outs)
-    return RealPairs(net, flags), pairs, real_outs
+    return RealPairs(net, flags), pairs
 
 
 def _check_batched(net: UnrolledModule, inputs: tuple):
@@ -212,7 +214,7 @@ def to_onnx(net: UnrolledModule, inputs: tuple, path=None, *, dynamo: bool = Tru
     _check_batched(net, inputs)
     was_training = net.training
     net.eval()
-    module, traced_inputs, _ = _as_pairs(net, inputs)
+    module, traced_inputs = _as_pairs(net, inputs)
     names = list(net.input_names)
     outputs = list(net.output_names)
     try:
