@@ -7,8 +7,9 @@ a spec, the dynamo one ~5 s):
   ...32               in float32: onnxruntime's CPU Conv and Resize kernels have no float64 version
   an error            a regular expression the ExportError message must match
 
-Tolerances: float64 legacy 1e-12 relative; dynamo 1e-8 (the dynamo exporter writes Python-number
-constants of the graph as float32: lam / L rounded to 24 bits, see docs/deployment.md); float32 1e-4.
+Tolerances: float64 legacy 1e-12 relative; dynamo 1e-6 (the dynamo exporter writes Python-number
+constants of the graph as float32: lam / L rounded to 24 bits, 6e-8 relative each, see
+docs/deployment.md; measured up to 2e-8); float32 1e-4.
 A spec without a row (added since) takes any route that works, or must fail with an ExportError that
 names it; give it a row once classified.
 """
@@ -92,7 +93,7 @@ def _compare(name, route, net, inputs, other):
     want = eager_outputs(net, tuple(other))
     assert any(abs(w).max() > 0 for w in want), f"{name}: the eager outputs are all zero (a vacuous comparison)"
     error = relative_error(onnx_outputs(model, net.input_names, other), want)
-    tolerance = 1e-4 if dtype == torch.float32 else 1e-8 if route == "dynamo" else 1e-12
+    tolerance = 1e-4 if dtype == torch.float32 else 1e-6 if route == "dynamo" else 1e-12
     assert error <= tolerance, f"{name} ({route}): onnxruntime differs from eager by {error:.2e}"
 
 
