@@ -22,6 +22,7 @@ def _unary(name: str, fn: str, tex: Callable[[list[str]], str], doc: str, ref, *
         return t.with_(dtype=REAL if real_out else at_least_real(t.dtype))
 
     runtime = fn[len("rt."):] if fn.startswith("rt.") else None
+
     def emit(a, o):
         return Emitted(f"{complex_fn if complex_fn and a[0].type.dtype == COMPLEX else fn}({tensor(a[0])})")
 
