@@ -17,7 +17,7 @@ env: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-	$(BIN)/python -m pip install -q -e ".[dev]" -c constraints.txt
+	$(BIN)/python -m pip install -q -e ".[dev,test]" -c constraints.txt
 	touch $@
 
 demo: $(STAMP)

@@ -61,6 +61,20 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--steps", type=int, default=None, metavar="K", help="training steps (default: the task's)")
     d.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the synthetic data (default 0)")
 
+    x = sub.add_parser("export", help="export a network built from data or a checkpoint to ONNX or torch.export",
+                       description="Build SPEC's network from its data (--data file.npz: constructor arguments "
+                                   "by spec name, and optionally an example batch of each input) or a pickled "
+                                   "network (--checkpoint), and export it (docs/deployment.md).")
+    x.add_argument("spec", metavar="SPEC")
+    x.add_argument("--format", choices=("onnx", "pt2"), default="onnx", help="onnx (default) or pt2 (torch.export)")
+    x.add_argument("-o", "--output", metavar="FILE", help="output file (default: <spec>.onnx or <spec>.pt2)")
+    x.add_argument("--data", metavar="FILE.npz", help="constructor arguments (and example inputs) by spec name")
+    x.add_argument("--checkpoint", metavar="NET.pt", help="a whole network saved with torch.save(net)")
+    x.add_argument("--state-dict", metavar="SD.pt", help="trained weights to load (net.state_dict())")
+    x.add_argument("--dtype", choices=("float32", "float64"), help="convert the network before exporting")
+    x.add_argument("--legacy", action="store_true", help="ONNX: the TorchScript-based exporter, not dynamo")
+    _add_schedule(x)
+
     o = sub.add_parser("ops", help="list the operators of the language", description="List every operator.")
     o.add_argument("--markdown", action="store_true",
                    help="the operator tables of docs/language.md (generated from the registry)")
@@ -144,6 +158,13 @@ def cmd_ops(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from unroll.runtime.export_cli import run  # imports torch: only this command needs it
+
+    return run(args, {"layers": args.layers, "tie": args.tie, "untie": args.untie, "learn": args.learn,
+                      "freeze": args.freeze})
+
+
 def cmd_demo(args) -> int:
     from unroll.runtime.demo import run  # imports torch: only this command needs it
 
@@ -156,7 +177,7 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "compile": cmd_compile, "check": cmd_check, "list": cmd_list, "explain": cmd_explain,
-            "graph": cmd_graph, "ops": cmd_ops}
+            "graph": cmd_graph, "ops": cmd_ops, "export": cmd_export}
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import ir
 from .operators import INTERNAL_OPERATORS, OPERATORS, P_ADD, P_ATOM, P_MUL, Arg, tensor, wrap
 from .operators.core import all_axes, axis_code
+from .operators.linalg import TRANSPOSE
 
 # operators whose first operand may be a Python number as it is (Python arithmetic, or handled by the entry)
 PYTHON_OPERAND_OPS = INTERNAL_OPERATORS | {"where", "eye", "zeros", "ones", "onehot", "complex", "clamp", "max", "min"}
@@ -51,7 +52,7 @@ class ExprPrinter:
             if matrix.op in ("transpose", "adjoint"):
                 mat2 = wrap(self.render(matrix.args[0]), P_ATOM) + (".conj()" if matrix.op == "adjoint" else "")
             else:
-                mat2 = f"{wrap(self.render(matrix), P_ATOM)}.mT"
+                mat2 = f"{wrap(self.render(matrix), P_ATOM)}{TRANSPOSE}"
             extra = "".join(f", {k}={v}" for k, v in sorted(node.attrs.items()) if k in ("alpha", "beta"))
             if other.op == "matmul" and not other.py and other.type == node.type and other.args[0].type.rank == 2 \
                     and not other.args[0].type.batched and other.args[1].type.rank == 1 and other.args[1].type.batched:

@@ -13,7 +13,7 @@ def sqdist(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     as ‖x_i‖² + ‖y_j‖² − 2 x_iᵀy_j (one matrix product), clamped at 0 (rounding can make the expansion
     slightly negative for coincident points)."""
     squares = (X * X).sum(-1).unsqueeze(-1) + (Y * Y).sum(-1).unsqueeze(-2)
-    return torch.clamp_min(squares - 2 * (X @ Y.mT), 0)
+    return torch.clamp_min(squares - 2 * (X @ Y.transpose(-2, -1)), 0)
 
 
 def diff_adj(w: torch.Tensor, dim: int) -> torch.Tensor:

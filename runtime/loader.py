@@ -43,17 +43,24 @@ def load(spec, layers=None, tie=None, untie=None, learn=None, freeze=None, class
     options raise `unroll.compiler.CompileError`, whose message is the
     formatted diagnostic.
     """
-    options = make_options(layers=layers, tie=tie, untie=untie, learn=learn, freeze=freeze, class_name=class_name)
     path = resolve_spec(str(spec))
-    text = path.read_text()
-    key = hashlib.sha256("\0".join([compiler_fingerprint(), text, options.text()]).encode()).hexdigest()[:20]
-    target = cache_dir() / f"{path.stem}_{key}.py"
+    return load_text(path.read_text(), path.stem, str(path), layers=layers, tie=tie, untie=untie, learn=learn,
+                     freeze=freeze, class_name=class_name)
+
+
+def load_text(text: str, stem: str, path: str = "<spec>", **options):
+    """`load` of spec text: the class compiled from TEXT (`stem` names the cached file, `path` appears in
+    diagnostics).  The class remembers the text and the options (`_unroll_recipe`), so that its instances
+    pickle by recipe and rebuild in a fresh process or under another compiler (runtime/persist.py)."""
+    compile_options = make_options(**options)
+    key = hashlib.sha256("\0".join([compiler_fingerprint(), text, compile_options.text()]).encode()).hexdigest()[:20]
+    target = cache_dir() / f"{stem}_{key}.py"
     if not target.exists():
-        source = compile_source(text, str(path), options)
+        source = compile_source(text, path, compile_options)
         tmp = target.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(source)
         tmp.replace(target)  # atomic: concurrent loaders never see a half-written file
-    module_name = f"unroll_generated_{path.stem}_{key}"
+    module_name = f"unroll_generated_{stem}_{key}"
     module = sys.modules.get(module_name)
     if module is None:
         spec_obj = importlib.util.spec_from_file_location(module_name, target)
@@ -62,8 +69,10 @@ def load(spec, layers=None, tie=None, untie=None, learn=None, freeze=None, class
         spec_obj.loader.exec_module(module)
     for value in vars(module).values():
         if isinstance(value, type) and issubclass(value, UnrolledModule) and value is not UnrolledModule:
+            value._unroll_recipe = {"text": text, "stem": stem, "options": {k: v for k, v in options.items()
+                                                                             if v is not None}}
             return value
     raise CompileError([], None)  # unreachable for compiler output
 
 
-__all__ = ["cache_dir", "load"]
+__all__ = ["cache_dir", "load", "load_text"]

@@ -62,6 +62,14 @@ class UnrolledModule(NoiseMixin, nn.Module):
                 return t.real.dtype, t.device
         return torch.get_default_dtype(), torch.device("cpu")
 
+    def __reduce_ex__(self, protocol):
+        """Pickling (`torch.save(net)`, multiprocessing): a class compiled by `unroll.load` travels as its
+        spec text and options, so that a fresh process or another compiler version rebuilds it
+        (runtime/persist.py)."""
+        from .persist import reduce_module
+
+        return reduce_module(self, protocol)
+
     # ------------------------------------------------------------ public API
     def trace(self, *inputs, **named):
         """Run the network and return the states at every layer boundary:
@@ -258,6 +266,8 @@ class UnrolledModule(NoiseMixin, nn.Module):
         else:
             batch_info.append((name, value.shape[0], unbatched))
         self._last_unbatched = unbatched
+        if torch.jit.is_tracing():
+            value = _traced_shape_guard(value)
         return value
 
     def _check_shape(self, name, value, dims: dict, dim_names: tuple, batched: bool, unbatched: bool = False):
@@ -294,17 +304,25 @@ class UnrolledModule(NoiseMixin, nn.Module):
             values = tuple(v.squeeze(0) if b else v for v, b in zip(values, flags))
         return values[0] if len(values) == 1 else values
 
-    def _python_constants(self) -> dict:
+    def _python_constants(self) -> torch.Tensor:
         """Constants computed from the data and kept as Python numbers (the generated class lists them in
         `python_constants`): saved in state_dict as its extra state, so that a state_dict still defines
-        the network."""
-        return {name: getattr(self, name) for name in type(self).python_constants}
+        the network.  A float64 tensor of the values in the sorted order of their names (a tensor, not a
+        dict: torch.jit.trace and the TorchScript-based ONNX exporter take every state_dict entry for a
+        tensor)."""
+        names = sorted(type(self).python_constants)
+        return torch.tensor([float(getattr(self, name)) for name in names], dtype=torch.float64)
 
     def _load_python_constants(self, state) -> None:
-        names = type(self).python_constants
-        if not isinstance(state, dict) or set(state) != set(names):
+        names = sorted(type(self).python_constants)
+        if torch.is_tensor(state) and state.dim() == 1 and len(state) == len(names):
+            state = dict(zip(names, state.tolist()))
+        elif not isinstance(state, dict):  # a dict: the format of checkpoints saved before the tensor
+            raise ValueError(f"{type(self).__name__}: the state_dict's extra state is {type(state).__name__} "
+                             f"{list(getattr(state, 'shape', ()))}, expected {len(names)} constants {names!r}")
+        if set(state) != set(names):
             raise ValueError(f"{type(self).__name__}: the state_dict's extra state holds {sorted(state)!r}, "
-                             f"expected the constants {sorted(names)!r}")
+                             f"expected the constants {names!r}")
         for name in names:
             setattr(self, name, float(state[name]))
 
@@ -321,6 +339,14 @@ class UnrolledModule(NoiseMixin, nn.Module):
             raise ValueError(f"{name}: axis {axis} must have size {text} = {expected}, got {size}")
 
     _last_unbatched = False
+
+
+def _traced_shape_guard(value: torch.Tensor) -> torch.Tensor:
+    """Under torch.jit.trace the checks above run once, at trace time, and the trace records one path (the
+    batched one, or the unbatched one): a reshape to the traced sample shape keeps the batch axis dynamic but
+    makes a call with the other number of axes fail in the traced module instead of returning a wrong shape.
+    torch.export keeps real guards; docs/deployment.md says which path to use."""
+    return value.reshape(value.size(0), *value.shape[1:]) if value.dim() > 1 else value.reshape(value.size(0))
 
 
 def _shape_text(dim_names: tuple, dims: dict, batched: bool) -> str:

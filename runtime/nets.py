@@ -154,7 +154,7 @@ class LinearOperator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.matrix is not None:
-            return self._apply_matrix(x, self.matrix.mT, self.in_shape, self.out_shape)
+            return self._apply_matrix(x, self.matrix.transpose(-2, -1), self.in_shape, self.out_shape)
         return self._forward(x)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:

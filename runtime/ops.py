@@ -16,6 +16,12 @@ import math
 import torch
 
 
+def _exporting_onnx() -> bool:
+    """True while torch.onnx exports (either exporter): kernels then use ONNX-friendly forms.  Eager calls
+    pay two flag reads (torch.onnx.is_in_onnx_export imports modules: only asked while tracing)."""
+    return (torch._C._is_tracing() or torch.compiler.is_exporting()) and torch.onnx.is_in_onnx_export()
+
+
 class _SoftThreshold(torch.autograd.Function):
     """Real soft threshold with its derivative written out: one allocation forward (|v| − θ, relu and the
     sign applied in place), and the backward reads only the output (out ≠ 0 is the support,
@@ -45,6 +51,8 @@ def soft(v: torch.Tensor, theta) -> torch.Tensor:
         mag = v.abs()
         scale = torch.relu(mag - theta) / torch.where(mag > 0, mag, torch.ones_like(mag))
         return v * scale
+    if _exporting_onnx():  # ONNX has no copysign: the same values from sign and relu
+        return torch.relu(v.abs() - theta) * torch.sign(v)
     if torch.is_tensor(theta) and (theta.dim() > v.dim() or any(
             t != 1 and t != m for t, m in zip(reversed(theta.shape), reversed(v.shape)))):
         # a batched threshold on an unbatched value: the result is larger than v
@@ -72,7 +80,11 @@ def _topk_mask(v: torch.Tensor, k: int, batched: bool) -> torch.Tensor:
     size = flat.shape[1]
     k = max(0, min(int(k), size))
     mask = torch.zeros(flat.shape, dtype=torch.bool, device=v.device)
-    if k > 0:
+    if k > 0 and _exporting_onnx():
+        # ONNX's TopK also puts the lower index first among equal values (the exporters have no stable sort)
+        order = torch.topk(flat.detach().abs(), k, dim=1).indices
+        mask = mask.scatter(1, order, torch.ones(order.shape, dtype=torch.bool, device=v.device))
+    elif k > 0:
         # stable sort on -|v| gives the lowest index first among equal magnitudes
         order = torch.sort(-flat.detach().abs(), dim=1, stable=True).indices[:, :k]
         mask.scatter_(1, order, True)
@@ -394,8 +406,37 @@ def istft(X: torch.Tensor, length: int, hop: int) -> torch.Tensor:
     n_fft = 2 * (F - 1)
     window = torch.hann_window(n_fft, dtype=real_dtype(X.dtype), device=X.device)
     flat = X.reshape((-1, F, N))
-    x = torch.istft(flat, n_fft, hop_length=hop, window=window, center=True, length=length)
+    if _exporting_onnx():  # torch.istft exports an int32 ScatterND, which ONNX rejects
+        x = _istft_overlap_add(flat, n_fft, hop, window, length)
+    else:
+        x = torch.istft(flat, n_fft, hop_length=hop, window=window, center=True, length=length)
     return x.reshape(X.shape[:-2] + (length,))
+
+
+def _istft_overlap_add(X: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, length: int) -> torch.Tensor:
+    """torch.istft (centred, one-sided, unnormalised) written as irfft, window, overlap-add and division by
+    the overlap-added squared window: the same values, in operators ONNX (and onnxruntime, float64) has."""
+    N = X.shape[-1]
+    frames = torch.fft.irfft(X, n=n_fft, dim=-2) * window[:, None]  # [B, n_fft, N]
+    padded = n_fft + hop * (N - 1)
+
+    def overlap_add(columns):  # [B, n_fft, N] -> [B, padded]; no fold: onnxruntime's Col2Im is float32 only
+        batch = columns.shape[0]
+        if n_fft % hop:  # frame by frame
+            return sum(torch.nn.functional.pad(columns[:, :, j], (j * hop, padded - n_fft - j * hop))
+                       for j in range(N))
+        r = n_fft // hop  # each frame is r blocks of `hop` samples; block k of frame j lands on block j + k
+        blocks = columns.reshape(batch, r, hop, N).transpose(-2, -1)  # [B, r, N, hop]
+        total = sum(torch.nn.functional.pad(blocks[:, k], (0, 0, k, r - 1 - k)) for k in range(r))
+        return total.reshape(batch, padded)
+
+    signal = overlap_add(frames)
+    envelope = overlap_add((window.square()[:, None]).expand(n_fft, N).unsqueeze(0))
+    start = n_fft // 2
+    out = signal[:, start:start + length] / envelope[:, start:start + length]
+    if out.shape[-1] < length:
+        out = torch.nn.functional.pad(out, (0, length - out.shape[-1]))
+    return out
 
 
 # ---------------------------------------------------------------- dense (history-cognizant) unrolling

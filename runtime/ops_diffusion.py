@@ -80,7 +80,7 @@ def moment_filter(m: torch.Tensor) -> torch.Tensor:
     s1, s2 = m.shape[-2:]
     t1_inv = torch.linalg.inv(_taylor_matrix(s1, m))
     t2_inv = torch.linalg.inv(_taylor_matrix(s2, m))
-    return t1_inv @ m @ t2_inv.mT
+    return t1_inv @ m @ t2_inv.transpose(-2, -1)
 
 
 # ---------------------------------------------------------------- influence functions

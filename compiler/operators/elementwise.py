@@ -9,8 +9,10 @@ from .core import Emitted, Operator, at_least_real, elementwise, numeric, numpy,
 
 
 def _unary(name: str, fn: str, tex: Callable[[list[str]], str], doc: str, ref, *, dtype: str, example: str,
-           result: str, real_only=False, real_out=False, differentiable=True, gradient="", category="elementwise"):
-    """An elementwise function of one argument; `fn` is a torch function or `rt.<kernel>`."""
+           result: str, real_only=False, real_out=False, differentiable=True, gradient="", category="elementwise",
+           complex_fn: str | None = None):
+    """An elementwise function of one argument; `fn` is a torch function or `rt.<kernel>` (`complex_fn`, if
+    given, for a complex argument)."""
 
     def infer(types, args):
         (t,) = types
@@ -20,16 +22,21 @@ def _unary(name: str, fn: str, tex: Callable[[list[str]], str], doc: str, ref, *
         return t.with_(dtype=REAL if real_out else at_least_real(t.dtype))
 
     runtime = fn[len("rt."):] if fn.startswith("rt.") else None
-    register(Operator(name, 1, 1, infer, lambda a, o: Emitted(f"{fn}({tensor(a[0])})"), tex, doc, reference=ref,
+
+    def emit(a, o):
+        return Emitted(f"{complex_fn if complex_fn and a[0].type.dtype == COMPLEX else fn}({tensor(a[0])})")
+
+    register(Operator(name, 1, 1, infer, emit, tex, doc, reference=ref,
                       differentiable=differentiable, category=category, runtime=runtime, usage=f"{name}(v)",
                       shape="same shape", dtype=dtype, gradient=gradient, example=example, result=result))
 
 
 _unary("relu", "torch.relu", lambda a: f"\\left[{a[0]}\\right]_+", "max(v, 0)", lambda v: numpy().maximum(v, 0),
        real_only=True, dtype="real only", example="relu(x - lam)", result="real[m]")
-_unary("sign", "torch.sgn", lambda a: f"\\operatorname{{sign}}\\left({a[0]}\\right)",
-       "sign (v/|v| for complex, 0 at 0)", lambda v: numpy().sign(v), differentiable=False, dtype="of v",
-       gradient="none (not differentiable)", example="sign(x)", result="real[m]")
+# torch.sign for real values (ONNX's Sign; the exporters have no aten::sgn), torch.sgn for complex ones
+_unary("sign", "torch.sign", lambda a: f"\\operatorname{{sign}}\\left({a[0]}\\right)",
+       "sign (v/|v| for complex, 0 at 0)", lambda v: numpy().sign(v), complex_fn="torch.sgn", differentiable=False,
+       dtype="of v", gradient="none (not differentiable)", example="sign(x)", result="real[m]")
 _unary("abs", "torch.abs", lambda a: f"\\left|{a[0]}\\right|", "magnitude", lambda v: numpy().abs(v), real_out=True,
        dtype="real result", example="abs(z)", result="real[m]")
 _unary("abs2", "rt.abs2", lambda a: f"\\left|{a[0]}\\right|^2", "squared magnitude |v|² (real for complex v)",

@@ -8,6 +8,10 @@ from __future__ import annotations
 from ..types import REAL, ShapeError, Type, broadcast, promote, shape_str
 from .core import P_ATOM, P_MUL, Arg, Emitted, Operator, as_complex, lift, numeric, numpy, register, wrap
 
+# the transpose of the last two axes in generated code: `.transpose(-2, -1)`, not `.mT`, which the
+# TorchScript-based ONNX exporter rejects (aten::mT); the same view, so the same speed
+TRANSPOSE = ".transpose(-2, -1)"
+
 
 def _matmul_infer(types, args):
     a, b = types
@@ -37,11 +41,12 @@ def _matmul_infer(types, args):
 
 def _matrix_times_batch(a: Arg, b: Arg, out: Type) -> Emitted:
     """An unbatched matrix times a batch of vectors: one GEMM, x @ A^T (x @ A for A.T, x @ conj(A) for A.H)."""
-    if a.prec >= P_ATOM and a.code.endswith((".mT", ".mH")):
-        base = wrap(as_complex(Arg(a.code[:-3], a.type, P_ATOM), out), P_ATOM)
-        matrix = base + (".conj()" if a.code.endswith(".mH") else "")
+    if a.prec >= P_ATOM and a.code.endswith((TRANSPOSE, ".mH")):
+        suffix = ".mH" if a.code.endswith(".mH") else TRANSPOSE
+        base = wrap(as_complex(Arg(a.code[:-len(suffix)], a.type, P_ATOM), out), P_ATOM)
+        matrix = base + (".conj()" if suffix == ".mH" else "")
     else:
-        matrix = f"{wrap(as_complex(a, out), P_ATOM)}.mT"
+        matrix = f"{wrap(as_complex(a, out), P_ATOM)}{TRANSPOSE}"
     return Emitted(f"{wrap(as_complex(b, out), P_MUL)} @ {matrix}", P_MUL)
 
 
@@ -86,7 +91,7 @@ def _transpose_infer(types, args):
     return t.with_(shape=t.shape[:-2] + (t.shape[-1], t.shape[-2]))
 
 
-register(Operator("transpose", 1, 1, _transpose_infer, lambda a, o: Emitted(f"{wrap(a[0], P_ATOM)}.mT"),
+register(Operator("transpose", 1, 1, _transpose_infer, lambda a, o: Emitted(f"{wrap(a[0], P_ATOM)}{TRANSPOSE}"),
                   lambda a: f"{a[0]}^{{T}}", "transpose of the last two axes (`A.T`, or `transpose(A)`)",
                   reference=lambda a: numpy().swapaxes(a, -1, -2), category="linear algebra",
                   usage=("a.T", "transpose(a)"), shape="swaps the last two axes; needs rank ≥ 2", dtype="same",
@@ -130,7 +135,7 @@ def _solve_emit(args, out):
     a, b = (as_complex(x, out) for x in args)
     if b.type.rank == 1 and b.type.batched and not a.type.batched:
         # a batch of right-hand sides: solve once for all (the columns of B^T)
-        return Emitted(f"torch.linalg.solve({a.code}, {wrap(b, P_ATOM)}.mT).mT")
+        return Emitted(f"torch.linalg.solve({a.code}, {wrap(b, P_ATOM)}{TRANSPOSE}){TRANSPOSE}")
     if b.type.rank == 1:
         return Emitted(f"torch.linalg.solve({a.code}, {wrap(b, P_ATOM)}.unsqueeze(-1)).squeeze(-1)")
     return Emitted(f"torch.linalg.solve({a.code}, {b.code})")

@@ -136,7 +136,9 @@ def _minmax(name: str, fn: str, red: str, *, shape: str, example: str, result: s
             if a.type.rank == 0:
                 return Emitted(a.code, a.prec)
             axes = all_axes(a.type)
-            return Emitted(f"{wrap(a, P_ATOM)}.{red}()" if axes is None else f"{wrap(a, P_ATOM)}.{red}(dim={axes})")
+            # over every axis: `.max()` (the same value and gradient as `.amax()`; the ONNX exporter's amax needs
+            # explicit axes)
+            return Emitted(f"{wrap(a, P_ATOM)}.{name}()" if axes is None else f"{wrap(a, P_ATOM)}.{red}(dim={axes})")
         a, b = args
         if a.py and b.py:
             return Emitted(f"{name}({a.code}, {b.code})")
