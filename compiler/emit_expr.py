@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from . import ir
 from .operators import INTERNAL_OPERATORS, OPERATORS, P_ADD, P_ATOM, P_MUL, Arg, tensor, wrap
+from .operators.core import all_axes, axis_code
 
 # operators whose first operand may be a Python number as it is (Python arithmetic, or handled by the entry)
 PYTHON_OPERAND_OPS = INTERNAL_OPERATORS | {"where", "eye", "zeros", "ones", "onehot", "complex", "clamp", "max", "min"}
@@ -65,6 +66,15 @@ class ExprPrinter:
         if op == "choose":  # two forms of one value; the constructor picked one by the actual sizes
             gram, split = (self.render(a) for a in node.args)
             return Arg(f"({gram.code} if {node.attrs['flag']} else {split.code})", node.type)
+        if op == "sumsq":  # norm(v)^2 of a real v (plan_algebra.squared_norms)
+            v = self.render(node.args[0])
+            square = f"torch.square({tensor(v)})"
+            if len(node.args) > 1:
+                return Arg(f"{square}.sum(dim={axis_code(v.type, node.args[1].static)})", node.type)
+            if v.type.rank == 0:
+                return Arg(square, node.type)
+            axes = all_axes(v.type)
+            return Arg(f"{square}.sum()" if axes is None else f"{square}.sum(dim={axes})", node.type)
         if op == "eye_minus":
             (k,) = (self.render(a) for a in node.args)
             return Arg(f"rt.identity_minus({k.code})", node.type)

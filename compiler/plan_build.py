@@ -25,6 +25,7 @@ from .plan_algebra import (
     fold_scalars,
     fuse_addmm,
     fuse_lerp,
+    squared_norms,
     python_scalar_lets,
 )
 from .plan_passes import (
@@ -301,7 +302,7 @@ def build(program: ir.Program, class_name: str) -> Plan:
 
     program = factor_solves(program)
     program = associate_invariant_products(distribute_products(fold_scalars(program)))
-    program = python_scalar_lets(fuse_lerp(gram_choice(program)))
+    program = python_scalar_lets(fuse_lerp(gram_choice(squared_norms(program))))
     b = Builder(program, class_name)
     p, plan = program, b.plan
     plan.prev_names = {name: b.names.fresh(f"{name}_prev") for name in p.prev_used}

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SIDE, LABELS = 8, 3
 POS = np.array([[i, j] for i in range(SIDE) for j in range(SIDE)], dtype=float)
-HYPERS = dict(theta_a=8.0, theta_b=0.2, theta_g=3.0)
+HYPERS = {"theta_a": 8.0, "theta_b": 0.2, "theta_g": 3.0}
 
 
 def t64(a):

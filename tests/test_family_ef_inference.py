@@ -98,8 +98,8 @@ def mixture_data(batch, N, seed, spread=4.0):
     return X
 
 
-INIT = dict(w0=np.array([0.3, 0.3, 0.4]), mu0=np.array([[-1.0, 0.5], [1.0, 0.0], [0.0, 1.0]]),
-            s20=np.array([2.0, 1.0, 3.0]))
+INIT = {"w0": np.array([0.3, 0.3, 0.4]), "mu0": np.array([[-1.0, 0.5], [1.0, 0.0], [0.0, 1.0]]),
+        "s20": np.array([2.0, 1.0, 3.0])}
 
 
 def test_em_every_layer_equals_the_numpy_loop():
@@ -118,7 +118,7 @@ def test_em_equals_sklearn_gaussian_mixture():
 
     X = mixture_data(2, 60, seed=1)
     for layers in (1, 4, 12):
-        w, mu, s2, gamma, ll = unroll.load("em_gmm", layers=layers)(**INIT)(t64(X))
+        w, mu, s2, _, _ = unroll.load("em_gmm", layers=layers)(**INIT)(t64(X))
         for s in range(2):
             gm = mixture.GaussianMixture(3, covariance_type="spherical", reg_covar=0, tol=0, max_iter=layers,
                                          weights_init=INIT["w0"], means_init=INIT["mu0"],
@@ -144,8 +144,8 @@ def test_em_log_likelihood_never_decreases_and_responsibilities_sum_to_one():
 def test_em_logits_far_apart_stay_finite_and_exact():
     rng = np.random.default_rng(3)
     X = np.concatenate([rng.standard_normal((1, 30, 2)), 1e3 + rng.standard_normal((1, 10, 2))], axis=1)
-    init = dict(w0=np.array([0.5, 0.25, 0.25]), mu0=np.array([[0.0, 0.0], [0.5, 0.5], [1e3, 1e3]]),
-                s20=np.array([1.0, 1.0, 1.0]))  # a point at 1e3 is ~1e6 nats away from the first two components
+    init = {"w0": np.array([0.5, 0.25, 0.25]), "mu0": np.array([[0.0, 0.0], [0.5, 0.5], [1e3, 1e3]]),
+            "s20": np.array([1.0, 1.0, 1.0])}  # a point at 1e3 is ~1e6 nats away from the first two components
     w, mu, s2, gamma, ll = (v.numpy() for v in unroll.load("em_gmm", layers=6)(**init)(t64(X)))
     assert all(np.all(np.isfinite(v)) for v in (w, mu, s2, gamma, ll))
     want = numpy_em(X[0], init["w0"], init["mu0"], init["s20"], 6)[-1]

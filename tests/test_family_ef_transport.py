@@ -10,6 +10,8 @@ sinkhorn_log  every layer == the scaling iteration (f = eps log u, g = eps log v
               monotonically; a zero weight gives a zero row of P, not NaN.
 """
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import torch
@@ -84,7 +86,7 @@ def test_sinkhorn_rows_sum_to_a_and_the_column_error_decreases():
         P = u[:, :, None] * K * v[:, None, :]
         assert np.max(np.abs(P.sum(2) - a)) < 1e-15
         errors.append(np.abs(P.sum(1) - b).sum())
-    assert all(e1 <= e0 * (1 + 1e-12) for e0, e1 in zip(errors, errors[1:])) and errors[-1] < 1e-3 * errors[0]
+    assert all(e1 <= e0 * (1 + 1e-12) for e0, e1 in pairwise(errors)) and errors[-1] < 1e-3 * errors[0]
 
 
 # ======================================================================== sinkhorn_log
@@ -141,7 +143,7 @@ def test_sinkhorn_log_dual_objective_increases_monotonically():
     trace = unroll.load("sinkhorn_log", layers=40)(eps=eps).double().trace(t64(C), t64(a), t64(b))
     for s in range(2):
         values = [dual(t["f"][s].numpy(), t["g"][s].numpy(), C[s], a[s], b[s], eps) for t in trace]
-        assert all(d1 >= d0 - 1e-12 * abs(d0) for d0, d1 in zip(values, values[1:])), values
+        assert all(d1 >= d0 - 1e-12 * abs(d0) for d0, d1 in pairwise(values)), values
 
 
 def test_sinkhorn_log_zero_weight_gives_a_zero_row_not_nan():

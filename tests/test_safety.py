@@ -306,6 +306,7 @@ def test_hostile_names_are_rejected_or_harmless(name, role):
         ("torch.zeros(m)", 12, 9, "only named operators can be called"),
         ("rt.soft(y, 0.1)", 12, 9, "only named operators can be called"),
         ("self.A", 12, 9, "unknown name `self`"),
+        ("y[0:2:1]", 12, 14, "syntax error: unexpected `:`"),  # (a slice `y[0:2]` is valid; a step is not)
         ("{y}", 12, 9, "unexpected character `{`"),
         ("`y`", 12, 9, "unexpected character `"),
         ("y.real", 12, 11, "unknown attribute `.real`"),

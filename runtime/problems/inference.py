@@ -68,7 +68,7 @@ def dpn_meanfield(gen, dtype):
     return Problem(f"semantic labelling: {SIDE}x{SIDE} scenes with {LABELS} labels, noisy label probabilities "
                    "from a segmentation network", {"d": d.to(dtype), "ctx0": ctx0.to(dtype), "lam0": 3.0},
                    {"p": p_tr}, t_tr, {"p": p_te}, t_te, output="Qpix", metric="label_error", layers=2, lr=1e-2,
-                   batch=32, note="generalised mean-field steps with Potts label contexts")
+                   batch=32, steps=100, note="generalised mean-field steps with Potts label contexts")
 
 
 # ---------------------------------------------------------------- E5 em_gmm
