@@ -96,16 +96,18 @@ final:
     let rows = argmax(A, axis=1)
     let cols = argmin(A, axis=0)
     let top = topk_indices(abs(y), 2)
+    let tops = topk_indices(A, 2, axis=1)
     let mods = rows % k - (rows - 7) // k
     let g = take(y, rows) + as_real(rows // 2)
-output rows, cols, top, mods, g
+output rows, cols, top, mods, g, tops
 """
 
 
 def test_selection_and_integer_arithmetic_in_generated_code():
     A = RNG.standard_normal((4, 6))
     y = RNG.standard_normal((2, 6))
-    rows, cols, top, mods, g = build(OPS_SPEC)(A)(torch.tensor(y))
+    rows, cols, top, mods, g, tops = build(OPS_SPEC)(A)(torch.tensor(y))
+    assert tops.shape == (4, 2) and tops.tolist() == OPERATORS["topk_indices"].reference(A, 2, 1).tolist()
     assert rows.dtype == torch.long and rows.shape == (4,) and rows.tolist() == np.argmax(A, 1).tolist()
     assert cols.tolist() == np.argmin(A, 0).tolist()
     for b in range(2):

@@ -44,7 +44,7 @@ def viterbi(gen, dtype):
                    "symbol error rate of the detected sequence", {"mu": mu.to(dtype), "pred": pred, "newest": newest,
                                                                  "sigma2": SIGMA2},
                    {"ys": y_tr.to(dtype)}, sent_tr.to(dtype), {"ys": y_te.to(dtype)}, sent_te.to(dtype),
-                   output="s_hat", metric="ser", layers=32,
+                   output="s_hat", metric="index_error", layers=32,
                    note="the Viterbi algorithm (exact Gaussian likelihood, known channel); one layer per symbol")
 
 
@@ -52,20 +52,24 @@ def viterbi(gen, dtype):
 def viterbinet(gen, dtype):
     _, pred, newest = _trellis()
     _, states_tr, y_tr = _blocks(gen, 128, 32)
-    _, states_te, y_te = _blocks(gen, 64, 32)
+    sent_te, states_te, y_te = _blocks(gen, 64, 32)
     # p(y): a mixture of S Gaussians fitted to the training outputs (moment estimates per true state, as
     # EM's fixed point would give them with the states known)
     flat_y, flat_s = y_tr.reshape(-1), states_tr.reshape(-1)
     w = torch.stack([(flat_s == s).double().mean() for s in range(S)])
     m = torch.stack([flat_y[flat_s == s].mean() for s in range(S)])
     v = torch.stack([flat_y[flat_s == s].var() for s in range(S)])
-    onehot_tr = torch.nn.functional.one_hot(states_tr, S).to(dtype)
-    onehot_te = torch.nn.functional.one_hot(states_te, S).to(dtype)
-    return Problem("BPSK over an ISI channel, ViterbiNet: the MLP's state posteriors P (compared with the one-hot "
-                   "true states) drive the Viterbi recursion", {"pred": pred, "newest": newest, "mix_w": w.to(dtype),
-                                                                "mix_m": m.to(dtype), "mix_v": v.to(dtype)},
-                   {"ys": y_tr[..., None].to(dtype)}, onehot_tr, {"ys": y_te[..., None].to(dtype)}, onehot_te,
-                   output="P", layers=32, lr=1e-2, steps=200,
+    pilots_y, pilots_state = y_tr[..., None].to(dtype), states_tr
+
+    def classifier_loss(net, idx):  # as in [100]: the MLP is a state classifier trained on pilots
+        logits = net.f(pilots_y[idx].reshape(-1, 1))
+        return torch.nn.functional.cross_entropy(logits, pilots_state[idx].reshape(-1))
+
+    return Problem("BPSK over an ISI channel h = [1, 0.6, 0.3], sigma^2 = 0.25, ViterbiNet: an MLP state classifier "
+                   "and a mixture density give the likelihoods of the Viterbi recursion; symbol error rate",
+                   {"pred": pred, "newest": newest, "mix_w": w.to(dtype), "mix_m": m.to(dtype), "mix_v": v.to(dtype)},
+                   {"ys": pilots_y}, states_tr.to(dtype), {"ys": y_te[..., None].to(dtype)}, sent_te.to(dtype),
+                   output="s_hat", metric="index_error", layers=32, lr=1e-2, steps=150, loss=classifier_loss,
                    note="an untrained (random) state classifier inside the Viterbi algorithm")
 
 
