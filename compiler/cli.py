@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("spec", metavar="SPEC")
     c.add_argument("-o", "--output", metavar="OUT.py", help="output file (default: <spec>_net.py; `-` for stdout)")
     c.add_argument("--class-name", metavar="NAME", help="name of the generated class")
+    c.add_argument("--backward", metavar="MODE", help="how the layers are differentiated: unroll (default), "
+                   "checkpoint[:K] (recompute segments of K layers), implicit[:TOL] (fixed point, shared parameters)")
     _add_schedule(c)
 
     k = sub.add_parser("check", help="report diagnostics only (exit 0 if the spec is valid)",
@@ -66,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _options(args):
     return make_options(layers=args.layers, tie=args.tie, untie=args.untie, learn=args.learn, freeze=args.freeze,
-                        class_name=getattr(args, "class_name", None))
+                        class_name=getattr(args, "class_name", None), backward=getattr(args, "backward", None))
 
 
 def main(argv=None) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .check import check
 from .diagnostics import CompileError, Diagnostic, Source, Span, did_you_mean
+from .emit_backward import BackwardMode, parse_mode
 from .emitter import emit
 from .parser import parse
 from .schedule import Schedule, apply_schedule
@@ -57,6 +58,7 @@ class CompileOptions:
     learn: list[str] = field(default_factory=list)
     freeze: list[str] = field(default_factory=list)
     class_name: str | None = None
+    backward: str | None = None  # compiler/emit_backward.py: unroll | checkpoint[:k] | implicit[:tol]
 
     def text(self) -> str:
         """Canonical command-line form (part of the output header and of the cache key)."""
@@ -69,7 +71,17 @@ class CompileOptions:
                 parts.append(f"--{opt} {','.join(values)}")
         if self.class_name:
             parts.append(f"--class-name {self.class_name}")
+        if self.backward is not None:
+            parts.append(f"--backward {self.backward}")
         return " ".join(parts)
+
+    def backward_mode(self) -> BackwardMode | None:
+        """The `--backward` option parsed (None: the spec's default); a mistake is located in the option text."""
+        if self.backward is None:
+            return None
+        text = self.text()
+        start = text.find("--backward ") + len("--backward ") + 1
+        return parse_mode(self.backward, Source(text, "<options>"), Span(1, start, 1, start + len(self.backward)))
 
     def schedule(self) -> Schedule:
         """The options as a schedule (compiler/schedule.py), with spans into their command-line text for
@@ -109,8 +121,10 @@ def _split(values) -> list[str]:
     return out
 
 
-def make_options(layers=None, tie=None, untie=None, learn=None, freeze=None, class_name=None) -> CompileOptions:
-    opts = CompileOptions(layers, _split(tie), _split(untie), _split(learn), _split(freeze), class_name)
+def make_options(layers=None, tie=None, untie=None, learn=None, freeze=None, class_name=None,
+                 backward=None) -> CompileOptions:
+    opts = CompileOptions(layers, _split(tie), _split(untie), _split(learn), _split(freeze), class_name,
+                          None if backward is None else str(backward))
     if layers is not None and (isinstance(layers, bool) or not isinstance(layers, int)):
         raise CompileError([Diagnostic(f"--layers takes a positive integer, got {layers!r}")], Source("", "<options>"))
     if class_name is not None and (not CLASS_NAME.match(class_name) or keyword.iskeyword(class_name)):
@@ -120,6 +134,7 @@ def make_options(layers=None, tie=None, untie=None, learn=None, freeze=None, cla
                                        Span(1, start, 1, start + len(class_name)),
                                        "use a Python identifier that starts with a capital letter, e.g. `MyLista`")],
                            src)
+    opts.backward_mode()  # validates the mode
     return opts
 
 
@@ -129,7 +144,7 @@ def compile_source(text: str, path: str = "<spec>", options: CompileOptions | No
     source = Source(text, path)
     try:
         program = _checked_program(source, options)
-        return emit(program, options.text(), VERSION, options.class_name)
+        return emit(program, options.text(), VERSION, options.class_name, options.backward_mode())
     except RecursionError:
         raise CompileError([Diagnostic("an expression is too long or too deeply nested to compile",
                                        hint="split it into steps with `let` temporaries")], source) from None

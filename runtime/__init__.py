@@ -9,6 +9,7 @@ and calls `rt.soft(...)`, `rt.Positive(...)`, ...
 """
 
 from . import ops
+from .backward import LayerSlice, checkpoint_layers, implicit_layers
 from .module import UnrolledModule
 from .nets import CNN, MLP, LinearOperator, apply_net, cat, default_dtype_device, make_net
 from .ops import *  # the kernels, listed in ops.__all__
@@ -16,6 +17,9 @@ from .params import NonNegative, Positive, Range, UnitColumns, check_constraint
 
 __all__ = ops.__all__ + [
     "CNN",
+    "LayerSlice",
+    "checkpoint_layers",
+    "implicit_layers",
     "MLP",
     "LinearOperator",
     "apply_net",
