@@ -99,21 +99,23 @@ def check_mode(program: ir.Program, mode: BackwardMode, static_states=()) -> Non
                        node.span, "compile this spec with `--backward unroll`")
             break
     if mode.kind == "implicit":
-        hint = ("`implicit` differentiates the fixed point of one layer map shared by all layers; compile with "
-                "`--backward checkpoint` instead")
+        why = "`implicit` differentiates the fixed point of one layer map shared by all layers"
+        hint = f"compile with `--backward checkpoint` instead; {why}"
         for node in _step_nodes(program.step):
             name = node.attrs.get("name")
             if node.op == "var" and node.attrs.get("kind") == "param" and node.attrs.get("per_layer"):
                 sink.error(f"`{option}` needs parameters shared by all layers; `{name}` is per-layer", node.span,
-                           f"tie it (`--tie {name}`) or {hint}")
+                           f"tie it with `--tie {name}`, or compile with `--backward checkpoint`; {why}")
             elif node.op == "net_call" and node.attrs.get("per_layer"):
                 sink.error(f"`{option}` needs sub-networks shared by all layers; `{name}` is per-layer", node.span,
-                           f"tie it (`--tie {name}`) or {hint}")
+                           f"tie it with `--tie {name}`, or compile with `--backward checkpoint`; {why}")
             elif node.op == "var" and node.attrs.get("kind") == "layer":
                 sink.error(f"`{option}` needs layers that are all alike; this update reads the layer index",
                            node.span, hint)
+        reported = set()
         for st in _step_statements(program.step):
-            if st.kind == "state" and st.target in static_states and st.version == 1:
+            if st.kind == "state" and st.target in static_states and st.target not in reported:
+                reported.add(st.target)
                 sink.error(f"`{option}`: the update of `{st.target}` depends only on the layer index (a "
                            "schedule), so the layers have no common fixed point", st.span, hint)
     sink.raise_if_any()
