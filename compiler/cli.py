@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("spec", metavar="SPEC")
     _add_schedule(g)
 
+    w = sub.add_parser("draw", help="draw the unrolled network (SVG or PNG)",
+                       description="Draw SPEC as the review's figures do: layers as repeated blocks, parameters "
+                                   "per layer or shared, fixed data and operators, sub-networks, the final stage.")
+    w.add_argument("spec", metavar="SPEC")
+    w.add_argument("-o", "--output", metavar="FILE.svg|png", help="output file (default: <spec>.svg)")
+    _add_schedule(w)
+
     d = sub.add_parser("demo", help="compile a shipped spec, run and train it on synthetic data",
                        description="Compile SPEC, run it on synthetic sparse-coding data, train it briefly if it "
                                    "has trainable parameters, and print per-layer NMSE (untrained = classical).")
@@ -136,6 +143,21 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def cmd_draw(args) -> int:
+    from .draw import draw
+    from .planner import plan
+
+    path = resolve_spec(args.spec)
+    out = args.output or f"{path.stem}.svg"
+    if not out.endswith((".svg", ".png")):
+        print(f"unrollc: error: draw writes .svg or .png files, not `{out}`", file=sys.stderr)
+        return 1
+    program = check_source(path.read_text(), str(path), _options(args))
+    draw(plan(program), out)
+    print(f"unrollc: wrote {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_ops(args) -> int:
     from .opdocs import markdown_table, text_list
 
@@ -151,7 +173,7 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "compile": cmd_compile, "check": cmd_check, "list": cmd_list, "explain": cmd_explain,
-            "graph": cmd_graph, "ops": cmd_ops}
+            "graph": cmd_graph, "ops": cmd_ops, "draw": cmd_draw}
 
 
 if __name__ == "__main__":
