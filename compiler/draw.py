@@ -11,9 +11,9 @@
   states enter on the left; the states flow between blocks (`x¹`, `x²`, ...); the final stage and
   the outputs close the picture on the right.
 
-`scene(plan)` builds the picture as a list of `Shape`s (tested structurally); `render(shapes, path)`
-draws it with matplotlib (SVG or PNG by the file's suffix).  matplotlib is imported only here, and
-only when rendering; the compiler never imports torch.
+`scene(plan)` builds the picture as a list of `Shape`s (tested structurally); `to_svg` writes them as
+SVG directly, `render_png` draws them with matplotlib (imported only then).  The compiler never
+imports torch.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def sup(name: str, layer) -> str:
 
 
 def _short(text: str, limit: int = MAX_TEXT) -> str:
-    text = " ".join(text.split())
+    text = " ".join(text.split("#", 1)[0].split())  # a spec line without its comment
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
@@ -108,6 +108,8 @@ class _Builder:
         self.max_blocks = max_blocks
         self.params = {x.name: x for x in self.p.params}
         self.nets = {x.name: x for x in self.p.nets}
+        # top-level `let`s computed per forward call (they read inputs or parameters): drawn like inputs
+        self.per_call = {st.target for st in plan.prologue}
 
     def box(self, role, x, y, w, h, text="", layer=None, **style):
         self.shapes.append(Shape("box", role, x, y, w, h, text, layer, style=style))
@@ -136,7 +138,8 @@ class _Builder:
 
     def fixed_items(self, reads) -> list[str]:
         fixed = [n for n in reads["param"] if not self.params[n].per_layer and not self.params[n].learned]
-        return sorted(set(fixed) | reads["data"] | reads["hyper"] | reads["let"], key=self._order)
+        constants = {x.name for x in self.p.lets} - self.per_call
+        return sorted(set(fixed) | reads["data"] | reads["hyper"] | (reads["let"] & constants), key=self._order)
 
     def _order(self, name: str) -> int:
         for items in (self.p.data, self.p.hypers, self.p.lets, self.p.params, self.p.nets):
@@ -185,12 +188,22 @@ class _Builder:
         final_w = max([len(t) for t, _ in final_rows] + [12]) * CHAR + 0.3 if final_rows else 0.0
         final_h = 0.42 + ROW * len(final_rows) + 0.1 if final_rows else 0.0
 
-        inputs_step = [i.name for i in p.inputs if i.name in reads["input"]]
-        inputs_final = [i.name for i in p.inputs if i.name in final_reads["input"] and i.name not in inputs_step]
+        for r in (reads, final_reads):
+            r["input"] |= r["let"] & self.per_call
+        prologue_reads = _reads([ir.Assign(x.name, "local", x.value, x.span, 0) for x in p.lets
+                                 if x.name in self.per_call])
+        shared += [x for x in self.shared_items(prologue_reads) if x not in shared]
+        bus_names = [i.name for i in p.inputs] + [x.name for x in p.lets if x.name in self.per_call]
+        inputs_step = [n for n in bus_names if n in reads["input"]]
+        inputs_final = [n for n in bus_names if n in final_reads["input"] and n not in inputs_step]
         buses = inputs_step + inputs_final
+        bus_labels = {n: f"{n} (input)" for n in buses}
+        for x in p.lets:
+            if x.name in bus_labels:
+                bus_labels[x.name] = _short(self.p.line(x.line).removeprefix("let").strip(), 34)
         left = 0.25
         init_lines = [f"{sup(s.name, 0)} = {_short(self._init_text(s), 22)}" for s in p.states]
-        left_w = max([len(x) for x in init_lines + [f"{b} (input)" for b in buses] + ["initial states"]]) * CHAR + 0.3
+        left_w = max([len(x) for x in init_lines + list(bus_labels.values()) + ["initial states"]]) * CHAR + 0.3
         x = left + left_w + GAP
         fixed_band_h = 0.62 if (fixed_step or fixed_final) else 0.0
         legend_h = 0.45
@@ -208,7 +221,7 @@ class _Builder:
             self.text("state_text", left + 0.12, iy + init_h - 0.5 - ROW * k, line, mono=True)
         # the input buses
         for k, name in enumerate(buses):
-            self.box("input", left, bus_y[k] - 0.12, left_w, 0.24, f"{name} (input)")
+            self.box("input", left, bus_y[k] - 0.12, left_w, 0.24, bus_labels[name])
 
         blocks = []
         previous = (left + left_w, y0 + height / 2)
@@ -343,11 +356,91 @@ def scene(plan: Plan, max_blocks: int = MAX_BLOCKS) -> tuple[list[Shape], tuple[
     return shapes, builder.size
 
 
-def render(shapes: list[Shape], size: tuple[float, float], path: str, dpi: int = 110) -> None:
-    """Draw `shapes` into `path` (.svg or .png) with matplotlib (deterministic SVG: fixed ids, no date)."""
-    import matplotlib
-    from matplotlib.figure import Figure
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+ARROW_COLOURS = {"state_flow": "#3c7a3c", "output_flow": "#3c7a3c", "input_bus": "#3c7a3c", "input_tap": "#3c7a3c",
+                 "shared_tap": "#c06a00", "fixed_tap": "#888888"}
+BIG = ("block", "final", "band_shared", "band_fixed", "state")
+DASHED = ("param_shared", "net_shared", "band_shared")
+MONO = ("param", "net", "fixed")
+
+
+def _box_style(s: Shape) -> tuple[str, str, float, bool, bool]:
+    """(face, edge, line width, dashed, big) of a box."""
+    face, edge = COLOURS.get(s.style.get("swatch", s.role), ("#ffffff", "#333333"))
+    big = s.role in BIG
+    return face, edge, 1.4 if big else 1.0, s.role in DASHED, big
+
+
+def to_svg(shapes: list[Shape], size: tuple[float, float]) -> str:
+    """The picture as SVG text (written directly: 100 user units per inch, text as text)."""
+    from xml.sax.saxutils import escape
+
+    w, h = size
+    U = 100.0
+
+    def X(v):
+        return f"{v * U:.1f}"
+
+    def Y(v):
+        return f"{(h - v) * U:.1f}"
+
+    def pt(size_pt):
+        return f"{size_pt * U / 72:.1f}"
+
+    colours = sorted(set(ARROW_COLOURS.values()))
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w:.2f}in" height="{h:.2f}in" '
+           f'viewBox="0 0 {X(w)} {X(h)}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">',
+           "<defs>"]
+    for i, c in enumerate(colours):
+        out.append(f'<marker id="head{i}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+                   f'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>')
+    out.append("</defs>")
+    out.append(f'<rect x="0" y="0" width="{X(w)}" height="{X(h)}" fill="#ffffff"/>')
+    mono = 'font-family="DejaVu Sans Mono, Menlo, Consolas, monospace"'
+    for layer in (0, 1, 2):  # big boxes, then arrows, then small boxes and text
+        for s in shapes:
+            if s.kind == "box":
+                face, edge, lw, dashed, big = _box_style(s)
+                if (0 if big else 2) != layer:
+                    continue
+                dash = ' stroke-dasharray="5,3"' if dashed else ""
+                out.append(f'<rect class="{s.role}" x="{X(s.x)}" y="{Y(s.y + s.h)}" width="{X(s.w)}" '
+                           f'height="{X(s.h)}" rx="6" fill="{face}" stroke="{edge}" stroke-width="{lw}"{dash}/>')
+                if not s.text:
+                    continue
+                if big:
+                    out.append(f'<text x="{X(s.x + 0.1)}" y="{Y(s.y + s.h - 0.2)}" font-size="{pt(8.5)}" '
+                               f'font-weight="bold" fill="{edge}">{escape(s.text)}</text>')
+                else:
+                    family = mono if s.role.startswith(MONO) else ""
+                    out.append(f'<text x="{X(s.x + s.w / 2)}" y="{Y(s.y + s.h / 2 - 0.04)}" font-size="{pt(8.5)}" '
+                               f'text-anchor="middle" {family}>{escape(s.text)}</text>')
+            elif s.kind == "text" and layer == 2:
+                anchor = ' text-anchor="middle"' if s.role.startswith("ellipsis") else ""
+                family = f" {mono}" if s.style.get("mono") else ""
+                bold = ' font-weight="bold"' if s.style.get("bold") else ""
+                out.append(f'<text class="{s.role}" x="{X(s.x)}" y="{Y(s.y - 0.04)}" '
+                           f'font-size="{pt(s.style.get("size", 9))}"{anchor}{family}{bold}>{escape(s.text)}</text>')
+            elif s.kind == "arrow" and layer == 1:
+                c = ARROW_COLOURS.get(s.role, "#333333")
+                head = "" if s.style.get("head") is False else f' marker-end="url(#head{colours.index(c)})"'
+                dash = ' stroke-dasharray="5,3"' if s.style.get("dashed") else ""
+                lw = 1.6 if s.role == "state_flow" else 1.0
+                out.append(f'<line class="{s.role}" x1="{X(s.x)}" y1="{Y(s.y)}" x2="{X(s.x2)}" y2="{Y(s.y2)}" '
+                           f'stroke="{c}" stroke-width="{lw}"{dash}{head}/>')
+                if s.text:
+                    out.append(f'<text x="{X((s.x + s.x2) / 2)}" y="{Y(s.y + 0.1)}" font-size="{pt(8.5)}" '
+                               f'text-anchor="middle" fill="{c}">{escape(s.text)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def render_png(shapes: list[Shape], size: tuple[float, float], path: str, dpi: int = 110) -> None:
+    """Draw `shapes` into a PNG file with matplotlib (the `draw` extra: pip install "unroll[draw]")."""
+    try:
+        from matplotlib.figure import Figure
+        from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    except ImportError:
+        raise ImportError("PNG output needs matplotlib (pip install matplotlib); SVG output does not") from None
 
     w, h = size
     fig = Figure(figsize=(w, h))
@@ -357,12 +450,9 @@ def render(shapes: list[Shape], size: tuple[float, float], path: str, dpi: int =
     ax.axis("off")
     for s in shapes:
         if s.kind == "box":
-            role = s.style.get("swatch", s.role)
-            face, edge = COLOURS.get(role, ("#ffffff", "#333333"))
-            big = s.role in ("block", "final", "band_shared", "band_fixed", "state")
-            dashed = s.role in ("param_shared", "net_shared", "band_shared")
+            face, edge, lw, dashed, big = _box_style(s)
             ax.add_patch(FancyBboxPatch((s.x, s.y), s.w, s.h, boxstyle="round,pad=0,rounding_size=0.06",
-                                        facecolor=face, edgecolor=edge, linewidth=1.4 if big else 1.0,
+                                        facecolor=face, edgecolor=edge, linewidth=lw,
                                         linestyle="--" if dashed else "-", zorder=1 if big else 3))
             if not s.text:
                 continue
@@ -370,16 +460,14 @@ def render(shapes: list[Shape], size: tuple[float, float], path: str, dpi: int =
                 ax.text(s.x + 0.1, s.y + s.h - 0.08, s.text, ha="left", va="top", fontsize=8.5, fontweight="bold",
                         color=edge, zorder=4)
             else:
-                mono = s.role.startswith(("param", "net", "fixed"))
                 ax.text(s.x + s.w / 2, s.y + s.h / 2, s.text, ha="center", va="center", fontsize=8.5,
-                        family="monospace" if mono else "sans-serif", zorder=4)
+                        family="monospace" if s.role.startswith(MONO) else "sans-serif", zorder=4)
         elif s.kind == "text":
             ax.text(s.x, s.y, s.text, ha="center" if s.role.startswith("ellipsis") else "left", va="center",
                     fontsize=s.style.get("size", 9), family="monospace" if s.style.get("mono") else "sans-serif",
                     fontweight="bold" if s.style.get("bold") else "normal", zorder=4)
         elif s.kind == "arrow":
-            colour = {"state_flow": "#3c7a3c", "output_flow": "#3c7a3c", "input_bus": "#3c7a3c",
-                      "input_tap": "#3c7a3c", "shared_tap": "#c06a00", "fixed_tap": "#888888"}.get(s.role, "#333")
+            colour = ARROW_COLOURS.get(s.role, "#333333")
             style = "-" if s.style.get("head") is False else "-|>"
             ax.add_patch(FancyArrowPatch((s.x, s.y), (s.x2, s.y2), arrowstyle=style, mutation_scale=11,
                                          color=colour, linewidth=1.6 if s.role == "state_flow" else 1.0,
@@ -388,15 +476,18 @@ def render(shapes: list[Shape], size: tuple[float, float], path: str, dpi: int =
             if s.text:
                 ax.text((s.x + s.x2) / 2, s.y + 0.1, s.text, ha="center", va="bottom", fontsize=8.5, color=colour,
                         zorder=4)
-    with matplotlib.rc_context({"svg.hashsalt": "unrollc", "svg.fonttype": "path"}):
-        metadata = {"Date": None, "Creator": "unrollc draw"} if path.endswith(".svg") else {"Software": "unrollc draw"}
-        fig.savefig(path, dpi=dpi, metadata=metadata)
+    fig.savefig(path, dpi=dpi, metadata={"Software": "unrollc draw"})
 
 
 def draw(plan: Plan, path: str, max_blocks: int = MAX_BLOCKS) -> list[Shape]:
+    """Write the picture of `plan` to `path`: SVG (written directly) or PNG (matplotlib)."""
     shapes, size = scene(plan, max_blocks)
-    render(shapes, size, path)
+    if path.endswith(".png"):
+        render_png(shapes, size, path)
+    else:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(to_svg(shapes, size))
     return shapes
 
 
-__all__ = ["Shape", "draw", "render", "scene"]
+__all__ = ["Shape", "draw", "render_png", "scene", "to_svg"]
