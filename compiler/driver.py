@@ -143,8 +143,8 @@ def compile_source(text: str, path: str = "<spec>", options: CompileOptions | No
     options = options or CompileOptions()
     source = Source(text, path)
     try:
-        program = _checked_program(source, options)
-        return emit(program, options.text(), VERSION, options.class_name, options.backward_mode())
+        program, spec_mode = _checked_program(source, options, with_mode=True)
+        return emit(program, options.text(), VERSION, options.class_name, options.backward_mode() or spec_mode)
     except RecursionError:
         raise CompileError([Diagnostic("an expression is too long or too deeply nested to compile",
                                        hint="split it into steps with `let` temporaries")], source) from None
@@ -155,17 +155,22 @@ def check_source(text: str, path: str = "<spec>", options: CompileOptions | None
     options = options or CompileOptions()
     source = Source(text, path)
     try:
-        return _checked_program(source, options)
+        return _checked_program(source, options, with_mode=True)[0]
     except RecursionError:
         raise CompileError([Diagnostic("an expression is too long or too deeply nested to compile",
                                        hint="split it into steps with `let` temporaries")], source) from None
 
 
-def _checked_program(source: Source, options: CompileOptions):
-    """Parse, check (the spec as written, at the `--layers` depth if given), then apply the options."""
+def _checked_program(source: Source, options: CompileOptions, with_mode: bool = False):
+    """Parse, check (the spec as written, at the `--layers` depth if given), then apply the options.
+    With `with_mode`: (program, the spec's `backward` line parsed, or None)."""
     schedule = options.schedule()
-    program = check(parse(source), source, schedule.layers)
-    return apply_schedule(program, schedule)
+    tree = parse(source)
+    program = apply_schedule(check(tree, source, schedule.layers), schedule)
+    if not with_mode:
+        return program
+    mode = None if tree.backward is None else parse_mode(tree.backward, source, tree.backward_span)
+    return program, mode
 
 
 def compile_spec(spec: str, options: CompileOptions | None = None) -> tuple[str, Path]:

@@ -211,3 +211,51 @@ def test_mode_in_header_and_deterministic():
     assert "rt.checkpoint_layers(" in a and "def _layers(self, first, last, record, x, A, y, We, theta):" in a
     plain = compile_source(text, "lista_cp.unroll", make_options())
     assert "checkpoint" not in plain and "def _layers" not in plain
+
+
+# ---------------------------------------------------------------- the spec's default: a `backward MODE` line
+SPEC_WITH_MODE = """spec gd "gradient descent"
+dims n, m
+data A : real[n, m]
+hyper backward = 0.5
+input y : real[n]
+state x : real[m] = 0
+layers 5
+backward {mode}
+step:
+    x = x - backward * A.T @ (A @ x - y)
+output x
+"""
+
+
+def test_spec_default_mode_and_override():
+    text = SPEC_WITH_MODE.format(mode="checkpoint:2")  # `backward` stays usable as a name
+    assert "segment=2" in compile_source(text, "gd.unroll")
+    assert "rt.implicit_layers(" in compile_source(text, "gd.unroll", make_options(backward="implicit"))
+    plain = compile_source(text, "gd.unroll", make_options(backward="unroll"))
+    assert "rt.checkpoint_layers(" not in plain and "for layer in range(" in plain
+
+
+def test_spec_default_mode_checked_and_located():
+    with pytest.raises(CompileError) as err:
+        compile_source(SPEC_WITH_MODE.format(mode="checkpoint:0"), "gd.unroll")
+    assert "gd.unroll:8:10: error: `checkpoint:0`: the segment length must be a positive integer" in err.value.report()
+    twice = SPEC_WITH_MODE.format(mode="unroll").replace("layers 5\n", "layers 5\nbackward implicit\n")
+    with pytest.raises(CompileError) as err:
+        compile_source(twice, "gd.unroll")
+    assert "`backward` is given twice" in err.value.report()
+
+
+def test_spec_default_mode_runs(one_torch_thread):
+    A, y = _problem()
+    from unroll.runtime.loader import cache_dir
+
+    path = cache_dir() / "gd_mode.unroll"
+    results = []
+    for mode in ("unroll", "checkpoint:2"):
+        path.write_text(SPEC_WITH_MODE.format(mode=mode))
+        net = unroll.load(str(path))(A=A)
+        yy = y.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(net(yy).square().sum(), [yy])
+        results.append(g)
+    assert (results[0] - results[1]).abs().max() <= 1e-14 * results[0].abs().max()
