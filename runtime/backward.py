@@ -109,11 +109,13 @@ class _Checkpointed(torch.autograd.Function):
                 # states inside the loop depend on the layers before them: they need their gradients
                 inputs = [_leaf(s, True if index > 0 else None) for s in ctx.boundaries[index]]
                 shared_in = [_leaf(v) for v in shared]
-                slices_in = [_leaf(p[a:b], p.requires_grad) for p in per_layer]
+                # one leaf per layer and parameter: the gradient of a layer's value is its own tensor (indexing
+                # one [k, ...] leaf would give every layer a zero-filled [k, ...] gradient to add up)
+                slices_in = [tuple(_leaf(v, p.requires_grad) for v in p[a:b].unbind(0)) for p in per_layer]
                 outs = ctx.fn(a, b, None, *inputs, *shared_in, *(LayerSlice(s, a) for s in slices_in))
                 pairs = [(o, g) for o, g in zip(outs, grad_states)
                          if torch.is_tensor(o) and o.requires_grad and g is not None]
-                wrt = [t for t in inputs + shared_in + slices_in + list(nets)
+                wrt = [t for t in inputs + shared_in + [v for s in slices_in for v in s] + list(nets)
                        if torch.is_tensor(t) and t.requires_grad]
                 found = torch.autograd.grad([o for o, _ in pairs], wrt, [g for _, g in pairs],
                                             allow_unused=True) if pairs and wrt else [None] * len(wrt)
@@ -124,12 +126,13 @@ class _Checkpointed(torch.autograd.Function):
             for i, t in enumerate(shared_in):
                 _accumulate(grads, offset + i, found.get(id(t)) if torch.is_tensor(t) else None)
             offset += n_shared
-            for i, t in enumerate(slices_in):
-                g = found.get(id(t)) if torch.is_tensor(t) else None
-                if g is not None:  # row `layer` of the stack belongs to layer `layer`
-                    if grads[offset + i] is None:
-                        grads[offset + i] = torch.zeros_like(per_layer[i])
-                    grads[offset + i][a:b] = g
+            for i, values in enumerate(slices_in):
+                for layer, t in enumerate(values, start=a):
+                    g = found.get(id(t))
+                    if g is not None:  # row `layer` of the stack belongs to layer `layer`
+                        if grads[offset + i] is None:
+                            grads[offset + i] = torch.zeros_like(per_layer[i])
+                        grads[offset + i][layer] = g
             offset += n_per_layer
             for i, t in enumerate(nets):
                 _accumulate(grads, offset + i, found.get(id(t)))
