@@ -40,7 +40,8 @@ CONFIGS = [  # spec:layers:mode
 
 
 def _status(field: str) -> float:
-    text = open("/proc/self/status").read()
+    with open("/proc/self/status") as f:
+        text = f.read()
     return int(re.search(rf"{field}:\s+(\d+)", text).group(1)) / 1024  # MB (kB / 1024)
 
 
@@ -50,7 +51,6 @@ def measure(config: str) -> dict:
 
     import numpy as np
     import torch
-
     import unroll
 
     torch.set_num_threads(1)
@@ -87,7 +87,7 @@ def main() -> None:
     print(f"lista_cp / lista, n={N}, m={M}, batch {BATCH}, float32, 1 thread; MB = 2^20 bytes")
     print(f"{'configuration':<28} {'layers run':>10} {'params':>8} {'fwd+bwd':>9} {'total':>8}")
     for config in configs:
-        done = subprocess.run([sys.executable, __file__, "--child", config], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, __file__, "--child", config], capture_output=True, text=True, check=False,
                               env=dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072"))
         if done.returncode != 0:
             print(f"{config:<28} failed: {done.stderr.strip().splitlines()[-1]}")

@@ -322,8 +322,7 @@ class _Builder:
         return line[s.column - 1: s.end_column - 1] if s.line == s.end_line else line[s.column - 1:]
 
     def state_arrow(self, start, end, index: int) -> None:
-        names = [s.name for s in self.p.states if s.type.batched or True]
-        label = ", ".join(sup(n, index) for n in names)
+        label = ", ".join(sup(s.name, index) for s in self.p.states)
         self.arrow("state_flow", start[0], start[1], end[0], end[1], _short(label, 16))
 
     def layer_block(self, x, y, w, h, layer, rows, own) -> None:
@@ -387,9 +386,9 @@ def to_svg(shapes: list[Shape], size: tuple[float, float]) -> str:
         return f"{size_pt * U / 72:.1f}"
 
     colours = sorted(set(ARROW_COLOURS.values()))
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w:.2f}in" height="{h:.2f}in" '
-           f'viewBox="0 0 {X(w)} {X(h)}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">',
-           "<defs>"]
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w:.2f}in" height="{h:.2f}in" '
+           f'viewBox="0 0 {X(w)} {X(h)}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">')
+    out = [svg, "<defs>"]
     for i, c in enumerate(colours):
         out.append(f'<marker id="head{i}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
                    f'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>')

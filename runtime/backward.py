@@ -21,6 +21,7 @@ the values the layers read (inputs, shared parameters, hoisted invariants, data,
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import torch
@@ -82,7 +83,7 @@ class _Checkpointed(torch.autograd.Function):
         per_layer = values[n_states + n_shared:n_states + n_shared + n_per_layer]
         bounds = list(range(first, last, segment)) + [last]
         boundaries = []
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in itertools.pairwise(bounds):
             boundaries.append(states)
             slices = tuple(LayerSlice(p[a:b], a) for p in per_layer)
             states = tuple(fn(a, b, None, *states, *shared, *slices))

@@ -14,7 +14,6 @@ options     a malformed mode is a located error in the option text; the mode is 
 import numpy as np
 import pytest
 import torch
-
 import unroll
 from unroll.compiler import CompileError
 from unroll.compiler.driver import compile_source, make_options, resolve_spec
@@ -176,7 +175,7 @@ def test_implicit_where_it_does_not_apply_is_located(spec, needle, column_text):
         compile_source(text, f"dsl_specs/{path.name}", make_options(backward="implicit"))
     report = err.value.report()
     assert needle in report, report
-    head = [line for line in report.split("\n") if ": error: " in line and needle[:20] in line][0]
+    head = next(line for line in report.split("\n") if ": error: " in line and needle[:20] in line)
     _, line, col = head.split(":")[:3]
     assert text.split("\n")[int(line) - 1][int(col) - 1:].startswith(column_text), report
     assert "hint: " in report

@@ -7,7 +7,6 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from unroll.compiler.cli import main
 from unroll.compiler.draw import scene, to_svg
 from unroll.compiler.driver import check_source, make_options, shipped_specs
@@ -70,7 +69,7 @@ def test_per_layer_parameters_once_per_block():
     assert sorted((t.layer, t.text) for t in tags) == [(1, "We¹"), (1, "theta¹"), (2, "We²"), (2, "theta²"),
                                                        (3, "We³"), (3, "theta³")]
     for tag in tags:  # inside its own block
-        block = [b for b in _boxes(shapes, "block") if b.layer == tag.layer][0]
+        block = next(b for b in _boxes(shapes, "block") if b.layer == tag.layer)
         assert block.x <= tag.x and tag.x + tag.w <= block.x + block.w and block.y <= tag.y <= block.y + block.h
     assert not _boxes(shapes, "param_shared")
     assert [b.text for b in _boxes(shapes, "fixed")] == ["A (data)"]
