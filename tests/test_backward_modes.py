@@ -67,6 +67,7 @@ CHECKPOINT_CASES = [
     ("ista", 9, _lasso),          # no parameters: the gradient with respect to the input
     ("admm_lasso", 8, _lasso),    # three states, a factor-once solve, statements skipped after the last layer
     ("lista_untied", 5, _lasso),  # three per-layer parameters
+    ("fista", 7, _lasso),         # a layer-index table (t_k), statements skipped after the last layer
     ("learned_pdhg", 5, _learned_pdhg),  # per-layer CNN sub-networks, a user operator, prev(x)
 ]
 
