@@ -93,6 +93,10 @@ def check_mode(program: ir.Program, mode: BackwardMode, static_states=()) -> Non
         return
     sink = DiagnosticSink(Source(program.source_text, program.source_path))
     option = f"--backward {mode.kind}"
+    until = getattr(program, "until", None)
+    if until is not None:
+        sink.error(f"`{option}` cannot run `step until`: each sample stops at its own layer", until.span,
+                   "compile this spec with `--backward unroll`")
     for node in _step_nodes(program.step):
         if node.op == "history_sum":
             sink.error(f"`{option}` cannot recompute `history_sum`: it reads the states of every earlier layer",
@@ -185,13 +189,13 @@ def emit_mode(printer, mode: BackwardMode) -> tuple[Lines, Lines]:
     method.extend(body)
 
     call = Lines()
-    targets = f"({', '.join(states)},)"
+    targets = _tuple(states)
     if mode.kind == "checkpoint":
         call.add(f"# the layers in checkpointed segments of {mode.segment} (backward mode `{mode.text()}`): the "
                  "forward pass keeps", 2)
         call.add("# only the states between segments, the backward pass recomputes one segment at a time", 2)
         _call(call, targets, "rt.checkpoint_layers", ["self._layers", f"segment={mode.segment}", "first=0",
-                                                      "last=self.num_layers", f"states={_tuple(states)}",
+                                                      f"last={printer._depth()}", f"states={_tuple(states)}",
                                                       f"shared={_tuple(shared)}", f"per_layer={_tuple(per_layer)}",
                                                       "record=record"])
     else:
@@ -199,7 +203,7 @@ def emit_mode(printer, mode: BackwardMode) -> tuple[Lines, Lines]:
                  "most num_layers", 2)
         call.add(f"# times) and differentiated implicitly (backward mode `{mode.text()}`)", 2)
         _call(call, targets, "rt.implicit_layers", ["self", "self._layer_map", f"tolerance={mode.tolerance!r}",
-                                                    "max_layers=self.num_layers", f"states={_tuple(states)}",
+                                                    f"max_layers={printer._depth()}", f"states={_tuple(states)}",
                                                     f"shared={_tuple(shared)}", "record=record"])
     return call, method
 
