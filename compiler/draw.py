@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from . import ir
 from .planner import Plan
 
-SUPERSCRIPT = str.maketrans("0123456789L", "⁰¹²³⁴⁵⁶⁷⁸⁹ᴸ")
+SUPERSCRIPT = str.maketrans("0123456789LTNKn-", "⁰¹²³⁴⁵⁶⁷⁸⁹ᴸᵀᴺᴷⁿ⁻")
 CHAR = 0.074  # width of one monospace character at 9 pt, inches
 ROW = 0.27  # height of one equation row
 GAP = 1.0  # between two blocks (room for the state labels)
@@ -57,7 +57,12 @@ class Shape:
 
 
 def sup(name: str, layer) -> str:
-    return f"{name}{str(layer).translate(SUPERSCRIPT)}"
+    """`name` with the layer index as a superscript (`We¹⁶`, `xᵀ⁻¹`); `name^index` where Unicode has no
+    superscript for a character."""
+    index = str(layer)
+    if all(ord(c) in SUPERSCRIPT for c in index):
+        return name + index.translate(SUPERSCRIPT)
+    return f"{name}^{index}"
 
 
 def _short(text: str, limit: int = MAX_TEXT) -> str:
@@ -167,7 +172,12 @@ class _Builder:
     def build(self) -> list[Shape]:
         p = self.p
         L = p.layers
-        shown = list(range(1, L + 1)) if L <= self.max_blocks else list(range(1, self.max_blocks)) + [L]
+        depth_dim = getattr(p, "layers_dim", None)  # `layers T`: the depth is a size known per call
+        if depth_dim:
+            L = depth_dim
+            shown = [*range(1, self.max_blocks), depth_dim]
+        else:
+            shown = list(range(1, L + 1)) if L <= self.max_blocks else list(range(1, self.max_blocks)) + [L]
         rows = _rows(p, p.step)
         reads = _reads(p.step)
         final_rows = _rows(p, p.final)
@@ -226,14 +236,15 @@ class _Builder:
         blocks = []
         previous = (left + left_w, y0 + height / 2)
         for i, layer in enumerate(shown):
-            if i > 0 and layer != shown[i - 1] + 1:  # an ellipsis for the layers not drawn
+            if i > 0 and layer != shown[i - 1] + 1 if isinstance(layer, int) else i > 0:  # an ellipsis: layers not drawn
                 self.arrow("state_flow", previous[0], previous[1], x - 0.05, previous[1])
                 self.text("ellipsis", x + 0.25, previous[1], "⋯", size=20)
-                self.text("ellipsis_note", x + 0.25, previous[1] - 0.35, f"layers {shown[i - 1] + 1}–{layer - 1}",
+                before = layer - 1 if isinstance(layer, int) else f"{layer}-1"
+                self.text("ellipsis_note", x + 0.25, previous[1] - 0.35, f"layers {shown[i - 1] + 1}–{before}",
                           size=7)
                 previous = (x + 0.5, previous[1])
                 x += 0.5 + GAP
-            self.state_arrow(previous, (x, y0 + height / 2), layer - 1)
+            self.state_arrow(previous, (x, y0 + height / 2), layer - 1 if isinstance(layer, int) else f"{layer}-1")
             self.layer_block(x, y0, width, height, layer, rows, own)
             blocks.append((x, layer))
             previous = (x + width, y0 + height / 2)

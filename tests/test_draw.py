@@ -117,3 +117,9 @@ def test_draw_deterministic_and_without_torch(tmp_path):
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         outs.append(out.read_text())
     assert outs[0] == outs[1] and outs[0].startswith("<svg")
+
+
+def test_depth_known_per_call():
+    shapes, _ = _scene("viterbi")  # `layers T`: T is a dim of the input
+    assert [b.text for b in _boxes(shapes, "block")] == ["layer 1", "layer 2", "layer T"]
+    assert [s.text for s in shapes if s.role == "ellipsis_note"] == ["layers 3–T-1"]
