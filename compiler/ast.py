@@ -232,6 +232,8 @@ class Spec:
     decls: list[Decl] = field(default_factory=list)
     layers: Expr | None = None
     layers_span: Span | None = None
+    backward: str | None = None  # the `backward MODE` line: the default backward mode
+    backward_span: Span | None = None
     step: list | None = None
     step_span: Span | None = None
     step_until: Expr | None = None  # `step until COND:` (per-sample adaptive depth)

@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("spec", metavar="SPEC")
     c.add_argument("-o", "--output", metavar="OUT.py", help="output file (default: <spec>_net.py; `-` for stdout)")
     c.add_argument("--class-name", metavar="NAME", help="name of the generated class")
+    c.add_argument("--backward", metavar="MODE", help="how the layers are differentiated: unroll (default), "
+                   "checkpoint[:K] (recompute segments of K layers), implicit[:TOL] (fixed point, shared parameters)")
     _add_schedule(c)
 
     k = sub.add_parser("check", help="report diagnostics only (exit 0 if the spec is valid)",
@@ -50,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
                        description="Print the dataflow graph of SPEC in Graphviz DOT (colour = level).")
     g.add_argument("spec", metavar="SPEC")
     _add_schedule(g)
+
+    w = sub.add_parser("draw", help="draw the unrolled network (SVG or PNG)",
+                       description="Draw SPEC as the review's figures do: layers as repeated blocks, parameters "
+                                   "per layer or shared, fixed data and operators, sub-networks, the final stage.")
+    w.add_argument("spec", metavar="SPEC")
+    w.add_argument("-o", "--output", metavar="FILE.svg|png", help="output file (default: <spec>.svg)")
+    _add_schedule(w)
 
     d = sub.add_parser("demo", help="run a shipped spec on its catalog task, untrained (= classical) and trained",
                        description="Compile the shipped spec SPEC, build it on its catalog task (a small synthetic "
@@ -83,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _options(args):
     return make_options(layers=args.layers, tie=args.tie, untie=args.untie, learn=args.learn, freeze=args.freeze,
-                        class_name=getattr(args, "class_name", None))
+                        class_name=getattr(args, "class_name", None), backward=getattr(args, "backward", None))
 
 
 def main(argv=None) -> int:
@@ -151,6 +160,21 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def cmd_draw(args) -> int:
+    from .draw import draw
+    from .planner import plan
+
+    path = resolve_spec(args.spec)
+    out = args.output or f"{path.stem}.svg"
+    if not out.endswith((".svg", ".png")):
+        print(f"unrollc: error: draw writes .svg or .png files, not `{out}`", file=sys.stderr)
+        return 1
+    program = check_source(path.read_text(), str(path), _options(args))
+    draw(plan(program), out)
+    print(f"unrollc: wrote {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_ops(args) -> int:
     from .opdocs import markdown_table, text_list
 
@@ -177,7 +201,7 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "compile": cmd_compile, "check": cmd_check, "list": cmd_list, "explain": cmd_explain,
-            "graph": cmd_graph, "ops": cmd_ops, "export": cmd_export}
+            "graph": cmd_graph, "ops": cmd_ops, "export": cmd_export, "draw": cmd_draw}
 
 
 if __name__ == "__main__":

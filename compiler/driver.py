@@ -11,6 +11,7 @@ from unroll import __version__
 
 from .check import check
 from .diagnostics import CompileError, Diagnostic, Source, Span, did_you_mean
+from .emit_backward import BackwardMode, parse_mode
 from .emitter import emit
 from .parser import parse
 from .schedule import Schedule, apply_schedule
@@ -59,6 +60,7 @@ class CompileOptions:
     learn: list[str] = field(default_factory=list)
     freeze: list[str] = field(default_factory=list)
     class_name: str | None = None
+    backward: str | None = None  # compiler/emit_backward.py: unroll | checkpoint[:k] | implicit[:tol]
 
     def text(self) -> str:
         """Canonical command-line form (part of the output header and of the cache key)."""
@@ -71,7 +73,17 @@ class CompileOptions:
                 parts.append(f"--{opt} {','.join(values)}")
         if self.class_name:
             parts.append(f"--class-name {self.class_name}")
+        if self.backward is not None:
+            parts.append(f"--backward {self.backward}")
         return " ".join(parts)
+
+    def backward_mode(self) -> BackwardMode | None:
+        """The `--backward` option parsed (None: the spec's default); a mistake is located in the option text."""
+        if self.backward is None:
+            return None
+        text = self.text()
+        start = text.find("--backward ") + len("--backward ") + 1
+        return parse_mode(self.backward, Source(text, "<options>"), Span(1, start, 1, start + len(self.backward)))
 
     def schedule(self) -> Schedule:
         """The options as a schedule (compiler/schedule.py), with spans into their command-line text for
@@ -111,8 +123,10 @@ def _split(values) -> list[str]:
     return out
 
 
-def make_options(layers=None, tie=None, untie=None, learn=None, freeze=None, class_name=None) -> CompileOptions:
-    opts = CompileOptions(layers, _split(tie), _split(untie), _split(learn), _split(freeze), class_name)
+def make_options(layers=None, tie=None, untie=None, learn=None, freeze=None, class_name=None,
+                 backward=None) -> CompileOptions:
+    opts = CompileOptions(layers, _split(tie), _split(untie), _split(learn), _split(freeze), class_name,
+                          None if backward is None else str(backward))
     if layers is not None and (isinstance(layers, bool) or not isinstance(layers, int)):
         raise CompileError([Diagnostic(f"--layers takes a positive integer, got {layers!r}")], Source("", "<options>"))
     if class_name is not None and (not CLASS_NAME.match(class_name) or keyword.iskeyword(class_name)):
@@ -122,6 +136,7 @@ def make_options(layers=None, tie=None, untie=None, learn=None, freeze=None, cla
                                        Span(1, start, 1, start + len(class_name)),
                                        "use a Python identifier that starts with a capital letter, e.g. `MyLista`")],
                            src)
+    opts.backward_mode()  # validates the mode
     return opts
 
 
@@ -130,8 +145,8 @@ def compile_source(text: str, path: str = "<spec>", options: CompileOptions | No
     options = options or CompileOptions()
     source = Source(text, path)
     try:
-        program = _checked_program(source, options)
-        return emit(program, options.text(), VERSION, options.class_name)
+        program, spec_mode = _checked_program(source, options, with_mode=True)
+        return emit(program, options.text(), VERSION, options.class_name, options.backward_mode() or spec_mode)
     except RecursionError:
         raise CompileError([Diagnostic("an expression is too long or too deeply nested to compile",
                                        hint="split it into steps with `let` temporaries")], source) from None
@@ -142,17 +157,22 @@ def check_source(text: str, path: str = "<spec>", options: CompileOptions | None
     options = options or CompileOptions()
     source = Source(text, path)
     try:
-        return _checked_program(source, options)
+        return _checked_program(source, options, with_mode=True)[0]
     except RecursionError:
         raise CompileError([Diagnostic("an expression is too long or too deeply nested to compile",
                                        hint="split it into steps with `let` temporaries")], source) from None
 
 
-def _checked_program(source: Source, options: CompileOptions):
-    """Parse, check (the spec as written, at the `--layers` depth if given), then apply the options."""
+def _checked_program(source: Source, options: CompileOptions, with_mode: bool = False):
+    """Parse, check (the spec as written, at the `--layers` depth if given), then apply the options.
+    With `with_mode`: (program, the spec's `backward` line parsed, or None)."""
     schedule = options.schedule()
-    program = check(parse(source), source, schedule.layers)
-    return apply_schedule(program, schedule)
+    tree = parse(source)
+    program = apply_schedule(check(tree, source, schedule.layers), schedule)
+    if not with_mode:
+        return program
+    mode = None if tree.backward is None else parse_mode(tree.backward, source, tree.backward_span)
+    return program, mode
 
 
 def compile_spec(spec: str, options: CompileOptions | None = None) -> tuple[str, Path]:

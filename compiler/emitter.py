@@ -11,6 +11,7 @@ text inside comments/docstrings after sanitising.
 from __future__ import annotations
 
 from . import emit_diff, ir
+from .emit_backward import BackwardMode, check_mode, emit_mode
 from .emit_expr import ExprPrinter
 from .emit_head import Lines, class_name_of, head, referenced_names
 from .emit_index import check_lines
@@ -22,8 +23,9 @@ from .types import COMPLEX, INT, REAL
 
 
 class ModulePrinter(ConstructorPrinter):
-    def __init__(self, plan: Plan, options_text: str, version: str):
+    def __init__(self, plan: Plan, options_text: str, version: str, backward: BackwardMode | None = None):
         self.plan = plan
+        self.backward = backward or BackwardMode()
         self.p = plan.program
         self.options_text = options_text
         self.version = version
@@ -185,13 +187,17 @@ class ModulePrinter(ConstructorPrinter):
         body.add("if record is not None:", 2)
         body.add(f"record.append({self._record()})", 3)
         start = 0
-        if plan.peeled is not None:
+        mode_call, mode_method = emit_mode(self, self.backward) if self.backward.kind != "unroll" else (None, None)
+        if mode_call is not None:  # compiler/emit_backward.py: the layers through a runtime helper
+            body.extend(mode_call)
+        elif plan.peeled is not None:
             body.add(f"# {plan.peel_note}", 2)
             body.extend(self._layer_body(plan.peeled, self.fwd.at("0"), 2))
             start = 1
-        loop_range = f"range({self._depth()})" if start == 0 else f"range(1, {self._depth()})"
-        body.add(f"for layer in {loop_range}:", 2)
-        body.extend(self._layer_body(plan.step, self.fwd, 3))
+        if mode_call is None:
+            loop_range = f"range({self._depth()})" if start == 0 else f"range(1, {self._depth()})"
+            body.add(f"for layer in {loop_range}:", 2)
+            body.extend(self._layer_body(plan.step, self.fwd, 3))
         if plan.final:
             body.add("# final stage", 2)
             self._stmt_lines(body, plan.final, 2, self.fwd)
@@ -263,7 +269,7 @@ class ModulePrinter(ConstructorPrinter):
                 continue
             value = f"self.{x.name}()" if x.learned and x.constraint else f"self.{x.name}"
             note = f"  # {x.constraint} reparametrisation" if x.learned and x.constraint else ""
-            if x.name in plan.split_params:
+            if x.name in plan.split_params and mode_call is None:  # other modes slice the stack per segment
                 value += ".unbind(0)"
                 note = "  # one tensor per layer" + (f" ({x.constraint} reparametrisation)" if note else "")
             pre.add(f"{x.name} = {value}{note}", 2)
@@ -283,15 +289,22 @@ class ModulePrinter(ConstructorPrinter):
         out.add()
         out.add(f"def _unrolled(self, {args}{', ' if args else ''}record):", 1)
         out.extend(pre)
+        if mode_method is not None:
+            out.add()
+            out.extend(mode_method)
         return out
 
 
-def emit_plan(plan: Plan, options_text: str, version: str) -> str:
-    return ModulePrinter(plan, options_text, version).emit()
+def emit_plan(plan: Plan, options_text: str, version: str, backward: BackwardMode | None = None) -> str:
+    return ModulePrinter(plan, options_text, version, backward).emit()
 
 
-def emit(program: ir.Program, options_text: str, version: str, class_name: str | None = None) -> str:
-    return emit_plan(make_plan(program, class_name=class_name or class_name_of(program.name)), options_text, version)
+def emit(program: ir.Program, options_text: str, version: str, class_name: str | None = None,
+         backward: BackwardMode | None = None) -> str:
+    plan = make_plan(program, class_name=class_name or class_name_of(program.name))
+    if backward is not None and backward.kind != "unroll":
+        check_mode(program, backward, plan.table.states if plan.table is not None else ())
+    return emit_plan(plan, options_text, version, backward)
 
 
 __all__ = ["Stmt", "emit", "emit_plan"]

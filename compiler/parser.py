@@ -257,6 +257,12 @@ class _ToAst(Transformer):
         (value,) = children
         return ("layers", value, _span_of(meta))
 
+    def backward_decl(self, meta, children):
+        kind, arg = children
+        span = _tok(kind) if arg is None else Span(_tok(kind).line, _tok(kind).column, _tok(arg).end_line,
+                                                   _tok(arg).end_column)
+        return ("backward", str(kind) if arg is None else f"{kind}:{arg}", span)
+
     def require_decl(self, meta, children):
         value, message = children
         return ("decl", ast.Decl("require", "", value.span, _span_of(meta), value=value,
@@ -366,6 +372,12 @@ def parse(source: Source) -> ast.Spec:
                                      "keep one `layers N` line (`--layers N` overrides it when compiling)"))
                 continue
             spec.layers, spec.layers_span = item[1], item[2]
+        elif tag == "backward":
+            if spec.backward is not None:
+                errors.append(_twice("`backward` is given twice", item[2], spec.backward_span, source,
+                                     "keep one `backward MODE` line (`--backward MODE` overrides it when compiling)"))
+                continue
+            spec.backward, spec.backward_span = item[1], item[2]
         elif tag == "step":
             if spec.step is not None:
                 errors.append(_twice("second `step:` block", item[2], spec.step_span, source,

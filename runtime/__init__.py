@@ -13,6 +13,7 @@ from .array_ops import *  # sqdist, diff_adj (listed in array_ops.__all__)
 from .autodiff import *  # differentiation in the forward pass, `step until` masks
 from .autodiff import __all__ as _autodiff_all
 from .index_ops import *  # gather, scatter-add, indexed writes (index_ops.__all__)
+from .backward import LayerSlice, checkpoint_layers, implicit_layers
 from .module import UnrolledModule
 from .nets import (
     CNN,
@@ -42,6 +43,9 @@ from .params import (
 __all__ = ops.__all__ + array_ops.__all__ + ops_diffusion.__all__ + _autodiff_all + index_ops.__all__ + [
     "CNN",
     "ConvGRU",
+    "LayerSlice",
+    "checkpoint_layers",
+    "implicit_layers",
     "MLP",
     "LinearOperator",
     "apply_net",

@@ -35,17 +35,18 @@ def cache_dir() -> Path:
     return path
 
 
-def load(spec, layers=None, tie=None, untie=None, learn=None, freeze=None, class_name=None):
+def load(spec, layers=None, tie=None, untie=None, learn=None, freeze=None, class_name=None, backward=None):
     """Compile SPEC with the given options and return the generated class.
 
     The source is cached under `cache_dir()`, keyed by the SHA-256 of the spec
     text, the options and the compiler (version and sources).  Mistakes in the spec or the
     options raise `unroll.compiler.CompileError`, whose message is the
-    formatted diagnostic.
+    formatted diagnostic.  `backward` is the backward mode: "unroll" (the default), "checkpoint:K"
+    or "implicit:TOL" (see `unrollc compile --help`).
     """
     path = resolve_spec(str(spec))
     return load_text(path.read_text(), path.stem, str(path), layers=layers, tie=tie, untie=untie, learn=learn,
-                     freeze=freeze, class_name=class_name)
+                     freeze=freeze, class_name=class_name, backward=backward)
 
 
 def load_text(text: str, stem: str, path: str = "<spec>", **options):
