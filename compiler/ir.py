@@ -183,6 +183,7 @@ class Program:
     locals_types: dict[str, Type] = field(default_factory=dict)
     requires: list[Require] = field(default_factory=list)
     python_lets: set = field(default_factory=set)  # constant `let`s the plan keeps as Python numbers
+    dim_minimums: dict = field(default_factory=dict)  # dim -> (least size, why): an index needs it (check/bounds.py)
 
     def line(self, number: int) -> str:
         lines = self.source_text.split("\n")

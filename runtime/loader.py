@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from unroll.compiler import CompileError
-from unroll.compiler.driver import VERSION, compile_source, make_options, resolve_spec
+from unroll.compiler.driver import VERSION, compile_source, make_options, read_spec, resolve_spec
 
 from .module import UnrolledModule
 
@@ -45,7 +45,7 @@ def load(spec, layers=None, tie=None, untie=None, learn=None, freeze=None, class
     """
     options = make_options(layers=layers, tie=tie, untie=untie, learn=learn, freeze=freeze, class_name=class_name)
     path = resolve_spec(str(spec))
-    text = path.read_text()
+    text = read_spec(path)
     key = hashlib.sha256("\0".join([compiler_fingerprint(), text, options.text()]).encode()).hexdigest()[:20]
     target = cache_dir() / f"{path.stem}_{key}.py"
     if not target.exists():

@@ -11,6 +11,7 @@ from ..ast import DimExpr
 from ..diagnostics import Diagnostic, did_you_mean
 from ..types import BOOL, COMPLEX, INT, REAL, Type, broadcast, shape_str
 from .expressions import constant_value
+from .literals import MAX_COUNT
 from .names import ALL_FLAGS, FLAGS_CONSTRAINT, FLAGS_TRAIN, FLAGS_TYING, Symbol
 
 # The options of each sub-network kind: spec keyword -> constructor keyword (runtime.make_net).
@@ -118,8 +119,12 @@ class DeclarationMixin:
                 continue
             seen[a.name] = a
             if a.name == "range":
-                vals = [constant_value(n) for n in (self._const_arg(x) for x in a.args)]
-                if len(a.args) != 2 or any(v is None for v in vals):
+                nodes = [self._const_arg(x) for x in a.args]
+                if any(n is None for n in nodes):  # reported already
+                    ok = False
+                    continue
+                vals = [constant_value(n) for n in nodes]
+                if len(a.args) != 2 or any(v is None or isinstance(v, complex) for v in vals):
                     self.error("`range` takes two numbers: `range(lo, hi)`", a.span,
                                "the bounds are numbers or arithmetic on numbers, e.g. `range(0, 1)`")
                     ok = False
@@ -315,6 +320,10 @@ class DeclarationMixin:
         if value <= 0:
             self.error(f"`layers` must be positive, got {value}", spec.layers.span,
                        "an unrolled network has at least one layer, e.g. `layers 10`")
+            return 1
+        if value > MAX_COUNT:
+            self.error(f"`layers` is at most {MAX_COUNT:,}, got {value:.3g}", spec.layers.span,
+                       "for more iterations run the network on its own output (or `monitor` a long run)")
             return 1
         return value
 

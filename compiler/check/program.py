@@ -52,6 +52,7 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
         self.history_used = []
         self.locals_types = {}
         self.reported = set()
+        self.dim_minimums: dict[str, tuple[int, str]] = {}  # dim -> (least size, the index that needs it)
         data, hypers, inputs, lets, params, states, nets = [], [], [], [], [], [], []
         requires: list[ir.Require] = []
         self._let_values: dict[str, ir.Node] = {}
@@ -244,7 +245,8 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
             input_dims=input_dims, data=data, hypers=hypers, inputs=inputs, lets=lets, params=params,
             states=states, layers=layers, step=step, final=final, outputs=outputs, prev_used=list(self.prev_used),
             history_used=list(self.history_used),
-            locals_types=dict(self.locals_types), nets=nets, requires=requires)
+            locals_types=dict(self.locals_types), nets=nets, requires=requires,
+            dim_minimums=dict(self.dim_minimums))
 
 
 

@@ -8,6 +8,7 @@ from ..ast import DimExpr
 from ..diagnostics import Diagnostic, Span, did_you_mean
 from ..types import COMPLEX, INT, OPERATOR, REAL, Type
 from .expressions import constant_value
+from .literals import MAX_COUNT
 from .names import Symbol, kind_noun, name_problem, with_article
 
 
@@ -127,13 +128,13 @@ class ScopeMixin:
                 del self.sink.items[errors:]
                 self.reported = reported
                 depth = constant_value(node) if node is not None else None
-            self._depth_cache = depth if isinstance(depth, int) and depth > 0 else 1
+            self._depth_cache = depth if isinstance(depth, int) and 0 < depth <= MAX_COUNT else 1
         return self._depth_cache
 
     def _layers_option(self) -> int | None:
         """The `--layers` depth, if one was given and is positive (the schedule pass reports a bad one)."""
         depth = self.layers_option
-        return depth if isinstance(depth, int) and not isinstance(depth, bool) and depth > 0 else None
+        return depth if isinstance(depth, int) and not isinstance(depth, bool) and 0 < depth <= MAX_COUNT else None
 
     def _substitute_depth(self, d: DimExpr) -> DimExpr:
         if "num_layers" not in dict(d.terms):

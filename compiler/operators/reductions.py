@@ -15,6 +15,7 @@ from .core import (
     at_least_real,
     axis_code,
     elementwise,
+    not_mask,
     numeric,
     numpy,
     real,
@@ -33,10 +34,12 @@ def _axis_arg(args, i):
     return a.static
 
 
-def _reduce_infer(real_out=False):
+def _reduce_infer(real_out=False, masks=False):
     def infer(types, args):
         t = types[0]
         numeric(t, 0)
+        if not masks:  # `sum(c)` counts the entries of a mask; `norm(c)`, `mean(c)` fail in torch
+            not_mask(t, 0, "this reduction")
         axis = _axis_arg(args, 1) if len(types) > 1 else None
         dtype = REAL if real_out else at_least_real(t.dtype)
         if axis is None:
@@ -61,7 +64,7 @@ def _reduce_emit(method: str):
     return emit
 
 
-register(Operator("sum", 1, 2, _reduce_infer(), _reduce_emit("sum"), lambda a: f"\\sum {a[0]}",
+register(Operator("sum", 1, 2, _reduce_infer(masks=True), _reduce_emit("sum"), lambda a: f"\\sum {a[0]}",
                   "sum of all entries of each sample, or along one axis: `sum(X, 0)`", static_args=(1,),
                   reference=lambda v, axis=None: numpy().sum(v, axis=axis), category="reduction",
                   usage=("sum(v)", "sum(v, axis)"), dtype="of v (int → real)", example="sum(d, 0)",

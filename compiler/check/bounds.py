@@ -1,0 +1,75 @@
+"""Compile-time ranges of integer index expressions, so that an index past the end of an axis is a located
+error (`c[5]`, `c[-1]`, `c[layer + 3]` with `c : real[3]`; `onehot(n, n)`) instead of an `IndexError` when
+the module runs.  Where the axis size is a dim known only when the module runs (`ys[layer]` with
+`input ys : real[T, n]`), the checker records the least size the dim needs (`Program.dim_minimums`) and the
+generated module checks it when the dim is bound, naming the argument.
+"""
+
+from __future__ import annotations
+
+from .. import ir
+from ..ast import DimExpr
+
+
+def int_bounds(node: ir.Node, depth: int) -> tuple[int, int] | None:
+    """(lowest, highest) value of an integer expression over every layer (`layer` is 0 .. depth - 1), or
+    None where it is not known at compile time (hyperparameters, sizes, per-sample values)."""
+    if node.op == "number" and isinstance(node.attrs.get("value"), int):
+        v = node.attrs["value"]
+        return v, v
+    if isinstance(node.static, int):
+        return node.static, node.static
+    if node.op == "var" and node.attrs.get("kind") == "layer":
+        return 0, depth - 1
+    if node.op == "neg" and len(node.args) == 1:
+        b = int_bounds(node.args[0], depth)
+        return None if b is None else (-b[1], -b[0])
+    if node.op in ("add", "sub", "mul") and len(node.args) == 2:
+        a, b = (int_bounds(x, depth) for x in node.args)
+        if a is None or b is None:
+            return None
+        if node.op == "add":
+            return a[0] + b[0], a[1] + b[1]
+        if node.op == "sub":
+            return a[0] - b[1], a[1] - b[0]
+        products = [x * y for x in a for y in b]
+        return min(products), max(products)
+    return None
+
+
+def single_dim(size) -> str | None:
+    """The dim name when an axis size is exactly one dim (`T`), else None."""
+    if isinstance(size, DimExpr) and len(size.terms) == 1 and size.const == 0 and size.terms[0][1] == 1 \
+            and "*" not in size.terms[0][0]:
+        return size.terms[0][0]
+    return None
+
+
+def index_problem(bounds: tuple[int, int], size, text: str) -> tuple[str, str] | None:
+    """(message, hint) when an index with these bounds can fall outside an axis of literal size `size`."""
+    lo, hi = bounds
+    what = f"index {lo}" if lo == hi else f"index `{text}` (from {lo} to {hi} over the layers)"
+    if lo < 0:
+        return f"{what} is negative", "indices start at 0"
+    if isinstance(size, DimExpr) and size.is_int and hi >= size.const:
+        return (f"{what} is out of range for axis of size {size}", f"indices start at 0 and go up to {size.const - 1}")
+    return None
+
+
+def onehot_problem(index: ir.Node, length, depth: int) -> tuple[str, str] | None:
+    """(message, hint) when `onehot(index, length)` is out of range for some layer or sample."""
+    if isinstance(index.static, DimExpr) and isinstance(length, DimExpr) and index.static == length:
+        return (f"`onehot` index `{length}` is always out of range for length {length}",
+                f"indices go from 0 to {length} - 1; for the last entry write `onehot({length} - 1, {length})`")
+    bounds = int_bounds(index, depth)
+    if bounds is not None:
+        lo, hi = bounds
+        if lo < 0 or (isinstance(length, DimExpr) and length.is_int and hi >= length.const):
+            what = f"{lo}" if lo == hi else f"from {lo} to {hi} over the layers"
+            return f"`onehot` index ({what}) is out of range for length {length}", "indices go from 0 to length - 1"
+    if index.op == "argmax" and index.args and index.args[0].type.rank >= 1:
+        size = index.args[0].type.shape[-1]
+        if size != length:
+            return (f"`onehot(argmax(v), {length})`: `v` has {size} entries, so the index can reach {size} - 1, "
+                    f"but the length is {length}", f"give the length of `v`: `onehot(argmax(v), {size})`")
+    return None
