@@ -286,6 +286,10 @@ class UnrolledModule(nn.Module):
             if size == 0:
                 raise ValueError(f"{name}: axis {axis + offset} (`{dim}`) has size 0 (shape {given}); "
                                  f"the spec's axes need at least one entry")
+            for needed, least, why in type(self).dim_minimums:
+                if needed == dim and size < least:
+                    raise ValueError(f"{name}: axis {axis + offset} is `{dim}` = {size}, but the spec needs "
+                                     f"`{dim}` >= {least} for {why}; got shape {given}")
             if isinstance(dim, int):
                 if size != dim:
                     raise ValueError(f"{name}: expected shape {_shape_text(dim_names, dims, batched and not unbatched)}"
@@ -297,10 +301,6 @@ class UnrolledModule(nn.Module):
                                      f"{self.__dict__.get('_dim_origins', {}).get(dim, 'an earlier argument')}), "
                                      f"not {size}")
             elif dim is not None:
-                for needed, least, why in type(self).dim_minimums:
-                    if needed == dim and size < least:
-                        raise ValueError(f"{name}: axis {axis + offset} is `{dim}` = {size}, but the spec needs "
-                                         f"`{dim}` >= {least} for {why}; got shape {given}")
                 dims[dim] = size
                 # per instance: which argument bound each dim (named in later shape errors)
                 self.__dict__.setdefault("_dim_origins", {}).setdefault(dim, f"`{name}`")

@@ -351,6 +351,9 @@ def support(k: torch.Tensor, s: int) -> torch.Tensor:
 def pad_kernel(k: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Place an s x s kernel in an h x w image with its centre at the origin (psf2otf before the FFT)."""
     s1, s2 = k.shape[-2:]
+    if s1 > h or s2 > w:
+        raise ValueError(f"pad_kernel: a {s1} x {s2} kernel does not fit in a {h} x {w} image; the images must be "
+                         "at least as large as the kernels")
     pad = k.new_zeros(k.shape[:-2] + (h, w))
     pad[..., :s1, :s2] = k
     return torch.roll(pad, shifts=(-((s1 - 1) // 2), -((s2 - 1) // 2)), dims=(-2, -1))
