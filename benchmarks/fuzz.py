@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import signal
 import sys
 import time
 import traceback
@@ -64,7 +65,14 @@ def main(argv=None) -> int:
     stages = collections.Counter()
     compared = skipped = 0
     start = time.perf_counter()
+    stop: list = []  # SIGTERM (`kill PID`) ends the run after the current case, with the report so far
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    ran = 0
     for i in range(args.cases):
+        if stop:
+            print(f"stopped (SIGTERM) after {ran} cases", file=sys.stderr)
+            break
+        ran = i + 1
         if i and i % 500 == 0:
             print(f"  {i} cases, {sum(len(g) for g in groups.values())} failing, "
                   f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
@@ -92,8 +100,8 @@ def main(argv=None) -> int:
             groups[outcome.signature].append((kind, seed, program, outcome))
     elapsed = time.perf_counter() - start
 
-    print(f"{args.cases} cases ({', '.join(kinds)}; seeds {args.seed}..{args.seed + args.cases - 1}) in "
-          f"{elapsed:.1f} s ({1000 * elapsed / max(args.cases, 1):.1f} ms/case); banned constructs: "
+    print(f"{ran} cases ({', '.join(kinds)}; seeds {args.seed}..{args.seed + ran - 1}) in "
+          f"{elapsed:.1f} s ({1000 * elapsed / max(ran, 1):.1f} ms/case); banned constructs: "
           f"{', '.join(banned) or 'none'}")
     print(f"outputs compared: {compared} per-sample values; skipped (ambiguous/huge reference): {skipped}")
     print("outcomes: " + ", ".join(f"{stage} {count}" for stage, count in stages.most_common()))

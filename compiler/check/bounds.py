@@ -73,3 +73,37 @@ def onehot_problem(index: ir.Node, length, depth: int) -> tuple[str, str] | None
             return (f"`onehot(argmax(v), {length})`: `v` has {size} entries, so the index can reach {size} - 1, "
                     f"but the length is {length}", f"give the length of `v`: `onehot(argmax(v), {size})`")
     return None
+
+
+def _int_at(node: ir.Node, layer: int) -> int | None:
+    if node.op == "var" and node.attrs.get("kind") == "layer":
+        return layer
+    if isinstance(node.static, int):
+        return node.static
+    if node.op == "number" and isinstance(node.attrs.get("value"), int):
+        return node.attrs["value"]
+    if node.op == "neg" and len(node.args) == 1:
+        v = _int_at(node.args[0], layer)
+        return None if v is None else -v
+    if node.op in ("add", "sub", "mul") and len(node.args) == 2:
+        a, b = (_int_at(x, layer) for x in node.args)
+        if a is None or b is None:
+            return None
+        return a + b if node.op == "add" else a - b if node.op == "sub" else a * b
+    return None
+
+
+def zero_layer(node: ir.Node, depth: int) -> int | None:
+    """The first layer at which an integer expression of `layer` and literals is 0 (`1 / layer` divides by
+    zero at layer 0), or None (never zero, or not such an expression)."""
+    if not any(n.op == "var" and n.attrs.get("kind") == "layer" for n in node.walk()):
+        return None
+    if int_bounds(node, depth) is None:
+        return None
+    for layer in range(min(depth, 100_000)):
+        value = _int_at(node, layer)
+        if value is None:
+            return None
+        if value == 0:
+            return layer
+    return None

@@ -10,7 +10,7 @@ from ..ast import DimExpr
 from ..diagnostics import Diagnostic, Span, did_you_mean
 from ..operators import INTERNAL_OPERATORS, OPERATORS, SPECIAL_FORMS, Arg, function_names
 from ..types import INT, OPERATOR, REAL, ShapeError, Type
-from .bounds import index_problem, int_bounds, onehot_problem, single_dim
+from .bounds import index_problem, int_bounds, onehot_problem, single_dim, zero_layer
 from .literals import LITERAL_OPS, MAX_INT, LiteralError, fold
 from .names import BINARY_OPS, PY_OPS, USER_OPERATORS, Symbol, kind_noun, with_article
 
@@ -286,6 +286,14 @@ class ExpressionMixin:
             if not call and symbol is not None and f"`{label}`" not in msg:
                 msg = f"in `{label}`: {msg}"
             self.error(msg, where, hint)
+            return None
+        zero_at = zero_layer(args[1], self._depth()) if opname == "div" else None
+        if opname == "pow" and (int_bounds(args[1], self._depth()) or (0, 0))[1] < 0:
+            zero_at = zero_layer(args[0], self._depth())  # `layer^-1`: 0 to a negative power
+        if zero_at is not None:
+            where = arg_spans[1] if opname == "div" else arg_spans[0]
+            self.error(f"division by zero at layer {zero_at}: `{self._text(where)}` is 0 there", where,
+                       "`layer` counts from 0; divide by `layer + 1` for a count from 1")
             return None
         if opname == "onehot":
             problem = onehot_problem(args[0], out.shape[0], self._depth())

@@ -100,9 +100,17 @@ class SpecialFormMixin:
             self.error("`grad` handles real expressions only", e.args[0].span,
                        "for complex data write the gradient by hand, e.g. `A.H @ (A @ x - y)`")
             return None
+        if not any(n.op == "var" and n.attrs.get("name") == wrt for n in f.walk()):
+            self.error(f"the expression does not use `{wrt}`: its gradient with respect to `{wrt}` is 0",
+                       e.args[1].span, "differentiate with respect to a variable the expression uses")
+            return None
         try:
             expr = gradient_ast(e.args[0], wrt, self._symbol_shapes(), e.span)
-        except GradError as err:
+        except RecursionError:
+            raise
+        except Exception as err:  # noqa: BLE001 - GradError, or sympy failing on a form it does not handle
+            if not isinstance(err, GradError):
+                err = f"sympy could not differentiate it ({type(err).__name__})"
             self.error(f"cannot differentiate: {err}", e.args[0].span,
                        "grad supports sums, scalar multiples, `@`, `.T`, `norm(.)^2`, `dot`, `sum`, and elementwise "
                        "`*` with constants")
