@@ -394,6 +394,8 @@ def stft(x: torch.Tensor, n_freq: int, n_frames: int, hop: int) -> torch.Tensor:
 def istft(X: torch.Tensor, length: int, hop: int) -> torch.Tensor:
     """Inverse of `stft` (windowed overlap-add, least-squares): [..., F, N] -> [..., T]."""
     F, N = X.shape[-2:]
+    if not X.is_complex():  # a real spectrogram is a complex one with zero imaginary part (torch.istft refuses it)
+        X = X.to(complex_dtype(X.dtype))
     n_fft = 2 * (F - 1)
     window = torch.hann_window(n_fft, dtype=real_dtype(X.dtype), device=X.device)
     flat = X.reshape((-1, F, N))

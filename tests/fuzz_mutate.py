@@ -38,7 +38,7 @@ from unroll.runtime import UnrolledModule
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = re.compile(r"#[^\n]*|\"[^\"\n]*\"|[0-9]+\.?[0-9]*(?:e[+-]?[0-9]+)?|[A-Za-z_][A-Za-z0-9_]*|<-|<=|>=|==|!="
-                   r"|\n|[ \t]+|.", re.S)
+                   r"|\n|[ \t]+|.", re.DOTALL)
 HOSTILE_TOKENS = [
     "2^2^40", "10^400", "1e308*10", "1/0", "0^-1", "(-1)^0.5", "2.0^1024", "9" * 400, "1e-400", "-0", "0",
     "((((((((((x))))))))))", "state_batched", "TypeError", "self", "torch", "rt", "__init__", "_x", "dims",
@@ -54,7 +54,7 @@ def seeds() -> tuple[tuple[str, str], ...]:
     """(name, text) of the shipped specs and of the manual's ```unroll examples."""
     out = [(p.stem, p.read_text()) for p in sorted((ROOT / "dsl_specs").glob("*.unroll"))]
     manual = (ROOT / "docs" / "language.md").read_text()
-    for i, block in enumerate(re.findall(r"```unroll\n(.*?)```", manual, re.S)):
+    for i, block in enumerate(re.findall(r"```unroll\n(.*?)```", manual, re.DOTALL)):
         out.append((f"language.md#{i}", block))
     return tuple(out)
 
@@ -289,9 +289,9 @@ def _build_and_run(cls, program, seed: int) -> Outcome:
             else:
                 kwargs[d.name] = random(d.type.shape, d.type.dtype)
         parameters = inspect.signature(cls.__init__).parameters
-        for name in sizes:
+        for name, size in sizes.items():
             if name in parameters and name not in kwargs:
-                kwargs[name] = sizes[name]
+                kwargs[name] = size
         if "dtype" in parameters:
             kwargs["dtype"] = torch.float64
         inputs = {i.name: torch.as_tensor(_batch(random, i)) for i in program.inputs}

@@ -12,7 +12,7 @@ import fuzz_mutate
 import pytest
 from fuzz_mutate import HOSTILE, Outcome, corpus_case, mutant, run_case, seeds
 
-MUTANTS = 1200
+MUTANTS = 800
 
 
 def _report(findings) -> str:

@@ -70,8 +70,9 @@ def onehot_problem(index: ir.Node, length, depth: int) -> tuple[str, str] | None
     if index.op == "argmax" and index.args and index.args[0].type.rank >= 1:
         size = index.args[0].type.shape[-1]
         if size != length:
-            return (f"`onehot(argmax(v), {length})`: `v` has {size} entries, so the index can reach {size} - 1, "
-                    f"but the length is {length}", f"give the length of `v`: `onehot(argmax(v), {size})`")
+            message = (f"`onehot(argmax(v), {length})`: `v` has {size} entries, so the index can reach {size} - 1, "
+                       f"but the length is {length}")
+            return message, f"give the length of `v`: `onehot(argmax(v), {size})`"
     return None
 
 

@@ -5,7 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..types import COMPLEX, REAL, ShapeError
-from .core import Emitted, Operator, at_least_real, elementwise, not_mask, numeric, numpy, real, register, tensor
+from .core import (
+    Emitted,
+    Operator,
+    at_least_real,
+    elementwise,
+    not_mask,
+    numeric,
+    numpy,
+    real,
+    register,
+    tensor,
+)
 
 
 def _unary(name: str, fn: str, tex: Callable[[list[str]], str], doc: str, ref, *, dtype: str, example: str,

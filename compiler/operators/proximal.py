@@ -5,7 +5,18 @@ from __future__ import annotations
 import math
 
 from ..types import COMPLEX, INT, REAL, ShapeError, broadcast, shape_str
-from .core import Emitted, Operator, at_least_real, elementwise, not_mask, numeric, numpy, real, register, tensor
+from .core import (
+    Emitted,
+    Operator,
+    at_least_real,
+    elementwise,
+    not_mask,
+    numeric,
+    numpy,
+    real,
+    register,
+    tensor,
+)
 
 
 def _threshold(types, i, opname):

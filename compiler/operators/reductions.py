@@ -12,6 +12,7 @@ from .core import (
     Emitted,
     Operator,
     all_axes,
+    as_complex,
     at_least_real,
     axis_code,
     elementwise,
@@ -222,6 +223,9 @@ def _where_emit(args, out):
     c, a, b = args
     # a Python bool (e.g. `layer == 0`) becomes a boolean tensor
     cond = f"torch.tensor({c.code}, device={EmitContext.device})" if c.py else c.code
+    # a real branch of a complex result is promoted first: torch.where's backward hands a complex gradient
+    # to a real branch otherwise (a real learned value next to a complex one could not be trained)
+    a, b = as_complex(a, out), as_complex(b, out)
     return Emitted(f"torch.where({cond}, {tensor(a)}, {tensor(b)})")
 
 
