@@ -5,19 +5,34 @@ fix (the comment says how)."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import unroll
 from specgen_check import build_class
+from unroll.compiler import compile_source
+from unroll.compiler.driver import make_options
+from unroll.runtime import UnrolledModule
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+def _load(name: str, layers: int):
+    """The class of a shipped spec at `layers` (compiled and executed here, as tests/specgen_check.py does)."""
+    source = compile_source((ROOT / "dsl_specs" / f"{name}.unroll").read_text(), f"{name}.unroll",
+                            make_options(layers=layers))
+    namespace: dict = {}
+    exec(compile(source, f"<{name}>", "exec"), namespace)  # noqa: S102 - compiler output
+    return next(v for v in namespace.values() if isinstance(v, type) and issubclass(v, UnrolledModule)
+                and v is not UnrolledModule)
+
+
 @pytest.fixture(scope="module")
 def Lista():
-    return unroll.load("lista", layers=3)
+    return _load("lista", 3)
 
 
 def _dictionary(n=5, m=8, seed=0):
@@ -176,5 +191,5 @@ def test_repr_shows_the_spec_depth_and_parameters(Lista):
     assert "dims: n=5, m=8" in text
     assert "param Wt: [8, 8] float64, shared, learned (default eye(m) - A.T @ A / L)" in text
     assert "param theta: [] float64, shared, learned, positive (default lam / L)" in text
-    untied = repr(unroll.load("lista_untied", layers=3)(A=_dictionary()))
+    untied = repr(_load("lista_untied", 3)(A=_dictionary()))
     assert "param theta: [3] float64, per_layer, learned" in untied
