@@ -48,6 +48,8 @@ def main(argv=None) -> int:
                         help="also generate the constructs of KNOWN_BUG_CONSTRUCTS")
     parser.add_argument("--allow", action="append", default=[], metavar="CONSTRUCT",
                         help="generate this construct of KNOWN_BUG_CONSTRUCTS (repeatable)")
+    parser.add_argument("--build-timeout", type=int, default=10, metavar="S",
+                        help="mutation cases: seconds to build and run an accepted module (longer: counted as slow)")
     parser.add_argument("--no-shrink", action="store_true", help="print failing specs as generated")
     parser.add_argument("--show", type=int, default=1, help="minimal specs printed per failure group")
     args = parser.parse_args(argv)
@@ -81,7 +83,7 @@ def main(argv=None) -> int:
         if kind == "mutations":
             label, text = corpus_case(args.seed + mutations)
             mutations += 1
-            outcome = run_case(text, seed)
+            outcome = run_case(text, seed, build_timeout=args.build_timeout)
             stages[outcome.stage] += 1
             if outcome.finding:
                 groups[outcome.signature].append((label, seed, text, outcome))

@@ -219,16 +219,19 @@ UNLOCATED_OK = re.compile(r"^[^\n]*?: error: (the spec is empty|missing `spec NA
 CLEAN_ERROR = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\[[0-9]+\])?: ")
 
 
-def run_case(text: str, seed: int = 0, timeout: int = 10, build: bool = True) -> Outcome:
-    """Compile `text` and, if accepted, build and run the module; see the module docstring for the rule."""
+def run_case(text: str, seed: int = 0, timeout: int = 10, build: bool = True, build_timeout: int | None = None
+             ) -> Outcome:
+    """Compile `text` and, if accepted, build and run the module; see the module docstring for the rule.
+    Compiling has `timeout` seconds (longer is a `hang`); building and running the module `build_timeout`
+    (default: the same; longer is `slow`, not a finding: an accepted spec may ask for a wide CNN)."""
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(timeout)
-    progress: list = []
+    progress: list = [build_timeout]
     try:
         return _run(text, seed, build, progress)
     except _Hang:
-        if progress:  # compiled: building or running a large accepted network (wide CNNs) is slow, not a hang
-            return Outcome("slow", f"built or ran for more than {timeout} s")
+        if len(progress) > 1:  # compiled: building or running a large accepted network (wide CNNs) is slow
+            return Outcome("slow", f"built or ran for more than {progress[0] or timeout} s")
         return Outcome("hang", f"did not finish in {timeout} s")
     finally:
         signal.alarm(0)
@@ -251,6 +254,8 @@ def _run(text: str, seed: int, build: bool, progress: list) -> Outcome:
     except Exception as err:  # noqa: BLE001 - the finding
         return Outcome("crash", f"{type(err).__name__}: {err}")
     progress.append("compiled")
+    if progress[0] is not None:
+        signal.alarm(progress[0])
     if not build:
         return Outcome("ok")
     try:

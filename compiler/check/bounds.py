@@ -11,16 +11,18 @@ from .. import ir
 from ..ast import DimExpr
 
 
-def int_bounds(node: ir.Node, depth: int) -> tuple[int, int] | None:
+def int_bounds(node: ir.Node, depth) -> tuple[int, int] | None:
     """(lowest, highest) value of an integer expression over every layer (`layer` is 0 .. depth - 1), or
-    None where it is not known at compile time (hyperparameters, sizes, per-sample values)."""
+    None where it is not known at compile time (hyperparameters, sizes, per-sample values).  `depth` is the
+    number of layers or a function giving it, called only if the expression uses `layer` (the `layers`
+    line itself is checked before the depth is known)."""
     if node.op == "number" and isinstance(node.attrs.get("value"), int):
         v = node.attrs["value"]
         return v, v
     if isinstance(node.static, int):
         return node.static, node.static
     if node.op == "var" and node.attrs.get("kind") == "layer":
-        return 0, depth - 1
+        return 0, (depth() if callable(depth) else depth) - 1
     if node.op == "neg" and len(node.args) == 1:
         b = int_bounds(node.args[0], depth)
         return None if b is None else (-b[1], -b[0])
@@ -56,7 +58,7 @@ def index_problem(bounds: tuple[int, int], size, text: str) -> tuple[str, str] |
     return None
 
 
-def onehot_problem(index: ir.Node, length, depth: int) -> tuple[str, str] | None:
+def onehot_problem(index: ir.Node, length, depth) -> tuple[str, str] | None:
     """(message, hint) when `onehot(index, length)` is out of range for some layer or sample."""
     if isinstance(index.static, DimExpr) and isinstance(length, DimExpr) and index.static == length:
         return (f"`onehot` index `{length}` is always out of range for length {length}",
@@ -94,14 +96,14 @@ def _int_at(node: ir.Node, layer: int) -> int | None:
     return None
 
 
-def zero_layer(node: ir.Node, depth: int) -> int | None:
+def zero_layer(node: ir.Node, depth) -> int | None:
     """The first layer at which an integer expression of `layer` and literals is 0 (`1 / layer` divides by
     zero at layer 0), or None (never zero, or not such an expression)."""
     if not any(n.op == "var" and n.attrs.get("kind") == "layer" for n in node.walk()):
         return None
     if int_bounds(node, depth) is None:
         return None
-    for layer in range(min(depth, 100_000)):
+    for layer in range(min(depth() if callable(depth) else depth, 100_000)):
         value = _int_at(node, layer)
         if value is None:
             return None

@@ -186,7 +186,7 @@ class ExpressionMixin:
                        "index with an integer literal, an `int` hyperparameter or `layer`")
             return None
         size = value.type.shape[0]
-        bounds = int_bounds(index, self._depth())
+        bounds = int_bounds(index, self._depth)
         if bounds is not None:  # compiler/check/bounds.py
             problem = index_problem(bounds, size, self._text(e.index.span))
             if problem is not None:
@@ -287,16 +287,16 @@ class ExpressionMixin:
                 msg = f"in `{label}`: {msg}"
             self.error(msg, where, hint)
             return None
-        zero_at = zero_layer(args[1], self._depth()) if opname == "div" else None
-        if opname == "pow" and (int_bounds(args[1], self._depth()) or (0, 0))[1] < 0:
-            zero_at = zero_layer(args[0], self._depth())  # `layer^-1`: 0 to a negative power
+        zero_at = zero_layer(args[1], self._depth) if opname == "div" else None
+        if opname == "pow" and (int_bounds(args[1], self._depth) or (0, 0))[1] < 0:
+            zero_at = zero_layer(args[0], self._depth)  # `layer^-1`: 0 to a negative power
         if zero_at is not None:
             where = arg_spans[1] if opname == "div" else arg_spans[0]
             self.error(f"division by zero at layer {zero_at}: `{self._text(where)}` is 0 there", where,
                        "`layer` counts from 0; divide by `layer + 1` for a count from 1")
             return None
         if opname == "onehot":
-            problem = onehot_problem(args[0], out.shape[0], self._depth())
+            problem = onehot_problem(args[0], out.shape[0], self._depth)
             if problem is not None:
                 self.error(problem[0], arg_spans[0], problem[1])
                 return None
