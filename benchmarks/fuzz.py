@@ -83,7 +83,9 @@ def main(argv=None) -> int:
         if kind == "mutations":
             label, text = corpus_case(args.seed + mutations)
             mutations += 1
-            outcome = run_case(text, seed, build_timeout=args.build_timeout)
+            # the hostile corpus's largest cases (5 000 dims) take seconds on a busy machine: more time to compile
+            outcome = run_case(text, seed, timeout=60 if label.startswith("hostile:") else 10,
+                               build_timeout=args.build_timeout)
             stages[outcome.stage] += 1
             if outcome.finding:
                 groups[outcome.signature].append((label, seed, text, outcome))
