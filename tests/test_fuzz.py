@@ -12,7 +12,7 @@ import fuzz_mutate
 import pytest
 from fuzz_mutate import HOSTILE, Outcome, corpus_case, mutant, run_case, seeds
 
-MUTANTS = 800
+MUTANTS = 600
 
 
 def _report(findings) -> str:
