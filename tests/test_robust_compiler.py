@@ -189,3 +189,22 @@ def test_spec_file_that_is_not_utf8(tmp_path, command):
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr
     assert re.match(r".*latin1\.unroll:2:14: error: the spec file is not UTF-8 text: byte 0xe9", run.stderr), run.stderr
+
+
+# found by the mutation fuzzer (tests/fuzz_known_bugs.md)
+def test_grad_of_an_expression_without_the_variable():
+    # before: NotImplementedError from sympy ("noncommutative scalars in MatMul") in the checker
+    text = spec(decls="data A : real[n, n]\ninput u : real[n]", step="x - grad(0.5 * norm(A @ x - y)^2, u)")
+    located(diagnose(text), 10, "the expression does not use `u`")
+
+
+@pytest.mark.parametrize("decls, step, message", [
+    ("param t : real = lam / layer learned per_layer", "x + t * y", "division by zero at layer 0: `layer`"),
+    ("", "x + y / (layer - 1)", "division by zero at layer 1: `layer - 1`"),
+    ("", "x + y * layer^-1", "division by zero at layer 0"),
+])
+def test_division_by_zero_at_a_layer(decls, step, message):
+    # before: ZeroDivisionError at construction (a per-layer default), inf in forward
+    report = diagnose(spec(decls=decls, step=step))
+    assert message in report.splitlines()[0], report
+    compile_source(spec(step="x + y / (layer + 1) + y * (2 * layer - 1)^-1"), "t.unroll")  # never zero

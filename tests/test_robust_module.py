@@ -193,3 +193,11 @@ def test_repr_shows_the_spec_depth_and_parameters(Lista):
     assert "param theta: [] float64, shared, learned, positive (default lam / L)" in text
     untied = repr(_load("lista_untied", 3)(A=_dictionary()))
     assert "param theta: [3] float64, per_layer, learned" in untied
+
+
+def test_kernel_larger_than_the_image_is_named():
+    # found by the mutation fuzzer on the shipped dublid/admm_csnet: torch "expanded size" RuntimeError before
+    Net = _load("admm_csnet", 2)
+    mask = np.ones((2, 3))
+    with pytest.raises(ValueError, match=r"^pad_kernel: a 3 x 3 kernel does not fit in a 2 x 3 image"):
+        Net(mask=mask, d0=np.random.default_rng(0).standard_normal((2, 3, 3)))
