@@ -8,9 +8,10 @@ benchmarks/fuzz.py), next to the well-typed generators of tests/specgen.py.
   hostile token, insert), deterministic in `seed`.
 * `HOSTILE`: a corpus of hostile specs (huge literals, literal arithmetic that overflows or divides by zero,
   deep nesting, unicode and control characters, reserved names, bad indices, masks where numbers are needed).
-* `run_case(text)`: the rule every case must keep.  Compiling either succeeds or raises a CompileError whose
-  report starts `path:line:col: error: ` (or `path: error: ` for a spec without lines to point at); never
-  another exception or a hang.  An accepted spec is built on random data of its declared shapes (small dims,
+* `run_case(text)`: the rule every case must keep.  Compiling (and `unrollc explain`'s and `unrollc graph`'s
+  rendering of an accepted spec) either succeeds or raises a CompileError whose report starts
+  `path:line:col: error: ` (or `path: error: ` for a spec without lines to point at); never another
+  exception or a hang.  An accepted spec is built on random data of its declared shapes (small dims,
   float64) and run on a batch of 2: construction and forward either work or raise a TypeError/ValueError that
   starts by naming the argument (`A: ...`, `Net: ...`); never another exception.
 
@@ -34,6 +35,8 @@ import torch
 from unroll.compiler import CompileError
 from unroll.compiler.driver import VERSION, check_source
 from unroll.compiler.emitter import emit
+from unroll.compiler.explain import explain
+from unroll.compiler.graph import build_graph, to_dot
 from unroll.runtime import UnrolledModule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,10 +105,22 @@ def mutate(text: str, rng: random.Random, count: int) -> str:
     return "".join(tokens)
 
 
+def renumber(text: str, rng: random.Random, count: int) -> str:
+    """`count` numbers of the spec replaced by others (0, -1, 1e300, `2^2^40`, ...): the spec still parses, and
+    is often accepted, so that the module is built with extreme constants."""
+    tokens = TOKEN.findall(text)
+    numbers = [i for i, t in enumerate(tokens) if t[:1].isdigit()]
+    for i in rng.sample(numbers, min(count, len(numbers))):
+        tokens[i] = rng.choice(NUMBERS)
+    return "".join(tokens)
+
+
 def mutant(seed: int) -> tuple[str, str]:
-    """(label, text): a seed spec with 1-4 token mutations."""
+    """(label, text): a seed spec with 1-3 token mutations (one case in three: only numbers replaced)."""
     rng = random.Random(seed)
     name, text = rng.choice(seeds())
+    if rng.random() < 1 / 3:
+        return f"{name}~{seed}", renumber(text, rng, rng.choice((1, 1, 2)))
     return f"{name}~{seed}", mutate(text, rng, rng.choice((1, 1, 1, 2, 3)))
 
 
@@ -244,6 +259,8 @@ def _run(text: str, seed: int, build: bool, progress: list) -> Outcome:
         if program.layers > LAYERS_CAP:
             return Outcome("ok", "accepted (too deep to build)")
         source = emit(program, "", VERSION)
+        explain(program)  # `unrollc explain` and `unrollc graph` print the same program: they must not fail
+        to_dot(build_graph(program))
     except CompileError as err:
         report = str(err)
         if LOCATED.match(report) or UNLOCATED_OK.match(report):

@@ -202,9 +202,26 @@ def test_grad_of_an_expression_without_the_variable():
     ("param t : real = lam / layer learned per_layer", "x + t * y", "division by zero at layer 0: `layer`"),
     ("", "x + y / (layer - 1)", "division by zero at layer 1: `layer - 1`"),
     ("", "x + y * layer^-1", "division by zero at layer 0"),
+    ("param t : real = 1 / (lam * (layer - 1)) learned per_layer", "x + t * y",
+     "division by zero at layer 1: `lam * (layer - 1)`"),
+    ("param t : real = lam / 1/0 learned", "x + t * y", "division by zero"),
 ])
 def test_division_by_zero_at_a_layer(decls, step, message):
     # before: ZeroDivisionError at construction (a per-layer default), inf in forward
     report = diagnose(spec(decls=decls, step=step))
     assert message in report.splitlines()[0], report
     compile_source(spec(step="x + y / (layer + 1) + y * (2 * layer - 1)^-1"), "t.unroll")  # never zero
+
+
+def test_grad_with_huge_constants_emits_float_literals():
+    # found by the mutation fuzzer: `grad(1e300 * norm(...)^2, v)` emitted a 301-digit int; forward raised
+    # OverflowError (int too big to convert)
+    import torch
+    from specgen_check import build_class
+
+    text = spec(decls="data A : real[n, n]", step="x - 1e-310 * grad(1e300 * norm(A @ x - y)^2, x)")
+    net = build_class(text, "t")(A=torch.eye(3, dtype=torch.float64))
+    y = torch.ones(2, 3, dtype=torch.float64)
+    x1 = 1e-310 * 2e300 * y  # x0 = 0: x1 = -c * 2e300 * A.T (A x0 - y)
+    expected = x1 - 1e-310 * 2e300 * (x1 - y)
+    torch.testing.assert_close(net(y), expected, rtol=1e-12, atol=0)

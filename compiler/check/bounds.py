@@ -99,6 +99,11 @@ def _int_at(node: ir.Node, layer: int) -> int | None:
 def zero_layer(node: ir.Node, depth) -> int | None:
     """The first layer at which an integer expression of `layer` and literals is 0 (`1 / layer` divides by
     zero at layer 0), or None (never zero, or not such an expression)."""
+    if node.op == "neg" and len(node.args) == 1:
+        return zero_layer(node.args[0], depth)
+    if node.op == "mul" and len(node.args) == 2 and int_bounds(node, depth) is None:  # `L * (layer - 1)`
+        zeros = [z for z in (zero_layer(a, depth) for a in node.args) if z is not None]
+        return min(zeros) if zeros else None
     if not any(n.op == "var" and n.attrs.get("kind") == "layer" for n in node.walk()):
         return None
     if int_bounds(node, depth) is None:

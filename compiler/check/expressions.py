@@ -287,6 +287,9 @@ class ExpressionMixin:
                 msg = f"in `{label}`: {msg}"
             self.error(msg, where, hint)
             return None
+        if opname == "div" and literal_value(args[1]) == 0:  # `lam / 0`: a Python number divided by zero
+            self.error("division by zero", arg_spans[1], "the divisor is the literal 0 (or arithmetic giving 0)")
+            return None
         zero_at = zero_layer(args[1], self._depth) if opname == "div" else None
         if opname == "pow" and (int_bounds(args[1], self._depth) or (0, 0))[1] < 0:
             zero_at = zero_layer(args[0], self._depth)  # `layer^-1`: 0 to a negative power
