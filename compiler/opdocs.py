@@ -65,6 +65,7 @@ CATEGORIES = {
     "complex": ("Complex", ""),
     "reduction": ("Reduction", ""),
     "selection": ("Selection", ""),
+    "probability": ("Probability (along an axis)", ""),
     "normalisation": ("Normalisation", ""),
     "fourier": ("Fourier", ""),
     "convolution": ("Convolution", ""),
@@ -125,6 +126,8 @@ def environment_line() -> str:
 def _by_category() -> dict[str, list[Operator]]:
     groups: dict[str, list[Operator]] = {c: [] for c in CATEGORIES}
     for op in OPERATORS.values():
+        if "keyword_form_of" in op.extra:
+            continue  # documented in the row of the operator it is a form of (`max(v, axis=k)`)
         groups.setdefault(op.category, []).append(op)
     return groups
 

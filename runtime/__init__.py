@@ -8,13 +8,14 @@ per-layer trace, parameter report).  Generated code does `from unroll import run
 and calls `rt.soft(...)`, `rt.Positive(...)`, ...
 """
 
-from . import ops
+from . import array_ops, ops
+from .array_ops import *  # sqdist, diff_adj (listed in array_ops.__all__)
 from .module import UnrolledModule
 from .nets import CNN, MLP, LinearOperator, apply_net, cat, default_dtype_device, make_net
 from .ops import *  # the kernels, listed in ops.__all__
 from .params import NonNegative, Positive, Range, UnitColumns, check_constraint
 
-__all__ = ops.__all__ + [
+__all__ = ops.__all__ + array_ops.__all__ + [
     "CNN",
     "MLP",
     "LinearOperator",

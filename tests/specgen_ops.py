@@ -10,6 +10,8 @@ generated.
 
 from __future__ import annotations
 
+import random
+
 from specgen_exprs import IMAGE_DIMS, MUL_LEVEL, Expr, Ty, make, num, python_number_argument, text
 
 SIGNAL_SHAPES = (("F", "N"), ("T",), ("2*n", "2*m"), (9, "n", "m"), (3, 3), (2, "n", "m"))
@@ -25,6 +27,7 @@ class ExprGen:
 
     def __init__(self, rng, pool, banned=frozenset(), max_level=2, images=True):
         self.rng, self.pool, self.banned, self.max_level, self.images = rng, pool, set(banned), max_level, images
+        self.side_rng = random.Random(hash(rng.getstate()[1]))  # for productions added later (p_probability)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -132,6 +135,13 @@ class ExprGen:
             if len(shape) == 2 and shape[0] == shape[1] and dtype == "real" and self.rng.random() < 0.15:
                 return Expr("eye", Ty(shape, "real"), static=shape[:1])
             return self.leaf(shape, dtype)
+        side = self.side_rng.random()  # (a stream of its own: the other productions' draws stay as they were)
+        if dtype == "real" and len(shape) <= 2 and side < 0.04:
+            return self.p_probability(shape, dtype, depth - 1)
+        if len(shape) <= 2 and 0.04 <= side < 0.07:
+            e = self.p_arrays(shape, dtype, depth - 1)
+            if e is not None:
+                return e
         productions = self.productions(shape, dtype)
         while True:
             name, fn = self.choice(productions)
@@ -325,6 +335,61 @@ class ExprGen:
             return make(self.choice(("max", "min")), (a,), Ty((), "real", a.ty.batched))
         a = self.gen((self.dim(), self.dim()), self.choice(("real", "complex")), d)
         return make("opnorm", (a,), Ty((), "real", a.ty.batched))
+
+    def p_probability(self, shape, dtype, d):
+        """softmax / logsoftmax along an axis (same shape); logsumexp, max(v, axis=k), min(v, axis=k) removing one."""
+        if dtype != "real":
+            return None
+        op = self.choice(("softmax", "logsoftmax", "logsumexp", "max_axis", "min_axis") if shape
+                         else ("logsumexp", "max_axis", "min_axis"))
+        if op in ("softmax", "logsoftmax"):
+            a = self.gen(shape, "real", d)
+            if len(shape) == 1 and self.rng.random() < 0.3:
+                return make(op, (a,), Ty(shape, "real", a.ty.batched))
+            axis = self.rng.randrange(len(shape))
+            return make(op, (a,), Ty(shape, "real", a.ty.batched), (self.choice((axis, axis - len(shape))),))
+        if op == "logsumexp" and not shape and self.rng.random() < 0.3:
+            a = self.gen(self.some_shape(), "real", d)
+            return make(op, (a,), Ty((), "real", a.ty.batched))
+        axis = self.rng.randrange(len(shape) + 1)
+        a = self.gen(shape[:axis] + (self.dim(),) + shape[axis:], "real", d)
+        return make(op, (a,), Ty(shape, "real", a.ty.batched), (axis,))
+
+    def p_arrays(self, shape, dtype, d):
+        """sqdist, diag (both ways), trace, shift, and diff_adj(diff(v, axis), axis) (the same shape)."""
+        r = self.rng.random()
+        if len(shape) == 2 and dtype == "real" and r < 0.25:
+            features = self.some_shape(1)
+            a = self.gen((shape[0],) + features, "real", d)
+            b = self.gen((shape[1],) + features, "real", d)
+            return make("sqdist", (a, b), Ty(shape, "real", a.ty.batched or b.ty.batched))
+        if len(shape) == 2 and shape[0] == shape[1] and r < 0.4:
+            a = self.gen(shape[:1], dtype, d)
+            return make("diag", (a,), Ty(shape, dtype, a.ty.batched))
+        if len(shape) == 1 and r < 0.4:
+            a = self.gen(shape + shape, dtype, d)
+            return make("diag", (a,), Ty(shape, dtype, a.ty.batched))
+        if r < 0.55:
+            k = self.dim()
+            a = self.gen(shape + (k, k), dtype, d)
+            return make("trace", (a,), Ty(shape, dtype, a.ty.batched))
+        if not shape:
+            return None
+        axis = self.rng.randrange(len(shape))
+        if r < 0.62:  # a slice `x[..., a:b]` (an integer axis from a longer one; a symbolic one as `0:`)
+            size = shape[axis]
+            start, stop, longer = ((1, -1, size + 2) if self.rng.random() < 0.5 else (2, None, size + 2)) \
+                if isinstance(size, int) else (0, None, size)
+            a = self.gen(shape[:axis] + (longer,) + shape[axis + 1:], dtype, d)
+            return make("slice_axis", (a,), Ty(shape, dtype, a.ty.batched), (axis, start, stop))
+        if r < 0.68:  # `X[:, 0]`: entry 0 along an inserted axis
+            a = self.gen(shape[:axis] + (self.dim(),) + shape[axis:], dtype, d)
+            return make("pick", (a, num("0", 0)), Ty(shape, dtype, a.ty.batched), (axis,))
+        a = self.gen(shape, dtype, d)
+        if r < 0.8:
+            return make("shift", (a,), Ty(shape, dtype, a.ty.batched), (self.choice((1, -1, 2)), axis))
+        inner = make("diff", (a,), Ty(shape, dtype, a.ty.batched), (axis,))  # (its type: only its dtype is read)
+        return make("diff_adj", (inner,), Ty(shape, dtype, a.ty.batched), (axis,))
 
     def p_structure(self, shape, dtype, d):
         r = self.rng.random()

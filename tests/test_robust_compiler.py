@@ -110,12 +110,12 @@ def test_too_many_layers_option():
 
 
 @pytest.mark.parametrize("expr, message", [
-    ("soft(y > 0, lam)", "`soft` needs numbers, got a boolean mask"),
+    ("soft(y > 0, lam)", "`soft` needs numbers, got a comparison"),
     ("hard(y > 0, lam)", "`hard` needs numbers"),
-    ("soft_nonneg(y > 0, lam)", "`soft_nonneg` needs numbers"),
+    ("soft_nonneg(y > 0, lam)", "`soft_nonneg` needs real numbers"),
     ("ss_soft(y > 0, lam, 0.5)", "`ss_soft` needs numbers"),
-    ("soft(y, y > 0)", "`soft` needs numbers"),
-    ("real(expj(y > 0))", "`expj` needs numbers"),
+    ("soft(y, y > 0)", "`soft` needs real numbers"),
+    ("real(expj(y > 0))", "`expj` needs real numbers, got a comparison"),
     ("abs(y > 0)", "`abs` needs numbers"),
     ("y * mean(y > 0)", "needs numbers"),
     ("imag(y)", "`imag` of a real value (real[n]) is always 0"),

@@ -47,6 +47,17 @@ def single_dim(size) -> str | None:
     return None
 
 
+def symbolic_index_problem(index: ir.Node, size, text: str) -> tuple[str, str] | None:
+    """(message, hint) when a dim-valued index is never below the axis size (`c[n]`, `c[n + 1]` with
+    `c : real[n]`)."""
+    if isinstance(index.static, DimExpr) and isinstance(size, DimExpr) and not index.static.is_int:
+        gap = size + DimExpr.of(-1) * index.static  # size - index
+        if gap.is_int and gap.const <= 0:
+            return (f"index `{text}` is out of range for axis of size {size}",
+                    f"indices start at 0 and go up to {size} - 1")
+    return None
+
+
 def index_problem(bounds: tuple[int, int], size, text: str) -> tuple[str, str] | None:
     """(message, hint) when an index with these bounds can fall outside an axis of literal size `size`."""
     lo, hi = bounds

@@ -12,11 +12,12 @@ from .declarations import DeclarationMixin
 from .expressions import ExpressionMixin
 from .names import IDENTIFIER, Symbol, kind_noun, with_article
 from .scope import ScopeMixin
+from .slicing import SliceMixin
 from .special_forms import SpecialFormMixin
 from .statements import StatementMixin
 
 
-class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, StatementMixin):
+class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, DeclarationMixin, StatementMixin):
     """Checks one spec against its own annotations; `run()` returns the typed program."""
 
     def __init__(self, spec: ast.Spec, source: Source, layers: int | None = None):
