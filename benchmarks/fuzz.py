@@ -88,6 +88,8 @@ def main(argv=None) -> int:
                                build_timeout=args.build_timeout)
             stages[outcome.stage] += 1
             if outcome.finding:
+                if outcome.signature not in groups:  # a long run shows each new kind of failure as it is found
+                    print(f"  new: {label}: {outcome.signature}", file=sys.stderr, flush=True)
                 groups[outcome.signature].append((label, seed, text, outcome))
             continue
         try:
