@@ -225,3 +225,12 @@ def test_grad_with_huge_constants_emits_float_literals():
     x1 = 1e-310 * 2e300 * y  # x0 = 0: x1 = -c * 2e300 * A.T (A x0 - y)
     expected = x1 - 1e-310 * 2e300 * (x1 - y)
     torch.testing.assert_close(net(y), expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("kernel", ["2", "4", "n"])
+def test_cnn_kernel_size_must_be_odd(kernel):
+    # found by the mutation fuzzer (schuler_deblur with kernel=2): the 'same' padding of an even kernel grows the
+    # image by one pixel; forward raised "Sizes of tensors must match" from torch
+    text = spec(decls=f"data D : real[n, n]\nnet g : cnn(in=1, out=1, width=4, depth=2, kernel={kernel})",
+                step="x + y")
+    located(diagnose(text), 6, "kernel size must be an odd integer")

@@ -240,6 +240,11 @@ class DeclarationMixin:
                 self.error(f"`{arg.name}` must be a positive integer or a dimension", value.span,
                            "sizes may be sums and products of dims and integers, e.g. `in=C+1`")
                 return None
+            if arg.name == "kernel" and not (dim.is_int and dim.const % 2 == 1):
+                self.error(f"a `{d.net_kind}` kernel size must be an odd integer, got `{self._text(value.span)}`",
+                           value.span, "the convolutions keep the image size ('same' padding) only with odd "
+                           "kernels: use 3, 5 or 7")
+                return None
             sizes[arg.name] = dim
             options[allowed[arg.name]] = dim
         for required in ("in", "out"):
