@@ -377,9 +377,15 @@ def div2(p: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- short-time Fourier transform
+def _check_hop(name: str, hop) -> None:
+    if not hop >= 1:
+        raise ValueError(f"{name}: the hop length must be a positive integer, got {hop}")
+
+
 def stft(x: torch.Tensor, n_freq: int, n_frames: int, hop: int) -> torch.Tensor:
     """STFT of signals [..., T] -> [..., F, N]: n_fft = 2(F-1), periodic Hann window, centred frames
     (reflect padding), unnormalised, one-sided (torch.stft's conventions)."""
+    _check_hop("stft", hop)
     n_fft = 2 * (n_freq - 1)
     T = x.shape[-1]
     if n_frames != 1 + T // hop:
@@ -393,6 +399,7 @@ def stft(x: torch.Tensor, n_freq: int, n_frames: int, hop: int) -> torch.Tensor:
 
 def istft(X: torch.Tensor, length: int, hop: int) -> torch.Tensor:
     """Inverse of `stft` (windowed overlap-add, least-squares): [..., F, N] -> [..., T]."""
+    _check_hop("istft", hop)
     F, N = X.shape[-2:]
     if not X.is_complex():  # a real spectrogram is a complex one with zero imaginary part (torch.istft refuses it)
         X = X.to(complex_dtype(X.dtype))

@@ -201,3 +201,13 @@ def test_kernel_larger_than_the_image_is_named():
     mask = np.ones((2, 3))
     with pytest.raises(ValueError, match=r"^pad_kernel: a 3 x 3 kernel does not fit in a 2 x 3 image"):
         Net(mask=mask, d0=np.random.default_rng(0).standard_normal((2, 3, 3)))
+
+
+def test_zero_hop_length_is_named():
+    # found by the mutation fuzzer (misi with `hyper hop : int = 0`): ZeroDivisionError inside rt.stft before
+    import unroll.runtime as rt
+
+    with pytest.raises(ValueError, match=r"^stft: the hop length must be a positive integer, got 0"):
+        rt.stft(torch.zeros(1, 16, dtype=torch.float64), 5, 3, 0)
+    with pytest.raises(ValueError, match=r"^istft: the hop length must be a positive integer, got 0"):
+        rt.istft(torch.zeros(1, 5, 3, dtype=torch.complex128), 16, 0)
