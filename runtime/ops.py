@@ -214,6 +214,9 @@ def svt(X: torch.Tensor, tau) -> torch.Tensor:
 
     τ is a number or a tensor broadcasting against X (one threshold per sample: [batch, 1, 1]);
     it is applied to the singular values [..., r], so its last axis is dropped."""
+    if not bool(torch.isfinite(X).all()):  # LAPACK's message would not say where the values came from
+        raise ValueError("svt: the matrix has NaN or infinite entries (the iteration diverged, or the data is not "
+                         "finite); check the step sizes and the data")
     U, s, Vh = torch.linalg.svd(X, full_matrices=False)
     if torch.is_tensor(tau) and tau.dim() >= 2:
         tau = tau.squeeze(-1)

@@ -211,3 +211,13 @@ def test_zero_hop_length_is_named():
         rt.stft(torch.zeros(1, 16, dtype=torch.float64), 5, 3, 0)
     with pytest.raises(ValueError, match=r"^istft: the hop length must be a positive integer, got 0"):
         rt.istft(torch.zeros(1, 5, 3, dtype=torch.complex128), 16, 0)
+
+
+def test_svt_of_a_diverged_iterate_is_named():
+    # found by the mutation fuzzer (the manual's low-rank example with a 1e300 step): LAPACK's "failed to converge"
+    import unroll.runtime as rt
+
+    X = torch.ones(2, 3, 3, dtype=torch.float64)
+    X[1, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"^svt: the matrix has NaN or infinite entries"):
+        rt.svt(X, 0.1)
