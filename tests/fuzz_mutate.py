@@ -243,7 +243,10 @@ def run_case(text: str, seed: int = 0, timeout: int = 10, build: bool = True, bu
     signal.alarm(timeout)
     progress: list = [build_timeout]
     try:
-        return _run(text, seed, build, progress)
+        try:
+            return _run(text, seed, build, progress)
+        finally:
+            signal.alarm(0)  # the alarm may still fire before this line: the handler below classifies it
     except _Hang:
         if len(progress) > 1:  # compiled: building or running a large accepted network (wide CNNs) is slow
             return Outcome("slow", f"built or ran for more than {progress[0] or timeout} s")
