@@ -13,8 +13,8 @@ class DimExpr:
     """A symbolic dimension: integer combination of dim names, e.g. `2*C + 1`.
 
     Stored canonically as sorted (name, coefficient) terms plus a constant, so
-    equal dims compare equal.  Products of two names are kept as a single
-    term named "a*b".
+    equal dims compare equal.  A product of names is kept as a single term
+    named by its sorted factors, "a*b*c".
     """
 
     terms: tuple[tuple[str, int], ...] = ()
@@ -181,6 +181,7 @@ class Assign:
     target: str
     target_span: Span
     value: Expr
+    index: Expr | None = None  # `X[i] = value`: an indexed write (along the first axis)
 
 
 @dataclass
@@ -196,6 +197,9 @@ class Repeat:
     span: Span
     count: Expr
     body: list
+    index: str | None = None  # `repeat N as j:` names the iteration index
+    index_span: Span | None = None
+    backward: bool = False  # `repeat N as j backward:` runs j = N-1 down to 0
 
 
 # ---------------------------------------------------------------- declarations
@@ -208,14 +212,14 @@ class Annotation:
 
 @dataclass
 class Decl:
-    kind: str  # dim | data | hyper | input | let | state | param | net | require
+    kind: str  # dim | data | hyper | input | let | state | param | net | require | noise
     name: str
     span: Span  # the name's span
     line_span: Span  # the whole declaration
     type: TypeSyntax | None = None
     value: Expr | None = None
     annotations: list[Annotation] = field(default_factory=list)
-    net_kind: str | None = None  # net: cnn | mlp ...
+    net_kind: str | None = None  # net: cnn | mlp ...; noise: its distribution
     net_args: list = field(default_factory=list)
     message: str | None = None  # require: the text shown when the condition fails
 
@@ -230,6 +234,7 @@ class Spec:
     layers_span: Span | None = None
     step: list | None = None
     step_span: Span | None = None
+    step_until: Expr | None = None  # `step until COND:` (per-sample adaptive depth)
     final: list | None = None
     outputs: list[tuple[str, Span]] = field(default_factory=list)
     output_span: Span | None = None

@@ -104,7 +104,7 @@ def cmd_check(args) -> int:
     path = resolve_spec(args.spec)
     program = check_source(read_spec(path), str(path), _options(args))
     print(f"{path}: ok ({program.name}: {len(program.params)} parameters, {len(program.states)} states, "
-          f"{program.layers} layers)")
+          f"{program.layers_dim or program.layers} layers)")
     return 0
 
 

@@ -24,9 +24,9 @@ def _expected_text(expected) -> str:
 
 
 _KEYWORDS = ("spec", "dims", "data", "hyper", "input", "let", "state", "param", "net", "layers",
-             "output", "step", "final", "repeat")
+             "output", "step", "final", "repeat", "noise")
 _DECL_KEYWORDS = ("spec", "dims", "data", "hyper", "input", "let", "state", "param", "net", "layers",
-                  "step:", "final:", "output")
+                  "step:", "final:", "output", "noise")
 _OPEN = {"(": ")", "[": "]"}
 _CLOSE = {")": "(", "]": "["}
 

@@ -13,7 +13,10 @@ from .loader import load
 from .problems import Problem, problem_for
 
 METRICS = {"nmse": ("NMSE (dB, lower is better)", "dB"), "psnr": ("PSNR (dB, higher is better)", "dB"),
-           "ser": ("symbol error rate (lower is better)", "")}
+           "ser": ("symbol error rate (lower is better)", ""),
+           "label_error": ("pixel labelling error rate (lower is better)", ""),
+           "nmse_matched": ("NMSE (dB, lower is better; components matched to the truth)", "dB"),
+           "index_error": ("symbol error rate of the detected indices (lower is better)", "")}
 
 
 def quality(metric: str, estimate: torch.Tensor, truth: torch.Tensor) -> float:
@@ -26,13 +29,21 @@ def quality(metric: str, estimate: torch.Tensor, truth: torch.Tensor) -> float:
         return 10 * math.log10(1.0 / max(mse, 1e-30))
     if metric == "ser":
         return float((torch.sign(estimate) != truth).double().mean())
+    if metric == "index_error":  # detected integer symbols against the sent ones
+        return float((estimate != truth).double().mean())
+    if metric == "label_error":  # probabilities / one-hot truths over the last axis
+        return float((estimate.argmax(-1) != truth.argmax(-1)).double().mean())
+    if metric == "nmse_matched":  # mixture components: each estimated row matched to its nearest true row
+        nearest = torch.cdist(truth, estimate).argmin(-1)
+        matched = torch.gather(estimate, -2, nearest[..., None].expand_as(truth))
+        return quality("nmse", matched, truth)
     raise ValueError(f"unknown metric `{metric}`")
 
 
-def select(net, outputs, name: str):
-    if len(net.output_names) == 1:
-        return outputs
-    return outputs[net.output_names.index(name)]
+def select(net, outputs, problem: Problem):
+    """The estimate compared with the truth: the output `problem.output`, or `problem.estimate` of all."""
+    named = dict(zip(net.output_names, (outputs,) if len(net.output_names) == 1 else outputs))
+    return problem.estimate(named) if problem.estimate is not None else named[problem.output]
 
 
 def per_layer(net, problem: Problem) -> list[float] | None:
@@ -46,7 +57,7 @@ def per_layer(net, problem: Problem) -> list[float] | None:
 
 def final(net, problem: Problem) -> float:
     with torch.no_grad():
-        return quality(problem.metric, select(net, net(**problem.test_inputs), problem.output), problem.test_truth)
+        return quality(problem.metric, select(net, net(**problem.test_inputs), problem), problem.test_truth)
 
 
 def train(net, problem: Problem, steps: int, seed: int, progress: bool = True, out=print) -> None:
@@ -60,9 +71,12 @@ def train(net, problem: Problem, steps: int, seed: int, progress: bool = True, o
     bar = tqdm(range(steps), desc="training", unit="step", disable=not progress, leave=False)
     for _ in bar:
         idx = torch.randint(0, size, (min(problem.batch, size),), generator=gen)
-        batch = {name: value[idx] for name, value in problem.train_inputs.items()}
-        estimate = select(net, net(**batch), problem.output)
-        loss = (estimate - problem.train_truth[idx]).abs().square().mean()
+        if problem.loss is not None:
+            loss = problem.loss(net, idx)
+        else:
+            batch = {name: value[idx] for name, value in problem.train_inputs.items()}
+            estimate = select(net, net(**batch), problem)
+            loss = (estimate - problem.train_truth[idx]).abs().square().mean()
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -82,7 +96,7 @@ def run(spec: str, layers: int | None = None, steps: int | None = None, seed: in
         f"(source: `unrollc compile {spec} --layers {layers} -o -`)")
     out(f"task: {problem.description}")
     net = Net(**problem.data)
-    label, unit = METRICS[problem.metric]
+    label = METRICS[problem.metric][0]
     classical_layers = per_layer(net, problem)
     classical = final(net, problem)
     out(f"untrained network = the classical algorithm: {problem.note}")

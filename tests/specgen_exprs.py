@@ -102,7 +102,8 @@ def python_number_argument(e: Expr, numbers: bool = True, constants: bool = Fals
     return e.op not in SYNTAX and any(python(a) and i not in PY_ARG_OK.get(e.op, ()) for i, a in enumerate(e.args))
 _BINARY = {"add": ("+", P_ADD), "sub": ("-", P_ADD), "mul": ("*", P_MUL), "div": ("/", P_MUL),
            "matmul": ("@", P_MUL), "lt": ("<", P_CMP), "gt": (">", P_CMP), "le": ("<=", P_CMP),
-           "ge": (">=", P_CMP), "eq": ("==", P_CMP), "ne": ("!=", P_CMP)}
+           "ge": (">=", P_CMP), "eq": ("==", P_CMP), "ne": ("!=", P_CMP), "mod": ("%", P_MUL),
+           "floordiv": ("//", P_MUL)}
 
 
 def dependencies(e: Expr) -> set[str]:
@@ -305,8 +306,17 @@ def _check_discontinuity(op: str, a: list, static: tuple) -> None:
         raise Ambiguous("hard threshold at the threshold")
     if op == "nnz" and _near(a[0], 0, _scale(a[0])):
         raise Ambiguous("nnz of a near-zero entry")
-    if op == "argmax":
+    if op == "argmax" and not static:
         _check_topk(np.abs(np.asarray(a[0]) - np.min(a[0])) + 1, 1)  # top two values equal
+    if op in ("argmax", "argmin") and static:  # along an axis: every slice's top two
+        rows = np.moveaxis(np.asarray(a[0]), static[0], -1)
+        rows = rows.reshape(-1, rows.shape[-1])
+        for row in rows:
+            _check_topk((row - row.min() if op == "argmax" else row.max() - row) + 1, 1)
+    if op == "topk_indices":  # the order of all k entries matters
+        top = np.sort(np.ravel(a[0]))[::-1]
+        if top.size > 1 and np.min(top[:-1] - top[1:]) < DISCONTINUITY_TOL * (1 + np.abs(top).max()):
+            raise Ambiguous("topk_indices tie")
     if op == "hard_topk":
         _check_topk(a[0], a[1])
     if op == "ss_soft":

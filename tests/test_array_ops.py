@@ -91,12 +91,15 @@ def test_every_form_matches_numpy():
             np.testing.assert_allclose(sample, want, rtol=1e-12, atol=1e-13, err_msg=name)
 
 
-def test_sqdist_is_zero_on_the_diagonal_and_never_negative():
-    Y, X, v, M = _data(1)
-    net = NET(Y=torch.tensor(Y))
-    X = np.repeat(X[:, :1] * 1e4, N, axis=1) + np.random.default_rng(2).standard_normal((BATCH, N, DD)) * 1e-9
-    E = net(torch.tensor(X), torch.tensor(v), torch.tensor(M))[1]  # sqdist(v, v): exactly 0 on the diagonal
-    assert (E >= 0).all() and (torch.diagonal(E, dim1=-2, dim2=-1) == 0).all()
+def test_sqdist_is_never_negative_for_coincident_points():
+    rng = np.random.default_rng(1)
+    base = 1e4 + rng.standard_normal((MM, DD))  # large norms: the expansion cancels catastrophically
+    X = np.concatenate([base, base[:1]])[None] + 1e-7 * rng.standard_normal((BATCH, MM + 1, DD))  # ~ rows of Y
+    expansion = (X[0] ** 2).sum(1)[:, None] + (base ** 2).sum(1)[None, :] - 2 * X[0] @ base.T
+    assert expansion.min() < 0  # rounding makes the unclamped expansion negative here
+    D = NET(Y=torch.tensor(base))(torch.tensor(X), torch.zeros(BATCH, N, dtype=torch.float64),
+                               torch.zeros(BATCH, N, N, dtype=torch.float64))[0].numpy()
+    assert (D >= 0).all() and np.abs(D[:, np.arange(MM), np.arange(MM)]).max() < 1e-6
 
 
 @pytest.mark.parametrize("index", range(len(NAMES)), ids=NAMES)

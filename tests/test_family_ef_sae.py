@@ -19,7 +19,7 @@ ot = pytest.importorskip("ot")
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.filterwarnings("ignore:Sinkhorn did not converge")]
 
-D, H, N, M = 6, 2, 24, 24
+D, H, N, M = 6, 2, 24, 20
 
 
 def t64(a):

@@ -125,7 +125,7 @@ def test_sinkhorn_log_small_eps_reaches_the_exact_transport_cost():
         cost = float((P[s] * C[s]).sum())
         assert np.abs(P[s].sum(1) - a[s]).max() < 1e-12
         assert np.abs(P[s].sum(0) - b[s]).max() < 1e-6
-        assert abs(cost - exact) < 1e-2 * exact, (cost, exact)  # the entropic bias is O(eps log n)
+        assert abs(cost - exact) < 1e-3 * exact, (cost, exact)  # measured 1e-8 and 1.6e-4: the entropic bias
     # uniform weights, n = m: the assignment cost / n (scipy) is the same optimum
     from scipy.optimize import linear_sum_assignment
 

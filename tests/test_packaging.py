@@ -49,7 +49,7 @@ def test_the_version_is_written_once():
 
     assert VERSION == compiler_version == unroll.__version__
     text = (ROOT / "pyproject.toml").read_text()
-    assert 'dynamic = ["version"]' in text and not re.search(r'^version\s*=\s*"', text, re.M)
+    assert 'dynamic = ["version"]' in text and not re.search(r'^version\s*=\s*"', text, re.MULTILINE)
     literal = re.compile(r'__version__\s*=\s*"|VERSION\s*=\s*"')
     writers = [p for p in (ROOT / "compiler").rglob("*.py") if literal.search(p.read_text())]
     writers += [p for p in (ROOT / "runtime").rglob("*.py") if literal.search(p.read_text())]

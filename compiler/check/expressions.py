@@ -11,6 +11,7 @@ from ..diagnostics import Diagnostic, Span, did_you_mean
 from ..operators import INTERNAL_OPERATORS, OPERATORS, SPECIAL_FORMS, SYNONYMS, Arg, function_names
 from ..types import INT, OPERATOR, REAL, ShapeError, Type
 from .bounds import index_problem, int_bounds, onehot_problem, single_dim, symbolic_index_problem, zero_layer
+from .diff_forms import AUTODIFF_FORMS
 from .literals import LITERAL_OPS, MAX_INT, LiteralError, fold
 from .names import BINARY_OPS, PY_OPS, USER_OPERATORS, Symbol, kind_noun, with_article
 
@@ -124,6 +125,10 @@ class ExpressionMixin:
 
     def _visible(self, sym: Symbol, span: Span) -> bool:
         ctx = self.context
+        if sym.kind == "noise" and sym.per_layer and ctx in ("let", "state", "final"):
+            self.error(f"the per-layer noise `{sym.name}` cannot be used outside `step:`", span,
+                       "it is drawn afresh in every layer; declare it without `per_layer` for one draw per call")
+            return False
         if sym.kind == "param" and sym.per_layer and ctx in ("let", "state", "final"):
             where = {"let": "a top-level `let`", "state": "the initial value of a state",
                      "final": "the `final:` block"}[ctx]
@@ -135,7 +140,7 @@ class ExpressionMixin:
             self.error(f"a `require` condition cannot use the {kind_noun(sym.kind)} `{sym.name}`", span,
                        "requirements are checked once at construction, on data, hyperparameters and constants")
             return False
-        if ctx in ("param", "hyper") and sym.kind in ("input", "state", "local"):
+        if ctx in ("param", "hyper") and sym.kind in ("input", "state", "local", "noise"):
             what = "parameter default" if ctx == "param" else "hyperparameter default"
             self.error(f"a {what} cannot use the {kind_noun(sym.kind)} `{sym.name}`", span,
                        "defaults are computed once at construction, from data, hyperparameters and constants")
@@ -211,8 +216,12 @@ class ExpressionMixin:
                 return self._history_sum(e)
             if name == "grad":
                 return self._grad(e)
+            if name in AUTODIFF_FORMS:
+                return self._autodiff(e, name)
             target = self.scope.get(name)
             if target is not None and not target.broken and target.kind == "net":
+                if self._net_info[name].kind == "convgru":
+                    return self._convgru_call(e, target)
                 return self._net_call(e, target)
             if target is not None and not target.broken and target.type is not None \
                     and target.type.dtype == OPERATOR:
@@ -304,11 +313,16 @@ class ExpressionMixin:
     def _apply(self, opname: str, args: list[ir.Node], span: Span, arg_spans: list[Span], symbol=None,
                call=False) -> ir.Node | None:
         op = OPERATORS[opname]
+        if not self._integer_mixing(opname, args, arg_spans, span, symbol):
+            return None
         dim_args = op.extra.get("dim_args")
         emit_args = []
         for i, a in enumerate(args):
             static = a.static
-            if dim_args and (dim_args is True or i in dim_args) and isinstance(static, int):
+            if dim_args and (dim_args is True or i in dim_args) and a.op == "var" and a.attrs.get("kind") == "hyper" \
+                    and a.attrs["name"] in self.size_hypers:
+                static = DimExpr.of(a.attrs["name"])  # a size hyperparameter stays symbolic: `zeros(m)` is [m]
+            elif dim_args and (dim_args is True or i in dim_args) and isinstance(static, int):
                 static = DimExpr.of(static)
             emit_args.append(Arg("", a.type, py=a.py, static=static))
         try:

@@ -241,7 +241,7 @@ def _slice_emit(args, out):
 
 
 register(Operator("slice_axis", 3, 4, _slice_infer, _slice_emit,
-                  lambda a: f"{a[0]}_{{{a[2]}:{a[3] if len(a) > 3 else ''}}}",
+                  lambda a: f"{{{a[0]}}}_{{{a[2]}:{a[3] if len(a) > 3 else ''}}}",
                   "the entries start..stop−1 along an axis (Python's slice; negative bounds count from the end)",
                   static_args=(1, 2, 3), reference=lambda v, axis, start, stop=None: numpy().take(
                       v, range(*slice(start, stop).indices(numpy().shape(v)[axis])), axis=axis),
@@ -266,7 +266,7 @@ def _pick_emit(args, out):
     return Emitted(f"{wrap(a, P_ATOM)}[{', '.join(parts)}]")
 
 
-register(Operator("pick", 3, 3, _pick_infer, _pick_emit, lambda a: f"{a[0]}_{{{a[1]}}}",
+register(Operator("pick", 3, 3, _pick_infer, _pick_emit, lambda a: f"{{{a[0]}}}_{{{a[1]}}}",
                   "the entry i along an axis of a multi-axis subscript (`X[:, 0]` is column 0, `X[0, 1:]` part of "
                   "row 0)", static_args=(2,), reference=lambda v, i, axis: numpy().take(v, i, axis=axis),
                   category="arithmetic", lift_batched=False, usage=("X[:, i]", "X[i, j]"),

@@ -1,5 +1,5 @@
 """Reductions over each sample or along one axis (`sum`, `norm`, `max`, `dot`, ...) and selection
-(`argmax`, `onehot`, `where`)."""
+(`onehot`, `where`; `argmax`/`argmin` are in indexing.py)."""
 
 from __future__ import annotations
 
@@ -189,21 +189,6 @@ register(Operator("dot", 2, 2, _dot_infer, _dot_emit, lambda a: f"\\langle {a[0]
 
 
 # ---------------------------------------------------------------- selection (no gradient through the choice)
-def _argmax_infer(types, args):
-    t = types[0]
-    real(t, 0, "argmax")
-    if t.rank != 1:
-        raise ShapeError(f"`argmax` needs a vector per sample, got {t}", 0)
-    return Type(INT, (), t.batched)
-
-
-register(Operator("argmax", 1, 1, _argmax_infer, lambda a, o: Emitted(f"{wrap(a[0], P_ATOM)}.argmax(dim=-1)"),
-                  lambda a: f"\\arg\\max {a[0]}", "index of the largest entry of each sample (first on ties)",
-                  reference=lambda v: int(numpy().argmax(v)), differentiable=False, category="selection",
-                  usage="argmax(v)", shape="vector per sample → int scalar", dtype="int",
-                  example="argmax(abs(x))", result="int"))
-
-
 def _onehot_infer(types, args):
     if types[0].dtype != INT or types[0].rank != 0:
         raise ShapeError(f"`onehot` needs an integer index, got {types[0]}", 0)

@@ -22,4 +22,4 @@ def load(spec, **options):
     return _load(spec, **options)
 
 
-__all__ = ["load", "__version__"]
+__all__ = ["__version__", "load"]

@@ -11,8 +11,8 @@ setting it scales down.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -29,12 +29,17 @@ class Problem:
     test_truth: torch.Tensor
     output: str                           # the output compared with the truth
     state: str | None = None              # the state traced layer by layer (None: no per-layer curve)
-    metric: str = "nmse"                  # "nmse" (dB, lower is better) | "psnr" (dB) | "ser" (symbol errors)
+    metric: str = "nmse"                  # a name in unroll.runtime.demo.METRICS
     layers: int = 8
     lr: float = 5e-3
     batch: int = 32
     steps: int = 300                      # default training steps of the demo
     note: str = ""                        # what the untrained network is (the classical baseline)
+    # the estimate compared with the truth, from the outputs by name (default: the output `output`)
+    estimate: Callable[[dict], torch.Tensor] | None = None
+    # the training loss when it is not the squared error of the estimate: loss(net, idx) for the batch of
+    # training samples idx (e.g. ViterbiNet trains its classifier on pilots, not through the traceback)
+    loss: Callable | None = None
     load_options: dict = field(default_factory=dict)
 
 
@@ -66,4 +71,4 @@ def known_specs() -> list[str]:
 
 
 def _load_all() -> None:
-    from . import imaging, signals, sparse  # noqa: F401  (registering is their import side effect)
+    from . import dynamics, imaging, inference, signals, sparse, trellis_graphs  # noqa: F401  (registering is their import side effect)

@@ -46,7 +46,7 @@ def motion_kernels(gen, batch, size):
     for b in range(batch):
         y = x = (size - 1) / 2
         for _ in range(2 * size):
-            kernels[b, int(round(y)), int(round(x))] += 1.0
+            kernels[b, round(y), round(x)] += 1.0
             angle = float(rand(gen, 1)) * 2 * math.pi
             y = min(max(y + math.sin(angle), 0), size - 1)
             x = min(max(x + math.cos(angle), 0), size - 1)

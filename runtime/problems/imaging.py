@@ -6,8 +6,18 @@ from __future__ import annotations
 import torch
 
 from . import Problem, register
-from .images import (cartoon_images, circular_blur, derivative_filters, dirac, gaussian_kernel, kspace_mask,
-                     motion_kernels, rand, randn, ray_transform)
+from .images import (
+    cartoon_images,
+    circular_blur,
+    derivative_filters,
+    dirac,
+    gaussian_kernel,
+    kspace_mask,
+    motion_kernels,
+    rand,
+    randn,
+    ray_transform,
+)
 
 H = W = 32
 TRAIN, TEST = 256, 64
