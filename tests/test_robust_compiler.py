@@ -234,3 +234,12 @@ def test_cnn_kernel_size_must_be_odd(kernel):
     text = spec(decls=f"data D : real[n, n]\nnet g : cnn(in=1, out=1, width=4, depth=2, kernel={kernel})",
                 step="x + y")
     located(diagnose(text), 6, "kernel size must be an odd integer")
+
+
+@pytest.mark.parametrize("layers", ["num_layers", "2 * num_layers", "max(num_layers, 2)"])
+def test_layers_defined_by_num_layers(layers):
+    # found by the mutation fuzzer (dublid with `layers num_layers`): an endless recursion, reported as "an
+    # expression is too long or too deeply nested" (and a 10 s hang before that report existed)
+    report = diagnose(spec(layers=layers))
+    assert "too deeply nested" not in report
+    assert report.startswith("t.unroll:7:8: error: "), report

@@ -318,6 +318,10 @@ class DeclarationMixin:
                 hint = "give the default depth, e.g. `layers 10` (`--layers N` overrides it)"
             self.error("missing `layers N` line", where, hint)
             return 1
+        if "num_layers" in _names_in(spec.layers):
+            self.error("`layers` cannot use `num_layers`: `num_layers` is the depth this line defines",
+                       spec.layers.span, "write the number of layers, e.g. `layers 10`")
+            return 1
         node = self.expr(spec.layers)
         if node is None:
             return 1

@@ -123,7 +123,10 @@ class ScopeMixin:
     def _depth(self) -> int:
         """The number of layers (`--layers`, else `layers N`), known at compile time; 1 if invalid
         (`_layers` reports why)."""
+        if self._depth_cache is None and self.__dict__.get("_depth_busy"):
+            return 1  # `layers num_layers`: the depth is being computed (`_layers` reports the circularity)
         if self._depth_cache is None:
+            self._depth_busy = True
             depth = self._layers_option()
             if depth is None and self.spec.layers is not None:
                 # evaluate `layers N` quietly: `_layers` reports any problem with that line, once
@@ -133,6 +136,7 @@ class ScopeMixin:
                 self.reported = reported
                 depth = constant_value(node) if node is not None else None
             self._depth_cache = depth if isinstance(depth, int) and 0 < depth <= MAX_COUNT else 1
+            self._depth_busy = False
         return self._depth_cache
 
     def _layers_option(self) -> int | None:
