@@ -182,7 +182,7 @@ class UnrolledModule(NoiseMixin, nn.Module):
                     value = torch.as_tensor(value)
                 except Exception as err:  # noqa: BLE001 - report the conversion problem clearly
                     raise TypeError(f"{name}: cannot convert {type(value).__name__} to a tensor ({err})") from None
-                if plain:
+                if plain and kind != "int":
                     value = value.to(torch.complex128 if value.is_complex() else torch.float64)
         if not torch.is_tensor(value):
             raise TypeError(f"{name}: expected a tensor or array, got {type(value).__name__}")

@@ -3,6 +3,8 @@ sub-network calls (`net` declarations) and user operators (`operator` data) with
 
 from __future__ import annotations
 
+import re
+
 from .. import ast, ir
 from ..ast import DimExpr
 from ..diagnostics import Span, did_you_mean
@@ -100,7 +102,7 @@ class SpecialFormMixin:
             self.error("`grad` handles real expressions only", e.args[0].span,
                        "for complex data write the gradient by hand, e.g. `A.H @ (A @ x - y)`")
             return None
-        if not any(n.op == "var" and n.attrs.get("name") == wrt for n in f.walk()):
+        if not re.search(rf"(?<![A-Za-z0-9_]){re.escape(wrt)}(?![A-Za-z0-9_])", self._text(e.args[0].span)):
             self.error(f"the expression does not use `{wrt}`: its gradient with respect to `{wrt}` is 0",
                        e.args[1].span, "differentiate with respect to a variable the expression uses")
             return None
