@@ -195,7 +195,7 @@ def test_spec_file_that_is_not_utf8(tmp_path, command):
 def test_grad_of_an_expression_without_the_variable():
     # before: NotImplementedError from sympy ("noncommutative scalars in MatMul") in the checker
     text = spec(decls="data A : real[n, n]\ninput u : real[n]", step="x - grad(0.5 * norm(A @ x - y)^2, u)")
-    located(diagnose(text), 10, "the expression does not use `u`")
+    located(diagnose(text), 10, "the expression does not depend on `u`")
 
 
 @pytest.mark.parametrize("decls, step, message", [
