@@ -119,6 +119,8 @@ def test_too_many_layers_option():
     ("abs(y > 0)", "`abs` needs numbers"),
     ("y * mean(y > 0)", "needs numbers"),
     ("imag(y)", "`imag` of a real value (real[n]) is always 0"),
+    ("y * sum((y > 0) @ (y > 0))", "`@` needs numbers, got a comparison"),  # found by the mutation fuzzer
+    ("real(fft(y > 0))", "`fft` needs numbers, got a comparison"),
 ])
 def test_operators_refuse_masks_and_imag_of_real(expr, message):
     # before: accepted, then NotImplementedError/RuntimeError from torch when the module ran

@@ -9,11 +9,16 @@ from .. import ast, ir
 from ..ast import DimExpr
 from ..diagnostics import Diagnostic, Span, did_you_mean
 from ..operators import INTERNAL_OPERATORS, OPERATORS, SPECIAL_FORMS, SYNONYMS, Arg, function_names
-from ..types import INT, OPERATOR, REAL, ShapeError, Type
+from ..types import BOOL, INT, OPERATOR, REAL, ShapeError, Type
 from .bounds import index_problem, int_bounds, onehot_problem, single_dim, symbolic_index_problem, zero_layer
 from .diff_forms import AUTODIFF_FORMS
 from .literals import LITERAL_OPS, MAX_INT, LiteralError, fold
 from .names import BINARY_OPS, PY_OPS, USER_OPERATORS, Symbol, kind_noun, with_article
+
+
+# operator families whose kernels take numbers only: a comparison's mask is refused where it is written
+NUMBERS_ONLY = {"linear algebra", "fourier", "kernels", "convolution", "influence", "complex", "patches", "resampling",
+                "differences", "probability", "proximal", "normalisation"}
 
 
 class ExpressionMixin:
@@ -346,6 +351,11 @@ class ExpressionMixin:
             if not call and symbol is not None and f"`{label}`" not in msg:
                 msg = f"in `{label}`: {msg}"
             self.error(msg, where, hint)
+            return None
+        if op.category in NUMBERS_ONLY and any(a.type.dtype == BOOL for a in args):  # `A.T @ (A @ x < y)`
+            i = next(i for i, a in enumerate(args) if a.type.dtype == BOOL)
+            self.error(f"`{symbol or opname}` needs numbers, got a comparison ({args[i].type})", arg_spans[i],
+                       "a comparison gives a mask for `where(c, a, b)`; for 0/1 values write `where(c, 1, 0)`")
             return None
         if opname == "div" and literal_value(args[1]) == 0:  # `lam / 0`: a Python number divided by zero
             self.error("division by zero", arg_spans[1], "the divisor is the literal 0 (or arithmetic giving 0)")
