@@ -15,7 +15,6 @@ from .diff_forms import AUTODIFF_FORMS
 from .literals import LITERAL_OPS, MAX_INT, LiteralError, fold
 from .names import BINARY_OPS, PY_OPS, USER_OPERATORS, Symbol, kind_noun, with_article
 
-
 # operator families whose kernels take numbers only: a comparison's mask is refused where it is written
 NUMBERS_ONLY = {"linear algebra", "fourier", "kernels", "convolution", "influence", "complex", "patches", "resampling",
                 "differences", "probability", "proximal", "normalisation"}
