@@ -221,6 +221,19 @@ class Outcome:
         return f"{self.stage}: {re.sub(r'[0-9]+', '#', first)[:140]}"
 
 
+# Findings listed as open in tests/fuzz_known_bugs.md ("Open (found, not fixed)"): tests/test_fuzz.py does not
+# fail on them (benchmarks/fuzz.py still reports them).  Delete a pattern when its bug is fixed.
+KNOWN_OPEN = (
+    re.compile(r"OverflowError: \(34, 'Numerical result out of range'\)"),  # Python float overflow, extreme hypers
+    re.compile(r"OverflowError: int too big to convert"),  # `M^100` of an `int` hyperparameter
+    re.compile(r"IndexError: index \d+ is out of bounds"),  # an index that is another dim (`ys[n]`)
+)
+
+
+def known_open(outcome: Outcome) -> bool:
+    return outcome.stage in ("construct", "forward") and any(p.search(outcome.message) for p in KNOWN_OPEN)
+
+
 class _Hang(Exception):
     pass
 

@@ -1,7 +1,8 @@
 """The mutation fuzzer in CI (tests/fuzz_mutate.py; `python benchmarks/fuzz.py --kind mutations --cases N` runs
 as many as asked): the hostile corpus and a block of mutants of the shipped specs and of the manual's
 examples keep the rule -- a module or a located diagnostic, and an accepted spec builds and runs on random
-data or refuses with an error naming the argument; never another exception or a hang."""
+data or refuses with an error naming the argument; never another exception or a hang.  The findings listed as
+open in tests/fuzz_known_bugs.md (fuzz_mutate.KNOWN_OPEN) are not failures here."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import warnings
 
 import fuzz_mutate
 import pytest
-from fuzz_mutate import HOSTILE, Outcome, corpus_case, mutant, run_case, seeds
+from fuzz_mutate import HOSTILE, Outcome, corpus_case, known_open, mutant, run_case, seeds
 
-MUTANTS = 600
+MUTANTS = 2000
 
 
 def _report(findings) -> str:
@@ -45,7 +46,7 @@ def test_mutants_of_shipped_specs_and_manual_examples(one_torch_thread):
             label, text = mutant(seed)
             outcome = run_case(text, seed)
             stages[outcome.stage] += 1
-            if outcome.finding:
+            if outcome.finding and not known_open(outcome):  # known open: tests/fuzz_known_bugs.md
                 findings.append((label, text, outcome))
     assert not findings, _report(findings)
     assert stages["ok"] + stages["refused"] >= MUTANTS // 100, stages  # some mutants reach the module
