@@ -227,6 +227,8 @@ KNOWN_OPEN = (
     re.compile(r"OverflowError: \(34, 'Numerical result out of range'\)"),  # Python float overflow, extreme hypers
     re.compile(r"OverflowError: int too big to convert"),  # `M^100` of an `int` hyperparameter
     re.compile(r"IndexError: index \d+ is out of bounds"),  # an index that is another dim (`ys[n]`)
+    re.compile(r"ZeroDivisionError: float division by zero"),  # a Python-number constant that underflowed to 0
+    re.compile(r"TypeError: clamp_(max|min)\(\) received an invalid combination"),  # min/max of a Python constant
 )
 
 
