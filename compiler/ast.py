@@ -41,7 +41,7 @@ class DimExpr:
             return other * self
         if len(self.terms) == 1 and len(other.terms) == 1 and not self.const and not other.const:
             (a, ca), (b, cb) = self.terms[0], other.terms[0]
-            return DimExpr((("*".join(sorted(a.split("*") + b.split("*"))), ca * cb),), 0)
+            return DimExpr((("*".join(sorted(a.split("*") + b.split("*"))), ca * cb),), 0)  # canonical: k*m*n
         return None
 
     @property

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .diagnostics import CompileError
-from .driver import VERSION, check_source, compile_spec, make_options, resolve_spec, shipped_specs
+from .driver import VERSION, check_source, compile_spec, make_options, read_spec, resolve_spec, shipped_specs
 
 
 def _add_schedule(p: argparse.ArgumentParser) -> None:
@@ -125,7 +125,7 @@ def cmd_compile(args) -> int:
 
 def cmd_check(args) -> int:
     path = resolve_spec(args.spec)
-    program = check_source(path.read_text(), str(path), _options(args))
+    program = check_source(read_spec(path), str(path), _options(args))
     print(f"{path}: ok ({program.name}: {len(program.params)} parameters, {len(program.states)} states, "
           f"{program.layers_dim or program.layers} layers)")
     return 0
@@ -146,7 +146,7 @@ def cmd_explain(args) -> int:
     from .explain import explain
 
     path = resolve_spec(args.spec)
-    program = check_source(path.read_text(), str(path), _options(args))
+    program = check_source(read_spec(path), str(path), _options(args))
     print(explain(program, latex_only=args.latex))
     return 0
 
@@ -155,7 +155,7 @@ def cmd_graph(args) -> int:
     from .graph import build_graph, to_dot
 
     path = resolve_spec(args.spec)
-    program = check_source(path.read_text(), str(path), _options(args))
+    program = check_source(read_spec(path), str(path), _options(args))
     sys.stdout.write(to_dot(build_graph(program)))
     return 0
 

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from functools import cached_property
+
+MAX_REPORTED = 20  # a report shows the first diagnostics and counts the rest
+EXCERPT_WIDTH = 120  # a longer source line is echoed as a window around the caret
 
 
 @dataclass(frozen=True)
@@ -37,8 +41,12 @@ class Source:
     text: str
     path: str = "<spec>"
 
+    @cached_property
+    def _lines(self) -> list[str]:
+        return self.text.split("\n")
+
     def line_text(self, line: int) -> str:
-        lines = self.text.split("\n")
+        lines = self._lines
         if 1 <= line <= len(lines):
             return lines[line - 1]
         return ""
@@ -89,6 +97,12 @@ def _excerpt(source: Source, span: Span) -> list[str]:
     else:
         width = max(len(text) - start + 1, 1)
     width = min(width, max(len(text) - start + 1, 1))
+    if len(text) > EXCERPT_WIDTH:  # a window around the caret, `...` where text is left out
+        left = max(0, start - 1 - EXCERPT_WIDTH // 3)
+        right = min(len(text), left + EXCERPT_WIDTH)
+        text = ("..." if left else "") + text[left:right] + ("..." if right < len(text) else "")
+        start = start - left + (3 if left else 0)
+        width = max(1, min(width, len(text) - start + 1))
     caret = " " * (start - 1) + "^" * width
     return [f" {number} | {text}", f" {gutter} | {caret}"]
 
@@ -102,7 +116,12 @@ class CompileError(Exception):
         super().__init__(self.report())
 
     def report(self) -> str:
-        return "\n".join(d.format(self.source) for d in self.diagnostics)
+        shown = [d.format(self.source) for d in self.diagnostics[:MAX_REPORTED]]
+        if len(self.diagnostics) > MAX_REPORTED:
+            more = len(self.diagnostics) - MAX_REPORTED
+            shown.append(f"... and {more} more error{'s' if more > 1 else ''} ({len(self.diagnostics)} in all); "
+                         "fix the first ones and check again")
+        return "\n".join(shown)
 
 
 class DiagnosticSink:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import keyword
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from unroll import __version__
 from .check import check
 from .diagnostics import CompileError, Diagnostic, Source, Span, did_you_mean
 from .emit_backward import BackwardMode, parse_mode
+from .emit_head import usable_class_name
 from .emitter import emit
 from .parser import parse
 from .schedule import Schedule, apply_schedule
@@ -129,12 +129,13 @@ def make_options(layers=None, tie=None, untie=None, learn=None, freeze=None, cla
                           None if backward is None else str(backward))
     if layers is not None and (isinstance(layers, bool) or not isinstance(layers, int)):
         raise CompileError([Diagnostic(f"--layers takes a positive integer, got {layers!r}")], Source("", "<options>"))
-    if class_name is not None and (not CLASS_NAME.match(class_name) or keyword.iskeyword(class_name)):
+    if class_name is not None and (not CLASS_NAME.match(class_name) or not usable_class_name(class_name)):
         src = Source(opts.text(), "<options>")
         start = src.text.find("--class-name ") + len("--class-name ") + 1
         raise CompileError([Diagnostic(f"--class-name: `{class_name}` is not a valid class name",
                                        Span(1, start, 1, start + len(class_name)),
-                                       "use a Python identifier that starts with a capital letter, e.g. `MyLista`")],
+                                       "use a Python identifier that starts with a capital letter and is not a "
+                                       "Python builtin, e.g. `MyLista`")],
                            src)
     opts.backward_mode()  # validates the mode
     return opts
@@ -148,8 +149,7 @@ def compile_source(text: str, path: str = "<spec>", options: CompileOptions | No
         program, spec_mode = _checked_program(source, options, with_mode=True)
         return emit(program, options.text(), VERSION, options.class_name, options.backward_mode() or spec_mode)
     except RecursionError:
-        raise CompileError([Diagnostic("an expression is too long or too deeply nested to compile",
-                                       hint="split it into steps with `let` temporaries")], source) from None
+        raise CompileError([_too_deep(source)], source) from None
 
 
 def check_source(text: str, path: str = "<spec>", options: CompileOptions | None = None):
@@ -159,8 +159,31 @@ def check_source(text: str, path: str = "<spec>", options: CompileOptions | None
     try:
         return _checked_program(source, options, with_mode=True)[0]
     except RecursionError:
-        raise CompileError([Diagnostic("an expression is too long or too deeply nested to compile",
-                                       hint="split it into steps with `let` temporaries")], source) from None
+        raise CompileError([_too_deep(source)], source) from None
+
+
+def _too_deep(source: Source) -> Diagnostic:
+    """The diagnostic for an expression that exhausts the recursion limit, at the line with the deepest
+    bracket nesting (the longest line if no line nests deeper than 3 brackets)."""
+    best = (-1, -1, 1, 1, 1)  # (depth, length, line, column, width)
+    depth = 0
+    for number, line in enumerate(source.text.split("\n"), start=1):
+        deepest, column = depth, 1
+        for col, ch in enumerate(line, start=1):
+            if ch in "([":
+                depth += 1
+                if depth > deepest:
+                    deepest, column = depth, col
+            elif ch in ")]":
+                depth = max(depth - 1, 0)
+        key = (deepest if deepest > 3 else 0, len(line))
+        if key > best[:2]:
+            width = 1 if deepest > 3 else max(len(line) - len(line.lstrip()), 0)
+            start = column if deepest > 3 else width + 1
+            best = (*key, number, start, 1 if deepest > 3 else max(len(line.strip()), 1))
+    _, _, line, column, width = best
+    return Diagnostic("an expression is too long or too deeply nested to compile", Span.point(line, column, width),
+                      "split it into steps with `let` temporaries")
 
 
 def _checked_program(source: Source, options: CompileOptions, with_mode: bool = False):
@@ -175,9 +198,25 @@ def _checked_program(source: Source, options: CompileOptions, with_mode: bool = 
     return program, mode
 
 
+def read_spec(path: Path) -> str:
+    """The text of a spec file (UTF-8); a file that is not UTF-8 is a located CompileError."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        before = data[:err.start].decode("utf-8", errors="replace")
+        line = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+        text = data.decode("utf-8", errors="replace")
+        raise CompileError([Diagnostic(f"the spec file is not UTF-8 text: byte 0x{data[err.start]:02x} cannot be "
+                                       "decoded", Span.point(line, column),
+                                       "save the file as UTF-8 (spec files are UTF-8 text)")],
+                           Source(text, _display_path(path))) from None
+
+
 def compile_spec(spec: str, options: CompileOptions | None = None) -> tuple[str, Path]:
     path = resolve_spec(spec)
-    text = path.read_text()
+    text = read_spec(path)
     return compile_source(text, _display_path(path), options), path
 
 

@@ -3,6 +3,7 @@ attributes the runtime reads (spec name and hash, depth, input/state/output name
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import io
 import keyword
@@ -27,7 +28,13 @@ def doc(text: str) -> str:
 def class_name_of(spec_name: str) -> str:
     parts = [p for p in spec_name.split("_") if p]
     name = "".join(p[:1].upper() + p[1:] for p in parts) or "Unrolled"
-    return name + "Net" if keyword.iskeyword(name) or name in ("UnrolledModule",) else name
+    return name + "Net" if not usable_class_name(name) else name
+
+
+def usable_class_name(name: str) -> bool:
+    """Whether the generated class may be called `name`: not a keyword, and not a name the generated module
+    uses (a class `TypeError` would turn the constructor's own `raise TypeError(...)` into a recursion)."""
+    return not (keyword.iskeyword(name) or hasattr(builtins, name) or name in ("UnrolledModule", "torch", "rt"))
 
 
 class Lines:
@@ -110,6 +117,8 @@ def head(plan, options_text: str, version: str, ctor_args: list[str]) -> Lines:
     h.add(f"state_names = {tuple(s.name for s in p.states)!r}", 1)
     h.add(f"state_batched = {tuple(s.type.batched for s in p.states)!r}", 1)
     h.add(f"output_names = {tuple(p.outputs)!r}", 1)
+    if p.dim_minimums:  # an index such as `ys[layer]` needs the dim at least this large (checked when bound)
+        h.add(f"dim_minimums = {tuple((d, n, why) for d, (n, why) in sorted(p.dim_minimums.items()))!r}", 1)
     if p.noises:
         h.add(f"noise_names = {tuple(n.name for n in p.noises)!r}", 1)
     h.add(f"hyper_defaults = ({''.join(f'({x.name!r}, {x.default!r}), ' for x in p.hypers).rstrip()})", 1)

@@ -211,7 +211,7 @@ class ModulePrinter(ConstructorPrinter):
 
         used = referenced_names(body.lines)
         pre = Lines()
-        pre.add("batch_info = []", 2)
+        pre.add("batch_info = self._batch_info(record)", 2)
         pre.add("dims = dict(self.dims)", 2)
         composite = []  # axes like `2*h`: checked once every input has bound its dims
         for i in p.inputs:

@@ -150,6 +150,8 @@ def gradient_ast(f: ast.Expr, wrt: str, symbols: dict[str, tuple[str, tuple]], s
 
 def _to_ast(expr, span: Span, ranks, sp) -> ast.Expr:
     def num(value) -> ast.Expr:
+        if value.is_Rational and max(abs(int(value.p)), abs(int(value.q))) >= 2**53:  # beyond exact doubles:
+            value = sp.Float(value)  # a float literal (a huge Python int overflows torch's int64 scalars)
         if value.is_Integer:
             v = int(value)
             node = ast.Number(span, abs(v), str(abs(v)))

@@ -23,6 +23,7 @@ import copy
 from dataclasses import dataclass, field
 
 from . import ir
+from .check.literals import MAX_COUNT
 from .check.names import kind_noun, with_article
 from .diagnostics import CompileError, Diagnostic, DiagnosticSink, Source, did_you_mean
 from .ir import CONST, FORWARD, LAYER
@@ -95,6 +96,9 @@ def validate_options(program: ir.Program, schedule: Schedule) -> None:
     if schedule.layers is not None and schedule.layers <= 0:
         fail(f"--layers must be positive, got {schedule.layers}", schedule.option_spans.get(("--layers", None)),
              "an unrolled network has at least one layer, e.g. `--layers 16`")
+    if schedule.layers is not None and schedule.layers > MAX_COUNT:
+        fail(f"--layers is at most {MAX_COUNT:,}, got {schedule.layers}", schedule.option_spans.get(("--layers", None)),
+             "for more iterations run the network on its own output (or `monitor` a long run)")
 
 
 def _other_names(program: ir.Program) -> dict[str, str]:

@@ -21,7 +21,7 @@ import warnings
 import torch
 from torch import nn
 
-from .module import UnrolledModule
+from .module import UnrolledModule, _Trace
 
 # torch operators an ONNX exporter may refuse, with the spec operator behind each and why
 _ONNX_GAPS = {
@@ -87,10 +87,11 @@ def _check_batched(net: UnrolledModule, inputs: tuple):
     if len(inputs) != len(net.input_names):
         raise TypeError(f"inputs: {type(net).__name__} takes {len(net.input_names)} input(s) {net.input_names}, "
                         f"got {len(inputs)}")
-    net._bind_inputs(tuple(inputs), {})
+    args = net._bind_inputs(tuple(inputs), {})
+    record = _Trace()  # the call's batch information (no flag on the module: thread-safe)
     with torch.no_grad():
-        net(*inputs)
-    if net._last_unbatched:
+        net._unrolled(*args, record=record)
+    if record.batch_info and record.batch_info[0][2]:
         raise ValueError("inputs: give example inputs with a leading batch axis (the exported batch axis is "
                          "dynamic; an unbatched sample is the batch of one: `y.unsqueeze(0)`)")
 

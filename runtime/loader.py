@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from unroll.compiler import CompileError
-from unroll.compiler.driver import VERSION, compile_source, make_options, resolve_spec
+from unroll.compiler.driver import VERSION, compile_source, make_options, read_spec, resolve_spec
 
 from .module import UnrolledModule
 
@@ -45,7 +45,7 @@ def load(spec, layers=None, tie=None, untie=None, learn=None, freeze=None, class
     or "implicit:TOL" (see `unrollc compile --help`).
     """
     path = resolve_spec(str(spec))
-    return load_text(path.read_text(), path.stem, str(path), layers=layers, tie=tie, untie=untie, learn=learn,
+    return load_text(read_spec(path), path.stem, str(path), layers=layers, tie=tie, untie=untie, learn=learn,
                      freeze=freeze, class_name=class_name, backward=backward)
 
 

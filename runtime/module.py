@@ -3,6 +3,7 @@ per-layer traces, and a parameter report."""
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
@@ -29,6 +30,7 @@ class UnrolledModule(NoiseMixin, nn.Module):
     output_names: tuple = ()
     parameter_table: tuple = ()  # (name, shape, tying, trainable, constraint, default)
     python_constants: tuple = ()  # constants derived from data kept as Python numbers (state_dict extra state)
+    dim_minimums: tuple = ()  # (dim, least size, the spec index that needs it), e.g. ('T', 16, '`ys[layer]` ...')
     early_exit: bool = True  # `step until`: stop the layer loop once no sample is active (False: masked, no break)
 
     # ------------------------------------------------------------ dtype conversion keeps complex values complex
@@ -49,6 +51,11 @@ class UnrolledModule(NoiseMixin, nn.Module):
 
     def double(self):
         return self.to(torch.float64)
+
+    def half(self):
+        """As `.to(torch.float16)`: complex buffers and parameters become complex32 (nn.Module.half would
+        leave them complex128)."""
+        return self.to(torch.float16)
 
     def float(self):
         return self.to(torch.float32)
@@ -76,12 +83,12 @@ class UnrolledModule(NoiseMixin, nn.Module):
         a list of `num_layers + 1` dicts (index 0: initial states, index L:
         after the last layer).  Unbatched inputs give unbatched states."""
         args = self._bind_inputs(inputs, named)
-        record: list = []
+        record = _Trace()  # per call: concurrent calls (threads) never share what this one learns
         self._unrolled(*args, record=record)  # keeps the autograd graph: usable for deep supervision
-        if self._last_unbatched:
+        if record.batch_info and record.batch_info[0][2]:  # the inputs were one unbatched sample
             batched = dict(zip(self.state_names, getattr(self, "state_batched", (True,) * len(self.state_names))))
-            record = [{k: v.squeeze(0) if batched.get(k, True) else v for k, v in step.items()} for step in record]
-        return record
+            return [{k: v.squeeze(0) if batched.get(k, True) else v for k, v in step.items()} for step in record]
+        return list(record)
 
     def monitor(self, *inputs, on_layer, **named):
         """Run the network calling `on_layer(index, states)` at every layer boundary (index 0: the
@@ -127,6 +134,25 @@ class UnrolledModule(NoiseMixin, nn.Module):
         lines.append(f"trainable parameters: {total + nets}")
         return "\n".join(lines)
 
+    def extra_repr(self) -> str:
+        """`repr(net)`: the spec, the depth, inputs and outputs, and every spec parameter with its shape,
+        tying, trainability and constraint (sub-modules follow, as for any torch module)."""
+        ins, outs = ", ".join(self.input_names) or "none", ", ".join(self.output_names)
+        lines = [f"spec={self.spec_name!r}, layers={self.num_layers}, inputs=({ins}), outputs=({outs})"]
+        dims = self.__dict__.get("dims")
+        if dims:
+            lines.append("dims: " + ", ".join(f"{k}={v}" for k, v in dims.items()))
+        for name, shape, tying, trainable, constraint, default in self.parameter_table:
+            value = getattr(self, name, None)
+            try:
+                value = value() if isinstance(value, nn.Module) else value
+                size = f"{list(value.shape)} {str(value.dtype).replace('torch.', '')}"
+            except Exception:  # noqa: BLE001 - a half-built module (an error in its constructor) still prints
+                size = "[" + ", ".join(shape) + "]"
+            lines.append(f"param {name}: {size}, {tying}, {trainable}" + (f", {constraint}" if constraint else "")
+                         + f" (default {default})")
+        return "\n".join(lines)
+
     # ------------------------------------------------------------ for generated code
     def _bind_inputs(self, inputs, named):
         names = self.input_names
@@ -159,18 +185,27 @@ class UnrolledModule(NoiseMixin, nn.Module):
             raise TypeError(f"{type(self).__name__}: missing data `{name}` of shape [{', '.join(map(str, dim_names))}]")
         if isinstance(value, (numbers.Number, list, tuple)) or hasattr(value, "__array__"):
             if not torch.is_tensor(value):
+                plain = not hasattr(value, "__array__")  # Python numbers and lists: double precision, as numpy
                 try:
                     value = torch.as_tensor(value)
                 except Exception as err:  # noqa: BLE001 - report the conversion problem clearly
                     raise TypeError(f"{name}: cannot convert {type(value).__name__} to a tensor ({err})") from None
+                if plain and kind != "int":
+                    value = value.to(torch.complex128 if value.is_complex() else torch.float64)
         if not torch.is_tensor(value):
             raise TypeError(f"{name}: expected a tensor or array, got {type(value).__name__}")
         if kind == "int":
             return self._index_arg(name, value, dims, dim_names, device)
         if not (value.is_floating_point() or value.is_complex()):
-            value = value.to(torch.get_default_dtype() if dtype is None else dtype)
+            # integers, booleans, Python numbers and lists carry no precision: float64 as in numpy (the module's
+            # dtype, when this is the first data), never torch's float32 default
+            value = value.to(torch.float64 if dtype is None else dtype)
         if kind == "real" and value.is_complex():
             raise TypeError(f"{name}: expected {_KINDS[kind]} tensor, got dtype {value.dtype}")
+        if value.numel() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(f"{name}: {bad} of {value.numel()} entries are NaN or infinite; the data must be "
+                             "finite (replace or drop the missing values before building the network)")
         if kind == "complex" and not value.is_complex():
             value = value.to(_complex_of(value.dtype))
         self._check_shape(name, value, dims, dim_names, batched=False)
@@ -201,6 +236,8 @@ class UnrolledModule(NoiseMixin, nn.Module):
             value = value.item()
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise ValueError(f"{name}: expected a finite number, got {value}")
         if kind == "int":
             if float(value) != int(value):
                 raise TypeError(f"{name}: expected an integer, got {value}")
@@ -235,8 +272,9 @@ class UnrolledModule(NoiseMixin, nn.Module):
             raise TypeError(f"{name}: expected a floating-point tensor, got {value.dtype}; convert it with "
                             f"`{name}.to({target})`")
         if want is not None and _real_of(value.dtype) != want:
+            target = _complex_of(want) if value.is_complex() else want  # never a hint that drops imaginary parts
             raise TypeError(f"{name}: dtype {value.dtype} does not match the module's {want}; "
-                            f"convert the input (`{name}.to({want})`) or the module (`.to({_real_of(value.dtype)})`)")
+                            f"convert the input (`{name}.to({target})`) or the module (`.to({_real_of(value.dtype)})`)")
         if ref is not None and value.device != ref.device:
             raise ValueError(f"{name}: tensor on {value.device}, but the module is on {ref.device}; move the input "
                              f"(`{name}.to('{ref.device}')`) or the module (`.to('{value.device}')`)")
@@ -252,6 +290,8 @@ class UnrolledModule(NoiseMixin, nn.Module):
             raise ValueError(f"{name}: expected shape {_shape_text(dim_names, dims, True)} (a batch) or "
                              f"{_shape_text(dim_names, dims, False)} (one sample), got {list(value.shape)}")
         self._check_shape(name, value, dims, dim_names, batched=True, unbatched=unbatched)
+        if value.shape[0] == 0:
+            raise ValueError(f"{name}: a batch of 0 samples (shape {list(value.shape)}); give at least one sample")
         if batch_info:
             first_name, first_batch, first_unbatched = batch_info[0]
             if unbatched != first_unbatched:
@@ -265,7 +305,6 @@ class UnrolledModule(NoiseMixin, nn.Module):
                                  f"of `{first_name}`; the inputs of one call share the leading batch axis")
         else:
             batch_info.append((name, value.shape[0], unbatched))
-        self._last_unbatched = unbatched
         if torch.jit.is_tracing():
             value = _traced_shape_guard(value)
         return value
@@ -280,6 +319,13 @@ class UnrolledModule(NoiseMixin, nn.Module):
                              f"({axes + batched} ax{'is' if axes + batched == 1 else 'es'}), got {given}")
         offset = 1 if batched and not unbatched else 0
         for axis, (dim, size) in enumerate(zip(dim_names, shape)):
+            if size == 0:
+                raise ValueError(f"{name}: axis {axis + offset} (`{dim}`) has size 0 (shape {given}); "
+                                 f"the spec's axes need at least one entry")
+            for needed, least, why in type(self).dim_minimums:
+                if needed == dim and size < least:
+                    raise ValueError(f"{name}: axis {axis + offset} is `{dim}` = {size}, but the spec needs "
+                                     f"`{dim}` >= {least} for {why}; got shape {given}")
             if isinstance(dim, int):
                 if size != dim:
                     raise ValueError(f"{name}: expected shape {_shape_text(dim_names, dims, batched and not unbatched)}"
@@ -338,7 +384,19 @@ class UnrolledModule(NoiseMixin, nn.Module):
         if size != expected:
             raise ValueError(f"{name}: axis {axis} must have size {text} = {expected}, got {size}")
 
-    _last_unbatched = False
+    @staticmethod
+    def _batch_info(record) -> list:
+        """The list `_input_arg` fills with (name, batch size, unbatched) for one call; `trace` keeps it on
+        its record (no flag on the module: concurrent calls from several threads stay independent)."""
+        return record.batch_info if isinstance(record, _Trace) else []
+
+
+class _Trace(list):
+    """The states `trace` records, one dict per layer boundary, and the call's batch information."""
+
+    def __init__(self):
+        super().__init__()
+        self.batch_info: list = []
 
 
 def _traced_shape_guard(value: torch.Tensor) -> torch.Tensor:

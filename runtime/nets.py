@@ -136,9 +136,11 @@ class LinearOperator(nn.Module):
         if isinstance(operator, tuple) and len(operator) == 2 and all(callable(f) for f in operator):
             self._forward, self._adjoint = operator
             self.matrix = None
+            self._register_owners(operator)
         elif hasattr(operator, "forward") and hasattr(operator, "adjoint") and not torch.is_tensor(operator):
             self._forward, self._adjoint = operator.forward, operator.adjoint
             self.matrix = None
+            self._register_owners((operator,))
         else:
             try:
                 matrix = torch.as_tensor(operator)
@@ -147,10 +149,23 @@ class LinearOperator(nn.Module):
                                 f"callables, got {type(operator).__name__}") from err
             if matrix.dim() != 2:
                 raise ValueError(f"{name}: a matrix operator must be 2-D, got shape {list(matrix.shape)}")
+            if (matrix.is_floating_point() or matrix.is_complex()) and not bool(torch.isfinite(matrix).all()):
+                raise ValueError(f"{name}: the matrix has NaN or infinite entries; an operator must be finite")
             if dtype is not None and not matrix.is_complex():
                 matrix = matrix.to(dtype)
             self.register_buffer("matrix", matrix.to(device) if device is not None else matrix)
             self._forward = self._adjoint = None
+
+    def _register_owners(self, parts) -> None:
+        """A torch module given as the operator (or owning the functions given) is a submodule, so that
+        `.to()`, `.parameters()` and `state_dict` of the network include it."""
+        owners = []
+        for part in parts:
+            owner = part if isinstance(part, nn.Module) else getattr(part, "__self__", None)
+            if isinstance(owner, nn.Module) and all(owner is not o for o in owners):
+                owners.append(owner)
+        for i, owner in enumerate(owners):
+            self.add_module("module" if i == 0 else f"module{i + 1}", owner)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.matrix is not None:

@@ -226,6 +226,9 @@ def svt(X: torch.Tensor, tau) -> torch.Tensor:
 
     τ is a number or a tensor broadcasting against X (one threshold per sample: [batch, 1, 1]);
     it is applied to the singular values [..., r], so its last axis is dropped."""
+    if not bool(torch.isfinite(X).all()):  # LAPACK's message would not say where the values came from
+        raise ValueError("svt: the matrix has NaN or infinite entries (the iteration diverged, or the data is not "
+                         "finite); check the step sizes and the data")
     U, s, Vh = torch.linalg.svd(X, full_matrices=False)
     if torch.is_tensor(tau) and tau.dim() >= 2:
         tau = tau.squeeze(-1)
@@ -363,6 +366,9 @@ def support(k: torch.Tensor, s: int) -> torch.Tensor:
 def pad_kernel(k: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Place an s x s kernel in an h x w image with its centre at the origin (psf2otf before the FFT)."""
     s1, s2 = k.shape[-2:]
+    if s1 > h or s2 > w:
+        raise ValueError(f"pad_kernel: a {s1} x {s2} kernel does not fit in a {h} x {w} image; the images must be "
+                         "at least as large as the kernels")
     pad = k.new_zeros(k.shape[:-2] + (h, w))
     pad[..., :s1, :s2] = k
     return torch.roll(pad, shifts=(-((s1 - 1) // 2), -((s2 - 1) // 2)), dims=(-2, -1))
@@ -386,9 +392,15 @@ def div2(p: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- short-time Fourier transform
+def _check_hop(name: str, hop) -> None:
+    if not hop >= 1:
+        raise ValueError(f"{name}: the hop length must be a positive integer, got {hop}")
+
+
 def stft(x: torch.Tensor, n_freq: int, n_frames: int, hop: int) -> torch.Tensor:
     """STFT of signals [..., T] -> [..., F, N]: n_fft = 2(F-1), periodic Hann window, centred frames
     (reflect padding), unnormalised, one-sided (torch.stft's conventions)."""
+    _check_hop("stft", hop)
     n_fft = 2 * (n_freq - 1)
     T = x.shape[-1]
     if n_frames != 1 + T // hop:
@@ -402,7 +414,10 @@ def stft(x: torch.Tensor, n_freq: int, n_frames: int, hop: int) -> torch.Tensor:
 
 def istft(X: torch.Tensor, length: int, hop: int) -> torch.Tensor:
     """Inverse of `stft` (windowed overlap-add, least-squares): [..., F, N] -> [..., T]."""
+    _check_hop("istft", hop)
     F, N = X.shape[-2:]
+    if not X.is_complex():  # a real spectrogram is a complex one with zero imaginary part (torch.istft refuses it)
+        X = X.to(complex_dtype(X.dtype))
     n_fft = 2 * (F - 1)
     window = torch.hann_window(n_fft, dtype=real_dtype(X.dtype), device=X.device)
     flat = X.reshape((-1, F, N))

@@ -86,7 +86,7 @@ def test_both_renderings_of_a_spec_agree_with_numpy(one_torch_thread):
         for minimal in (True, False):
             outcome = check(prog, seed, backward=False, minimal=minimal)
             assert outcome.ok, f"{outcome.stage}: {outcome.message}\n{prog.render(minimal)}"
-    assert differing >= 8
+    assert differing >= 7  # most seeds: 7 of 10 since where/reshape/istft constructs are generated again
 
 
 def test_generator_is_deterministic():

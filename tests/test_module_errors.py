@@ -184,7 +184,8 @@ def test_shape_errors_name_this_modules_own_argument(lista):
 
 def test_per_layer_default_indexing_data_past_its_end_names_the_parameter():
     M = unroll.load("ml_csc_layered", layers=4)
-    with pytest.raises(ValueError, match="'W' has no value for layer 2 .*4 layers"):
+    # the data is checked when it binds `n` (an index `Dk[layer]` needs n >= layers; compiler/check/bounds.py)
+    with pytest.raises(ValueError, match=r"Dk: axis 0 is `n` = 2, but the spec needs `n` >= 4 for `Dk\[layer\]`"):
         M(D1=torch.randn(3, 2, 3, 3, dtype=torch.float64), Dk=torch.randn(2, 3, 3, 3, 3, dtype=torch.float64))
 
 

@@ -11,6 +11,7 @@ from ..ast import DimExpr
 from ..diagnostics import Diagnostic, did_you_mean
 from ..types import BOOL, COMPLEX, INT, REAL, Type, broadcast, shape_str
 from .expressions import constant_value
+from .literals import MAX_COUNT
 from .names import ALL_FLAGS, FLAGS_CONSTRAINT, FLAGS_TRAIN, FLAGS_TYING, Symbol
 
 # The two filter constraints that may be combined (`zero_mean unit_norm`: TNRD's filters)
@@ -123,8 +124,12 @@ class DeclarationMixin:
                 continue
             seen[a.name] = a
             if a.name == "range":
-                vals = [constant_value(n) for n in (self._const_arg(x) for x in a.args)]
-                if len(a.args) != 2 or any(v is None for v in vals):
+                nodes = [self._const_arg(x) for x in a.args]
+                if any(n is None for n in nodes):  # reported already
+                    ok = False
+                    continue
+                vals = [constant_value(n) for n in nodes]
+                if len(a.args) != 2 or any(v is None or isinstance(v, complex) for v in vals):
                     self.error("`range` takes two numbers: `range(lo, hi)`", a.span,
                                "the bounds are numbers or arithmetic on numbers, e.g. `range(0, 1)`")
                     ok = False
@@ -241,6 +246,11 @@ class DeclarationMixin:
                     hint = f"declare it as an integer: `hyper {value.name} : int = 8`"
                 self.error(f"`{arg.name}` must be a positive integer{extra or ' or a dimension'}", value.span, hint)
                 return None
+            if arg.name == "kernel" and not (dim.is_int and dim.const % 2 == 1):
+                self.error(f"a `{d.net_kind}` kernel size must be an odd integer, got `{self._text(value.span)}`",
+                           value.span, "the convolutions keep the image size ('same' padding) only with odd "
+                           "kernels: use 3, 5 or 7")
+                return None
             sizes[arg.name] = dim
             options[allowed[arg.name]] = dim
         for required in ("in", "out"):
@@ -308,6 +318,10 @@ class DeclarationMixin:
                 hint = "give the default depth, e.g. `layers 10` (`--layers N` overrides it)"
             self.error("missing `layers N` line", where, hint)
             return 1
+        if "num_layers" in _names_in(spec.layers):
+            self.error("`layers` cannot use `num_layers`: `num_layers` is the depth this line defines",
+                       spec.layers.span, "write the number of layers, e.g. `layers 10`")
+            return 1
         node = self.expr(spec.layers)
         if node is None:
             return 1
@@ -324,6 +338,10 @@ class DeclarationMixin:
         if value <= 0:
             self.error(f"`layers` must be positive, got {value}", spec.layers.span,
                        "an unrolled network has at least one layer, e.g. `layers 10`")
+            return 1
+        if value > MAX_COUNT:
+            self.error(f"`layers` is at most {MAX_COUNT:,}, got {value:.3g}", spec.layers.span,
+                       "for more iterations run the network on its own output (or `monitor` a long run)")
             return 1
         return value
 

@@ -9,9 +9,15 @@ from .. import ast, ir
 from ..ast import DimExpr
 from ..diagnostics import Diagnostic, Span, did_you_mean
 from ..operators import INTERNAL_OPERATORS, OPERATORS, SPECIAL_FORMS, SYNONYMS, Arg, function_names
-from ..types import INT, OPERATOR, REAL, ShapeError, Type
+from ..types import BOOL, INT, OPERATOR, REAL, ShapeError, Type
+from .bounds import index_problem, int_bounds, onehot_problem, single_dim, symbolic_index_problem, zero_layer
 from .diff_forms import AUTODIFF_FORMS
+from .literals import LITERAL_OPS, MAX_INT, LiteralError, fold
 from .names import BINARY_OPS, PY_OPS, USER_OPERATORS, Symbol, kind_noun, with_article
+
+# operator families whose kernels take numbers only: a comparison's mask is refused where it is written
+NUMBERS_ONLY = {"linear algebra", "fourier", "kernels", "convolution", "influence", "complex", "patches", "resampling",
+                "differences", "probability", "proximal", "normalisation"}
 
 
 class ExpressionMixin:
@@ -23,8 +29,9 @@ class ExpressionMixin:
 
     def _e_Number(self, e: ast.Number):
         is_int = isinstance(e.value, int)
-        if not is_int and not math.isfinite(e.value):
-            self.error(f"the number `{e.text}` is too large (it overflows to infinity)", e.span,
+        if (not is_int and not math.isfinite(e.value)) or (is_int and e.value > MAX_INT):
+            text = f"`{e.text}`" if len(e.text) <= 40 else f"`{e.text[:12]}...` ({len(e.text)} characters)"
+            self.error(f"the number {text} is too large (it overflows to infinity)", e.span,
                        "numbers must be finite double-precision values (below about 1.8e308)")
             return None
         return ir.Node("number", [], Type(INT if is_int else REAL), e.span, ir.CONST, {"value": e.value},
@@ -188,11 +195,19 @@ class ExpressionMixin:
                        "index with an integer literal, an `int` hyperparameter or `layer`")
             return None
         size = value.type.shape[0]
-        if isinstance(index.static, int) and isinstance(size, DimExpr) and size.is_int \
-                and not 0 <= index.static < size.const:
-            self.error(f"index {index.static} is out of range for axis of size {size}", e.index.span,
-                       f"indices start at 0 and go up to {size.const - 1}")
+        problem = symbolic_index_problem(index, size, self._text(e.index.span))
+        if problem is not None:
+            self.error(problem[0], e.index.span, problem[1])
             return None
+        bounds = int_bounds(index, self._depth)
+        if bounds is not None:  # compiler/check/bounds.py
+            problem = index_problem(bounds, size, self._text(e.index.span))
+            if problem is not None:
+                self.error(problem[0], e.index.span, problem[1])
+                return None
+            dim = single_dim(size)
+            if dim is not None and bounds[1] >= self.dim_minimums.get(dim, (0, ""))[0]:
+                self.dim_minimums[dim] = (bounds[1] + 1, f"`{self._text(e.span)}` at line {e.span.line}")
         typ = value.type.with_(shape=value.type.shape[1:])
         return ir.Node("index", [value, index], typ, e.span, max(value.level, index.level))
 
@@ -336,6 +351,27 @@ class ExpressionMixin:
                 msg = f"in `{label}`: {msg}"
             self.error(msg, where, hint)
             return None
+        if op.category in NUMBERS_ONLY and any(a.type.dtype == BOOL for a in args):  # `A.T @ (A @ x < y)`
+            i = next(i for i, a in enumerate(args) if a.type.dtype == BOOL)
+            self.error(f"`{symbol or opname}` needs numbers, got a comparison ({args[i].type})", arg_spans[i],
+                       "a comparison gives a mask for `where(c, a, b)`; for 0/1 values write `where(c, 1, 0)`")
+            return None
+        if opname == "div" and literal_value(args[1]) == 0:  # `lam / 0`: a Python number divided by zero
+            self.error("division by zero", arg_spans[1], "the divisor is the literal 0 (or arithmetic giving 0)")
+            return None
+        zero_at = zero_layer(args[1], self._depth) if opname == "div" else None
+        if opname == "pow" and (int_bounds(args[1], self._depth) or (0, 0))[1] < 0:
+            zero_at = zero_layer(args[0], self._depth)  # `layer^-1`: 0 to a negative power
+        if zero_at is not None:
+            where = arg_spans[1] if opname == "div" else arg_spans[0]
+            self.error(f"division by zero at layer {zero_at}: `{self._text(where)}` is 0 there", where,
+                       "`layer` counts from 0; divide by `layer + 1` for a count from 1")
+            return None
+        if opname == "onehot":
+            problem = onehot_problem(args[0], out.shape[0], self._depth)
+            if problem is not None:
+                self.error(problem[0], arg_spans[0], problem[1])
+                return None
         level = max([a.level for a in args], default=ir.CONST)
         py = opname in PY_OPS and all(a.py for a in args)
         if opname in ("max", "min") and len(args) == 2 and all(a.py for a in args):
@@ -349,14 +385,30 @@ class ExpressionMixin:
             # dimension arithmetic (`nx*nz`, `2*h + 1`, `n - 1`): stays symbolic for shape rules like `reshape`
             x, y = (DimExpr.of(a.static) for a in args)
             static = x + y if opname == "add" else x + DimExpr.of(-1) * y if opname == "sub" else x * y
-        return ir.Node(opname, args, out, span, level, {"statics": tuple(a.static for a in emit_args)}, py=py,
+        node = ir.Node(opname, args, out, span, level, {"statics": tuple(a.static for a in emit_args)}, py=py,
                        static=static)
+        if opname in LITERAL_OPS and all(literal_value(a) is not None for a in args):
+            try:  # literal arithmetic: evaluated now, bounded (compiler/check/literals.py)
+                node.attrs["literal"] = fold(opname, [literal_value(a) for a in args])
+            except LiteralError as err:
+                self.error(err.message, span, err.hint)
+                return None
+        return node
+
+
+def literal_value(node: ir.Node):
+    """The value of a literal or of checked literal arithmetic (see `_apply`), else None."""
+    if node.op == "number":
+        return node.attrs["value"]
+    return node.attrs.get("literal")
 
 
 def constant_value(node: ir.Node):
     """Evaluate a compile-time numeric constant (literals and arithmetic on them)."""
     if node.op == "number":
         return node.attrs["value"]
+    if "literal" in node.attrs:
+        return node.attrs["literal"]
     if node.op == "var" and node.attrs.get("kind") == "hyper":
         return None
     if node.op == "neg":
@@ -367,9 +419,8 @@ def constant_value(node: ir.Node):
         if a is None or b is None:
             return None
         try:
-            return {"add": a + b, "sub": a - b, "mul": a * b}.get(node.op) if node.op in ("add", "sub", "mul") else (
-                a / b if node.op == "div" else a ** b)
-        except (ZeroDivisionError, OverflowError):
+            return fold(node.op, [a, b])
+        except LiteralError:
             return None
     return None
 

@@ -19,7 +19,7 @@ GENERATED_NAMES = {"self", "torch", "rt", "layer", "dtype", "cdtype", "device", 
                    "unbatched", "batch_info", "dims"}
 # Python builtins the generated code calls: a spec name may not shadow them (other builtins are fine)
 USED_BUILTINS = {"range", "int", "float", "dict", "super", "min", "max", "len", "isinstance", "tuple", "list",
-                 "type", "object", "print", "None", "True", "False"}
+                 "type", "object", "print", "None", "True", "False", "TypeError", "ValueError"}
 # Attributes of the generated module (torch.nn.Module and runtime.UnrolledModule, plus the class attributes
 # the emitter writes): data, hyperparameters, constants and parameters become `self.<name>`, so a spec
 # name may not shadow them.  Kept as a literal list: the compiler does not import torch.
@@ -34,8 +34,8 @@ MODULE_ATTRIBUTES = {
     "register_module", "register_parameter", "register_state_dict_post_hook", "register_state_dict_pre_hook",
     "report", "requires_grad_", "set_extra_state", "set_submodule", "share_memory", "spec_name", "state_dict",
     "state_names", "to", "to_empty", "trace", "train", "training", "type", "xpu", "zero_grad",
-    "spec_sha256", "compiler_version", "hyper_defaults", "python_constants",
-    "early_exit", "noise_names", "noise_seed", "reseed",
+    "spec_sha256", "compiler_version", "hyper_defaults", "python_constants", "state_batched", "gram_form",
+    "dim_minimums", "early_exit", "noise_names", "noise_seed", "reseed",
 }
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 

@@ -59,6 +59,7 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
         self.history_used = []
         self.locals_types = {}
         self.reported = set()
+        self.dim_minimums: dict[str, tuple[int, str]] = {}  # dim -> (least size, the index that needs it)
         self.loop_indices = []
         data, hypers, inputs, lets, params, states, nets, noises = [], [], [], [], [], [], [], []
         requires: list[ir.Require] = []
@@ -273,7 +274,8 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
             states=states, layers=layers, step=step, final=final, outputs=outputs, prev_used=list(self.prev_used),
             history_used=list(self.history_used),
             locals_types=dict(self.locals_types), nets=nets, requires=requires, noises=noises, until=until,
-            loop_indices=list(self.loop_indices), layers_dim=self.layers_dim, size_hypers=sorted(self.size_hypers))
+            loop_indices=list(self.loop_indices), layers_dim=self.layers_dim, size_hypers=sorted(self.size_hypers),
+            dim_minimums=dict(self.dim_minimums))
 
 
 

@@ -8,6 +8,7 @@ from ..ast import DimExpr
 from ..diagnostics import Diagnostic, Span, did_you_mean
 from ..types import COMPLEX, INT, OPERATOR, REAL, Type
 from .expressions import constant_value
+from .literals import MAX_COUNT
 from .names import Symbol, kind_noun, name_problem, with_article
 
 
@@ -122,7 +123,10 @@ class ScopeMixin:
     def _depth(self) -> int:
         """The number of layers (`--layers`, else `layers N`), known at compile time; 1 if invalid
         (`_layers` reports why)."""
+        if self._depth_cache is None and self.__dict__.get("_depth_busy"):
+            return 1  # `layers num_layers`: the depth is being computed (`_layers` reports the circularity)
         if self._depth_cache is None:
+            self._depth_busy = True
             depth = self._layers_option()
             if depth is None and self.spec.layers is not None:
                 # evaluate `layers N` quietly: `_layers` reports any problem with that line, once
@@ -131,13 +135,14 @@ class ScopeMixin:
                 del self.sink.items[errors:]
                 self.reported = reported
                 depth = constant_value(node) if node is not None else None
-            self._depth_cache = depth if isinstance(depth, int) and depth > 0 else 1
+            self._depth_cache = depth if isinstance(depth, int) and 0 < depth <= MAX_COUNT else 1
+            self._depth_busy = False
         return self._depth_cache
 
     def _layers_option(self) -> int | None:
         """The `--layers` depth, if one was given and is positive (the schedule pass reports a bad one)."""
         depth = self.layers_option
-        return depth if isinstance(depth, int) and not isinstance(depth, bool) and depth > 0 else None
+        return depth if isinstance(depth, int) and not isinstance(depth, bool) and 0 < depth <= MAX_COUNT else None
 
     def _substitute_depth(self, d: DimExpr) -> DimExpr:
         if "num_layers" not in dict(d.terms):

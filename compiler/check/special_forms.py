@@ -102,11 +102,14 @@ class SpecialFormMixin:
             return None
         try:
             expr = gradient_ast(e.args[0], wrt, self._symbol_shapes(), e.span)
-        except GradError as err:
+        except RecursionError:
+            raise
+        except Exception as err:  # noqa: BLE001 - GradError, or sympy failing on a form it does not handle
             # outside the symbolic path: autograd, re-evaluating f in the forward pass (compiler/check/diff_forms.py)
+            reason = err if isinstance(err, GradError) else f"sympy: {type(err).__name__}"
             node = self._autodiff(e, "grad", f)
             if node is not None:
-                node.attrs["grad_path"] = f"autograd ({err})"
+                node.attrs["grad_path"] = f"autograd ({reason})"
             return node
         node = self.expr(expr)
         if node is not None and node.type.shape != sym.type.shape:

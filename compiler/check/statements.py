@@ -7,6 +7,7 @@ from .. import ast, ir
 from ..diagnostics import Diagnostic, did_you_mean
 from ..types import BOOL, COMPLEX, broadcast, shape_str
 from .expressions import constant_value
+from .literals import MAX_COUNT
 from .names import Symbol, kind_noun
 
 
@@ -133,6 +134,9 @@ class StatementMixin:
         elif isinstance(value, int) and value <= 0:
             self.error(f"`repeat` count must be positive, got {value}", s.count.span,
                        "a `repeat` block runs its statements at least once; remove the block to skip them")
+        elif isinstance(value, int) and value > MAX_COUNT:
+            self.error(f"`repeat` count is at most {MAX_COUNT:,}, got {value:.3g}", s.count.span,
+                       "an inner loop of more iterations than this is not unrolled; use a smaller count")
         inner = depth + 1
         has_index = self._loop_index(s, inner)
         carried = self._assigned_names(s.body)

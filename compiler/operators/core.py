@@ -188,8 +188,18 @@ def numeric(t: Type, i: int, what: str = "a number or tensor") -> None:
         raise ShapeError(f"expected {what}, got {t}", i)
 
 
+def not_mask(t: Type, i: int, opname: str) -> None:
+    """A comparison's boolean mask is only for `where`: refuse it where numbers are needed."""
+    if t.dtype == BOOL:
+        raise ShapeError(f"`{opname}` needs numbers, got a comparison ({t})", i,
+                         "a comparison gives a mask for `where(c, a, b)`; for 0/1 values write `where(c, 1, 0)`")
+
+
 def real(t: Type, i: int, opname: str) -> None:
     numeric(t, i)
+    if t.dtype == BOOL:
+        raise ShapeError(f"`{opname.split(' ')[0]}` needs real numbers, got a comparison ({t})", i,
+                         "a comparison gives a mask for `where(c, a, b)`; for 0/1 values write `where(c, 1, 0)`")
     if t.dtype == COMPLEX:
         raise ShapeError(f"`{opname}` needs a real value, got {t}", i,
                          "take `real(...)`, `abs(...)` or `abs2(...)` of the complex value first")

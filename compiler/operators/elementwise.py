@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..types import COMPLEX, REAL
-from .core import Emitted, Operator, at_least_real, elementwise, numeric, numpy, real, register, tensor
+from ..types import COMPLEX, REAL, ShapeError
+from .core import (
+    Emitted,
+    Operator,
+    at_least_real,
+    elementwise,
+    not_mask,
+    numeric,
+    numpy,
+    real,
+    register,
+    tensor,
+)
 
 
 def _unary(name: str, fn: str, tex: Callable[[list[str]], str], doc: str, ref, *, dtype: str, example: str,
@@ -17,8 +28,12 @@ def _unary(name: str, fn: str, tex: Callable[[list[str]], str], doc: str, ref, *
     def infer(types, args):
         (t,) = types
         numeric(t, 0)
+        not_mask(t, 0, name)
         if real_only:
             real(t, 0, name)
+        if name == "imag" and t.dtype != COMPLEX:
+            raise ShapeError(f"`imag` of a real value ({t}) is always 0", 0,
+                             "`imag` takes a complex value; for a real one drop the term (it is zero)")
         return t.with_(dtype=REAL if real_out else at_least_real(t.dtype))
 
     runtime = fn[len("rt."):] if fn.startswith("rt.") else None

@@ -5,7 +5,18 @@ from __future__ import annotations
 import math
 
 from ..types import COMPLEX, INT, REAL, ShapeError, broadcast, shape_str
-from .core import Emitted, Operator, at_least_real, elementwise, numeric, numpy, real, register, tensor
+from .core import (
+    Emitted,
+    Operator,
+    at_least_real,
+    elementwise,
+    not_mask,
+    numeric,
+    numpy,
+    real,
+    register,
+    tensor,
+)
 
 
 def _threshold(types, i, opname):
@@ -16,10 +27,16 @@ def _threshold(types, i, opname):
                          "a threshold is a scalar or has the value's trailing shape")
 
 
-def _soft_infer(types, args):
-    numeric(types[0], 0)
-    _threshold(types, 1, "soft (threshold)")
-    return types[0].with_(dtype=at_least_real(types[0].dtype), batched=types[0].batched or types[1].batched)
+def _threshold_infer(opname: str):
+    def infer(types, args):
+        numeric(types[0], 0)
+        not_mask(types[0], 0, opname)
+        _threshold(types, 1, f"{opname} (threshold)")
+        return types[0].with_(dtype=at_least_real(types[0].dtype), batched=types[0].batched or types[1].batched)
+    return infer
+
+
+_soft_infer = _threshold_infer("soft")
 
 
 def _ref_soft(v, t):
@@ -40,7 +57,7 @@ register(Operator("soft", 2, 2, _soft_infer, None, lambda a: f"\\mathcal{{S}}_{{
 
 def _soft_nonneg_infer(types, args):
     real(types[0], 0, "soft_nonneg")
-    return _soft_infer(types, args)
+    return _threshold_infer("soft_nonneg")(types, args)
 
 
 register(Operator("soft_nonneg", 2, 2, _soft_nonneg_infer, None,
@@ -49,7 +66,7 @@ register(Operator("soft_nonneg", 2, 2, _soft_nonneg_infer, None,
                   reference=lambda v, t: numpy().maximum(v - t, 0), category="proximal", runtime="soft_nonneg",
                   usage="soft_nonneg(v, θ)", shape="as `soft`", dtype="real", example="soft_nonneg(x, lam)",
                   result="real[m]"))
-register(Operator("hard", 2, 2, _soft_infer, None, lambda a: f"\\mathcal{{H}}_{{{a[1]}}}\\left({a[0]}\\right)",
+register(Operator("hard", 2, 2, _threshold_infer("hard"), None, lambda a: f"\\mathcal{{H}}_{{{a[1]}}}\\left({a[0]}\\right)",
                   "hard threshold by value: v where |v| > θ, else 0",
                   reference=lambda v, t: numpy().where(numpy().abs(v) > t, v, 0), category="proximal",
                   runtime="hard", usage="hard(v, θ)", shape="as `soft`", dtype="of v",
@@ -84,7 +101,7 @@ register(Operator("hard_topk", 2, 2, _topk_infer, None, lambda a: f"\\mathcal{{H
 
 
 def _ss_infer(types, args):
-    out = _soft_infer(types[:2], args[:2])
+    out = _threshold_infer("ss_soft")(types[:2], args[:2])
     if types[0].dtype == COMPLEX:
         raise ShapeError("`ss_soft` needs a real value", 0)
     real(types[2], 2, "ss_soft (fraction p)")

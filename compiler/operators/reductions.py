@@ -12,9 +12,11 @@ from .core import (
     Emitted,
     Operator,
     all_axes,
+    as_complex,
     at_least_real,
     axis_code,
     elementwise,
+    not_mask,
     numeric,
     numpy,
     real,
@@ -33,10 +35,12 @@ def _axis_arg(args, i):
     return a.static
 
 
-def _reduce_infer(real_out=False):
+def _reduce_infer(real_out=False, masks=False):
     def infer(types, args):
         t = types[0]
         numeric(t, 0)
+        if not masks:  # `sum(c)` counts the entries of a mask; `norm(c)`, `mean(c)` fail in torch
+            not_mask(t, 0, "this reduction")
         axis = _axis_arg(args, 1) if len(types) > 1 else None
         dtype = REAL if real_out else at_least_real(t.dtype)
         if axis is None:
@@ -61,7 +65,7 @@ def _reduce_emit(method: str):
     return emit
 
 
-register(Operator("sum", 1, 2, _reduce_infer(), _reduce_emit("sum"), lambda a: f"\\sum {a[0]}",
+register(Operator("sum", 1, 2, _reduce_infer(masks=True), _reduce_emit("sum"), lambda a: f"\\sum {a[0]}",
                   "sum of all entries of each sample, or along one axis: `sum(X, 0)`", static_args=(1,), kwargs=("axis",),
                   reference=lambda v, axis=None: numpy().sum(v, axis=axis), category="reduction",
                   usage=("sum(v)", "sum(v, axis)"), dtype="of v (int → real)", example="sum(d, 0)",
@@ -216,6 +220,9 @@ def _where_emit(args, out):
     c, a, b = args
     # a Python bool (e.g. `layer == 0`) becomes a boolean tensor
     cond = f"torch.tensor({c.code}, device={EmitContext.device})" if c.py else c.code
+    # a real branch of a complex result is promoted first: torch.where's backward hands a complex gradient
+    # to a real branch otherwise (a real learned value next to a complex one could not be trained)
+    a, b = as_complex(a, out), as_complex(b, out)
     return Emitted(f"torch.where({cond}, {tensor(a)}, {tensor(b)})")
 
 
