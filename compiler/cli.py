@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_train import add_parser as add_train_parser
+from .cli_train import cmd_train
 from .diagnostics import CompileError
 from .driver import VERSION, check_source, compile_spec, make_options, resolve_spec, shipped_specs
 
@@ -57,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("spec", metavar="SPEC")
     d.add_argument("--layers", type=int, default=8, metavar="N", help="number of layers (default 8)")
     d.add_argument("--steps", type=int, default=2000, metavar="K", help="training steps (default 2000)")
+
+    add_train_parser(sub)
 
     o = sub.add_parser("ops", help="list the operators of the language", description="List every operator.")
     o.add_argument("--markdown", action="store_true",
@@ -149,7 +153,7 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "compile": cmd_compile, "check": cmd_check, "list": cmd_list, "explain": cmd_explain,
-            "graph": cmd_graph, "ops": cmd_ops}
+            "graph": cmd_graph, "ops": cmd_ops, "train": cmd_train}
 
 
 if __name__ == "__main__":

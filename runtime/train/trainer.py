@@ -203,8 +203,11 @@ class Trainer:
         return value > best if self.higher_better else value < best
 
     # ------------------------------------------------------------------ the loop
-    def fit(self) -> dict:
+    def fit(self, epochs: int | None = None) -> dict:
+        """Train to the end of the plan, or for at most `epochs` epochs in this call (then `fit` again, or
+        `resume` from last.pt in another process, continues where it stopped)."""
         cfg = self.config
+        budget = epochs
         torch.manual_seed(cfg.seed)
         if not self.progress.classical and self.task.test is not None and hasattr(type(self.net), "num_layers"):
             self.progress.classical = {"per_layer": self.per_layer(self.task.test)}
@@ -248,13 +251,25 @@ class Trainer:
                 self.progress.epoch += 1
                 self.progress.cpu_seconds = time.process_time() - start_cpu
                 self._end_epoch(stage, time.perf_counter() - start_wall)
-                if self._out_of_time() or self.progress.stale >= cfg.patience:
+                if budget is not None:
+                    budget -= 1
+                if self._out_of_time() or self.progress.stale >= cfg.patience or budget == 0:
                     break
+            if budget == 0 and self.progress.epoch < cfg.epochs and self.progress.stale < cfg.patience \
+                    and not self._out_of_time():
+                return self._pause()
             self._end_stage(stage)
+            if budget == 0 and self.progress.stage < len(stages):
+                return self._pause()
             if self._out_of_time():
                 self.progress.done = True
         self.progress.done = True
         return self._finish()
+
+    def _pause(self) -> dict:
+        if self._log_file is not None:
+            self._log_file.flush()
+        return {"progress": asdict(self.progress), "history": self.history, "paused": True}
 
     def _end_epoch(self, stage: Stage, wall: float) -> None:
         val_loss, val_metric = self.validate(self.task.validation, stage.depth)
