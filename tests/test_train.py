@@ -328,3 +328,43 @@ def test_import_unroll_stays_light():
 
     code = "import sys, unroll; assert 'torch' not in sys.modules; unroll.train; assert 'torch' in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------ composed networks
+def test_individual_then_joint_fine_tuning_of_a_chain(task):
+    """A reconstruction network followed by a detector (Wu et al.'s pattern): each part is first trained
+    alone on its own target with the other frozen, then both jointly."""
+    from unroll.train import Chain, train_composed
+
+    recon = small(task)
+    detect = torch.nn.Linear(50, 1)
+    chain = Chain([("recon", recon, {"y": "y"}), ("detect", detect, {"input": "recon.x"})])
+    inputs, targets = task.sampler(400, torch.Generator().manual_seed(4))
+    x = targets["x"]
+    data = from_tensors({"y": inputs["y"].float()}, {"recon.x": x.float(), "detect.out": x.abs().sum(1, keepdim=True).float()},
+                        {}, losses={"recon.x": "sq_error", "detect.out": "mse"})
+    snapshots = []
+    import unroll.train.composed as composed
+
+    real_trainer = composed.Trainer
+
+    class Spy(real_trainer):
+        def fit(self, epochs=None):
+            before = {k: v.clone() for k, v in chain.state_dict().items()}
+            result = super().fit(epochs)
+            snapshots.append((before, {k: v.clone() for k, v in chain.state_dict().items()}))
+            return result
+
+    composed.Trainer = Spy
+    try:
+        results = train_composed(chain, data, {"recon": "recon.x", "detect": "detect.out"}, individual_epochs=2,
+                                 joint_epochs=2, progress=False, steps_per_epoch=10, lr=5e-3, refine=(),
+                                 batch_size=32)
+    finally:
+        composed.Trainer = real_trainer
+    assert len(results) == 3
+    changed = [{part: any(not torch.equal(b[k], a[k]) for k in b if k.startswith(f"parts.{part}."))
+                for part in ("recon", "detect")} for b, a in snapshots]
+    assert changed == [{"recon": True, "detect": False}, {"recon": False, "detect": True},
+                       {"recon": True, "detect": True}]
+    assert all(p.requires_grad for p in chain.parameters())  # trainability restored

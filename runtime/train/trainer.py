@@ -279,7 +279,7 @@ class Trainer:
             self._stage_best_state = copy.deepcopy(self.net.state_dict())
         else:
             self.progress.stale += 1
-        record = dict(event="validation", stage=stage.name, depth=stage.depth or type(self.net).num_layers,
+        record = dict(event="validation", stage=stage.name, depth=stage.depth or getattr(type(self.net), "num_layers", None),
                       epoch=self.progress.epoch, step=self.progress.step, loss=val_loss, metric=val_metric,
                       best=self.progress.best, cpu_s=round(self.progress.cpu_seconds, 3), wall_s=round(wall, 3))
         self.history.append(record)
