@@ -4,6 +4,8 @@
     nice -n 15 python benchmarks/bench_train.py stagewise  # the same, stage-wise, 60 CPU-minutes
     nice -n 15 python benchmarks/bench_train.py classical  # ISTA / FISTA iterations to reach each NMSE
     nice -n 15 python benchmarks/bench_train.py steptime   # trainer step vs a bare loop (interleaved)
+    nice -n 15 python benchmarks/bench_train.py partial e2e   # summary of an unfinished run (best.pt so far)
+    python benchmarks/bench_train.py table                  # the per-layer table of benchmarks/README.md
 
 Setting: Chen et al. (NeurIPS 2018), noiseless: A 250x500 Gaussian with unit columns, codes
 Bernoulli(0.1)·N(0,1), fresh training batches of 64, validation and test sets of 1000 samples; Adam,
@@ -21,7 +23,6 @@ import time
 from pathlib import Path
 
 import torch
-
 import unroll
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,7 +45,7 @@ def trained_run(protocol: str, budget: float, epochs: int, patience: int) -> dic
     return summary
 
 
-def classical(samples: int = 100, iterations: int = 1000) -> dict:
+def classical(samples: int = 100, iterations: int = 3000) -> dict:
     """NMSE (dB) after each ISTA / FISTA iteration on the first `samples` test samples, float64, for a
     grid of lasso weights; stored so that the iterations to reach any NMSE can be read off."""
     T = unroll.train
@@ -54,12 +55,12 @@ def classical(samples: int = 100, iterations: int = 1000) -> dict:
     out = {}
     for spec in ("ista", "fista"):
         Net = unroll.load(spec, layers=iterations)
-        for lam in (0.1, 0.03, 0.01):
+        for lam in (0.1, 0.03, 0.01, 0.003):
             net = Net(A=task.arguments["A"], lam=lam)
             curve = []
             t = time.process_time()
             with torch.no_grad():
-                net.monitor(y, on_layer=lambda i, s: curve.append(float(T.nmse_db(s["x"], x))))
+                net.monitor(y, on_layer=lambda i, s, curve=curve: curve.append(float(T.nmse_db(s["x"], x))))
             out[f"{spec} lam={lam:g}"] = curve
             print(f"{spec} lam={lam:g}: best {min(curve[1:]):.2f} dB, cpu {time.process_time() - t:.0f} s", flush=True)
     (RESULTS / "train_classical.json").write_text(json.dumps(out))
@@ -110,6 +111,65 @@ def steptime(rounds: int = 7, steps: int = 40) -> dict:
     return result
 
 
+def partial(protocol: str) -> dict:
+    """Summary of a run that has not reached its CPU budget (stopped, or still running): the best
+    checkpoint so far evaluated per layer on the test set, and the CPU time its log reached."""
+    T = unroll.train
+    out = RESULTS / protocol
+    records = T.plots.read_log(out / "log.jsonl")
+    vals = [r for r in records if r["event"] == "validation"]
+    net = T.load_checkpoint(out / "best.pt")
+    task = T.sparse_coding()
+    trainer = T.Trainer(net, task, T.TrainConfig(), progress=False)
+    summary = {"protocol": protocol, "complete": False, "cpu_s": vals[-1]["cpu_s"], "steps": vals[-1]["step"],
+               "stage": vals[-1]["stage"], "best_validation_nmse_db": min(r["metric"] for r in vals),
+               "per_layer_trained": trainer.per_layer(task.test),
+               "per_layer_classical": trainer.per_layer(task.test, T.build_net("lista_cp", task, layers=16))}
+    summary["test_nmse_db"] = summary["per_layer_trained"][-1]
+    T.plots.plot_layers(summary["per_layer_trained"], summary["per_layer_classical"], out / "layers.png")
+    T.plots.plot_curves(records, out / "curves.png")
+    (RESULTS / f"train_{protocol}_partial.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1))
+    return summary
+
+
+def iterations_to_reach(curves: dict, target_db: float, prefix: str):
+    """Fewest iterations of ISTA/FISTA (over the lasso weights tried) whose NMSE is <= target_db."""
+    best = None
+    for name, curve in curves.items():
+        if name.startswith(prefix + " "):
+            hit = next((i for i, v in enumerate(curve) if v <= target_db), None)
+            if hit is not None and (best is None or hit < best[0]):
+                best = (hit, name.split("=")[1])
+    return best
+
+
+def table() -> str:
+    """The markdown table of benchmarks/README.md from the JSON results."""
+    curves = json.loads((RESULTS / "train_classical.json").read_text())
+    runs = {}
+    for protocol in ("e2e", "stagewise"):
+        for suffix in ("", "_partial"):
+            path = RESULTS / f"train_{protocol}{suffix}.json"
+            if path.exists():
+                runs[protocol] = json.loads(path.read_text())
+    lines = ["| layer | untrained (= ISTA, λ=0.4) | " + " | ".join(
+        f"{p} ({runs[p]['cpu_s'] / 60:.1f} CPU-min)" for p in runs) + " | ISTA iterations to reach it | "
+        "FISTA iterations to reach it |", "|" + "---|" * (3 + len(runs))]
+    some = next(iter(runs.values()))
+    for layer in range(1, len(some["per_layer_trained"])):
+        target = min(r["per_layer_trained"][layer] for r in runs.values())
+        ista = iterations_to_reach(curves, target, "ista")
+        fista = iterations_to_reach(curves, target, "fista")
+        cells = [f"{r['per_layer_trained'][layer]:.2f}" for r in runs.values()]
+        fmt = lambda hit: f"{hit[0]} (λ={hit[1]})" if hit else "> 3000"
+        lines.append(f"| {layer} | {some['per_layer_classical'][layer]:.2f} | " + " | ".join(cells)
+                     + f" | {fmt(ista)} | {fmt(fista)} |")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     RESULTS.mkdir(exist_ok=True)
@@ -122,5 +182,9 @@ if __name__ == "__main__":
         classical()
     elif mode == "steptime":
         steptime()
+    elif mode == "partial":
+        partial(sys.argv[2])
+    elif mode == "table":
+        table()
     else:
         raise SystemExit(f"unknown mode {mode!r}: e2e, stagewise, classical or steptime")

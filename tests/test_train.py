@@ -9,9 +9,19 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-import unroll  # noqa: E402
-from unroll.train import (CheckpointMismatch, LayerRates, TrainConfig, Trainer, build_net, depth,  # noqa: E402
-                          from_tensors, layer_parameters, load_checkpoint, sparse_coding)
+import unroll
+from unroll.train import (
+    CheckpointMismatch,
+    LayerRates,
+    TrainConfig,
+    Trainer,
+    build_net,
+    depth,
+    from_tensors,
+    layer_parameters,
+    load_checkpoint,
+    sparse_coding,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -26,7 +36,7 @@ def small(task, layers=3, spec="lista_cp", **options):
 
 
 def quick(**kw):
-    base = dict(epochs=2, steps_per_epoch=10, lr=5e-3, refine=(), batch_size=32)
+    base = {"epochs": 2, "steps_per_epoch": 10, "lr": 5e-3, "refine": (), "batch_size": 32}
     base.update(kw)
     return TrainConfig(**base)
 
@@ -66,9 +76,8 @@ def test_depth_runs_the_first_layers_only(task):
     with depth(net, 2):
         assert torch.equal(net(y), states[2]["x"])
     assert torch.equal(net(y), states[4]["x"])  # restored
-    with pytest.raises(ValueError, match="5 layers requested, the network has 4"):
-        with depth(net, 5):
-            pass
+    with pytest.raises(ValueError, match="5 layers requested, the network has 4"), depth(net, 5):
+        pass
 
 
 # ------------------------------------------------------------------ per-layer rates and stage-wise freezing
@@ -206,7 +215,7 @@ def test_checkpoint_mismatch_says_what_differs(task, tmp_path):
 
 def test_resume_continues_exactly_where_training_stopped(task, tmp_path):
     """Two epochs in one run equal one epoch, a new process-like restart from last.pt, and one more."""
-    config = dict(epochs=2, refine=(0.2,), patience=10)
+    config = {"epochs": 2, "refine": (0.2,), "patience": 10}
     full = small(task)
     Trainer(full, task, quick(**config), progress=False).fit()
     part = small(task)
@@ -344,7 +353,7 @@ def test_individual_then_joint_fine_tuning_of_a_chain(task):
     data = from_tensors({"y": inputs["y"].float()}, {"recon.x": x.float(), "detect.out": x.abs().sum(1, keepdim=True).float()},
                         {}, losses={"recon.x": "sq_error", "detect.out": "mse"})
     snapshots = []
-    import unroll.train.composed as composed
+    from unroll.train import composed
 
     real_trainer = composed.Trainer
 

@@ -23,7 +23,6 @@ def _free_port() -> int:
 def _worker(rank, world, port, out_dir):
     import torch
     import torch.distributed as dist
-
     import unroll
 
     torch.set_num_threads(1)

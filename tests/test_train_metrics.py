@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from unroll.train import metrics as M  # noqa: E402
+from unroll.train import metrics as M
 
 
 @pytest.fixture

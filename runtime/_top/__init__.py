@@ -31,4 +31,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'unroll' has no attribute {name!r}")
 
 
-__all__ = ["load", "train", "__version__"]
+__all__ = ["__version__", "load", "train"]

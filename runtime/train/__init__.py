@@ -9,17 +9,27 @@ Protocols: end-to-end, stage-wise (LISTA-CP reference), deep supervision (TrainC
 networks: Chain and train_composed.  Command line: `unrollc train SPEC --task NAME -o DIR`.
 """
 
-from .checkpoint import CheckpointMismatch, Recipe, build_net, load_checkpoint, recipe, save_checkpoint
 from . import plots
+from .checkpoint import CheckpointMismatch, Recipe, build_net, load_checkpoint, recipe, save_checkpoint
 from .composed import Chain, train_composed
 from .layers import LayerRates, depth, layer_parameters
 from .metrics import beta_divergence, mse, nmse, nmse_db, nrmse, psnr, sq_error, ti_mse
-from .tasks import (TASKS, Task, blind_deblur, compressive_mri, from_loader, from_tensors, get_task, nmf_separation,
-                    sparse_coding)
+from .tasks import (
+    TASKS,
+    Task,
+    blind_deblur,
+    compressive_mri,
+    from_loader,
+    from_tensors,
+    get_task,
+    nmf_separation,
+    sparse_coding,
+)
 from .trainer import TrainConfig, Trainer, train
 
-__all__ = ["plots", "CheckpointMismatch", "Recipe", "build_net", "load_checkpoint", "recipe", "save_checkpoint", "Chain",
-           "train_composed", "LayerRates", "depth", "layer_parameters", "beta_divergence", "mse", "nmse",
-           "nmse_db", "nrmse", "psnr", "sq_error", "ti_mse", "TASKS", "Task", "blind_deblur", "compressive_mri",
-           "from_loader", "from_tensors", "get_task", "nmf_separation", "sparse_coding", "TrainConfig", "Trainer",
-           "train"]
+__all__ = [
+    "TASKS", "Chain", "CheckpointMismatch", "LayerRates", "Recipe", "Task", "TrainConfig", "Trainer",
+    "beta_divergence", "blind_deblur", "build_net", "compressive_mri", "depth", "from_loader", "from_tensors",
+    "get_task", "layer_parameters", "load_checkpoint", "mse", "nmf_separation", "nmse", "nmse_db", "nrmse",
+    "plots", "psnr", "recipe", "save_checkpoint", "sparse_coding", "sq_error", "ti_mse", "train", "train_composed",
+]

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-
 from unroll.compiler.driver import VERSION, compile_source, make_options, resolve_spec
 from unroll.runtime.loader import cache_dir, compiler_fingerprint
 from unroll.runtime.module import UnrolledModule
@@ -58,7 +57,8 @@ def recipe(spec, **options) -> Recipe:
 def compile_recipe(rec: Recipe):
     """The generated class of a recipe (from the spec text itself; cached on disk like unroll.load)."""
     options = make_options(**rec.options)
-    key = hashlib.sha256("\0".join([compiler_fingerprint(), rec.spec_text, options.text()]).encode()).hexdigest()[:20]
+    key_text = f"{compiler_fingerprint()}\0{rec.spec_text}\0{options.text()}"  # the key of unroll.load
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:20]
     target = cache_dir() / f"{rec.spec_name}_{key}.py"
     if not target.exists():
         source = compile_source(rec.spec_text, f"{rec.spec_name}.unroll", options)
@@ -179,5 +179,13 @@ def load_checkpoint(path, spec=None, net=None, dtype=None, device="cpu", strict_
     return net.to(device)
 
 
-__all__ = ["Recipe", "CheckpointMismatch", "recipe", "build_net", "compile_recipe", "save_checkpoint",
-           "load_checkpoint", "read_checkpoint"]
+__all__ = [
+    "CheckpointMismatch",
+    "Recipe",
+    "build_net",
+    "compile_recipe",
+    "load_checkpoint",
+    "read_checkpoint",
+    "recipe",
+    "save_checkpoint",
+]

@@ -9,7 +9,6 @@ network inside DDP's forward."""
 from __future__ import annotations
 
 from torch import nn
-
 from unroll.runtime.module import UnrolledModule
 
 from .layers import depth as run_depth

@@ -120,5 +120,17 @@ def db(value: float) -> float:
     return 10 * math.log10(value)
 
 
-__all__ = ["sq_error", "mse", "nmse", "nmse_db", "psnr", "nrmse", "beta_divergence", "ti_mse", "LOSSES", "METRICS",
-           "resolve_loss", "resolve_metric"]
+__all__ = [
+    "LOSSES",
+    "METRICS",
+    "beta_divergence",
+    "mse",
+    "nmse",
+    "nmse_db",
+    "nrmse",
+    "psnr",
+    "resolve_loss",
+    "resolve_metric",
+    "sq_error",
+    "ti_mse",
+]

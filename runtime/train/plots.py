@@ -108,4 +108,4 @@ def plot_all(net, result: dict, out_dir, metric: str = "nmse_db", fmt: str = "pn
     return paths
 
 
-__all__ = ["plot_layers", "plot_curves", "plot_parameters", "plot_all", "read_log"]
+__all__ = ["plot_all", "plot_curves", "plot_layers", "plot_parameters", "read_log"]

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -300,5 +300,15 @@ def get_task(name: str) -> Task:
     return TASKS[name]()
 
 
-__all__ = ["Task", "TASKS", "get_task", "sparse_coding", "compressive_mri", "blind_deblur", "nmf_separation",
-           "from_tensors", "from_loader", "convert_batch"]
+__all__ = [
+    "TASKS",
+    "Task",
+    "blind_deblur",
+    "compressive_mri",
+    "convert_batch",
+    "from_loader",
+    "from_tensors",
+    "get_task",
+    "nmf_separation",
+    "sparse_coding",
+]

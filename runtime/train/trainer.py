@@ -117,7 +117,7 @@ class Trainer:
         self._log_file = None
         if self.out_dir is not None and self.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            self._log_file = open(self.out_dir / "log.jsonl", "a")
+            self._log_file = open(self.out_dir / "log.jsonl", "a")  # noqa: SIM115 - open for the run, closed by _finish
 
     # ------------------------------------------------------------------ plan
     def stages(self) -> list[Stage]:
@@ -279,9 +279,10 @@ class Trainer:
             self._stage_best_state = copy.deepcopy(self.net.state_dict())
         else:
             self.progress.stale += 1
-        record = dict(event="validation", stage=stage.name, depth=stage.depth or getattr(type(self.net), "num_layers", None),
-                      epoch=self.progress.epoch, step=self.progress.step, loss=val_loss, metric=val_metric,
-                      best=self.progress.best, cpu_s=round(self.progress.cpu_seconds, 3), wall_s=round(wall, 3))
+        record = {"event": "validation", "stage": stage.name,
+                  "depth": stage.depth or getattr(type(self.net), "num_layers", None), "epoch": self.progress.epoch,
+                  "step": self.progress.step, "loss": val_loss, "metric": val_metric, "best": self.progress.best,
+                  "cpu_s": round(self.progress.cpu_seconds, 3), "wall_s": round(wall, 3)}
         self.history.append(record)
         self._log(**record)
         if self.show:
@@ -340,7 +341,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
                 "stage_best": self._stage_best_state}
 
-    def resume(self, path) -> "Trainer":
+    def resume(self, path) -> Trainer:
         """Continue from checkpoint PATH (last.pt): weights (checked against this network), optimiser,
         stage, epoch and validation history."""
         state = read_checkpoint(path)
