@@ -9,7 +9,7 @@ import torch
 from .checkpoint import CheckpointMismatch, build_net
 from .plots import plot_all
 from .tasks import TASKS, get_task
-from .trainer import DTYPES, TrainConfig, Trainer
+from .trainer import DTYPES, TrainConfig, Trainer, init_distributed
 
 
 def run(args) -> int:
@@ -17,6 +17,8 @@ def run(args) -> int:
         print(f"unrollc train: error: unknown task {args.task!r}; tasks: {', '.join(TASKS)}", file=sys.stderr)
         return 1
     torch.manual_seed(args.seed)
+    device = init_distributed(args.device)  # under torchrun: one process per replica, DDP
+    main = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
     task = get_task(args.task)
     try:
         refine = tuple(float(f) for f in args.refine.split(",") if f.strip())
@@ -24,10 +26,11 @@ def run(args) -> int:
                              batch_size=args.batch_size, lr=args.lr, refine=refine, patience=args.patience,
                              max_cpu_seconds=args.max_cpu_seconds, dtype=args.dtype, seed=args.seed,
                              layer_weights=args.layer_weights)
-        net = build_net(args.spec, task, dtype=DTYPES[args.dtype], device=args.device, layers=args.layers,
+        net = build_net(args.spec, task, dtype=DTYPES[args.dtype], device=device, layers=args.layers,
                         learn=args.learn, freeze=args.freeze, tie=args.tie, untie=args.untie)
-        print(f"unrollc train: {type(net).__name__} ({type(net).num_layers} layers) on {task.description}; "
-              f"protocol {args.protocol}; run directory {args.output}", file=sys.stderr)
+        if main:
+            print(f"unrollc train: {type(net).__name__} ({type(net).num_layers} layers) on {task.description}; "
+                  f"protocol {args.protocol}; run directory {args.output}", file=sys.stderr)
         trainer = Trainer(net, task, config, out_dir=args.output, progress=not args.no_progress)
         if args.resume:
             trainer.resume(args.resume)
@@ -35,6 +38,8 @@ def run(args) -> int:
     except (ValueError, TypeError, CheckpointMismatch) as err:
         print(f"unrollc train: error: {err}", file=sys.stderr)
         return 1
+    if not main:
+        return 0
     paths = plot_all(net, result, args.output, metric=task.metric)
     per_layer = result.get("per_layer", {})
     trained, classical = per_layer.get("trained") or [], per_layer.get("classical") or []

@@ -48,7 +48,7 @@ class TrainConfig:
     losses: dict | None = None  # target -> loss name; default: the task's
     loss_weights: dict | None = None  # target -> weight (default 1)
     layer_weights: object = "uniform"  # deep supervision
-    layer_lr: object = None  # per-layer multipliers: list of L numbers, or {parameter: list}
+    layer_lr: object = None  # per-layer multipliers: list of L numbers, or {parameter: list} (e2e/deep)
     refine: tuple = (0.2, 0.02)  # stagewise refinement learning-rate factors
     patience: int = 5  # epochs without a better validation metric before a stage stops
     grad_clip: float | None = None
@@ -126,10 +126,11 @@ class Trainer:
             return [Stage(cfg.protocol, None, cfg.layer_lr, cfg.lr)] + [
                 Stage(f"{cfg.protocol} x{f:g}", None, cfg.layer_lr, cfg.lr * f) for f in cfg.refine]
         layers = type(self.net).num_layers
+        base = cfg.layer_lr if isinstance(cfg.layer_lr, (list, tuple)) else [1.0] * layers  # per-layer multipliers
         out = []
         for k in range(1, layers + 1):
-            only = [1.0 if l == k - 1 else 0.0 for l in range(layers)]
-            upto = [1.0 if l < k else 0.0 for l in range(layers)]
+            only = [float(base[l]) if l == k - 1 else 0.0 for l in range(layers)]
+            upto = [float(base[l]) if l < k else 0.0 for l in range(layers)]
             out.append(Stage(f"layer {k}", k, only, cfg.lr))
             out.extend(Stage(f"layers 1-{k} x{f:g}", k, upto, cfg.lr * f) for f in cfg.refine)
         return out
@@ -370,6 +371,20 @@ def _bar(total, desc, show):
     return tqdm(total=total, desc=desc, leave=False, mininterval=0.5, dynamic_ncols=True)
 
 
+def init_distributed(device: str = "cpu") -> str:
+    """Under `torchrun` (WORLD_SIZE > 1 in the environment) start the process group if the caller has not:
+    NCCL for CUDA, gloo on CPU.  Returns the device of this process (cuda:LOCAL_RANK for "cuda")."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and dist.is_available() and not dist.is_initialized():
+        dist.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
+    if world > 1 and str(device) == "cuda":
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
+    return device
+
+
 def train(net, task, out_dir=None, progress: bool = True, resume=None, **options) -> dict:
     """Train `net` on `task` (options: the fields of TrainConfig); returns the result dict (history,
     per-layer test metric of the trained and the untrained network, test metric).  With `out_dir`:
@@ -380,4 +395,4 @@ def train(net, task, out_dir=None, progress: bool = True, resume=None, **options
     return trainer.fit()
 
 
-__all__ = ["TrainConfig", "Trainer", "train"]
+__all__ = ["TrainConfig", "Trainer", "init_distributed", "train"]
