@@ -377,3 +377,19 @@ def test_individual_then_joint_fine_tuning_of_a_chain(task):
     assert changed == [{"recon": True, "detect": False}, {"recon": False, "detect": True},
                        {"recon": True, "detect": True}]
     assert all(p.requires_grad for p in chain.parameters())  # trainability restored
+
+
+def test_training_on_a_user_dataloader(task):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from unroll.train import from_loader
+
+    inputs, targets = task.sampler(256, torch.Generator().manual_seed(8))
+    loader = DataLoader(TensorDataset(inputs["y"].float(), targets["x"].float()), batch_size=32, shuffle=True)
+    user = from_loader(loader, task.validation, task.arguments, input_name="y", target_name="x")
+    assert user.epoch_steps(32) == 8
+    net = small(task)
+    trainer = Trainer(net, user, quick(epochs=2), progress=False)
+    before = trainer.validate(user.validation)[1]
+    result = trainer.fit()
+    assert result["progress"]["step"] == 16 and trainer.validate(user.validation)[1] < before
