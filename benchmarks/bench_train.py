@@ -76,12 +76,13 @@ def steptime(rounds: int = 7, steps: int = 40) -> dict:
     task = T.sparse_coding()
     gen = torch.Generator().manual_seed(5)
     inputs, targets = task.sampler(64 * steps, gen)
+    inputs, targets = {"y": inputs["y"].float()}, {"x": targets["x"].float()}  # the same float32 tensors for both
     val = task.sampler(64, gen)
     data = T.from_tensors(inputs, targets, task.arguments, validation=val)
     data.test = None
     net_t = T.build_net("lista_cp", task, layers=16)
     net_b = T.build_net("lista_cp", task, layers=16)
-    y, x = inputs["y"].float(), targets["x"].float()
+    y, x = inputs["y"], targets["x"]
 
     def bare():
         opt = torch.optim.Adam(net_b.parameters(), lr=5e-4)

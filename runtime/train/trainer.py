@@ -172,19 +172,17 @@ class Trainer:
         if self.config.protocol == "deep":
             _, record = model(inputs, mode="trace", depth=depth)
             weights = self._layer_weights(len(record) - 1)
-            total = 0.0
-            for w, states in zip(weights, record[1:]):
-                if w:
-                    total = total + w * sum(self.weights[t] * fn(states[t], targets[t]) for t, fn in self.losses.items())
-            return total
-        outputs = model(inputs, mode="output", depth=depth)
-        return sum(self.weights[t] * fn(outputs[t], targets[t]) for t, fn in self.losses.items())
+            return _weighted([(w, self._target_loss(states, targets)) for w, states in zip(weights, record[1:]) if w])
+        return self._target_loss(model(inputs, mode="output", depth=depth), targets)
+
+    def _target_loss(self, values: dict, targets: dict):
+        return _weighted([(self.weights[t], fn(values[t], targets[t])) for t, fn in self.losses.items()])
 
     @torch.no_grad()
     def validate(self, batch, depth=None) -> tuple[float, float]:
         inputs, targets = convert_batch(batch, self.dtype, self.device)
         outputs = self.forward(inputs, mode="output", depth=depth)
-        loss = sum(self.weights[t] * fn(outputs[t], targets[t]) for t, fn in self.losses.items())
+        loss = self._target_loss(outputs, targets)
         return float(loss), float(self.metric_fn(outputs[self.target], targets[self.target]))
 
     @torch.no_grad()
@@ -361,6 +359,15 @@ class Trainer:
         if self._log_file is not None:
             self._log_file.write(json.dumps(record) + "\n")
             self._log_file.flush()
+
+
+def _weighted(terms):
+    """Σ w·loss without the no-op multiplications by 1 (one autograd node less per term)."""
+    total = None
+    for w, term in terms:
+        term = term if w == 1 else w * term
+        total = term if total is None else total + term
+    return total
 
 
 def _bar(total, desc, show):
