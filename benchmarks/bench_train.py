@@ -119,10 +119,11 @@ def partial(protocol: str) -> dict:
     out = RESULTS / protocol
     records = T.plots.read_log(out / "log.jsonl")
     vals = [r for r in records if r["event"] == "validation"]
-    net = T.load_checkpoint(out / "best.pt")
+    source = "best.pt" if (out / "best.pt").exists() else "last.pt"  # stage-wise: best.pt from the first stage's end
+    net = T.load_checkpoint(out / source)
     task = T.sparse_coding()
     trainer = T.Trainer(net, task, T.TrainConfig(), progress=False)
-    summary = {"protocol": protocol, "complete": False, "cpu_s": vals[-1]["cpu_s"], "steps": vals[-1]["step"],
+    summary = {"protocol": protocol, "complete": False, "checkpoint": source, "cpu_s": vals[-1]["cpu_s"], "steps": vals[-1]["step"],
                "stage": vals[-1]["stage"], "best_validation_nmse_db": min(r["metric"] for r in vals),
                "per_layer_trained": trainer.per_layer(task.test),
                "per_layer_classical": trainer.per_layer(task.test, T.build_net("lista_cp", task, layers=16))}
