@@ -3,7 +3,7 @@
     nice -n 15 python benchmarks/bench_train.py e2e        # LISTA-CP 16 layers, 15 CPU-minutes, end to end
     nice -n 15 python benchmarks/bench_train.py stagewise  # the same, stage-wise, 60 CPU-minutes
     nice -n 15 python benchmarks/bench_train.py classical  # ISTA / FISTA iterations to reach each NMSE
-    nice -n 15 python benchmarks/bench_train.py steptime   # trainer step vs a bare loop (interleaved)
+    nice -n 15 python benchmarks/bench_train.py steptime [ROUNDS]  # trainer step vs a bare loop (interleaved)
     nice -n 15 python benchmarks/bench_train.py partial e2e   # summary of an unfinished run (best.pt so far)
     python benchmarks/bench_train.py table                  # the per-layer table of benchmarks/README.md
 
@@ -183,7 +183,7 @@ if __name__ == "__main__":
     elif mode == "classical":
         classical()
     elif mode == "steptime":
-        steptime()
+        steptime(rounds=int(sys.argv[2]) if len(sys.argv) > 2 else 7)
     elif mode == "partial":
         partial(sys.argv[2])
     elif mode == "table":
