@@ -324,6 +324,9 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     assert load_checkpoint(out / "final.pt").num_layers == 3
     assert main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "3", "--epochs", "1",
                  "--steps-per-epoch", "5", "-o", str(out), "--no-progress", "--resume", str(out / "last.pt")]) == 0
+    assert main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "3", "--epochs", "1",
+                 "--steps-per-epoch", "2", "--layer-lr", "1,0", "-o", str(tmp_path / "x"), "--no-progress"]) == 1
+    assert "2 rates given" in capsys.readouterr().err
     assert main(["train", "lista_cp", "--task", "nope", "-o", str(out)]) == 1
     assert "unknown task 'nope'" in capsys.readouterr().err
     assert main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "4", "-o", str(out),
@@ -381,7 +384,6 @@ def test_individual_then_joint_fine_tuning_of_a_chain(task):
 
 def test_training_on_a_user_dataloader(task):
     from torch.utils.data import DataLoader, TensorDataset
-
     from unroll.train import from_loader
 
     inputs, targets = task.sampler(256, torch.Generator().manual_seed(8))
