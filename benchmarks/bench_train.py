@@ -61,7 +61,7 @@ def classical(samples: int = 100, iterations: int = 3000) -> dict:
             t = time.process_time()
             with torch.no_grad():
                 net.monitor(y, on_layer=lambda i, s, curve=curve: curve.append(float(T.nmse_db(s["x"], x))))
-            out[f"{spec} lam={lam:g}"] = curve
+            out[f"{spec} lam={lam:g}"] = [round(v, 3) for v in curve]
             print(f"{spec} lam={lam:g}: best {min(curve[1:]):.2f} dB, cpu {time.process_time() - t:.0f} s", flush=True)
     (RESULTS / "train_classical.json").write_text(json.dumps(out))
     return out
@@ -156,11 +156,11 @@ def table() -> str:
             if path.exists():
                 runs[protocol] = json.loads(path.read_text())
     lines = ["| layer | untrained (= ISTA, λ=0.4) | " + " | ".join(
-        f"{p} ({runs[p]['cpu_s'] / 60:.1f} CPU-min)" for p in runs) + " | ISTA iterations to reach it | "
-        "FISTA iterations to reach it |", "|" + "---|" * (3 + len(runs))]
+        f"{p} ({runs[p]['cpu_s'] / 60:.1f} CPU-min)" for p in runs) + " | ISTA iterations to reach e2e | "
+        "FISTA iterations to reach e2e |", "|" + "---|" * (4 + len(runs))]
     some = next(iter(runs.values()))
     for layer in range(1, len(some["per_layer_trained"])):
-        target = min(r["per_layer_trained"][layer] for r in runs.values())
+        target = runs["e2e"]["per_layer_trained"][layer] if "e2e" in runs else some["per_layer_trained"][layer]
         ista = iterations_to_reach(curves, target, "ista")
         fista = iterations_to_reach(curves, target, "fista")
         cells = [f"{r['per_layer_trained'][layer]:.2f}" for r in runs.values()]
