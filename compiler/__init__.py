@@ -5,10 +5,10 @@ Pipeline (docs/design.md): parse (lark) -> AST -> check (names, shapes, dtypes)
 This package never imports torch: compiling is text in, text out.
 """
 
+from unroll import __version__  # written once, in runtime/_top/__init__.py
+
 from .driver import CompileOptions, compile_source, compile_spec, resolve_spec
 from .diagnostics import CompileError, Diagnostic
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CompileError",

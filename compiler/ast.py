@@ -13,8 +13,8 @@ class DimExpr:
     """A symbolic dimension: integer combination of dim names, e.g. `2*C + 1`.
 
     Stored canonically as sorted (name, coefficient) terms plus a constant, so
-    equal dims compare equal.  Products of two names are kept as a single
-    term named "a*b".
+    equal dims compare equal.  A product of names is kept as a single term
+    named by its sorted factors, "a*b*c".
     """
 
     terms: tuple[tuple[str, int], ...] = ()
@@ -41,7 +41,7 @@ class DimExpr:
             return other * self
         if len(self.terms) == 1 and len(other.terms) == 1 and not self.const and not other.const:
             (a, ca), (b, cb) = self.terms[0], other.terms[0]
-            return DimExpr((("*".join(sorted([a, b])), ca * cb),), 0)
+            return DimExpr((("*".join(sorted(a.split("*") + b.split("*"))), ca * cb),), 0)
         return None
 
     @property
@@ -60,7 +60,7 @@ class DimExpr:
             parts.append(name if coef == 1 else f"{coef}*{name}")
         if self.const or not parts:
             parts.append(str(self.const))
-        return " + ".join(parts)
+        return _joined(parts)
 
     def python(self) -> str:
         """Python expression computing this dim from local variables of the same names."""
@@ -70,7 +70,15 @@ class DimExpr:
             parts.append(prod if coef == 1 else f"{coef} * {prod}")
         if self.const or not parts:
             parts.append(str(self.const))
-        return " + ".join(parts)
+        return _joined(parts)
+
+
+def _joined(parts: list[str]) -> str:
+    """`n + -1` is written `n - 1`."""
+    out = parts[0]
+    for part in parts[1:]:
+        out += f" - {part[1:]}" if part.startswith("-") else f" + {part}"
+    return out
 
 
 # ---------------------------------------------------------------- types (syntax)
@@ -132,6 +140,22 @@ class Index(Expr):
 
 
 @dataclass
+class Range(Expr):
+    """`start:stop` inside brackets (either may be absent): one axis of a slice."""
+
+    start: Expr | None
+    stop: Expr | None
+
+
+@dataclass
+class Slice(Expr):
+    """`x[1:]`, `X[:, 1:]`, `X[0, 1:]`: per axis, from the first, a `Range` or an integer index."""
+
+    value: Expr
+    items: list[Expr]
+
+
+@dataclass
 class Keyword:
     name: str
     value: Expr
@@ -157,6 +181,7 @@ class Assign:
     target: str
     target_span: Span
     value: Expr
+    index: Expr | None = None  # `X[i] = value`: an indexed write (along the first axis)
 
 
 @dataclass
@@ -172,6 +197,9 @@ class Repeat:
     span: Span
     count: Expr
     body: list
+    index: str | None = None  # `repeat N as j:` names the iteration index
+    index_span: Span | None = None
+    backward: bool = False  # `repeat N as j backward:` runs j = N-1 down to 0
 
 
 # ---------------------------------------------------------------- declarations
@@ -184,14 +212,14 @@ class Annotation:
 
 @dataclass
 class Decl:
-    kind: str  # dim | data | hyper | input | let | state | param | net | require
+    kind: str  # dim | data | hyper | input | let | state | param | net | require | noise
     name: str
     span: Span  # the name's span
     line_span: Span  # the whole declaration
     type: TypeSyntax | None = None
     value: Expr | None = None
     annotations: list[Annotation] = field(default_factory=list)
-    net_kind: str | None = None  # net: cnn | mlp ...
+    net_kind: str | None = None  # net: cnn | mlp ...; noise: its distribution
     net_args: list = field(default_factory=list)
     message: str | None = None  # require: the text shown when the condition fails
 
@@ -206,6 +234,7 @@ class Spec:
     layers_span: Span | None = None
     step: list | None = None
     step_span: Span | None = None
+    step_until: Expr | None = None  # `step until COND:` (per-sample adaptive depth)
     final: list | None = None
     outputs: list[tuple[str, Span]] = field(default_factory=list)
     output_span: Span | None = None

@@ -53,12 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("spec", metavar="SPEC")
     _add_schedule(g)
 
-    d = sub.add_parser("demo", help="compile a shipped spec, run and train it on synthetic data",
-                       description="Compile SPEC, run it on synthetic sparse-coding data, train it briefly if it "
-                                   "has trainable parameters, and print per-layer NMSE (untrained = classical).")
+    d = sub.add_parser("demo", help="run a shipped spec on its catalog task, untrained (= classical) and trained",
+                       description="Compile the shipped spec SPEC, build it on its catalog task (a small synthetic "
+                                   "problem of the kind the review uses it on), run the untrained network (= the "
+                                   "classical algorithm), train it briefly if it has trainable parameters (with a "
+                                   "progress bar), and print the held-out quality layer by layer.")
     d.add_argument("spec", metavar="SPEC")
-    d.add_argument("--layers", type=int, default=8, metavar="N", help="number of layers (default 8)")
-    d.add_argument("--steps", type=int, default=2000, metavar="K", help="training steps (default 2000)")
+    d.add_argument("--layers", type=int, default=None, metavar="N", help="number of layers (default: the task's)")
+    d.add_argument("--steps", type=int, default=None, metavar="K", help="training steps (default: the task's)")
+    d.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the synthetic data (default 0)")
 
     add_train_parser(sub)
 
@@ -105,7 +108,7 @@ def cmd_check(args) -> int:
     path = resolve_spec(args.spec)
     program = check_source(path.read_text(), str(path), _options(args))
     print(f"{path}: ok ({program.name}: {len(program.params)} parameters, {len(program.states)} states, "
-          f"{program.layers} layers)")
+          f"{program.layers_dim or program.layers} layers)")
     return 0
 
 
@@ -148,7 +151,11 @@ def cmd_ops(args) -> int:
 def cmd_demo(args) -> int:
     from unroll.runtime.demo import run  # imports torch: only this command needs it
 
-    run(args.spec, layers=args.layers, steps=args.steps)
+    if args.spec not in shipped_specs():
+        sys.stderr.write(f"unrollc demo: `{args.spec}` is not a shipped spec (see `unrollc list`); the demo runs "
+                         "a shipped spec on its catalog task\n")
+        return 2
+    run(args.spec, layers=args.layers, steps=args.steps, seed=args.seed)
     return 0
 
 

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from unroll import __version__
+
 from .check import check
 from .diagnostics import CompileError, Diagnostic, Source, Span, did_you_mean
 from .emitter import emit
@@ -14,7 +16,7 @@ from .parser import parse
 from .schedule import Schedule, apply_schedule
 
 SPEC_DIR = Path(__file__).resolve().parent.parent / "dsl_specs"
-VERSION = "0.1.0"
+VERSION = __version__  # written once, in runtime/_top/__init__.py
 CLASS_NAME = re.compile(r"^[A-Z][A-Za-z0-9_]*$")
 
 

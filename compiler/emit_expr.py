@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from . import ir
 from .operators import INTERNAL_OPERATORS, OPERATORS, P_ADD, P_ATOM, P_MUL, Arg, tensor, wrap
+from .operators.core import all_axes, axis_code
 
 # operators whose first operand may be a Python number as it is (Python arithmetic, or handled by the entry)
 PYTHON_OPERAND_OPS = INTERNAL_OPERATORS | {"where", "eye", "zeros", "ones", "onehot", "complex", "clamp", "max", "min"}
@@ -65,6 +66,15 @@ class ExprPrinter:
         if op == "choose":  # two forms of one value; the constructor picked one by the actual sizes
             gram, split = (self.render(a) for a in node.args)
             return Arg(f"({gram.code} if {node.attrs['flag']} else {split.code})", node.type)
+        if op == "sumsq":  # norm(v)^2 of a real v (plan_algebra.squared_norms)
+            v = self.render(node.args[0])
+            square = f"torch.square({tensor(v)})"
+            if len(node.args) > 1:
+                return Arg(f"{square}.sum(dim={axis_code(v.type, node.args[1].static)})", node.type)
+            if v.type.rank == 0:
+                return Arg(square, node.type)
+            axes = all_axes(v.type)
+            return Arg(f"{square}.sum()" if axes is None else f"{square}.sum(dim={axes})", node.type)
         if op == "eye_minus":
             (k,) = (self.render(a) for a in node.args)
             return Arg(f"rt.identity_minus({k.code})", node.type)
@@ -78,6 +88,19 @@ class ExprPrinter:
         if op == "inverse":
             (matrix,) = (self.render(a) for a in node.args)
             return Arg(f"torch.linalg.inv({matrix.code})", node.type)
+        if op == "autodiff":  # grad by autograd, vjp, jvp, jacobian (compiler/emit_diff.py)
+            from .emit_diff import render_autodiff
+
+            return render_autodiff(self, node)
+        if op == "net_call" and node.attrs.get("kind") == "convgru":  # input and hidden state
+            x, h = (self.render(a) for a in node.args)
+            fn = f"{node.attrs['name']}[{self.layer}]" if node.attrs.get("per_layer") else node.attrs["name"]
+            if node.args[0].type.batched and node.args[1].type.batched:
+                return Arg(f"{fn}({x.code}, {h.code})", node.type)
+            return Arg(f"rt.apply_net({fn}, {x.code}, False, {h.code})", node.type)
+        if op == "net_call" and _net_rows(node):
+            # a sub-network mapping rows over leading axes, or an MLP with extra inputs (the time)
+            return Arg(_rows_call(node, [self.render(a) for a in node.args], self.layer), node.type)
         if op in ("net_call", "op_apply"):
             # a sub-network (one per layer if untied) or a user operator / its adjoint, applied to one argument
             (arg,) = (self.render(a) for a in node.args)
@@ -92,6 +115,10 @@ class ExprPrinter:
         if op == "history_sum":
             (beta,) = (self.render(a) for a in node.args)
             return Arg(f"rt.history_sum({beta.code}, {self.plan.history_names[node.attrs['name']]})", node.type)
+        if op == "set_index":  # `X[i] = v`, out of place
+            target, index, value = (self.render(a) for a in node.args)
+            return Arg(f"rt.set_index({target.code}, {index.code}, {value.code}, {node.args[0].type.batched}, "
+                       f"{node.args[2].type.batched})", node.type)
         if op == "index":
             value, index = (self.render(a) for a in node.args)
             if node.args[0].type.batched:
@@ -124,3 +151,20 @@ class ExprPrinter:
         if kind == "param" and name in self.per_layer and not self.in_init:
             return Arg(f"{name}[{self.layer}]", node.type, P_ATOM)
         return Arg(name, node.type, P_ATOM, py=node.py, static=node.static)
+
+
+def _net_rows(node) -> bool:
+    """A sub-network call beyond one image / one vector: rows over leading axes, or several MLP inputs."""
+    base = 3 if node.attrs.get("kind") == "cnn" else 1
+    return len(node.args) > 1 or node.args[0].type.rank > base
+
+
+def _rows_call(node, args: list, layer: str) -> str:
+    name = node.attrs["name"]
+    fn = f"{name}[{layer}]" if node.attrs.get("per_layer") else name
+    batched = tuple(a.type.batched for a in node.args)
+    if node.attrs.get("kind") == "cnn":
+        return f"rt.apply_cnn_rows({fn}, {args[0].code}, batched={batched[0]!r})"
+    pieces = "(" + ", ".join(a.code for a in args) + ("," if len(args) == 1 else "") + ")"
+    ranks = tuple(a.type.rank for a in node.args)
+    return f"rt.apply_mlp_rows({fn}, {pieces}, batched={batched!r}, ranks={ranks!r})"

@@ -71,7 +71,8 @@ def head(plan, options_text: str, version: str, ctor_args: list[str]) -> Lines:
     h.add(HEADER.format(version=version, path=comment(p.source_path.split("/")[-1])))
     h.add(f"# spec sha256: {digest}")
     h.add(f"# options: {comment(options_text) or '(spec defaults)'}")
-    h.add(f'"""{doc(p.title)} -- `{p.name}` unrolled into {p.layers} layers.')
+    depth = p.layers if p.layers_dim is None else f"`{p.layers_dim}` (an input size)"
+    h.add(f'"""{doc(p.title)} -- `{p.name}` unrolled into {depth} layers.')
     h.add()
     for c in p.comments:
         h.add(doc(c))
@@ -82,7 +83,8 @@ def head(plan, options_text: str, version: str, ctor_args: list[str]) -> Lines:
     h.add()
     h.add()
     h.add(f"class {class_name}(rt.UnrolledModule):")
-    lines = [f'"""{doc(p.title)} ({p.layers} layers).', "", "Update equations of one layer (spec lines):"]
+    depth = p.layers if p.layers_dim is None else f"`{p.layers_dim}`"
+    lines = [f'"""{doc(p.title)} ({depth} layers).', "", "Update equations of one layer (spec lines):"]
     lines += [doc(x) for x in step_lines(p, p.step, 1)]
     if p.final:
         lines += ["", "Final stage:"] + [doc(x) for x in step_lines(p, p.final, 1)]
@@ -108,6 +110,8 @@ def head(plan, options_text: str, version: str, ctor_args: list[str]) -> Lines:
     h.add(f"state_names = {tuple(s.name for s in p.states)!r}", 1)
     h.add(f"state_batched = {tuple(s.type.batched for s in p.states)!r}", 1)
     h.add(f"output_names = {tuple(p.outputs)!r}", 1)
+    if p.noises:
+        h.add(f"noise_names = {tuple(n.name for n in p.noises)!r}", 1)
     h.add(f"hyper_defaults = ({''.join(f'({x.name!r}, {x.default!r}), ' for x in p.hypers).rstrip()})", 1)
     table = [f"({x.name!r}, {tuple(str(d) for d in x.type.shape)!r}, "
              f"{'per_layer' if x.per_layer else 'shared'!r}, {'learned' if x.learned else 'fixed'!r}, "

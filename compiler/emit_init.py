@@ -4,11 +4,12 @@ parameters with their constraints, and the layer tables.  Mixed into `emitter.Mo
 
 from __future__ import annotations
 
-from . import ir
+from . import emit_diff, ir
 from .ast import DimExpr
 from .emit_head import Lines, comment, referenced_names
+from .emit_index import check_lines
 from .plan_uses import constant_needed
-from .types import COMPLEX
+from .types import COMPLEX, INT
 
 
 class ConstructorPrinter:
@@ -32,9 +33,13 @@ class ConstructorPrinter:
         args = [d.name for d in self.p.data]
         args += [f"{h.name}={h.default!r}" for h in self.p.hypers]
         args += [f"{d}=None" for d in self._free_dims()]
-        if not self._data_tensors():
+        if not self._real_data():
             args += ["dtype=None", "device=None"]  # no data tensor to take them from
-        return args
+        return args + emit_diff.ctor_args(self.p)
+
+    def _real_data(self) -> list[ir.Data]:
+        """Data tensors that fix the module's dtype and device (integer index data do not)."""
+        return [d for d in self._data_tensors() if d.type.dtype != INT]
 
     def _data_tensors(self) -> list[ir.Data]:
         return [d for d in self.p.data if d.type.dtype != "operator"]
@@ -55,6 +60,15 @@ class ConstructorPrinter:
             for d in x.type.shape:
                 for name in d.names():
                     out.setdefault(name, f"parameter `{x.name}`")
+        for net in self.p.nets:
+            for size in (net.in_size, net.out_size):
+                for name in size.names():
+                    out.setdefault(name, f"sub-network `{net.name}`")
+        for n in self.p.noises:
+            for d in n.type.shape:
+                for name in d.names():
+                    if name not in self.p.input_dims:
+                        out.setdefault(name, f"noise `{n.name}`")
         return out
 
     @staticmethod
@@ -76,18 +90,27 @@ class ConstructorPrinter:
         pre.add(f"def __init__(self, {', '.join(self._ctor_args())}):", 1)
         pre.add("super().__init__()", 2)
         pre.add("dims = {}", 2)
+        for name in p.size_hypers:  # `int` hyperparameters used as sizes: data and inputs are checked against them
+            pre.add(f"dims[{name!r}] = self._size_arg({name!r}, {name})", 2)
         tensors = self._data_tensors()
-        first = tensors[0].name if tensors else None
+        real_data = self._real_data()
+        first = real_data[0].name if real_data else None
         for d in p.data:
             if d.type.dtype == "operator":
                 pre.add(f"if {d.name} is None:", 2)
                 pre.add(f"raise TypeError({self.class_name + ': missing operator ' + repr(d.name)!r})", 3)
                 continue
             dims = tuple(self._dim_key(x) for x in d.type.shape)
-            kind = "complex" if d.type.dtype == COMPLEX else "real"
+            kind = "complex" if d.type.dtype == COMPLEX else "int" if d.type.dtype == INT else "real"
             # later data take the first data's real dtype (complex data its complex counterpart) and device
-            extra = "" if d.name == first else f", dtype=rt.real_dtype({first}.dtype), device={first}.device"
+            extra = "" if d.name == first or kind == "int" else \
+                f", dtype=rt.real_dtype({first}.dtype), device={first}.device"
             pre.add(f"{d.name} = self._data_arg({d.name!r}, {d.name}, dims, {dims!r}, {kind!r}{extra})", 2)
+        for d in tensors:
+            if d.type.dtype == INT and first is not None:  # index data live on the module's device
+                pre.add(f"{d.name} = {d.name}.to({first}.device)", 2)
+        for line in check_lines(p, at_construction=True):  # integer index data are in range
+            pre.add(line, 2)
         for d in tensors:
             for axis, dim in enumerate(d.type.shape):
                 if self._dim_key(dim) is None:
@@ -103,6 +126,7 @@ class ConstructorPrinter:
                            f"{needed[dname]})")
                 pre.add(f"raise TypeError({message!r})", 3)
         pre.add("self.dims = dims", 2)
+        emit_diff.init_lines(p, pre)
         # everything after the argument checks; the dtype/device/dims lines it reads are bound before it
         for h in p.hypers:
             out.add(f"self.{h.name} = {h.name} = self._hyper_arg({h.name!r}, {h.name}, {h.dtype!r})", 2)
@@ -211,7 +235,8 @@ class ConstructorPrinter:
             out.add(f"self.{x.name} = torch.nn.Parameter({value})", 2)
         else:
             cls = {"positive": "Positive", "nonnegative": "NonNegative", "range": "Range",
-                   "unit_columns": "UnitColumns"}[x.constraint]
+                   "unit_columns": "UnitColumns", "zero_mean": "ZeroMean", "unit_norm": "UnitNorm",
+                   "zero_mean unit_norm": "ZeroMeanUnitNorm"}[x.constraint]
             extra = "".join(f", {a!r}" for a in x.constraint_args)
             out.add(f"self.{x.name} = rt.{cls}({value}{extra}, name={x.name!r})", 2)
 

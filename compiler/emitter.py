@@ -10,14 +10,15 @@ text inside comments/docstrings after sanitising.
 
 from __future__ import annotations
 
-from . import ir
+from . import emit_diff, ir
 from .emit_expr import ExprPrinter
 from .emit_head import Lines, class_name_of, head, referenced_names
+from .emit_index import check_lines
 from .emit_init import ConstructorPrinter
 from .operators import P_ATOM, Arg, wrap
 from .planner import Loop, Plan, Stmt
 from .planner import plan as make_plan
-from .types import COMPLEX, REAL
+from .types import COMPLEX, INT, REAL
 
 
 class ModulePrinter(ConstructorPrinter):
@@ -53,18 +54,22 @@ class ModulePrinter(ConstructorPrinter):
 
 
 
+    def _depth(self) -> str:
+        """The number of layers: the class attribute, or the dim of `layers T` (bound per call)."""
+        return self.p.layers_dim or "self.num_layers"
+
     # ------------------------------------------------------------ states
     def _fit_state(self, state: ir.State, code: Arg, node: ir.Node) -> str:
         """A state keeps its declared shape: broadcast a smaller value (e.g. a scalar) to it.  States are
         never changed in place, so a broadcast view needs no copy."""
-        dt = "cdtype" if state.type.dtype == COMPLEX else "dtype"
+        dt = "cdtype" if state.type.dtype == COMPLEX else "torch.long" if state.type.dtype == INT else "dtype"
         if code.py:
             if code.code in ("0", "0.0"):
                 return f"torch.zeros({self._shape(state)}, dtype={dt}, device=device)"
             return f"torch.full({self._shape(state)}, {code.code}, dtype={dt}, device=device)"
         value = code.code
         convert = (state.type.dtype == COMPLEX and node.type.dtype != COMPLEX) or (
-            state.type.dtype != COMPLEX and node.type.dtype not in (REAL, COMPLEX))
+            state.type.dtype == REAL and node.type.dtype not in (REAL, COMPLEX))
         if convert:
             value = f"{wrap(code, P_ATOM)}.to({dt})"
         if tuple(node.type.shape) == tuple(state.type.shape) and node.type.batched == state.type.batched:
@@ -90,7 +95,7 @@ class ModulePrinter(ConstructorPrinter):
                 while i < len(block) and getattr(block[i], "skip_last", False):
                     run.append(block[i])
                     i += 1
-                out.add("if layer < self.num_layers - 1 or record is not None:  # not needed after the last layer",
+                out.add(f"if layer < {self._depth()} - 1 or record is not None:  # not needed after the last layer",
                         indent)
                 self._nested(out, indent + 1, lambda body, run=run: self._stmt_items(body, run, indent + 1, printer))
                 continue
@@ -112,13 +117,16 @@ class ModulePrinter(ConstructorPrinter):
             if isinstance(item, Loop):
                 for st in item.before:
                     out.add(f"{st.target} = {printer.code(st.value)}  # {st.comment}", indent)
-                out.add(f"for _ in range({printer.code(item.count)}):  # {item.comment}", indent)
+                count = printer.code(item.count)
+                counter = "range(" + (f"{count} - 1, -1, -1" if item.backward else count) + ")"
+                out.add(f"for {item.index or '_'} in {counter}:  # {item.comment}", indent)
                 self._nested(out, indent + 1, lambda body, item=item: self._stmt_lines(body, item.body, indent + 1,
                                                                                        printer))
                 continue
             value = printer.render(item.value)
             if item.kind == "temp" and item.state is None:
-                out.add(f"{item.target} = {value.code}", indent)
+                noqa = "  # noqa: B023, RUF100 (called at once)" if emit_diff.reads_autodiff(item.value) else ""
+                out.add(f"{item.target} = {value.code}{noqa}", indent)
                 continue
             out.add(f"# {item.comment}", indent)
             if item.value.op == "var" and item.value.attrs["name"] == item.target and not item.value.attrs.get("prev"):
@@ -126,6 +134,8 @@ class ModulePrinter(ConstructorPrinter):
                 continue
             code = self._fit_state(item.state, value, item.value) if item.state is not None and item.kind == "state" \
                 else value.code
+            if emit_diff.reads_autodiff(item.value):
+                code += "  # noqa: B023, RUF100 (called at once)"
             out.add(f"{item.target} = {code}", indent)
 
     def _hoisted_lines(self, out: Lines, block: list, indent: int) -> None:
@@ -139,13 +149,16 @@ class ModulePrinter(ConstructorPrinter):
     def _layer_body(self, block: list, printer: ExprPrinter, indent: int) -> Lines:
         p, plan = self.p, self.plan
         out = Lines()
+        emit_diff.layer_top(p, plan, out, indent, printer.layer)
         for name in p.prev_used:
             out.add(f"{plan.prev_names[name]} = {name}", indent)
         self._stmt_lines(out, block, indent, printer)
+        emit_diff.layer_bottom(p, plan, out, indent, printer)
         for name in p.history_used:
             out.add(f"{plan.history_names[name]}.append({name})", indent)
         out.add("if record is not None:", indent)
         out.add(f"record.append({self._record()})", indent + 1)
+        emit_diff.loop_exit(p, plan, out, indent)
         return out
 
     def _record(self) -> str:
@@ -155,6 +168,7 @@ class ModulePrinter(ConstructorPrinter):
         p, plan = self.p, self.plan
         ins = [i.name for i in p.inputs]
         body = Lines()
+        emit_diff.noise_lines(p, plan, body)
         # prologue values, states, hoisted invariants, the layer loop and the final stage
         for st in plan.prologue:
             body.add(f"# {st.comment}", 2)
@@ -167,6 +181,7 @@ class ModulePrinter(ConstructorPrinter):
         if plan.invariants:
             body.add("# layer-invariant terms, hoisted out of the loop", 2)
             self._hoisted_lines(body, plan.invariants, 2)
+        emit_diff.until_start(p, plan, body)
         body.add("if record is not None:", 2)
         body.add(f"record.append({self._record()})", 3)
         start = 0
@@ -174,7 +189,7 @@ class ModulePrinter(ConstructorPrinter):
             body.add(f"# {plan.peel_note}", 2)
             body.extend(self._layer_body(plan.peeled, self.fwd.at("0"), 2))
             start = 1
-        loop_range = "range(self.num_layers)" if start == 0 else "range(1, self.num_layers)"
+        loop_range = f"range({self._depth()})" if start == 0 else f"range(1, {self._depth()})"
         body.add(f"for layer in {loop_range}:", 2)
         body.extend(self._layer_body(plan.step, self.fwd, 3))
         if plan.final:
@@ -195,18 +210,20 @@ class ModulePrinter(ConstructorPrinter):
         composite = []  # axes like `2*h`: checked once every input has bound its dims
         for i in p.inputs:
             dims = tuple(self._dim_key(x) for x in i.type.shape)
-            kind = "complex" if i.type.dtype == COMPLEX else "real"
+            kind = "complex" if i.type.dtype == COMPLEX else "int" if i.type.dtype == INT else "real"
             pre.add(f"{i.name} = self._input_arg({i.name!r}, {i.name}, dims, {dims!r}, {kind!r}, batch_info)", 2)
             for axis, dim in enumerate(i.type.shape):
                 if self._dim_key(dim) is None and all(n in p.data_dims or n in p.input_dims for n in dim.names()):
                     composite.append(f"self._expect_dim({i.name!r}, {axis}, {i.name}.shape[{axis + 1}], "
                                      f"{self._dim_value(dim)}, {str(dim)!r})")
-        for line in composite:
+        for line in composite + check_lines(p, at_construction=False):  # index data against per-call sizes
             pre.add(line, 2)
         context = []
+        real_ins = [i.name for i in p.inputs if i.type.dtype != INT]  # integer inputs do not give the dtype
         if ins:
             context += [("batch", f"batch = {ins[0]}.shape[0]"), ("unbatched", "unbatched = batch_info[0][2]"),
-                        ("dtype", f"dtype = rt.real_dtype({ins[0]}.dtype)"), ("device", f"device = {ins[0]}.device")]
+                        ("dtype", f"dtype = rt.real_dtype({real_ins[0]}.dtype)" if real_ins else
+                         "dtype = self._default_dtype_device()[0]"), ("device", f"device = {ins[0]}.device")]
         else:
             context += [("batch", "batch = 1"), ("unbatched", "unbatched = True"),
                         ("dtype", "dtype = self._default_dtype_device()[0]"),
@@ -254,11 +271,17 @@ class ModulePrinter(ConstructorPrinter):
 
         out = Lines()
         args = ", ".join(ins)
-        out.add(f"def forward(self, {args}):" if ins else "def forward(self):", 1)
-        out.add(f'"""Run the {p.layers} layers; returns {", ".join(p.outputs)}."""', 2)
-        out.add(f"return self._unrolled({args}{', ' if ins else ''}record=None)", 2)
+        noise_sig, noise_args = emit_diff.signature(p)
+        if noise_args:
+            out.add(f"def forward(self{', ' if ins else ''}{args}{noise_sig}):", 1)
+            args = f"{args}, {noise_args}" if ins else noise_args
+        else:
+            out.add(f"def forward(self, {args}):" if ins else "def forward(self):", 1)
+        depth = p.layers if p.layers_dim is None else p.layers_dim
+        out.add(f'"""Run the {depth} layers; returns {", ".join(p.outputs)}."""', 2)
+        out.add(f"return self._unrolled({args}{', ' if args else ''}record=None)", 2)
         out.add()
-        out.add(f"def _unrolled(self, {args}{', ' if ins else ''}record):", 1)
+        out.add(f"def _unrolled(self, {args}{', ' if args else ''}record):", 1)
         out.extend(pre)
         return out
 

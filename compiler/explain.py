@@ -63,7 +63,18 @@ class LatexPrinter:
                 name += "^{*}"
             elif n.attrs.get("per_layer"):
                 name += "^{(l)}"
-            return f"{name}\\left({self.node(n.args[0])}\\right)"
+            return f"{name}\\left({', '.join(self.node(a) for a in n.args)}\\right)"
+        if n.op == "autodiff":  # grad by autograd, vjp, jvp, jacobian
+            f, x = self.node(n.args[0]), self.node(n.args[1])
+            kind = n.attrs["kind"]
+            if kind == "grad":
+                return f"\\nabla_{{{x}}}\\left[{f}\\right]"
+            if kind == "jacobian":
+                return f"\\frac{{\\partial \\left({f}\\right)}}{{\\partial {x}}}"
+            v = self.node(n.args[2])
+            if kind == "vjp":
+                return f"{v}^{{\\top}} \\frac{{\\partial \\left({f}\\right)}}{{\\partial {x}}}"
+            return f"\\frac{{\\partial \\left({f}\\right)}}{{\\partial {x}}} {v}"
         if n.op == "history_sum":
             beta = self.node(n.args[0])
             return f"\\sum_{{j=0}}^{{l}} {beta}_{{j}}\\, {latex_name(n.attrs['name'])}^{{(j)}}"
@@ -86,8 +97,17 @@ class LatexPrinter:
         out = []
         for st in stmts:
             if isinstance(st, ir.Repeat):
-                out.append(f"\\text{{repeat }} {self.node(st.count)} \\text{{ times:}}")
+                if st.index is not None:  # `repeat N as j [backward]:`
+                    n = self.node(st.count)
+                    span = f"{n} - 1, \\dots, 0" if st.backward else f"0, \\dots, {n} - 1"
+                    out.append(f"\\text{{for }} {latex_name(st.index)} = {span}:")
+                else:
+                    out.append(f"\\text{{repeat }} {self.node(st.count)} \\text{{ times:}}")
                 out.extend("\\quad " + line for line in self.block(st.body))
+                continue
+            if st.value.op == "set_index":  # `X[i] = v`
+                target, index, value = st.value.args
+                out.append(f"{latex_name(st.target)}_{{[{self.node(index)}]}} &= {self.node(value)}")
                 continue
             rhs = self.node(st.value)
             if st.kind == "state":
@@ -116,7 +136,7 @@ def explain(program: ir.Program, latex_only: bool = False) -> str:
     if latex_only:
         return latex_equations(program)
     p = program
-    out = [f"{p.name}: {p.title}", f"  {p.layers} layers; inputs: {', '.join(i.name for i in p.inputs) or '-'}; "
+    out = [f"{p.name}: {p.title}", f"  {p.layers_dim or p.layers} layers; inputs: {', '.join(i.name for i in p.inputs) or '-'}; "
            f"outputs: {', '.join(p.outputs)}", ""]
     out.append("Update equations (one layer, l = 0 .. L-1):")
     for line, _level, text in summary(p):
@@ -149,6 +169,9 @@ def explain(program: ir.Program, latex_only: bool = False) -> str:
             out.append(f"  {net.name}: {net.kind}({opts}), {'one per layer' if net.per_layer else 'shared'}, "
                        f"{'learned' if net.learned else 'fixed'}")
     out.append("")
+    from .emit_diff import explain_lines
+
+    out.extend(explain_lines(p))
     out.append("")
     out.extend(plan_text(plan(p)))
     return "\n".join(out)
@@ -187,7 +210,8 @@ def plan_text(pl) -> list[str]:
     if pl.peeled is not None:
         out.append(f"  {pl.peel_note}:")
         out.extend(_block_text(pl.peeled, 4))
-    out.append(f"  layer loop ({'layers 1' if pl.peeled is not None else 'layers 0'} .. {p.layers - 1}):")
+    last = f"{p.layers_dim} - 1" if p.layers_dim else p.layers - 1
+    out.append(f"  layer loop ({'layers 1' if pl.peeled is not None else 'layers 0'} .. {last}):")
     out.extend(_block_text(pl.step, 4))
     if pl.final:
         out.append("  final stage:")

@@ -163,6 +163,10 @@ class PlanGraph:
         self.loop(plan.step, "layer", [st.target for st in _assigned(plan.step) if st.target in states],
                   "layer loop")
         self.block(plan.final, "final")
+        if p.until is not None and "depth" not in self.defs:  # `step until`: the layers each sample ran
+            self.g.add_node("until:depth", label="depth\n(layers run per sample)", kind="assign", level=ir.LAYER,
+                            type="int", line=p.until.span.line, stage="layer loop")
+            self.defs["depth"] = "until:depth"
         for name in p.outputs:
             nid = f"output:{name}"
             self.g.add_node(nid, label=f"output {name}", kind="output", level=ir.FORWARD, type="", line=0,

@@ -24,7 +24,7 @@ LEVEL_NAMES = {CONST: "constant", FORWARD: "layer-invariant", LAYER: "per-layer"
 
 @dataclass(eq=False)
 class Node:
-    op: str  # a registry operator name, or one of: var, number, dim, index, list
+    op: str  # a registry operator name, or one of: var, number, dim, index, set_index, list
     args: list["Node"]
     type: Type
     span: Span
@@ -67,6 +67,8 @@ class Repeat:
     span: Span
     depth: int  # level of the statements inside
     carried: list[str] = field(default_factory=list)  # names assigned in the body
+    index: str | None = None  # `repeat N as j:` the iteration index (a Python int at level `depth`)
+    backward: bool = False  # `repeat N as j backward:` runs j = N-1 down to 0
 
 
 @dataclass
@@ -76,7 +78,7 @@ class Param:
     init: Node
     learned: bool
     per_layer: bool
-    constraint: str | None  # positive | nonnegative | range | unit_columns
+    constraint: str | None  # positive | nonnegative | range | unit_columns | zero_mean | unit_norm | "zero_mean unit_norm"
     constraint_args: tuple = ()
     span: Span = None  # type: ignore[assignment]
     line: int = 0
@@ -147,6 +149,19 @@ class Net:
 
 
 @dataclass
+class Noise:
+    """`noise NAME : real[...] ~ normal | uniform | rademacher [per_layer]`: drawn per sample, once per
+    forward call or afresh in every layer, from the module's generator unless given to forward."""
+
+    name: str
+    type: Type  # one draw's shape (batched)
+    distribution: str
+    per_layer: bool
+    span: Span
+    line: int
+
+
+@dataclass
 class Require:
     """`require COND, "message"`: checked when the module is constructed (COND is a constant)."""
 
@@ -183,6 +198,11 @@ class Program:
     locals_types: dict[str, Type] = field(default_factory=dict)
     requires: list[Require] = field(default_factory=list)
     python_lets: set = field(default_factory=set)  # constant `let`s the plan keeps as Python numbers
+    noises: list = field(default_factory=list)  # Noise declarations
+    until: Node | None = None  # `step until COND:`: the per-sample stopping condition
+    loop_indices: list[str] = field(default_factory=list)  # the indices of `repeat N as j:` loops
+    layers_dim: str | None = None  # `layers T` with T a dim: the depth is that size, known per call
+    size_hypers: list[str] = field(default_factory=list)  # `int` hyperparameters used as sizes (`real[m, n]`)
 
     def line(self, number: int) -> str:
         lines = self.source_text.split("\n")

@@ -65,11 +65,13 @@ CATEGORIES = {
     "complex": ("Complex", ""),
     "reduction": ("Reduction", ""),
     "selection": ("Selection", ""),
+    "probability": ("Probability (along an axis)", ""),
     "normalisation": ("Normalisation", ""),
     "fourier": ("Fourier", ""),
     "convolution": ("Convolution", ""),
     "patches": ("Patches", ""),
     "resampling": ("Resampling", ""),
+    "influence": ("Learned influence functions", ""),
     "kernels": ("Kernels", ("Blur kernels live in two forms: small `[s, s]` arrays with their centre at index "
                             "(s−1)//2 (what\n`conv2` and `otf` take), or image-sized arrays with their origin at "
                             "[0, 0] (what `fft2` of an\nestimated kernel gives, as in DUBLID's kernel step).")),
@@ -125,6 +127,8 @@ def environment_line() -> str:
 def _by_category() -> dict[str, list[Operator]]:
     groups: dict[str, list[Operator]] = {c: [] for c in CATEGORIES}
     for op in OPERATORS.values():
+        if "keyword_form_of" in op.extra:
+            continue  # documented in the row of the operator it is a form of (`max(v, axis=k)`)
         groups.setdefault(op.category, []).append(op)
     return groups
 

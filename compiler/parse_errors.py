@@ -24,9 +24,9 @@ def _expected_text(expected) -> str:
 
 
 _KEYWORDS = ("spec", "dims", "data", "hyper", "input", "let", "state", "param", "net", "layers",
-             "output", "step", "final", "repeat")
+             "output", "step", "final", "repeat", "noise")
 _DECL_KEYWORDS = ("spec", "dims", "data", "hyper", "input", "let", "state", "param", "net", "layers",
-                  "step:", "final:", "output")
+                  "step:", "final:", "output", "noise")
 _OPEN = {"(": ")", "[": "]"}
 _CLOSE = {")": "(", "]": "["}
 
@@ -185,6 +185,8 @@ def _syntax_error(err: UnexpectedInput, source: Source) -> Diagnostic:
         if stack and stack[-1][1] == line and _OPEN[stack[-1][0]] != str(tok):
             ch, _, bcol = stack[-1]
             hint = f"the `{ch}` at column {bcol} is not closed; add `{_OPEN[ch]}`"
+            if ch == "[" and str(tok) == ":":  # `x[::2]`, `x[1:2:3]`: a slice with a step
+                hint = "a slice is `start:stop` (`x[1:]`, `x[:-1]`, `X[:, 1:]`); a step (`::2`) is not supported"
         return Diagnostic(message, span, hint)
     return Diagnostic(f"syntax error: {err}")
 

@@ -68,7 +68,7 @@ def _tok(token: Token) -> Span:
     return _span_of(token)
 
 
-_BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "matmul": "@"}
+_BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "matmul": "@", "mod": "%", "floordiv": "//"}
 
 
 @v_args(meta=True)
@@ -110,6 +110,17 @@ class _ToAst(Transformer):
         value, index = children
         return ast.Index(_span_of(meta), value, index)
 
+    def slice(self, meta, children):
+        value, items = children
+        return ast.Slice(_span_of(meta), value, items)
+
+    def slice_items(self, meta, children):
+        return list(children)
+
+    def range_item(self, meta, children):
+        start, stop = children
+        return ast.Range(_span_of(meta), start, stop)
+
     def call(self, meta, children):
         func, arguments = children
         args, kwargs = arguments if arguments is not None else ([], [])
@@ -143,12 +154,16 @@ class _ToAst(Transformer):
         (a, _), (b, _) = children
         return (a + b, _span_of(meta))
 
+    def dim_sub(self, meta, children):
+        (a, _), (b, _) = children
+        return (a + ast.DimExpr.of(-1) * b, _span_of(meta))
+
     def dim_mul(self, meta, children):
         (a, sa), (b, sb) = children
         prod = a * b
         if prod is None:
             raise CompileError([Diagnostic("this product of dimensions is not supported", _span_of(meta),
-                                           "a dimension may be a sum of terms, each a number times at most two names")])
+                                           "a dimension may be a sum of terms, each a number times a product of names")])
         return (prod, _span_of(meta))
 
     def dim_list(self, meta, children):
@@ -187,9 +202,14 @@ class _ToAst(Transformer):
         tok, value = children
         return ast.Local(_span_of(meta), str(tok), _tok(tok), value)
 
+    def index_assign_stmt(self, meta, children):
+        tok, index, value = children
+        return ast.Assign(_span_of(meta), str(tok), _tok(tok), value, index=index)
+
     def repeat_stmt(self, meta, children):
-        count, *body = children
-        return ast.Repeat(_span_of(meta), count, body)
+        count, index, backward, *body = children
+        return ast.Repeat(_span_of(meta), count, body, None if index is None else str(index),
+                          None if index is None else _tok(index), backward is not None)
 
     # ---------------- declarations (returned as tagged tuples, assembled in start)
     def spec_decl(self, meta, children):
@@ -247,7 +267,15 @@ class _ToAst(Transformer):
         return ("output", names, _span_of(meta))
 
     def step_block(self, meta, children):
-        return ("step", list(children), _span_of(meta))
+        until, *stmts = children
+        return ("step", stmts, _span_of(meta), until)
+
+    def noise_decl(self, meta, children):
+        tok, typ, dist, *annotations = children
+        decl = ast.Decl("noise", str(tok), _tok(tok), _span_of(meta), type=typ, net_kind=str(dist),
+                        annotations=list(annotations))
+        decl.value = ast.Name(_tok(dist), str(dist))  # the distribution, for messages
+        return ("decl", decl)
 
     def final_block(self, meta, children):
         return ("final", list(children), _span_of(meta))
@@ -343,7 +371,7 @@ def parse(source: Source) -> ast.Spec:
                 errors.append(_twice("second `step:` block", item[2], spec.step_span, source,
                                      "put all update equations of one layer in one `step:` block"))
                 continue
-            spec.step, spec.step_span = item[1], item[2]
+            spec.step, spec.step_span, spec.step_until = item[1], item[2], item[3]
         elif tag == "final":
             if spec.final is not None:
                 errors.append(_twice("second `final:` block", item[2], final_span, source,

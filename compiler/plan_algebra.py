@@ -101,6 +101,22 @@ def fuse_lerp(program: ir.Program) -> ir.Program:
     return map_nodes(program, rewrite)
 
 
+def squared_norms(program: ir.Program) -> ir.Program:
+    """`norm(v)^2` of a real v is the sum of squares `sum(v * v)`: the same value without the square root,
+    and smooth at v = 0 (the norm's gradient is 0/0 there, so a second derivative through `grad`, `vjp`
+    or a `create_graph` backward would be NaN)."""
+    def rewrite(node: ir.Node, args: list[ir.Node]) -> ir.Node:
+        node = _rebuild(node, args)
+        if node.op != "pow" or node.args[0].op != "norm" or node.args[1].static != 2:
+            return node
+        norm = node.args[0]
+        if norm.args[0].type.dtype != REAL:
+            return node
+        return ir.Node("sumsq", list(norm.args), node.type, node.span, node.level, py=node.py)
+
+    return map_nodes(program, rewrite)
+
+
 def ir_type_int():
     from .types import INT, Type
 

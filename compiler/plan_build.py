@@ -25,6 +25,7 @@ from .plan_algebra import (
     fold_scalars,
     fuse_addmm,
     fuse_lerp,
+    squared_norms,
     python_scalar_lets,
 )
 from .plan_passes import (
@@ -62,6 +63,7 @@ class Builder:
         self.choice_flags: dict[tuple, str] = {}
         self.assignment_counts = {**assignment_counts(program.step), **assignment_counts(program.final)}
         self.table_rows: dict[str, tuple[str, int]] = {}  # static target -> (rows table, row offset)
+        self.protected: list[tuple] = []  # (name, version) of the variables of the differentiations being lowered
 
     # ------------------------------------------------------------ expressions
     def lower(self, node: ir.Node, depth: int) -> ir.Node:
@@ -70,6 +72,8 @@ class Builder:
             return node
         if node.op == "choose":
             return self.lower_choice(node, depth)
+        if self.protected and self.reads_protected(node):
+            return self.lower_args(node, depth)  # no hoisting or merging across a differentiation boundary
         if node.key in self.table_refs and depth >= ir.LAYER:
             lookup = ref(self.table_refs[node.key], node)
             lookup.attrs.update(table=True, offset=0)
@@ -122,7 +126,23 @@ class Builder:
         return all((n.attrs["name"], n.attrs.get("version")) in self.lifted_done
                    for n in node.walk() if n.op == "var" and n.attrs.get("kind") == "local")
 
+    def reads_protected(self, node: ir.Node) -> bool:
+        return any(n.op == "var" and (n.attrs["name"], n.attrs.get("version")) in self.protected for n in node.walk())
+
+    def lower_autodiff(self, node: ir.Node, depth: int) -> ir.Node:
+        """`grad`/`vjp`/`jvp`/`jacobian` by autograd: the differentiated expression is re-evaluated as a
+        function of its variable, so what depends on the variable stays inside it (never a ref)."""
+        rest = [self.lower(a, depth) for a in node.args[1:]]
+        wrt = node.args[1]
+        self.protected.append((wrt.attrs["name"], wrt.attrs.get("version")))
+        body = self.lower(node.args[0], depth)
+        self.protected.pop()
+        return ir.Node(node.op, [body] + rest, node.type, node.span, node.level, dict(node.attrs), node.py,
+                       node.static)
+
     def lower_args(self, node: ir.Node, depth: int) -> ir.Node:
+        if node.op == "autodiff":
+            return self.lower_autodiff(node, depth)
         args = [self.lower(a, depth) for a in node.args]
         if all(a is b for a, b in zip(args, node.args)):
             return node
@@ -198,7 +218,7 @@ class Builder:
                     out.extend(before)  # only loop-invariant values: nothing is left to repeat
                     continue
                 out.append(Loop(self.lower(st.count, depth), before, body, self.line_text(st.span.line),
-                                st.span.line))
+                                st.span.line, st.index, st.backward))
                 continue
             if st.target in lifted:
                 # a temporary that does not depend on the loop: computed once, outside it
@@ -282,19 +302,25 @@ def build(program: ir.Program, class_name: str) -> Plan:
 
     program = factor_solves(program)
     program = associate_invariant_products(distribute_products(fold_scalars(program)))
-    program = python_scalar_lets(fuse_lerp(gram_choice(program)))
+    program = python_scalar_lets(fuse_lerp(gram_choice(squared_norms(program))))
     b = Builder(program, class_name)
     p, plan = program, b.plan
     plan.prev_names = {name: b.names.fresh(f"{name}_prev") for name in p.prev_used}
     plan.history_names = {name: b.names.fresh(f"{name}_history") for name in p.history_used}
+    plan.noise_names = {n.name: b.names.fresh(f"{n.name}_layers") for n in p.noises if n.per_layer}
+    if p.until is not None:  # `step until`: each sample's states freeze once its condition holds
+        b.names.taken.add("depth")
+        plan.until_names = {"active": b.names.fresh("active"), "stop": b.names.fresh("stop"),
+                            **{s.name: b.names.fresh(f"{s.name}_start") for s in p.states}}
     # constant `let`s first: hoisted constants of the step may read them
     for let in p.lets:
         if let.level == ir.CONST:
             plan.constants.append(Constant(let.name, b.lower(let.value, ir.CONST), b.line_text(let.line), "let",
                                            let.value.py or let.name in p.python_lets, let.line))
-    plan.table = find_layer_table(program, b)
+    # a depth known only per call (`layers T`) leaves no layer count to tabulate at construction
+    plan.table = find_layer_table(program, b) if p.layers_dim is None else None
     step = b.block(p.step, ir.LAYER)
-    peeled, note = peel_first_layer(program, b)
+    peeled, note = peel_first_layer(program, b) if p.until is None else (None, "")
     plan.step = step
     plan.peeled, plan.peel_note = peeled, note
     plan.final = b.block(p.final, ir.FORWARD) if p.final else []
@@ -307,7 +333,10 @@ def build(program: ir.Program, class_name: str) -> Plan:
     plan.invariants = b.hoisted.get(ir.FORWARD, [])
     widen_conditions(plan)
     fuse_block_addmm(plan)
-    mark_dead_after_last_layer(plan.step, program)
+    if p.until is None:  # the stopping condition may read any state after the last layer too
+        mark_dead_after_last_layer(plan.step, program)
+    else:
+        plan.until = b.lower(p.until, ir.LAYER)
     plan.split_params = split_per_layer_params(program)
     plan.outputs = [(name, output_batched(program, name)) for name in p.outputs]
     count_uses(plan)
@@ -363,6 +392,8 @@ def fuse_block_addmm(plan) -> None:
 
 
 def output_batched(p: ir.Program, name: str) -> bool:
+    if name == "depth" and p.until is not None and not any(s.name == "depth" for s in p.states):
+        return True  # the built-in output of `step until`
     for s in p.states:
         if s.name == name:
             return s.type.batched

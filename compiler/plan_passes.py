@@ -200,6 +200,8 @@ def peel_first_layer(program: ir.Program, builder) -> tuple[list | None, str]:
         """(an exact computation of node at layer 0, whether its value is known to be zero)."""
         if node.op == "var":
             return node, is_zero_var(node)
+        if node.op == "autodiff":
+            return node, False  # its variable is a function argument, never the zero initial value
         if not node.args:
             return node, False
         parts = [simplify(a) for a in node.args]

@@ -53,6 +53,8 @@ def count_uses(plan: Plan) -> None:
             _block_reads(block, uses, plan)
         for name in p.outputs:
             uses[name] += 1
+        if plan.until is not None:  # the stopping condition of `step until`, read after every layer
+            node_reads(plan.until, uses)
         for s in p.states:  # the per-layer record and the states' shapes
             uses[s.name] += 1
             for d in s.type.shape:

@@ -74,7 +74,7 @@ class Names:
         symbols = [d.name for d in program.data] + [h.name for h in program.hypers] + [
             i.name for i in program.inputs] + [x.name for x in program.lets] + [x.name for x in program.params] + [
             s.name for s in program.states] + list(program.dims) + list(program.locals_types) + [
-            n.name for n in program.nets]
+            n.name for n in program.nets] + list(program.loop_indices)
         return cls(symbols + list(GENERATED_NAMES))
 
 
@@ -119,6 +119,8 @@ class Loop:
     body: list  # Stmt | Loop
     comment: str
     line: int
+    index: str | None = None  # `repeat N as j:` the loop variable (else the loop prints `for _ in ...`)
+    backward: bool = False  # `repeat N as j backward:` counts down from N - 1
 
 
 @dataclass
@@ -170,6 +172,9 @@ class Plan:
     uses: Counter = field(default_factory=Counter)  # reads by forward code
     init_uses: Counter = field(default_factory=Counter)  # reads by constructor code
     choices: dict = field(default_factory=dict)  # flag -> (p, q, r): the Gram form when p·r <= q·(p + r)
+    noise_names: dict[str, str] = field(default_factory=dict)  # per-layer noise -> its draws for every layer
+    until_names: dict[str, str] = field(default_factory=dict)  # `step until`: active mask, stop flag, start values
+    until: object = None  # the lowered stopping condition (an ir.Node), evaluated after each layer
 
     # ------------------------------------------------------------ queries
     def all_stmts(self, include_peeled: bool = True):

@@ -1,10 +1,6 @@
-"""`unrollc demo SPEC`: compile a shipped spec, run it on synthetic sparse-coding
-data, train it briefly if it has trainable parameters, and print the per-layer
-NMSE of the untrained network (= the classical algorithm) next to the trained one.
-
-Works for specs with a dictionary `A : real[n, m]` as data and a measurement
-`y : real[n]` as input (the sparse-coding family).
-"""
+"""`unrollc demo SPEC`: build a shipped spec on its catalog task (runtime/problems), run the untrained
+network — which is the classical algorithm — and, if the spec has trainable parameters, train it
+briefly; print the held-out quality layer by layer (untrained = classical next to trained)."""
 
 from __future__ import annotations
 
@@ -14,70 +10,116 @@ import time
 import torch
 
 from .loader import load
+from .problems import Problem, problem_for
+
+METRICS = {"nmse": ("NMSE (dB, lower is better)", "dB"), "psnr": ("PSNR (dB, higher is better)", "dB"),
+           "ser": ("symbol error rate (lower is better)", ""),
+           "label_error": ("pixel labelling error rate (lower is better)", ""),
+           "nmse_matched": ("NMSE (dB, lower is better; components matched to the truth)", "dB"),
+           "index_error": ("symbol error rate of the detected indices (lower is better)", "")}
 
 
-def _problem(n, m, k, batch, generator, dtype):
-    A = torch.randn(n, m, generator=generator, dtype=torch.float64)
-    A = A / torch.linalg.vector_norm(A, dim=0, keepdim=True)
-    x = torch.zeros(batch, m, dtype=torch.float64)
-    for i in range(batch):
-        support = torch.randperm(m, generator=generator)[:k]
-        x[i, support] = torch.randn(k, generator=generator, dtype=torch.float64)
-    y = x @ A.T + 0.01 * torch.randn(batch, n, generator=generator, dtype=torch.float64)
-    return A.to(dtype), x.to(dtype), y.to(dtype)
+def quality(metric: str, estimate: torch.Tensor, truth: torch.Tensor) -> float:
+    """The problem's metric over a whole held-out set."""
+    estimate, truth = estimate.detach(), truth.detach()
+    if metric == "nmse":
+        return 10 * math.log10(float((estimate - truth).abs().square().sum() / truth.abs().square().sum()))
+    if metric == "psnr":  # images in [0, 1]
+        mse = float((estimate - truth).abs().square().mean())
+        return 10 * math.log10(1.0 / max(mse, 1e-30))
+    if metric == "ser":
+        return float((torch.sign(estimate) != truth).double().mean())
+    if metric == "index_error":  # detected integer symbols against the sent ones
+        return float((estimate != truth).double().mean())
+    if metric == "label_error":  # probabilities / one-hot truths over the last axis
+        return float((estimate.argmax(-1) != truth.argmax(-1)).double().mean())
+    if metric == "nmse_matched":  # mixture components: each estimated row matched to its nearest true row
+        nearest = torch.cdist(truth, estimate).argmin(-1)
+        matched = torch.gather(estimate, -2, nearest[..., None].expand_as(truth))
+        return quality("nmse", matched, truth)
+    raise ValueError(f"unknown metric `{metric}`")
 
 
-def nmse_db(x_hat: torch.Tensor, x: torch.Tensor) -> float:
-    return 10 * math.log10(float((x_hat - x).square().sum() / x.square().sum()))
+def select(net, outputs, problem: Problem):
+    """The estimate compared with the truth: the output `problem.output`, or `problem.estimate` of all."""
+    named = dict(zip(net.output_names, (outputs,) if len(net.output_names) == 1 else outputs))
+    return problem.estimate(named) if problem.estimate is not None else named[problem.output]
 
 
-def run(spec: str, layers: int = 8, steps: int = 2000, seed: int = 0, out=print) -> dict:
+def per_layer(net, problem: Problem) -> list[float] | None:
+    """The metric after every layer, from the traced state (None when the output is not a state)."""
+    if problem.state is None or problem.state not in net.state_names:
+        return None
+    with torch.no_grad():
+        trace = net.trace(**problem.test_inputs)
+    return [quality(problem.metric, states[problem.state], problem.test_truth) for states in trace[1:]]
+
+
+def final(net, problem: Problem) -> float:
+    with torch.no_grad():
+        return quality(problem.metric, select(net, net(**problem.test_inputs), problem), problem.test_truth)
+
+
+def train(net, problem: Problem, steps: int, seed: int, progress: bool = True, out=print) -> None:
+    """Adam on the mean squared error of the compared output, with a progress bar."""
+    from tqdm import tqdm
+
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    optimiser = torch.optim.Adam(trainable, lr=problem.lr)
+    gen = torch.Generator().manual_seed(seed + 1)
+    size = problem.train_truth.shape[0]
+    bar = tqdm(range(steps), desc="training", unit="step", disable=not progress, leave=False)
+    for _ in bar:
+        idx = torch.randint(0, size, (min(problem.batch, size),), generator=gen)
+        if problem.loss is not None:
+            loss = problem.loss(net, idx)
+        else:
+            batch = {name: value[idx] for name, value in problem.train_inputs.items()}
+            estimate = select(net, net(**batch), problem)
+            loss = (estimate - problem.train_truth[idx]).abs().square().mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        bar.set_postfix(loss=f"{loss.item():.3g}")
+    bar.close()
+
+
+def run(spec: str, layers: int | None = None, steps: int | None = None, seed: int = 0, out=print,
+        progress: bool = True) -> dict:
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+    problem = problem_for(spec, seed=seed)
+    layers = layers or problem.layers
+    steps = problem.steps if steps is None else steps
     start = time.perf_counter()
     Net = load(spec, layers=layers)
     out(f"compiled `{spec}` with {layers} layers in {time.perf_counter() - start:.2f} s -> {Net.__name__} "
-        f"(generated source: `unrollc compile {spec} --layers {layers} -o -`)")
-    import inspect
-
-    if "y" not in Net.input_names or "A" not in inspect.signature(Net.__init__).parameters:
-        raise SystemExit(f"unrollc demo: `{spec}` does not take a measurement `y`; the demo covers the "
-                         "sparse-coding specs (data A, input y)")
-    n, m, k = 20, 50, 4
-    A, x_train, y_train = _problem(n, m, k, 2000, gen, torch.float32)
-    _, x_test, y_test = _problem(n, m, k, 500, gen, torch.float32)
-    # same dictionary for train and test
-    y_train = x_train @ A.T + 0.01 * torch.randn(y_train.shape, generator=gen)
-    y_test = x_test @ A.T + 0.01 * torch.randn(y_test.shape, generator=gen)
-    hypers = dict(Net.hyper_defaults)
-    kwargs = {}
-    if "lam" in hypers:
-        kwargs["lam"] = 0.05
-    if "k" in hypers:
-        kwargs["k"] = k
-    net = Net(A=A, **kwargs)
-    out(f"data: A {n}x{m} with unit-norm columns, {k}-sparse codes, noise 0.01; "
-        f"hyperparameters {kwargs or 'defaults'}")
-    with torch.no_grad():
-        classical = [nmse_db(s[Net.state_names[0]], x_test) for s in net.trace(y_test)[1:]]
+        f"(source: `unrollc compile {spec} --layers {layers} -o -`)")
+    out(f"task: {problem.description}")
+    net = Net(**problem.data)
+    label = METRICS[problem.metric][0]
+    classical_layers = per_layer(net, problem)
+    classical = final(net, problem)
+    out(f"untrained network = the classical algorithm: {problem.note}")
     trainable = [p for p in net.parameters() if p.requires_grad]
-    trained = None
-    if trainable and steps > 0:
-        opt = torch.optim.Adam(trainable, lr=5e-3)
+    trained_layers = trained = None
+    if not trainable:
+        out("no trainable parameters: the network is the classical algorithm")
+    elif steps > 0:
+        count = sum(p.numel() for p in trainable)
         start = time.perf_counter()
-        for step in range(steps):
-            idx = torch.randint(0, y_train.shape[0], (64,), generator=gen)
-            loss = (net(y_train[idx]) - x_train[idx]).square().sum(-1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        out(f"trained {sum(p.numel() for p in trainable)} parameters for {steps} Adam steps "
+        train(net, problem, steps, seed, progress)
+        out(f"trained {count} parameters for {steps} Adam steps (batch {problem.batch}, lr {problem.lr:g}) "
             f"in {time.perf_counter() - start:.1f} s")
-        with torch.no_grad():
-            trained = [nmse_db(s[Net.state_names[0]], x_test) for s in net.trace(y_test)[1:]]
+        trained_layers = per_layer(net, problem)
+        trained = final(net, problem)
     out("")
-    out("layer   untrained = classical (dB)" + ("   trained (dB)" if trained else ""))
-    for layer, value in enumerate(classical, start=1):
-        extra = f"   {trained[layer - 1]:12.2f}" if trained else ""
-        out(f"{layer:5d}   {value:28.2f}{extra}")
-    return {"classical": classical, "trained": trained}
+    out(f"held-out {label}, {problem.test_truth.shape[0]} samples, output `{problem.output}`")
+    header = "layer   untrained = classical" + ("   trained" if trained is not None else "")
+    out(header)
+    if classical_layers is not None:
+        for layer, value in enumerate(classical_layers, start=1):
+            extra = f"   {trained_layers[layer - 1]:9.3f}" if trained_layers else ""
+            out(f"{layer:5d}   {value:21.3f}{extra}")
+    out(f"{'out':>5s}   {classical:21.3f}" + (f"   {trained:9.3f}" if trained is not None else ""))
+    return {"classical": classical, "trained": trained, "classical_layers": classical_layers,
+            "trained_layers": trained_layers, "metric": problem.metric}

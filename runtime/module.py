@@ -9,11 +9,12 @@ import torch
 from torch import nn
 
 from .ops import complex_dtype
+from .randomness import NoiseMixin
 
-_KINDS = {"real": "a real", "complex": "a complex"}
+_KINDS = {"real": "a real", "complex": "a complex", "int": "an integer"}
 
 
-class UnrolledModule(nn.Module):
+class UnrolledModule(NoiseMixin, nn.Module):
     """Shared behaviour of generated modules.
 
     Subclasses (generated) define the class attributes below, `__init__`, and
@@ -28,6 +29,7 @@ class UnrolledModule(nn.Module):
     output_names: tuple = ()
     parameter_table: tuple = ()  # (name, shape, tying, trainable, constraint, default)
     python_constants: tuple = ()  # constants derived from data kept as Python numbers (state_dict extra state)
+    early_exit: bool = True  # `step until`: stop the layer loop once no sample is active (False: masked, no break)
 
     # ------------------------------------------------------------ dtype conversion keeps complex values complex
     def to(self, *args, **kwargs):
@@ -123,6 +125,7 @@ class UnrolledModule(nn.Module):
         if len(inputs) > len(names):
             raise TypeError(f"{type(self).__name__} takes {len(names)} input(s) {names}, got {len(inputs)}")
         values = dict(zip(names, inputs))
+        noises = {k: named.pop(k) for k in list(named) if k in self.noise_names}  # optional, by name only
         for k, v in named.items():
             if k not in names:
                 raise TypeError(f"{type(self).__name__}: unknown input `{k}`; inputs are {names}")
@@ -132,7 +135,7 @@ class UnrolledModule(nn.Module):
         missing = [n for n in names if n not in values]
         if missing:
             raise TypeError(f"{type(self).__name__}: missing input(s) {tuple(missing)}")
-        return [values[n] for n in names]
+        return [values[n] for n in names] + [noises.get(n) for n in self.noise_names]
 
     def _reference_tensor(self):
         for t in self.buffers():
@@ -154,6 +157,8 @@ class UnrolledModule(nn.Module):
                     raise TypeError(f"{name}: cannot convert {type(value).__name__} to a tensor ({err})") from None
         if not torch.is_tensor(value):
             raise TypeError(f"{name}: expected a tensor or array, got {type(value).__name__}")
+        if kind == "int":
+            return self._index_arg(name, value, dims, dim_names, device)
         if not (value.is_floating_point() or value.is_complex()):
             value = value.to(torch.get_default_dtype() if dtype is None else dtype)
         if kind == "real" and value.is_complex():
@@ -166,6 +171,22 @@ class UnrolledModule(nn.Module):
         if device is not None:
             value = value.to(device)
         return value
+
+    def _index_arg(self, name, value, dims: dict, dim_names: tuple, device=None):
+        """Integer (index) data: integer dtype required (no silent rounding of reals), kept as int64."""
+        if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+            raise ValueError(f"{name}: expected an integer (index) array, got dtype {value.dtype}; this spec declares "
+                             f"`{name}` as `int[...]` (convert it with `.long()` if its values are whole numbers)")
+        value = value.to(torch.long)
+        self._check_shape(name, value, dims, dim_names, batched=False)
+        return value if device is None else value.to(device)
+
+    def _size_arg(self, name, value) -> int:
+        """An `int` hyperparameter that is a size in the spec's types: a positive integer."""
+        size = self._hyper_arg(name, value, "int")
+        if size < 1:
+            raise ValueError(f"{name}: a size must be a positive integer, got {size}")
+        return size
 
     def _hyper_arg(self, name, value, kind: str):
         if torch.is_tensor(value) and value.numel() == 1:
@@ -191,12 +212,17 @@ class UnrolledModule(nn.Module):
                 value = torch.as_tensor(value)
             except Exception as err:  # noqa: BLE001 - report the conversion problem clearly
                 raise TypeError(f"{name}: cannot convert {type(value).__name__} to a tensor ({err})") from None
-            if plain and want is not None and not value.is_complex():
+            if plain and want is not None and not value.is_complex() and kind != "int":
                 value = value.to(want)
-        if kind == "real" and value.is_complex():
+        if kind == "int":  # an integer (index) input: integer dtype required, kept as int64
+            if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+                raise TypeError(f"{name}: expected an integer (index) tensor, got {value.dtype}; this spec declares "
+                                f"`{name}` as `int[...]` (convert it with `{name}.long()`)")
+            value, want = value.to(torch.long), None
+        elif kind == "real" and value.is_complex():
             raise TypeError(f"{name}: expected a real tensor, got {value.dtype}; this spec declares `{name}` real "
                             f"(take `{name}.real` or `{name}.abs()`, or declare it `complex[...]` in the spec)")
-        if not (value.is_floating_point() or value.is_complex()):
+        if not (value.is_floating_point() or value.is_complex()) and kind != "int":
             target = want or torch.get_default_dtype()
             raise TypeError(f"{name}: expected a floating-point tensor, got {value.dtype}; convert it with "
                             f"`{name}.to({target})`")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .nets_recurrent import ConvGRU
+
 
 class CNN(nn.Module):
     """A small CNN block: `depth` 3x3 convolutions (`width` channels, PReLU between them),
@@ -62,11 +64,14 @@ def _sequential(layers: list, init: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-NET_KINDS = {"cnn": CNN, "mlp": MLP}
+NET_KINDS = {"cnn": CNN, "mlp": MLP, "convgru": ConvGRU}
 
 
 def make_net(kind: str, per_layer: bool, layers: int, learned: bool, dtype, device, **kwargs) -> nn.Module:
     """One sub-network, or a ModuleList of `layers` independent ones (per_layer)."""
+    for option, size in kwargs.items():
+        if option != "init" and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ValueError(f"{kind}: the size `{option}` must be a positive integer, got {size!r}")
     def build():
         return NET_KINDS[kind](**kwargs).to(dtype=dtype, device=device)
 
@@ -76,11 +81,44 @@ def make_net(kind: str, per_layer: bool, layers: int, learned: bool, dtype, devi
     return module
 
 
-def apply_net(net: nn.Module, x: torch.Tensor, batched: bool) -> torch.Tensor:
-    """Apply a sub-network to a batched value, or to one unbatched value."""
+def apply_net(net: nn.Module, x: torch.Tensor, batched: bool, *more: torch.Tensor) -> torch.Tensor:
+    """Apply a sub-network to a batched value, or to one unbatched value (a `convgru` also takes its
+    hidden state, batched like x)."""
     if batched:
-        return net(x)
-    return net(x.unsqueeze(0)).squeeze(0)
+        return net(x, *more)
+    return net(x.unsqueeze(0), *(m.unsqueeze(0) for m in more)).squeeze(0)
+
+
+def apply_cnn_rows(net: nn.Module, x: torch.Tensor, batched: bool) -> torch.Tensor:
+    """A CNN applied to every image of a stack [..., C, h, w] (leading axes, the batch axis included,
+    are flattened into one batch and restored): [..., out, h, w]."""
+    lead = x.shape[:-3]
+    out = net(x.reshape((-1,) + tuple(x.shape[-3:])))
+    return out.reshape(tuple(lead) + tuple(out.shape[-3:]))
+
+
+def apply_mlp_rows(net: nn.Module, pieces, batched, ranks) -> torch.Tensor:
+    """An MLP applied to every row of its features: the first piece's rows [..., k] with the other pieces
+    (numbers or tensors of logical rank `ranks[i]`: a scalar, or rows of the same leading axes)
+    concatenated along the last axis, scalars broadcast over the rows; [..., in] -> [..., out].
+
+    `batched[i]` tells whether piece i has the leading batch axis; unbatched pieces are shared by the batch."""
+    first = pieces[0]
+    any_batched = any(batched)
+    lead_rank = ranks[0] - 1 + (1 if any_batched else 0)
+    columns = []
+    for piece, is_batched, rank in zip(pieces, batched, ranks):
+        if not torch.is_tensor(piece):
+            piece = torch.tensor(piece, dtype=first.dtype, device=first.device)
+        if rank == 0:
+            piece = piece.unsqueeze(-1)  # one feature
+        if is_batched and rank <= 1 and lead_rank > 1:
+            # a batched scalar/vector against rows [batch, ..., k]: singleton row axes after the batch axis
+            piece = piece.reshape((piece.shape[0],) + (1,) * (lead_rank - 1) + (piece.shape[-1],))
+        columns.append(piece)
+    lead = torch.broadcast_shapes(*(c.shape[:-1] for c in columns))
+    features = torch.cat([c.expand(tuple(lead) + (c.shape[-1],)) for c in columns], dim=-1)
+    return net(features.to(first.dtype))
 
 
 class LinearOperator(nn.Module):
@@ -104,7 +142,7 @@ class LinearOperator(nn.Module):
         else:
             try:
                 matrix = torch.as_tensor(operator)
-            except Exception as err:  # noqa: BLE001 - report the conversion problem clearly
+            except Exception as err:
                 raise TypeError(f"{name}: expected a matrix, an object with forward/adjoint, or a pair of "
                                 f"callables, got {type(operator).__name__}") from err
             if matrix.dim() != 2:

@@ -33,9 +33,8 @@ KNOWN_BUG_CONSTRUCTS = (
     # complex_data_before_real, mixed_dtype_matmul_solve, mixed_dtype_chanmix, python_number_output,
     # dot_of_scalars, dtype_without_tensors, matrix_threshold_batched_tau; and after it:
     # operator_of_python_number, operator_of_constant_scalar, dtype_of_pruned_data,
-    # invariant_reassignment_in_repeat
+    # invariant_reassignment_in_repeat; and in lang-index: reshape_three_dims (products of dims in one order)
     "where_real_and_complex_branches",  # where(c, real learned value, complex): backward raises
-    "reshape_three_dims",  # reshape(x : [m, k, n], n, k, m) rejected: "k*m*n" vs "k*n*m"
     "istft_of_real",  # istft(X) of a real X is accepted by the checker, torch.istft refuses it
     "composite_data_axis_bound_by_input",  # data Z : real[2*n] with n bound by an input: KeyError (documented)
     "complex_svt_backward",  # svt of a complex matrix whose singular values are all 0: backward raises

@@ -87,7 +87,7 @@ _PY_OPS = {"add", "sub", "mul", "div", "pow", "neg", "lt", "gt", "le", "ge", "eq
 _UNARY = ("relu", "sign", "abs", "abs2", "sqrt", "exp", "log", "tanh", "sigmoid", "conj", "real", "imag", "angle")
 # argument positions where a Python number (literal, hyperparameter, `layer`) is emitted correctly
 PY_ARG_OK = {"soft": {1}, "hard": {1}, "soft_nonneg": {1}, "ss_soft": {1, 2}, "clamp": {1, 2}, "hard_topk": {1},
-             "max": {0, 1}, "min": {0, 1}, "where": {0, 1, 2}, **{name: {0} for name in _UNARY}}
+             "max": {0, 1}, "min": {0, 1}, "where": {0, 1, 2}, "pick": {1}, **{name: {0} for name in _UNARY}}
 SYNTAX = {"leaf", "num", "layer", "prev", "grad", "history_sum", "add", "sub", "mul", "div", "pow", "neg", "matmul",
           "T", "H", "index", "lt", "gt", "le", "ge", "eq", "ne", "apply", "netcall"}
 
@@ -102,7 +102,8 @@ def python_number_argument(e: Expr, numbers: bool = True, constants: bool = Fals
     return e.op not in SYNTAX and any(python(a) and i not in PY_ARG_OK.get(e.op, ()) for i, a in enumerate(e.args))
 _BINARY = {"add": ("+", P_ADD), "sub": ("-", P_ADD), "mul": ("*", P_MUL), "div": ("/", P_MUL),
            "matmul": ("@", P_MUL), "lt": ("<", P_CMP), "gt": (">", P_CMP), "le": ("<=", P_CMP),
-           "ge": (">=", P_CMP), "eq": ("==", P_CMP), "ne": ("!=", P_CMP)}
+           "ge": (">=", P_CMP), "eq": ("==", P_CMP), "ne": ("!=", P_CMP), "mod": ("%", P_MUL),
+           "floordiv": ("//", P_MUL)}
 
 
 def dependencies(e: Expr) -> set[str]:
@@ -176,6 +177,16 @@ def _text(e: Expr, minimal: bool) -> tuple[str, int]:
         return f"prev({e.static[0]})", P_POST
     if e.op == "grad":
         return f"grad({_text(e.args[0], minimal)[0]}, {e.static[0]})", P_POST
+    if e.op in ("slice_axis", "pick"):  # `x[:, a:b]`, `X[:, i]`
+        axis = e.static[0]
+        if e.op == "slice_axis":
+            start, stop = e.static[1], e.static[2]
+            item = f"{start if start else ''}:{'' if stop is None else stop}"
+        else:
+            item = _text(e.args[1], minimal)[0]
+        return f"{sub(e.args[0], P_POST)}[{', '.join([':'] * axis + [item])}]", P_POST
+    if e.op in ("max_axis", "min_axis"):  # the keyword form of max / min
+        return f"{e.op[:3]}({_text(e.args[0], minimal)[0]}, axis={e.static[0]})", P_POST
     parts = [_text(a, minimal)[0] for a in e.args] + [str(s) for s in e.static]
     return f"{e.op}({', '.join(parts)})", P_POST
 
@@ -295,8 +306,17 @@ def _check_discontinuity(op: str, a: list, static: tuple) -> None:
         raise Ambiguous("hard threshold at the threshold")
     if op == "nnz" and _near(a[0], 0, _scale(a[0])):
         raise Ambiguous("nnz of a near-zero entry")
-    if op == "argmax":
+    if op == "argmax" and not static:
         _check_topk(np.abs(np.asarray(a[0]) - np.min(a[0])) + 1, 1)  # top two values equal
+    if op in ("argmax", "argmin") and static:  # along an axis: every slice's top two
+        rows = np.moveaxis(np.asarray(a[0]), static[0], -1)
+        rows = rows.reshape(-1, rows.shape[-1])
+        for row in rows:
+            _check_topk((row - row.min() if op == "argmax" else row.max() - row) + 1, 1)
+    if op == "topk_indices":  # the order of all k entries matters
+        top = np.sort(np.ravel(a[0]))[::-1]
+        if top.size > 1 and np.min(top[:-1] - top[1:]) < DISCONTINUITY_TOL * (1 + np.abs(top).max()):
+            raise Ambiguous("topk_indices tie")
     if op == "hard_topk":
         _check_topk(a[0], a[1])
     if op == "ss_soft":

@@ -10,6 +10,8 @@ generated.
 
 from __future__ import annotations
 
+import random
+
 from specgen_exprs import IMAGE_DIMS, MUL_LEVEL, Expr, Ty, make, num, python_number_argument, text
 
 SIGNAL_SHAPES = (("F", "N"), ("T",), ("2*n", "2*m"), (9, "n", "m"), (3, 3), (2, "n", "m"))
@@ -25,6 +27,8 @@ class ExprGen:
 
     def __init__(self, rng, pool, banned=frozenset(), max_level=2, images=True):
         self.rng, self.pool, self.banned, self.max_level, self.images = rng, pool, set(banned), max_level, images
+        self.side_rng = random.Random(hash(rng.getstate()[1]))  # for productions added later (p_probability)
+        self.index_rng = random.Random(hash(rng.getstate()[1]) + 1)  # p_indexing: a stream of its own too
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -132,6 +136,15 @@ class ExprGen:
             if len(shape) == 2 and shape[0] == shape[1] and dtype == "real" and self.rng.random() < 0.15:
                 return Expr("eye", Ty(shape, "real"), static=shape[:1])
             return self.leaf(shape, dtype)
+        side = self.side_rng.random()  # (a stream of its own: the other productions' draws stay as they were)
+        if dtype == "real" and len(shape) <= 2 and side < 0.04:
+            return self.p_probability(shape, dtype, depth - 1)
+        if len(shape) <= 2 and 0.04 <= side < 0.07:
+            e = self.p_arrays(shape, dtype, depth - 1)
+            if e is not None:
+                return e
+        if dtype == "real" and shape and isinstance(shape[0], str) and self.index_rng.random() < 0.04:
+            return self.p_indexing(shape, depth - 1)  # (a stream of its own too)
         productions = self.productions(shape, dtype)
         while True:
             name, fn = self.choice(productions)
@@ -153,6 +166,8 @@ class ExprGen:
              ("linalg", self.p_linalg)]
         if dtype == "real" and len(shape) == 1:
             p.append(("grad", lambda shape, dtype, d: self.gradient(shape)))
+        if dtype == "real" and len(shape) >= 2:  # (filter responses: images, stacks)
+            p.append(("influence", self.p_influence))
         if self.images and (shape in SIGNAL_SHAPES or shape[-2:] in (("n", "m"), ("m", "n"))):
             p += [("signal", self.p_signal)] * (8 if shape in SIGNAL_SHAPES else 2)
         return p
@@ -231,6 +246,10 @@ class ExprGen:
                 return make("complex", (a, b), Ty(shape, "complex", a.ty.batched or b.ty.batched))
             a = self.gen(shape, "complex", d)
             return make(self.choice(("conj", "sign")), (a,), a.ty)
+        diff_rng = self.__dict__.setdefault("diff_rng", random.Random(hash(self.rng.getstate()[1]) + 8))
+        if dtype == "real" and diff_rng.random() < 0.05:  # stop_grad (a stream of its own: the others' draws stay)
+            a = self.gen(shape, "real", d)
+            return make("stop_grad", (a,), a.ty)
         op = self.choice(("abs", "abs2", "real", "imag", "angle", "relu", "tanh", "sigmoid", "sign", "sqrt",
                           "log", "exp", "conj", "clamp", "max2"))
         if op in ("abs", "abs2", "real", "imag", "angle"):
@@ -325,6 +344,86 @@ class ExprGen:
             return make(self.choice(("max", "min")), (a,), Ty((), "real", a.ty.batched))
         a = self.gen((self.dim(), self.dim()), self.choice(("real", "complex")), d)
         return make("opnorm", (a,), Ty((), "real", a.ty.batched))
+
+    def p_probability(self, shape, dtype, d):
+        """softmax / logsoftmax along an axis (same shape); logsumexp, max(v, axis=k), min(v, axis=k) removing one."""
+        if dtype != "real":
+            return None
+        op = self.choice(("softmax", "logsoftmax", "logsumexp", "max_axis", "min_axis") if shape
+                         else ("logsumexp", "max_axis", "min_axis"))
+        if op in ("softmax", "logsoftmax"):
+            a = self.gen(shape, "real", d)
+            if len(shape) == 1 and self.rng.random() < 0.3:
+                return make(op, (a,), Ty(shape, "real", a.ty.batched))
+            axis = self.rng.randrange(len(shape))
+            return make(op, (a,), Ty(shape, "real", a.ty.batched), (self.choice((axis, axis - len(shape))),))
+        if op == "logsumexp" and not shape and self.rng.random() < 0.3:
+            a = self.gen(self.some_shape(), "real", d)
+            return make(op, (a,), Ty((), "real", a.ty.batched))
+        axis = self.rng.randrange(len(shape) + 1)
+        a = self.gen(shape[:axis] + (self.dim(),) + shape[axis:], "real", d)
+        return make(op, (a,), Ty(shape, "real", a.ty.batched), (axis,))
+
+    def p_indexing(self, shape, d):
+        """Gather / scatter-add with indices from argmax / argmin / topk_indices along an axis, and integer
+        `%` / `//` cast back with as_real (a real value of `shape`, whose first axis is a dim)."""
+        first, rest, other = shape[0], tuple(shape[1:]), self.dim()
+        r, sel = self.index_rng.random(), self.index_rng.choice(("argmax", "argmin"))
+        if r < 0.35:  # take(v, argmax(A, axis=1)): one row of v per entry of the first axis
+            A = self.gen((first, other), "real", d)
+            idx = make(sel, (A,), Ty((first,), "int", A.ty.batched), (1,))
+            v = self.gen((other,) + rest, "real", d)
+            return make("take", (v, idx), Ty(shape, "real", v.ty.batched or idx.ty.batched))
+        if r < 0.65:  # segment_sum(w, argmin(B, axis=1), first): rows of w added into `first` segments
+            B = self.gen((other, first), "real", d)
+            idx = make(sel, (B,), Ty((other,), "int", B.ty.batched), (1,))
+            w = self.gen((other,) + rest, "real", d)
+            return make("segment_sum", (w, idx), Ty(shape, "real", w.ty.batched or idx.ty.batched), (first,))
+        if r < 0.85 and not rest:  # as_real(argmax(A, axis=1) % 2), `//` likewise
+            A = self.gen((first, other), "real", d)
+            idx = make(sel, (A,), Ty((first,), "int", A.ty.batched), (1,))
+            ints = make(self.index_rng.choice(("mod", "floordiv")), (idx, num("2", 2)), Ty((first,), "int", idx.ty.batched))
+            return make("as_real", (ints,), Ty(shape, "real", ints.ty.batched))
+        u = self.gen((first,), "real", d)  # take(v, topk_indices(u, first)): the rows of v sorted by u
+        idx = make("topk_indices", (u,), Ty((first,), "int", u.ty.batched), (first,))
+        v = self.gen(shape, "real", d)
+        return make("take", (v, idx), Ty(shape, "real", v.ty.batched or idx.ty.batched))
+
+    def p_arrays(self, shape, dtype, d):
+        """sqdist, diag (both ways), trace, shift, and diff_adj(diff(v, axis), axis) (the same shape)."""
+        r = self.rng.random()
+        if len(shape) == 2 and dtype == "real" and r < 0.25:
+            features = self.some_shape(1)
+            a = self.gen((shape[0],) + features, "real", d)
+            b = self.gen((shape[1],) + features, "real", d)
+            return make("sqdist", (a, b), Ty(shape, "real", a.ty.batched or b.ty.batched))
+        if len(shape) == 2 and shape[0] == shape[1] and r < 0.4:
+            a = self.gen(shape[:1], dtype, d)
+            return make("diag", (a,), Ty(shape, dtype, a.ty.batched))
+        if len(shape) == 1 and r < 0.4:
+            a = self.gen(shape + shape, dtype, d)
+            return make("diag", (a,), Ty(shape, dtype, a.ty.batched))
+        if r < 0.55:
+            k = self.dim()
+            a = self.gen(shape + (k, k), dtype, d)
+            return make("trace", (a,), Ty(shape, dtype, a.ty.batched))
+        if not shape:
+            return None
+        axis = self.rng.randrange(len(shape))
+        if r < 0.62:  # a slice `x[..., a:b]` (an integer axis from a longer one; a symbolic one as `0:`)
+            size = shape[axis]
+            start, stop, longer = ((1, -1, size + 2) if self.rng.random() < 0.5 else (2, None, size + 2)) \
+                if isinstance(size, int) else (0, None, size)
+            a = self.gen(shape[:axis] + (longer,) + shape[axis + 1:], dtype, d)
+            return make("slice_axis", (a,), Ty(shape, dtype, a.ty.batched), (axis, start, stop))
+        if r < 0.68:  # `X[:, 0]`: entry 0 along an inserted axis
+            a = self.gen(shape[:axis] + (self.dim(),) + shape[axis:], dtype, d)
+            return make("pick", (a, num("0", 0)), Ty(shape, dtype, a.ty.batched), (axis,))
+        a = self.gen(shape, dtype, d)
+        if r < 0.8:
+            return make("shift", (a,), Ty(shape, dtype, a.ty.batched), (self.choice((1, -1, 2)), axis))
+        inner = make("diff", (a,), Ty(shape, dtype, a.ty.batched), (axis,))  # (its type: only its dtype is read)
+        return make("diff_adj", (inner,), Ty(shape, dtype, a.ty.batched), (axis,))
 
     def p_structure(self, shape, dtype, d):
         r = self.rng.random()
@@ -424,6 +523,19 @@ class ExprGen:
         e = self.leaf(shape, "real")
         return e if e.op == "leaf" and not e.py else self.pool.leaf(shape, "real", self.max_level, "data")
 
+    def p_influence(self, shape, dtype, d):
+        """`rbf` / `pwl` of any real value: one function, or one per entry of the first axis (constant tables)."""
+        z = self.gen(shape, "real", d)
+        points = self.dim()
+        table = (shape[0], points) if shape and self.rng.random() < 0.5 else (points,)
+        if self.rng.random() < 0.5:
+            knots = self.pool.leaf((points,), "real", 0, "increasing")
+            values = self.pool.leaf(table, "real", 0, "data")
+            return make("pwl", (z, knots, values), Ty(shape, "real", z.ty.batched))
+        weights, centers = self.pool.leaf(table, "real", 0, "data"), self.pool.leaf((points,), "real", 0, "data")
+        gamma = num("0.75", 0.75) if self.rng.random() < 0.5 else self.leaf((), "real", "hyper")
+        return make("rbf", (z, weights, centers, gamma), Ty(shape, "real", z.ty.batched))
+
     def p_signal(self, shape, dtype, d):
         if not self.images:
             return None
@@ -433,6 +545,8 @@ class ExprGen:
             a = self.gen(shape, self.sub_dtype("complex"), d)
             return make(op, (a,), Ty(shape, "complex", a.ty.batched))
         image = len(shape) >= 2 and all(s in IMAGE_DIMS for s in shape[-2:])
+        if shape == (3, 3) and dtype == "real" and r < 0.3:  # a filter from its moments (constant moments)
+            return make("moment_filter", (self.pool.leaf(shape, "real", 0, "data"),), Ty(shape, "real"))
         if shape == (3, 3):  # the centred kernel of an image-sized one
             a = self.gen((self.dim(image=True), self.dim(image=True)), dtype, d)
             return make("crop_kernel", (a,), Ty(shape, dtype, a.ty.batched), (3,))
@@ -470,7 +584,7 @@ class ExprGen:
             if k < 0.4:
                 a = self.gen((9,) + shape, dtype, d)
                 return make(self.choice(("unpatch", "patch_average")), (a,), Ty(shape, dtype, a.ty.batched), (3,))
-            op = self.choice(("conv2", "conv2_adj", "conv2z", "conv2z_adj"))
+            op = self.choice(("conv2", "conv2_adj", "conv2z", "conv2z_adj", "conv2s", "conv2s_adj"))
             dk, dx = self.pair_dtypes(dtype)
             kern = self.kernel(dk, d)
             a = self.gen(shape, dx, d)

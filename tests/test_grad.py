@@ -75,12 +75,19 @@ def test_grad_matches_autograd(objective, tmp_path):
         assert torch.allclose(out2[b], x0.detach() - 0.01 * g, rtol=1e-12, atol=1e-13)
 
 
-def test_grad_rejects_unsupported_with_a_located_error():
-    bad = textwrap.dedent(SPEC.format(f="sum(soft(x, 1.0))"))
+def test_grad_outside_the_symbolic_path_falls_back_to_autograd():
+    # `soft` is outside sympy's matrix calculus: the gradient is taken by autograd in the forward pass
+    code = compile_source(textwrap.dedent(SPEC.format(f="sum(soft(x, 1.0))")), "soft.unroll")
+    assert "rt.autograd_grad(lambda x: " in code
+
+
+def test_grad_with_respect_to_a_shared_parameter_is_a_located_error():
+    bad = textwrap.dedent(SPEC.format(f="sum(soft(x, 1.0))")).replace("grad(sum(soft(x, 1.0)), x)",
+                                                                       "grad(sum(soft(x, 1.0)), A)")
     with pytest.raises(CompileError) as err:
         compile_source(bad, "bad.unroll")
     text = str(err.value)
-    assert "bad.unroll:12:" in text and "cannot differentiate" in text and "^" in text
+    assert "bad.unroll:12:" in text and "would add up the gradients" in text and "^" in text
 
 
 def test_grad_of_non_scalar_is_an_error():

@@ -211,3 +211,27 @@ def test_ista_gradient_step_in_either_association_equals_numpy(n, m):
         x = np.sign(v) * np.maximum(np.abs(v) - 0.05 / L, 0)
         assert np.abs(trace[layer + 1]["x"].numpy() - x).max() < 1e-12 * max(1, np.abs(x).max())
     assert (net.A_L_c is None) == (not net.gram_form)  # the unchosen form's matrix is not computed
+
+
+def test_a_squared_norm_has_finite_second_derivatives_at_zero(tmp_path):
+    # norm(v)^2 was emitted as square(vector_norm(v)): its gradient at v = 0 is 0/0, so a second derivative
+    # (create_graph through grad / vjp / training through an inner gradient) was NaN. It is a sum of squares.
+    Net = build(tmp_path, """spec sq "squared norms"
+dims k
+input Y : real[2, k]
+state X : real[2, k] = Y
+layers 1
+step:
+    X = X * norm(X)^2 + reshape(norm(X, 1)^2, 2, 1) * X
+output X
+""")
+    net = Net(k=3, dtype=torch.float64)
+    y = torch.zeros(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    (first,) = torch.autograd.grad(net(y).sum(), y, create_graph=True)
+    (second,) = torch.autograd.grad(first.sum(), y)
+    assert torch.isfinite(first).all() and torch.isfinite(second).all()
+    y = torch.randn(4, 2, 3, dtype=torch.float64)
+    expected = y * (y * y).sum((1, 2), keepdim=True) + (y * y).sum(2, keepdim=True) * y
+    assert torch.allclose(net(y), expected, rtol=1e-14)
+    assert torch.autograd.gradcheck(lambda v: net(v), (y.requires_grad_(),))
+    assert torch.autograd.gradgradcheck(lambda v: net(v), (y,))

@@ -31,6 +31,7 @@ from safety_helpers import (  # shared with test_safety_text
     load,
 )
 from unroll.compiler import CompileError
+from unroll.compiler.check.names import SPECIAL_FORMS, USER_OPERATORS
 from unroll.compiler.driver import compile_source, make_options
 
 
@@ -206,6 +207,7 @@ DUNDER = {"__import__", "__class__", "__builtins__", "__init__"}
 LEADING_UNDERSCORE = {"_private"}
 KEYWORDS = {"lambda", "import", "class", "def", "return", "None", "True"}
 SOFT_KEYWORDS = {"match", "case"}  # Python keywords, but valid spec names (the class name is capitalised)
+OPERATOR_NAMES = set(USER_OPERATORS) | set(SPECIAL_FORMS)
 RESERVED = {  # used by the generated code (names, builtins it calls, attributes of the torch module)
     "eval", "compile", "print", "range", "super", "self", "torch", "rt", "layer", "batch", "dims", "dtype",
     "device", "record", "training", "forward", "num_layers", "state_dict", "parameters", "to", "cuda",
@@ -236,6 +238,8 @@ def expected_rejection(name: str, role: str) -> str | None:
         return f"invalid name `{name}`: names start with a letter"
     if name in KEYWORDS | SOFT_KEYWORDS:
         return f"`{name}` is a Python keyword and cannot name {noun}"
+    if name in OPERATOR_NAMES:  # an operator of the language (some, like `trace`, are also reserved)
+        return f"`{name}` is an operator of the language and cannot name {noun}"
     if name in RESERVED:
         return f"`{name}` is reserved and cannot name {noun}"
     return None
@@ -302,7 +306,7 @@ def test_hostile_names_are_rejected_or_harmless(name, role):
         ("torch.zeros(m)", 12, 9, "only named operators can be called"),
         ("rt.soft(y, 0.1)", 12, 9, "only named operators can be called"),
         ("self.A", 12, 9, "unknown name `self`"),
-        ("y[0:2]", 12, 12, "syntax error: unexpected `:`"),
+        ("y[0:2:1]", 12, 14, "syntax error: unexpected `:`"),  # (a slice `y[0:2]` is valid; a step is not)
         ("{y}", 12, 9, "unexpected character `{`"),
         ("`y`", 12, 9, "unexpected character `"),
         ("y.real", 12, 11, "unknown attribute `.real`"),

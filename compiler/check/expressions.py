@@ -8,8 +8,9 @@ import math
 from .. import ast, ir
 from ..ast import DimExpr
 from ..diagnostics import Diagnostic, Span, did_you_mean
-from ..operators import INTERNAL_OPERATORS, OPERATORS, SPECIAL_FORMS, Arg, function_names
+from ..operators import INTERNAL_OPERATORS, OPERATORS, SPECIAL_FORMS, SYNONYMS, Arg, function_names
 from ..types import INT, OPERATOR, REAL, ShapeError, Type
+from .diff_forms import AUTODIFF_FORMS
 from .names import BINARY_OPS, PY_OPS, USER_OPERATORS, Symbol, kind_noun, with_article
 
 
@@ -121,6 +122,10 @@ class ExpressionMixin:
 
     def _visible(self, sym: Symbol, span: Span) -> bool:
         ctx = self.context
+        if sym.kind == "noise" and sym.per_layer and ctx in ("let", "state", "final"):
+            self.error(f"the per-layer noise `{sym.name}` cannot be used outside `step:`", span,
+                       "it is drawn afresh in every layer; declare it without `per_layer` for one draw per call")
+            return False
         if sym.kind == "param" and sym.per_layer and ctx in ("let", "state", "final"):
             where = {"let": "a top-level `let`", "state": "the initial value of a state",
                      "final": "the `final:` block"}[ctx]
@@ -132,7 +137,7 @@ class ExpressionMixin:
             self.error(f"a `require` condition cannot use the {kind_noun(sym.kind)} `{sym.name}`", span,
                        "requirements are checked once at construction, on data, hyperparameters and constants")
             return False
-        if ctx in ("param", "hyper") and sym.kind in ("input", "state", "local"):
+        if ctx in ("param", "hyper") and sym.kind in ("input", "state", "local", "noise"):
             what = "parameter default" if ctx == "param" else "hyperparameter default"
             self.error(f"a {what} cannot use the {kind_noun(sym.kind)} `{sym.name}`", span,
                        "defaults are computed once at construction, from data, hyperparameters and constants")
@@ -200,8 +205,12 @@ class ExpressionMixin:
                 return self._history_sum(e)
             if name == "grad":
                 return self._grad(e)
+            if name in AUTODIFF_FORMS:
+                return self._autodiff(e, name)
             target = self.scope.get(name)
             if target is not None and not target.broken and target.kind == "net":
+                if self._net_info[name].kind == "convgru":
+                    return self._convgru_call(e, target)
                 return self._net_call(e, target)
             if target is not None and not target.broken and target.type is not None \
                     and target.type.dtype == OPERATOR:
@@ -218,28 +227,39 @@ class ExpressionMixin:
                                e.func.span, f"apply a matrix with `@`: `{name} @ {arg}`" if sym.type.rank == 2
                                else f"for a product write `{name} * {arg}`")
                     return None
-                hint = did_you_mean(name, function_names()) or "`unrollc ops` lists the operators"
+                hint = (f"the language writes it `{SYNONYMS[name]}`" if name in SYNONYMS else
+                        did_you_mean(name, function_names()) or "`unrollc ops` lists the operators")
                 self.error(f"unknown operator `{name}`", e.func.span, hint)
                 return None
+            arg_exprs = list(e.args)
             if e.kwargs:
-                kw = e.kwargs[0]
-                self.error(f"`{name}` takes no keyword arguments", kw.span,
-                           f"pass the value by position: drop `{kw.name}=`")
-                return None
-            n = len(e.args)
+                if op.extra.get("keyword_form"):  # `max(v, axis=k)` is another entry than `max(a, b)`
+                    name = op.extra["keyword_form"]
+                    op = OPERATORS[name]
+                arg_exprs = self._with_keywords(e, op)
+                if arg_exprs is None:
+                    return None
+            shown = op.extra.get("keyword_form_of", name)  # the name the user wrote
+            n = len(arg_exprs)
             if not op.min_args <= n <= op.max_args:
                 want = (str(op.min_args) if op.min_args == op.max_args else f"{op.min_args} to {op.max_args}")
-                hint = f"`{name}`: {op.doc}" + (f"; for example `{op.example}`" if op.example else "")
-                self.error(f"`{name}` takes {want} argument{'s' if want != '1' else ''}, got {n}", e.span, hint)
+                hint = f"`{shown}`: {op.doc}" + (f"; for example `{op.example}`" if op.example else "")
+                self.error(f"`{shown}` takes {want} argument{'s' if want != '1' else ''}, got {n}", e.span, hint)
                 return None
-            args = [self.expr(a) for a in e.args]
+            args = [self.expr(a) for a in arg_exprs]
             if any(a is None for a in args):
                 return None
             for i in op.static_args:
+                if i < len(args) and args[i].op == "neg" and type(args[i].args[0].static) is int:
+                    value = -args[i].args[0].static  # a negative literal (`axis=-1`)
+                    args[i] = ir.Node("number", [], args[i].type, args[i].span, ir.CONST, {"value": value}, py=True,
+                                      static=value)
                 if i < len(args) and not isinstance(args[i].static, int):
-                    self.error(f"argument {i + 1} of `{name}` must be an integer literal", e.args[i].span)
+                    what = next((f"`{k.name}`" for k in e.kwargs if k.value is arg_exprs[i]), f"argument {i + 1}")
+                    self.error(f"{what} of `{shown}` must be an integer literal", arg_exprs[i].span,
+                               "an axis is a number written in the spec, such as `1` or `-1` (from the end)")
                     return None
-            return self._apply(name, args, e.span, [a.span for a in e.args], call=True)
+            return self._apply(name, args, e.span, [a.span for a in arg_exprs], call=True)
         if isinstance(e.func, ast.Attribute) and isinstance(e.func.value, ast.Name) and e.func.attr in ("H", "T"):
             target = self.scope.get(e.func.value.name)
             if target is not None and target.type is not None and target.type.dtype == OPERATOR:
@@ -248,14 +268,50 @@ class ExpressionMixin:
                    "to multiply by a parenthesised expression, write `*` before the `(`")
         return None
 
+    def _with_keywords(self, e: ast.Call, op) -> list[ast.Expr] | None:
+        """The arguments of a call with keywords, in positional order: the keyword `op.kwargs[j]` names the
+        argument at position `op.max_args - len(op.kwargs) + j` (`softmax(U, axis=1)` = `softmax(U, 1)`)."""
+        shown = op.extra.get("keyword_form_of", op.name)
+        args: list[ast.Expr | None] = list(e.args)
+        for kw in e.kwargs:
+            if kw.name not in op.kwargs:
+                if op.kwargs:
+                    hint = "its keyword arguments are " + ", ".join(f"`{k}=`" for k in op.kwargs)
+                else:
+                    hint = f"pass the value by position: drop `{kw.name}=`"
+                if not op.kwargs:
+                    self.error(f"`{shown}` takes no keyword arguments", kw.span, hint)
+                else:
+                    self.error(f"`{shown}` has no keyword argument `{kw.name}`", kw.span, hint)
+                return None
+            position = op.max_args - len(op.kwargs) + op.kwargs.index(kw.name)
+            while len(args) <= position:
+                args.append(None)
+            if args[position] is not None:
+                self.error(f"`{kw.name}` of `{shown}` is given twice", kw.span,
+                           f"give it by position or as `{kw.name}=`, not both")
+                return None
+            args[position] = kw.value
+        if any(a is None for a in args):
+            missing = args.index(None) + 1
+            self.error(f"argument {missing} of `{shown}` is missing", e.span,
+                       f"`{shown}`: {op.doc}" + (f"; for example `{op.example}`" if op.example else ""))
+            return None
+        return args
+
     def _apply(self, opname: str, args: list[ir.Node], span: Span, arg_spans: list[Span], symbol=None,
                call=False) -> ir.Node | None:
         op = OPERATORS[opname]
+        if not self._integer_mixing(opname, args, arg_spans, span, symbol):
+            return None
         dim_args = op.extra.get("dim_args")
         emit_args = []
         for i, a in enumerate(args):
             static = a.static
-            if dim_args and (dim_args is True or i in dim_args) and isinstance(static, int):
+            if dim_args and (dim_args is True or i in dim_args) and a.op == "var" and a.attrs.get("kind") == "hyper" \
+                    and a.attrs["name"] in self.size_hypers:
+                static = DimExpr.of(a.attrs["name"])  # a size hyperparameter stays symbolic: `zeros(m)` is [m]
+            elif dim_args and (dim_args is True or i in dim_args) and isinstance(static, int):
                 static = DimExpr.of(static)
             emit_args.append(Arg("", a.type, py=a.py, static=static))
         try:
@@ -288,11 +344,11 @@ class ExpressionMixin:
         if py and opname in ("add", "sub", "mul") and all(isinstance(a.static, int) for a in args):
             static = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y}[opname](
                 args[0].static, args[1].static)
-        elif opname in ("add", "mul") and all(isinstance(a.static, (int, DimExpr)) for a in args) \
+        elif opname in ("add", "sub", "mul") and all(isinstance(a.static, (int, DimExpr)) for a in args) \
                 and any(isinstance(a.static, DimExpr) for a in args):
-            # dimension arithmetic (`nx*nz`, `2*h + 1`): stays symbolic for shape rules like `reshape`
+            # dimension arithmetic (`nx*nz`, `2*h + 1`, `n - 1`): stays symbolic for shape rules like `reshape`
             x, y = (DimExpr.of(a.static) for a in args)
-            static = x + y if opname == "add" else x * y
+            static = x + y if opname == "add" else x + DimExpr.of(-1) * y if opname == "sub" else x * y
         return ir.Node(opname, args, out, span, level, {"statics": tuple(a.static for a in emit_args)}, py=py,
                        static=static)
 

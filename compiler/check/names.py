@@ -35,13 +35,14 @@ MODULE_ATTRIBUTES = {
     "report", "requires_grad_", "set_extra_state", "set_submodule", "share_memory", "spec_name", "state_dict",
     "state_names", "to", "to_empty", "trace", "train", "training", "type", "xpu", "zero_grad",
     "spec_sha256", "compiler_version", "hyper_defaults", "python_constants",
+    "early_exit", "noise_names", "noise_seed", "reseed",
 }
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 # How each kind of symbol is named in messages.
 KIND_NOUN = {"dim": "dimension", "data": "data operator", "hyper": "hyperparameter", "input": "input",
              "let": "`let` constant", "param": "parameter", "state": "state", "local": "`let` value",
-             "net": "sub-network"}
+             "net": "sub-network", "noise": "noise", "depth": "depth output", "index": "loop index"}
 
 
 def with_article(noun: str) -> str:
@@ -57,19 +58,19 @@ def kind_noun(kind: str) -> str:
 # Spec operator symbols -> registry operator names; the registry operators that compute a Python number
 # when all their operands are Python numbers.
 BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "^": "pow",
-              "<": "lt", ">": "gt", "<=": "le", ">=": "ge", "==": "eq", "!=": "ne"}
-PY_OPS = {"add", "sub", "mul", "div", "pow", "neg", "lt", "gt", "le", "ge", "eq", "ne"}
+              "<": "lt", ">": "gt", "<=": "le", ">=": "ge", "==": "eq", "!=": "ne", "%": "mod", "//": "floordiv"}
+PY_OPS = {"add", "sub", "mul", "div", "pow", "neg", "lt", "gt", "le", "ge", "eq", "ne", "mod", "floordiv"}
 
 FLAGS_TRAIN = ("learned", "fixed")
 FLAGS_TYING = ("shared", "per_layer")
-FLAGS_CONSTRAINT = ("positive", "nonnegative", "range", "unit_columns")
+FLAGS_CONSTRAINT = ("positive", "nonnegative", "range", "unit_columns", "zero_mean", "unit_norm")
 ALL_FLAGS = FLAGS_TRAIN + FLAGS_TYING + FLAGS_CONSTRAINT
 
 
 @dataclass
 class Symbol:
     name: str
-    kind: str  # dim | data | hyper | input | let | param | state | local | net
+    kind: str  # dim | data | hyper | input | let | param | state | local | net | index (a loop index)
     type: Type
     level: int
     span: Span

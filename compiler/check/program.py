@@ -8,15 +8,19 @@ import keyword
 from .. import ast, ir
 from ..diagnostics import DiagnosticSink, Source, did_you_mean
 from ..types import BOOL, INT, OPERATOR, Type
-from .declarations import DeclarationMixin
+from .declarations import DeclarationMixin, net_size_names
+from .diff_forms import DiffFormMixin, depth_symbol
 from .expressions import ExpressionMixin
+from .indexing import IndexMixin
 from .names import IDENTIFIER, Symbol, kind_noun, with_article
 from .scope import ScopeMixin
+from .slicing import SliceMixin
 from .special_forms import SpecialFormMixin
 from .statements import StatementMixin
 
 
-class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, StatementMixin):
+class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, DeclarationMixin, StatementMixin,
+              DiffFormMixin, IndexMixin):
     """Checks one spec against its own annotations; `run()` returns the typed program."""
 
     def __init__(self, spec: ast.Spec, source: Source, layers: int | None = None):
@@ -34,6 +38,9 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
         self.locals_types: dict[str, Type] = {}
         self.current: str | None = None  # the declaration being checked (for messages)
         self.reported: set[tuple[str, str]] = set()  # (kind, name) of unknown names already reported
+        self.loop_indices: list[str] = []  # indices of `repeat N as j:` loops
+        self.size_hypers: set[str] = set()  # `int` hyperparameters used as sizes in types
+        self.layers_dim: str | None = None  # `layers T` with T a dim
 
     def run(self) -> ir.Program:
         for _ in range(3):  # states become batched when an update makes them so: iterate to a fixpoint
@@ -52,7 +59,8 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
         self.history_used = []
         self.locals_types = {}
         self.reported = set()
-        data, hypers, inputs, lets, params, states, nets = [], [], [], [], [], [], []
+        self.loop_indices = []
+        data, hypers, inputs, lets, params, states, nets, noises = [], [], [], [], [], [], [], []
         requires: list[ir.Require] = []
         self._let_values: dict[str, ir.Node] = {}
         self._net_info: dict[str, ir.Net] = {}
@@ -76,6 +84,7 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
                              if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const}
         construction_dims |= {n for d in decls if d.kind == "param" and d.type is not None
                               for dim in (d.type.dims or []) for n in dim.names()}
+        construction_dims |= {n for d in decls if d.kind == "net" for n in net_size_names(d)}  # sub-network sizes
         # dims first (they may be used by any type)
         for d in decls:
             if d.kind == "dim" and self._declare(Symbol(d.name, "dim", Type(INT), ir.CONST, d.span)):
@@ -86,7 +95,7 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
                 continue
             self.current = d.name
             if d.kind == "data":
-                t = self._type(d.type, "data operator", allow_operator=True)
+                t = self._type(d.type, "data operator", allow_operator=True, allow_int=True)
                 if t is None:
                     self._poison(d.name, "data", d.span)
                     mentioned.update(n for dim in d.type.dims or [] for n in dim.names())
@@ -94,7 +103,8 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
                 if self._declare(Symbol(d.name, "data", t, ir.CONST, d.span)):
                     data.append(ir.Data(d.name, t, d.span, line))
                     for axis, dim in enumerate(t.shape if t.dtype != OPERATOR else ()):
-                        if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const and "*" not in dim.terms[0][0]:
+                        if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const and "*" not in dim.terms[0][0] \
+                                and dim.terms[0][0] not in self.size_hypers:
                             data_dims.setdefault(dim.terms[0][0], (d.name, axis))
             elif d.kind == "hyper":
                 h = self._hyper(d)
@@ -103,7 +113,7 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
                 else:
                     self._poison(d.name, "hyper", d.span)
             elif d.kind == "input":
-                t = self._type(d.type, "input")
+                t = self._type(d.type, "input", allow_int=True)
                 if t is None:
                     self._poison(d.name, "input", d.span)
                     mentioned.update(n for dim in d.type.dims or [] for n in dim.names())
@@ -112,7 +122,8 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
                 if self._declare(Symbol(d.name, "input", t, ir.FORWARD, d.span)):
                     inputs.append(ir.Input(d.name, t, d.span, line))
                     for axis, dim in enumerate(t.shape):
-                        if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const and "*" not in dim.terms[0][0]:
+                        if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const and "*" not in dim.terms[0][0] \
+                                and dim.terms[0][0] not in self.size_hypers:
                             input_dims.setdefault(dim.terms[0][0], (d.name, axis))
                             sym = self.scope.get(dim.terms[0][0])
                             if dim.terms[0][0] not in construction_dims and sym is not None and sym.kind == "dim":
@@ -149,8 +160,14 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
                 if req is not None:
                     requires.append(req)
                 continue
+            elif d.kind == "noise":
+                noise = self._noise(d)
+                if noise is not None:
+                    noises.append(noise)
+                else:
+                    self._poison(d.name, "noise", d.span)
             elif d.kind == "net":
-                net = self._net(d, data_dims)
+                net = self._net(d)
                 if net is not None:
                     nets.append(net)
                 else:
@@ -161,8 +178,9 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
         for name in dims:
             operator_dims = {n for x in data if x.type.dtype == OPERATOR
                              for dim in tuple(x.type.shape) + tuple(x.type.out_shape or ()) for n in dim.names()}
+            noise_dims = {n for x in noises for dim in x.type.shape for n in dim.names()}  # constructor arguments
             if name not in data_dims and name not in input_dims and name not in mentioned \
-                    and name not in operator_dims:
+                    and name not in operator_dims and name not in noise_dims:
                 sym = self.scope[name]
                 self.error(f"dimension `{name}` is not the size of any data or input axis", sym.span,
                            "give a data operator or an input a type that uses it, e.g. `input y : real[" + name + "]`")
@@ -175,6 +193,7 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
 
         # step
         step: list = []
+        until = None
         if spec.step is None:
             if spec.outputs:
                 self.error("missing `step:` block", self._code_line(spec.output_span.line),
@@ -193,10 +212,14 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
                     sym.level = ir.LAYER
                     sym.version += 1
             step = self._block(spec.step, ir.LAYER, states)
+            if spec.step_until is not None:
+                until = self._until(spec.step_until)
+                # every state freezes per sample: all are batched
+                self.batched_states.update(s.name for s in states)
             # after the loop, states hold their final values (level FORWARD for the final stage)
             for name in list(self.scope):
                 sym = self.scope[name]
-                if sym.kind == "local":
+                if sym.kind in ("local", "index"):
                     del self.scope[name]
                 elif sym.kind == "state":
                     sym.level = max(saved.get(name, (0, sym.level))[1], ir.FORWARD)
@@ -209,6 +232,11 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
             final = self._block(spec.final, ir.FORWARD, states)
         self.context = "top"
 
+        if spec.step_until is not None and "depth" in self.scope:
+            self.error("`depth` is the built-in output of `step until` (the layers each sample ran)",
+                       self.scope["depth"].span, "rename this declaration")
+        elif spec.step_until is not None:
+            self.scope["depth"] = depth_symbol(spec.step_span)  # the layers each sample ran
         outputs = []
         returnable = [n for kind in ("state", "local", "let", "input") for n, x in self.scope.items()
                       if x.kind == kind and not x.broken]
@@ -229,7 +257,7 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
                     hint = (f"`{name}` is a temporary of a block and is gone after it; declare it a `state`, or "
                             "compute it in the `final:` block")
                 self.error(f"output `{name}` is not defined", span, hint)
-            elif sym.kind not in ("state", "local", "let", "input"):
+            elif sym.kind not in ("state", "local", "let", "input", "depth"):
                 self.error(f"output `{name}` is {with_article(kind_noun(sym.kind))}; outputs are states, `let` "
                            "values or final-stage values", span,
                            f"to return it, copy it in a `final:` block: `let {name}_out = {name}`")
@@ -244,7 +272,8 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
             input_dims=input_dims, data=data, hypers=hypers, inputs=inputs, lets=lets, params=params,
             states=states, layers=layers, step=step, final=final, outputs=outputs, prev_used=list(self.prev_used),
             history_used=list(self.history_used),
-            locals_types=dict(self.locals_types), nets=nets, requires=requires)
+            locals_types=dict(self.locals_types), nets=nets, requires=requires, noises=noises, until=until,
+            loop_indices=list(self.loop_indices), layers_dim=self.layers_dim, size_hypers=sorted(self.size_hypers))
 
 
 

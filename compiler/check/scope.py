@@ -79,7 +79,8 @@ class ScopeMixin:
             self.error(f"unknown type `{ts.base}`", base_span, hint)
             return None
         if ts.base == INT and not allow_int:
-            self.error(f"{with_article(what)} cannot be `int`", base_span, "use `real` (integers are for hyperparameters)")
+            self.error(f"{with_article(what)} cannot be `int`", base_span,
+                       "use `real`: integers (indices) are data, inputs, states and hyperparameters, never trained")
             return None
         dims = self._dims(ts.dims or [], ts.dim_spans)
         if dims is None:
@@ -95,6 +96,9 @@ class ScopeMixin:
                 if name == "num_layers" and "*" not in "".join(n for n, _ in d.terms):
                     continue  # the depth: a compile-time constant, substituted below
                 sym = self.scope.get(name)
+                if sym is not None and sym.kind == "hyper" and sym.type is not None and sym.type.dtype == INT:
+                    self.size_hypers.add(name)  # an `int` hyperparameter used as a size (`real[m, n]`)
+                    continue
                 if sym is None or sym.kind != "dim":
                     ok = False
                     if ("dim", name) in self.reported:

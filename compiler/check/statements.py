@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .. import ast, ir
 from ..diagnostics import Diagnostic, did_you_mean
-from ..types import BOOL, COMPLEX, INT, broadcast, shape_str
+from ..types import BOOL, COMPLEX, broadcast, shape_str
 from .expressions import constant_value
 from .names import Symbol, kind_noun
 
@@ -53,7 +53,9 @@ class StatementMixin:
                     self.locals_types[s.target] = node.type
                     out.append(ir.Assign(s.target, "local", node, s.span, depth, version=1))
             elif isinstance(s, ast.Assign):
-                node = self._assign(s, depth)
+                node = self._index_assign(s, depth) if s.index is not None else self._assign(s, depth)
+                if isinstance(node, str):  # an unknown target: reported as for a plain assignment
+                    node = self._assign(s, depth)
                 if node is not None:
                     out.append(node)
             elif isinstance(s, ast.Repeat):
@@ -111,6 +113,8 @@ class StatementMixin:
                        "a real value is required: take `real(...)`, `abs(...)` or `abs2(...)`, or declare the state "
                        "`complex[...]`")
             return None
+        if sym.kind == "state" and not self._assign_dtype_ok(s, target_t, node, sym.kind):
+            return None
         if sym.kind == "state" and node.type.batched and s.target not in self.batched_states:
             self.batched_states.add(s.target)
         if sym.kind == "local":
@@ -124,13 +128,13 @@ class StatementMixin:
     def _repeat(self, s: ast.Repeat, depth: int, states):
         count = self.expr(s.count)
         value = None if count is None else constant_value(count)
-        if count is not None and not (count.type.dtype == INT and count.level == ir.CONST and count.type.rank == 0):
-            self.error(f"a `repeat` count must be an integer literal or `int` hyperparameter, got {count.type}",
-                       s.count.span, "e.g. `repeat 3:`, or `hyper K : int = 3` and `repeat K:`")
+        if count is not None and not self._repeat_count_ok(count, s):
+            pass
         elif isinstance(value, int) and value <= 0:
             self.error(f"`repeat` count must be positive, got {value}", s.count.span,
                        "a `repeat` block runs its statements at least once; remove the block to skip them")
         inner = depth + 1
+        has_index = self._loop_index(s, inner)
         carried = self._assigned_names(s.body)
         for name in carried:
             sym = self.scope.get(name)
@@ -144,4 +148,6 @@ class StatementMixin:
                 sym.level = depth if sym.kind == "state" or sym.level > depth else sym.level
                 sym.level = max(sym.level, depth) if sym.kind == "local" else sym.level
                 sym.version += 1
-        return ir.Repeat(count, body, s.span, inner, carried)
+        if has_index:
+            del self.scope[s.index]  # the index exists only inside its loop
+        return ir.Repeat(count, body, s.span, inner, carried, s.index if has_index else None, s.backward)

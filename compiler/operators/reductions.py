@@ -1,5 +1,5 @@
 """Reductions over each sample or along one axis (`sum`, `norm`, `max`, `dot`, ...) and selection
-(`argmax`, `onehot`, `where`)."""
+(`onehot`, `where`; `argmax`/`argmin` are in indexing.py)."""
 
 from __future__ import annotations
 
@@ -62,13 +62,13 @@ def _reduce_emit(method: str):
 
 
 register(Operator("sum", 1, 2, _reduce_infer(), _reduce_emit("sum"), lambda a: f"\\sum {a[0]}",
-                  "sum of all entries of each sample, or along one axis: `sum(X, 0)`", static_args=(1,),
+                  "sum of all entries of each sample, or along one axis: `sum(X, 0)`", static_args=(1,), kwargs=("axis",),
                   reference=lambda v, axis=None: numpy().sum(v, axis=axis), category="reduction",
                   usage=("sum(v)", "sum(v, axis)"), dtype="of v (int → real)", example="sum(d, 0)",
                   shape="all entries of a sample → scalar; or removes one axis (integer literal, negative counts "
                         "from the end)", result="real[3, 3]"))
 register(Operator("mean", 1, 2, _reduce_infer(), _reduce_emit("mean"), lambda a: f"\\operatorname{{mean}} {a[0]}",
-                  "mean of all entries of each sample, or along one axis", static_args=(1,),
+                  "mean of all entries of each sample, or along one axis", static_args=(1,), kwargs=("axis",),
                   reference=lambda v, axis=None: numpy().mean(v, axis=axis), category="reduction",
                   usage=("mean(v)", "mean(v, axis)"), shape="as `sum`", dtype="of v (int → real)",
                   example="mean(x)", result="real"))
@@ -93,7 +93,7 @@ def _ref_norm(v, axis=None):
 
 register(Operator("norm", 1, 2, _reduce_infer(real_out=True), _norm_emit, lambda a: f"\\left\\|{a[0]}\\right\\|_2",
                   "Euclidean (Frobenius) norm of each sample, or along one axis: `norm(X, 1)` (row norms)",
-                  static_args=(1,), reference=_ref_norm, category="reduction", usage=("norm(v)", "norm(v, axis)"),
+                  static_args=(1,), kwargs=("axis",), reference=_ref_norm, category="reduction", usage=("norm(v)", "norm(v, axis)"),
                   shape="as `sum` (`norm(X, 1)`: row norms)", dtype="real result", example="norm(A @ x - y)",
                   result="real"))
 
@@ -118,6 +118,13 @@ def _minmax(name: str, fn: str, red: str, *, shape: str, example: str, result: s
     def infer(types, args):
         for i, t in enumerate(types):
             real(t, i, name)
+        if len(types) == 2 and types[0].rank >= 2 and args[1] is not None and type(args[1].static) is int \
+                and args[1].py:
+            k = args[1].static  # `max(X, 0)` reads like `sum(X, 0)` but is elementwise: say which one is meant
+            raise ShapeError(f"`{name}(v, {k})` of {types[0]} is the elementwise {name}imum with the number {k}, "
+                             f"not the {name}imum along axis {k}", 1,
+                             f"for the {name}imum along an axis write `{name}(v, axis={k})`; for the elementwise "
+                             f"{name}imum write the number as a real: `{name}(v, {k}.0)`")
         if len(types) == 1:
             return Type(REAL, (), types[0].batched)
         dtypes = [t.dtype for t in types]
@@ -139,13 +146,16 @@ def _minmax(name: str, fn: str, red: str, *, shape: str, example: str, result: s
         return Emitted(f"torch.{fn}({a.code}, {b.code})")
 
     register(Operator(name, 1, 2, infer, emit, lambda a: f"\\{name}\\left({', '.join(a)}\\right)",
-                      f"`{name}(a, b)`: elementwise {name}imum; `{name}(v)`: {name}imum over each sample",
+                      f"`{name}(a, b)`: elementwise {name}imum; `{name}(v)`: {name}imum over each sample; "
+                      f"`{name}(v, axis=k)`: along one axis (the keyword is required: `{name}(X, 0)` of a matrix is "
+                      "an error)",
                       reference=lambda *v: getattr(numpy(), fn)(*v) if len(v) == 2 else getattr(numpy(), red)(v[0]),
-                      category="reduction", usage=(f"{name}(v)", f"{name}(a, b)"), shape=shape, dtype="real only",
-                      example=example, result=result))
+                      category="reduction", usage=(f"{name}(v)", f"{name}(a, b)", f"{name}(v, axis=k)"), shape=shape,
+                      dtype="real only", example=example, result=result, extra={"keyword_form": f"{name}_axis"}))
 
 
-_minmax("max", "maximum", "amax", shape="one argument: → scalar per sample; two: elementwise, broadcasting",
+_minmax("max", "maximum", "amax", shape="one argument: → scalar per sample; two: elementwise, broadcasting; "
+                                         "`axis=k`: removes axis k",
         example="max(x, 0)", result="real[m]")
 _minmax("min", "minimum", "amin", shape="as `max`", example="min(x)", result="real")
 
@@ -175,21 +185,6 @@ register(Operator("dot", 2, 2, _dot_infer, _dot_emit, lambda a: f"\\langle {a[0]
 
 
 # ---------------------------------------------------------------- selection (no gradient through the choice)
-def _argmax_infer(types, args):
-    t = types[0]
-    real(t, 0, "argmax")
-    if t.rank != 1:
-        raise ShapeError(f"`argmax` needs a vector per sample, got {t}", 0)
-    return Type(INT, (), t.batched)
-
-
-register(Operator("argmax", 1, 1, _argmax_infer, lambda a, o: Emitted(f"{wrap(a[0], P_ATOM)}.argmax(dim=-1)"),
-                  lambda a: f"\\arg\\max {a[0]}", "index of the largest entry of each sample (first on ties)",
-                  reference=lambda v: int(numpy().argmax(v)), differentiable=False, category="selection",
-                  usage="argmax(v)", shape="vector per sample → int scalar", dtype="int",
-                  example="argmax(abs(x))", result="int"))
-
-
 def _onehot_infer(types, args):
     if types[0].dtype != INT or types[0].rank != 0:
         raise ShapeError(f"`onehot` needs an integer index, got {types[0]}", 0)

@@ -125,7 +125,7 @@ def _reshape_infer(types, args):
 
     before, after = size(x.shape), size(dims)
     if before is None or after is None:
-        raise ShapeError("`reshape` can only check sizes that are products of at most two dimension names", 0)
+        raise ShapeError("`reshape` can only check sizes that are products of dimension names and integers", 0)
     if before != after:
         raise ShapeError(f"`reshape` keeps the number of entries: {shape_str(x.shape)} has {before}, "
                          f"{shape_str(tuple(dims))} has {after}", 0)
