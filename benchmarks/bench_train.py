@@ -151,7 +151,7 @@ def table() -> str:
     curves = json.loads((RESULTS / "train_classical.json").read_text())
     runs = {}
     for protocol in ("e2e", "stagewise"):
-        for suffix in ("", "_partial"):
+        for suffix in ("_partial", ""):  # a complete run replaces its partial summary
             path = RESULTS / f"train_{protocol}{suffix}.json"
             if path.exists():
                 runs[protocol] = json.loads(path.read_text())
