@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_train import add_parser as add_train_parser
+from .cli_train import cmd_train
 from .diagnostics import CompileError
 from .driver import VERSION, check_source, compile_spec, make_options, read_spec, resolve_spec, shipped_specs
 
@@ -83,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--dtype", choices=("float32", "float64"), help="convert the network before exporting")
     x.add_argument("--legacy", action="store_true", help="ONNX: the TorchScript-based exporter, not dynamo")
     _add_schedule(x)
+    add_train_parser(sub)
 
     o = sub.add_parser("ops", help="list the operators of the language", description="List every operator.")
     o.add_argument("--markdown", action="store_true",
@@ -201,7 +204,7 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "compile": cmd_compile, "check": cmd_check, "list": cmd_list, "explain": cmd_explain,
-            "graph": cmd_graph, "ops": cmd_ops, "export": cmd_export, "draw": cmd_draw}
+            "graph": cmd_graph, "ops": cmd_ops, "export": cmd_export, "draw": cmd_draw, "train": cmd_train}
 
 
 if __name__ == "__main__":

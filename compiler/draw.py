@@ -445,7 +445,7 @@ def to_svg(shapes: list[Shape], size: tuple[float, float]) -> str:
 
 
 def render_png(shapes: list[Shape], size: tuple[float, float], path: str, dpi: int = 110) -> None:
-    """Draw `shapes` into a PNG file with matplotlib (the `draw` extra: pip install "unroll[draw]")."""
+    """Draw `shapes` into a PNG file with matplotlib (a dependency of the package; imported only here)."""
     try:
         from matplotlib.figure import Figure
         from matplotlib.patches import FancyArrowPatch, FancyBboxPatch

@@ -4,7 +4,8 @@
     Net = unroll.load("lista", layers=16)      # compile (cached) and import
     net = Net(A=A, lam=0.1)
 
-`import unroll` stays light: torch is imported only when `load` is called.
+`import unroll` stays light: torch is imported only when `load` is called or `unroll.train` (the
+trainer) is first used.
 """
 
 __version__ = "0.1.0"
@@ -22,4 +23,12 @@ def load(spec, **options):
     return _load(spec, **options)
 
 
-__all__ = ["__version__", "load"]
+def __getattr__(name):
+    if name == "train":  # imported on first use: it needs torch
+        import importlib
+
+        return importlib.import_module("unroll.train")
+    raise AttributeError(f"module 'unroll' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "load", "train"]

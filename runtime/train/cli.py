@@ -1,0 +1,54 @@
+"""The run behind `unrollc train` (the parser: compiler/cli_train.py)."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from .checkpoint import CheckpointMismatch, build_net
+from .plots import plot_all
+from .tasks import TASKS, get_task
+from .trainer import DTYPES, TrainConfig, Trainer, init_distributed
+
+
+def run(args) -> int:
+    if args.task not in TASKS:
+        print(f"unrollc train: error: unknown task {args.task!r}; tasks: {', '.join(TASKS)}", file=sys.stderr)
+        return 1
+    torch.manual_seed(args.seed)
+    device = init_distributed(args.device)  # under torchrun: one process per replica, DDP
+    main = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+    task = get_task(args.task)
+    try:
+        refine = tuple(float(f) for f in args.refine.split(",") if f.strip())
+        config = TrainConfig(protocol=args.protocol, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                             batch_size=args.batch_size, lr=args.lr, refine=refine, patience=args.patience,
+                             max_cpu_seconds=args.max_cpu_seconds, dtype=args.dtype, seed=args.seed,
+                             layer_weights=args.layer_weights,
+                             layer_lr=[float(r) for r in args.layer_lr.split(",")] if args.layer_lr else None)
+        net = build_net(args.spec, task, dtype=DTYPES[args.dtype], device=device, layers=args.layers,
+                        learn=args.learn, freeze=args.freeze, tie=args.tie, untie=args.untie)
+        if main:
+            print(f"unrollc train: {type(net).__name__} ({type(net).num_layers} layers) on {task.description}; "
+                  f"protocol {args.protocol}; run directory {args.output}", file=sys.stderr)
+        trainer = Trainer(net, task, config, out_dir=args.output, progress=not args.no_progress)
+        if args.resume:
+            trainer.resume(args.resume)
+        result = trainer.fit()
+    except (ValueError, TypeError, CheckpointMismatch) as err:
+        print(f"unrollc train: error: {err}", file=sys.stderr)
+        return 1
+    if not main:
+        return 0
+    paths = plot_all(net, result, args.output, metric=task.metric)
+    per_layer = result.get("per_layer", {})
+    trained, classical = per_layer.get("trained") or [], per_layer.get("classical") or []
+    print(f"\ntest {task.metric} per layer (index 0: the initial state)")
+    print("layer   untrained = classical   trained")
+    for layer, value in enumerate(trained):
+        before = f"{classical[layer]:23.3f}" if layer < len(classical) else " " * 23
+        print(f"{layer:5d}   {before}   {value:7.3f}")
+    print(f"\nwrote {args.output}: best.pt final.pt last.pt log.jsonl summary.json "
+          + " ".join(p.name for p in paths), file=sys.stderr)
+    return 0

@@ -1,0 +1,405 @@
+"""The trainer: end-to-end, stage-wise (layer-wise) and deep-supervision training of a generated
+network on a task, with validation, early stopping, the best weights kept, a JSON-lines log, tqdm
+progress, checkpoints that resume, and DistributedDataParallel when torch.distributed is initialised.
+
+Protocols (TrainConfig.protocol):
+  e2e        all parameters, loss on the final outputs.
+  deep       deep supervision: Σ_l w_l · loss(state after layer l), weights `layer_weights`
+             ("uniform", "linear", "log" = DetNet's log(l), "last", or a list), normalised to sum 1.
+  stagewise  as in the LISTA-CP/CPSS reference code (Chen et al. 2018): for k = 1..L, train layer k
+             alone on the k-layer network (earlier layers frozen) at `lr`, then refine layers 1..k at
+             lr·refine[0], lr·refine[1], ...; every stage stops early on the validation metric and
+             ends with its best weights.
+e2e and deep also continue at the refinement rates once the validation metric stops improving
+(`refine=()` for one stage only).
+Per-layer learning rates (`layer_lr`) and stage-wise freezing use update scaling (unroll.train.layers).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from .forward import NetForward
+from .layers import LayerRates
+from .metrics import resolve_loss, resolve_metric
+from .tasks import convert_batch
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class TrainConfig:
+    protocol: str = "e2e"  # e2e | stagewise | deep
+    epochs: int = 20  # at most, per stage (early stopping: patience)
+    steps_per_epoch: int = 100  # synthetic tasks (a dataset: one pass)
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"  # adam | adamw | sgd
+    weight_decay: float = 0.0
+    losses: dict | None = None  # target -> loss name; default: the task's
+    loss_weights: dict | None = None  # target -> weight (default 1)
+    layer_weights: object = "uniform"  # deep supervision
+    layer_lr: object = None  # per-layer multipliers: list of L numbers, or {parameter: list} (e2e/deep)
+    refine: tuple = (0.2, 0.02)  # stagewise refinement learning-rate factors
+    patience: int = 5  # epochs without a better validation metric before a stage stops
+    grad_clip: float | None = None
+    seed: int = 0
+    dtype: str = "float32"
+    log_every: int = 10
+    max_cpu_seconds: float | None = None  # stop (keeping the best weights) when this much CPU time is spent
+
+
+@dataclass
+class Stage:
+    name: str
+    depth: int | None
+    rates: list | None
+    lr: float
+
+
+@dataclass
+class Progress:
+    stage: int = 0
+    epoch: int = 0  # epochs finished in this stage
+    step: int = 0  # steps in all
+    best: float | None = None  # best validation metric of this stage
+    stale: int = 0  # epochs since it improved
+    cpu_seconds: float = 0.0
+    classical: dict = field(default_factory=dict)  # per-layer test metric of the untrained network
+    done: bool = False
+
+
+class Trainer:
+    def __init__(self, net, task, config: TrainConfig | None = None, out_dir=None, progress: bool = True, **overrides):
+        self.config = config or TrainConfig()
+        for key, value in overrides.items():
+            if not hasattr(self.config, key):
+                raise TypeError(f"Trainer: unknown option {key!r}")
+            setattr(self.config, key, value)
+        cfg = self.config
+        if cfg.protocol not in ("e2e", "stagewise", "deep"):
+            raise ValueError(f"protocol: expected e2e, stagewise or deep, got {cfg.protocol!r}")
+        self.net, self.task = net, task
+        self.losses = {t: resolve_loss(l) for t, l in (cfg.losses or task.losses).items()}
+        self.weights = {t: float((cfg.loss_weights or {}).get(t, 1.0)) for t in self.losses}
+        self.metric_fn, self.higher_better = resolve_metric(task.metric)
+        self.target = next(iter(self.losses))
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        self.device = next((p.device for p in net.parameters()), torch.device("cpu"))
+        self.dtype = DTYPES[cfg.dtype]
+        self.forward = NetForward(net)
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.forward, device_ids=ids,
+                                                 find_unused_parameters=cfg.protocol == "stagewise")
+        else:
+            self.model = self.forward
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.main = self.rank == 0
+        self.show = progress and self.main
+        self.progress = Progress()
+        self.history: list[dict] = []
+        self.optimizer = None
+        self._stage_best_state = None
+        self._log_file = None
+        if self.out_dir is not None and self.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._log_file = open(self.out_dir / "log.jsonl", "a")  # noqa: SIM115 - open for the run, closed by _finish
+
+    # ------------------------------------------------------------------ plan
+    def stages(self) -> list[Stage]:
+        cfg = self.config
+        if cfg.protocol != "stagewise":  # then the same refinement at decayed learning rates
+            return [Stage(cfg.protocol, None, cfg.layer_lr, cfg.lr)] + [
+                Stage(f"{cfg.protocol} x{f:g}", None, cfg.layer_lr, cfg.lr * f) for f in cfg.refine]
+        layers = type(self.net).num_layers
+        base = cfg.layer_lr if isinstance(cfg.layer_lr, (list, tuple)) else [1.0] * layers  # per-layer multipliers
+        out = []
+        for k in range(1, layers + 1):
+            only = [float(base[l]) if l == k - 1 else 0.0 for l in range(layers)]
+            upto = [float(base[l]) if l < k else 0.0 for l in range(layers)]
+            out.append(Stage(f"layer {k}", k, only, cfg.lr))
+            out.extend(Stage(f"layers 1-{k} x{f:g}", k, upto, cfg.lr * f) for f in cfg.refine)
+        return out
+
+    def _make_optimizer(self, lr):
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f"{type(self.net).__name__} has no trainable parameters (compile with --learn, or "
+                             "train a spec with learned parameters)")
+        name = self.config.optimizer
+        if name == "adam":
+            return torch.optim.Adam(params, lr=lr, weight_decay=self.config.weight_decay)
+        if name == "adamw":
+            return torch.optim.AdamW(params, lr=lr, weight_decay=self.config.weight_decay)
+        if name == "sgd":
+            return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=self.config.weight_decay)
+        raise ValueError(f"optimizer: expected adam, adamw or sgd, got {name!r}")
+
+    # ------------------------------------------------------------------ losses and evaluation
+    def _layer_weights(self, layers: int) -> list[float]:
+        spec = self.config.layer_weights
+        if isinstance(spec, str):
+            table = {"uniform": [1.0] * layers, "linear": [float(l) for l in range(1, layers + 1)],
+                     "log": [math.log(l) for l in range(1, layers + 1)], "last": [0.0] * (layers - 1) + [1.0]}
+            if spec not in table:
+                raise ValueError(f"layer_weights: expected uniform, linear, log, last or a list, got {spec!r}")
+            w = table[spec]
+        else:
+            w = [float(v) for v in spec]
+            if len(w) != layers:
+                raise ValueError(f"layer_weights: {len(w)} weights for {layers} layers")
+        total = sum(w)
+        if total <= 0:
+            raise ValueError("layer_weights: the weights must have a positive sum")
+        return [v / total for v in w]
+
+    def loss(self, inputs, targets, depth=None, model=None):
+        model = model or self.model
+        if self.config.protocol == "deep":
+            _, record = model(inputs, mode="trace", depth=depth)
+            weights = self._layer_weights(len(record) - 1)
+            return _weighted([(w, self._target_loss(states, targets)) for w, states in zip(weights, record[1:]) if w])
+        return self._target_loss(model(inputs, mode="output", depth=depth), targets)
+
+    def _target_loss(self, values: dict, targets: dict):
+        return _weighted([(self.weights[t], fn(values[t], targets[t])) for t, fn in self.losses.items()])
+
+    @torch.no_grad()
+    def validate(self, batch, depth=None) -> tuple[float, float]:
+        inputs, targets = convert_batch(batch, self.dtype, self.device)
+        outputs = self.forward(inputs, mode="output", depth=depth)
+        loss = self._target_loss(outputs, targets)
+        return float(loss), float(self.metric_fn(outputs[self.target], targets[self.target]))
+
+    @torch.no_grad()
+    def per_layer(self, batch, net=None) -> list[float]:
+        """The headline metric after every layer (index 0: the initial state) on `batch`, when the
+        target is a state; else only the final output's (one entry)."""
+        net = net or self.net
+        inputs, targets = convert_batch(batch, self.dtype, self.device)
+        outputs, record = NetForward(net)(inputs, mode="trace")
+        if self.target in type(net).state_names:
+            return [float(self.metric_fn(s[self.target], targets[self.target])) for s in record]
+        return [float(self.metric_fn(outputs[self.target], targets[self.target]))]
+
+    def _better(self, value, best) -> bool:
+        if best is None:
+            return True
+        return value > best if self.higher_better else value < best
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, epochs: int | None = None) -> dict:
+        """Train to the end of the plan, or for at most `epochs` epochs in this call (then `fit` again, or
+        `resume` from last.pt in another process, continues where it stopped)."""
+        cfg = self.config
+        budget = epochs
+        torch.manual_seed(cfg.seed)
+        if not self.progress.classical and self.task.test is not None and hasattr(type(self.net), "num_layers"):
+            self.progress.classical = {"per_layer": self.per_layer(self.task.test)}
+        stages = self.stages()
+        start_cpu = time.process_time() - self.progress.cpu_seconds
+        start_wall = time.perf_counter()
+        while self.progress.stage < len(stages) and not self.progress.done:
+            stage = stages[self.progress.stage]
+            if self.optimizer is None:
+                self.optimizer = self._make_optimizer(stage.lr)
+            rates = LayerRates(self.net, stage.rates) if stage.rates is not None else None
+            rates = rates if rates is None or rates.entries or rates.shared else None
+            steps = self.task.epoch_steps(cfg.batch_size, self.world) or cfg.steps_per_epoch
+            while self.progress.epoch < cfg.epochs:
+                epoch_seed = cfg.seed * 100003 + self.progress.stage * 1009 + self.progress.epoch
+                batches = self.task.batches(cfg.batch_size, epoch_seed, self.rank, self.world)
+                bar = _bar(steps, f"{stage.name} epoch {self.progress.epoch + 1}/{cfg.epochs}", self.show)
+                for _ in range(steps):
+                    inputs, targets = convert_batch(next(batches), self.dtype, self.device)
+                    loss = self.loss(inputs, targets, stage.depth)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if rates is not None:
+                        rates.before_step()
+                    if cfg.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+                    self.optimizer.step()
+                    if rates is not None:
+                        rates.after_step()
+                    self.progress.step += 1
+                    if self.progress.step % cfg.log_every == 0:
+                        value = loss.item()
+                        self._log(event="step", stage=stage.name, step=self.progress.step, loss=value,
+                                  cpu_s=round(time.process_time() - start_cpu, 3))
+                        if bar is not None:
+                            bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+                    if bar is not None:
+                        bar.update()
+                if bar is not None:
+                    bar.close()
+                self.progress.epoch += 1
+                self.progress.cpu_seconds = time.process_time() - start_cpu
+                self._end_epoch(stage, time.perf_counter() - start_wall)
+                if budget is not None:
+                    budget -= 1
+                if self._out_of_time() or self.progress.stale >= cfg.patience or budget == 0:
+                    break
+            if budget == 0 and self.progress.epoch < cfg.epochs and self.progress.stale < cfg.patience \
+                    and not self._out_of_time():
+                return self._pause()
+            self._end_stage(stage)
+            if budget == 0 and self.progress.stage < len(stages):
+                return self._pause()
+            if self._out_of_time():
+                self.progress.done = True
+        self.progress.done = True
+        return self._finish()
+
+    def _pause(self) -> dict:
+        if self._log_file is not None:
+            self._log_file.flush()
+        return {"progress": asdict(self.progress), "history": self.history, "paused": True}
+
+    def _end_epoch(self, stage: Stage, wall: float) -> None:
+        val_loss, val_metric = self.validate(self.task.validation, stage.depth)
+        improved = self._better(val_metric, self.progress.best)
+        if improved:
+            self.progress.best, self.progress.stale = val_metric, 0
+            self._stage_best_state = copy.deepcopy(self.net.state_dict())
+        else:
+            self.progress.stale += 1
+        record = {"event": "validation", "stage": stage.name,
+                  "depth": stage.depth or getattr(type(self.net), "num_layers", None), "epoch": self.progress.epoch,
+                  "step": self.progress.step, "loss": val_loss, "metric": val_metric, "best": self.progress.best,
+                  "cpu_s": round(self.progress.cpu_seconds, 3), "wall_s": round(wall, 3)}
+        self.history.append(record)
+        self._log(**record)
+        if self.show:
+            from tqdm import tqdm
+
+            tqdm.write(f"{stage.name}: epoch {self.progress.epoch} validation {self.task.metric} {val_metric:.3f}"
+                       f" (best {self.progress.best:.3f}) cpu {self.progress.cpu_seconds:.0f} s")
+        if self.out_dir is not None and self.main and getattr(self.net, "recipe", None) is not None:
+            save_checkpoint(self.out_dir / "last.pt", self.net, self._resume_state())
+            if improved and stage.depth is None:
+                save_checkpoint(self.out_dir / "best.pt", self.net, {"progress": asdict(self.progress)})
+
+    def _end_stage(self, stage: Stage) -> None:
+        if self._stage_best_state is not None:
+            self.net.load_state_dict(self._stage_best_state)
+        self._log(event="stage_end", stage=stage.name, best=self.progress.best, step=self.progress.step)
+        if self.out_dir is not None and self.main and getattr(self.net, "recipe", None) is not None:
+            save_checkpoint(self.out_dir / "best.pt", self.net, {"progress": asdict(self.progress)})
+        self.progress.stage += 1
+        self.progress.epoch, self.progress.best, self.progress.stale = 0, None, 0
+        self._stage_best_state = None
+        self.optimizer = None  # a fresh optimiser per stage, as in the reference code
+        if self.out_dir is not None and self.main and getattr(self.net, "recipe", None) is not None:
+            save_checkpoint(self.out_dir / "last.pt", self.net, self._resume_state())
+
+    def _out_of_time(self) -> bool:
+        limit = self.config.max_cpu_seconds
+        over = limit is not None and self.progress.cpu_seconds >= limit
+        if self.distributed:  # every replica stops together
+            flag = torch.tensor([float(over)], device=self.device if self.device.type == "cuda" else "cpu")
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            over = bool(flag.item())
+        return over
+
+    def _finish(self) -> dict:
+        result = {"progress": asdict(self.progress), "history": self.history}
+        if self.task.test is not None and hasattr(type(self.net), "num_layers"):
+            trained = self.per_layer(self.task.test)
+            result["per_layer"] = {"trained": trained, "classical": self.progress.classical.get("per_layer")}
+            result["test_metric"] = trained[-1]
+            self._log(event="test", metric=self.task.metric, trained=trained,
+                      classical=self.progress.classical.get("per_layer"))
+        if self.out_dir is not None and self.main:
+            (self.out_dir / "summary.json").write_text(json.dumps(
+                {k: v for k, v in result.items() if k != "history"}, indent=1))
+            if getattr(self.net, "recipe", None) is not None:
+                save_checkpoint(self.out_dir / "final.pt", self.net, self._resume_state())
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return result
+
+    # ------------------------------------------------------------------ checkpoints and log
+    def _resume_state(self) -> dict:
+        return {"progress": asdict(self.progress), "config": asdict(self.config), "history": self.history,
+                "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+                "stage_best": self._stage_best_state}
+
+    def resume(self, path) -> Trainer:
+        """Continue from checkpoint PATH (last.pt): weights (checked against this network), optimiser,
+        stage, epoch and validation history."""
+        state = read_checkpoint(path)
+        load_checkpoint(path, net=self.net)
+        self.progress = Progress(**state["progress"])
+        self.progress.done = False
+        self.history = list(state.get("history") or [])
+        self._stage_best_state = state.get("stage_best")
+        if state.get("optimizer") is not None:
+            stage = self.stages()[min(self.progress.stage, len(self.stages()) - 1)]
+            self.optimizer = self._make_optimizer(stage.lr)
+            self.optimizer.load_state_dict(state["optimizer"])
+        return self
+
+    def _log(self, **record) -> None:
+        if self._log_file is not None:
+            self._log_file.write(json.dumps(record) + "\n")
+            self._log_file.flush()
+
+
+def _weighted(terms):
+    """Σ w·loss without the no-op multiplications by 1 (one autograd node less per term)."""
+    total = None
+    for w, term in terms:
+        term = term if w == 1 else w * term
+        total = term if total is None else total + term
+    return total
+
+
+def _bar(total, desc, show):
+    if not show:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, mininterval=0.5, dynamic_ncols=True)
+
+
+def init_distributed(device: str = "cpu") -> str:
+    """Under `torchrun` (WORLD_SIZE > 1 in the environment) start the process group if the caller has not:
+    NCCL for CUDA, gloo on CPU.  Returns the device of this process (cuda:LOCAL_RANK for "cuda")."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and dist.is_available() and not dist.is_initialized():
+        dist.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
+    if world > 1 and str(device) == "cuda":
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
+    return device
+
+
+def train(net, task, out_dir=None, progress: bool = True, resume=None, **options) -> dict:
+    """Train `net` on `task` (options: the fields of TrainConfig); returns the result dict (history,
+    per-layer test metric of the trained and the untrained network, test metric).  With `out_dir`:
+    log.jsonl, last.pt / best.pt / final.pt checkpoints and summary.json are written there."""
+    trainer = Trainer(net, task, TrainConfig(**options), out_dir=out_dir, progress=progress)
+    if resume is not None:
+        trainer.resume(resume)
+    return trainer.fit()
+
+
+__all__ = ["TrainConfig", "Trainer", "init_distributed", "train"]

@@ -1,0 +1,397 @@
+"""unroll.train: protocols, per-layer rates, stage-wise freezing, checkpoints, tasks, plots, CLI.
+
+Tiny problems (sparse coding 20x50, 3-4 layers) so that the file runs in seconds."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import unroll
+from unroll.train import (
+    CheckpointMismatch,
+    LayerRates,
+    TrainConfig,
+    Trainer,
+    build_net,
+    depth,
+    from_tensors,
+    layer_parameters,
+    load_checkpoint,
+    sparse_coding,
+)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def task():
+    return sparse_coding(n=20, m=50, validation=200, test=200, seed=3)
+
+
+def small(task, layers=3, spec="lista_cp", **options):
+    return build_net(spec, task, layers=layers, **options)
+
+
+def quick(**kw):
+    base = {"epochs": 2, "steps_per_epoch": 10, "lr": 5e-3, "refine": (), "batch_size": 32}
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# ------------------------------------------------------------------ protocols
+@pytest.mark.parametrize("protocol", ["e2e", "deep", "stagewise"])
+def test_each_protocol_lowers_the_validation_error(task, protocol):
+    net = small(task)
+    trainer = Trainer(net, task, quick(protocol=protocol, epochs=3), progress=False)
+    before = trainer.validate(task.validation)[1]
+    result = trainer.fit()
+    after = trainer.validate(task.validation)[1]
+    assert after < before - 0.5, (protocol, before, after)
+    assert result["per_layer"]["trained"][-1] == pytest.approx(result["test_metric"])
+    assert len(result["per_layer"]["classical"]) == 4  # initial state + 3 layers
+
+
+def test_deep_supervision_weights_enter_the_loss(task):
+    """The deep loss is the weighted mean of the per-layer losses (checked against a hand sum)."""
+    net = small(task)
+    inputs, targets = task.validation
+    inputs = {"y": inputs["y"][:16].float()}
+    targets = {"x": targets["x"][:16].float()}
+    trainer = Trainer(net, task, quick(protocol="deep", layer_weights=[1.0, 0.0, 3.0]), progress=False)
+    states = net.trace(**inputs)
+    hand = (1.0 * (states[1]["x"] - targets["x"]).square().sum(1).mean()
+            + 3.0 * (states[3]["x"] - targets["x"]).square().sum(1).mean()) / 4.0
+    assert trainer.loss(inputs, targets).item() == pytest.approx(hand.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="2 weights for 3 layers"):
+        Trainer(net, task, quick(protocol="deep", layer_weights=[1, 2]), progress=False).loss(inputs, targets)
+
+
+def test_depth_runs_the_first_layers_only(task):
+    net = small(task, layers=4)
+    y = task.validation[0]["y"][:5].float()
+    states = net.trace(y)
+    with depth(net, 2):
+        assert torch.equal(net(y), states[2]["x"])
+    assert torch.equal(net(y), states[4]["x"])  # restored
+    with pytest.raises(ValueError, match="5 layers requested, the network has 4"), depth(net, 5):
+        pass
+
+
+# ------------------------------------------------------------------ per-layer rates and stage-wise freezing
+def test_layer_parameters_of_stacked_and_reparametrised_parameters(task):
+    names = {name: layer for name, _, layer in layer_parameters(small(task))}
+    assert names == {"We": None, "theta.log_scale": None}
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_per_layer_learning_rates_scale_each_layers_step(task, optimizer):
+    """One step with rates r equals r[l] times the step with rates 1, layer by layer; rate 0 is bit-exact."""
+    rates = [1.0, 0.5, 0.0]
+    inputs = {"y": task.validation[0]["y"][:32]}
+    targets = {"x": task.validation[1]["x"][:32]}
+    deltas = {}
+    for label, r in (("ones", None), ("rated", rates)):
+        net = build_net("lista_cp", task, layers=3, dtype=torch.float64)
+        start = {k: v.clone() for k, v in net.state_dict().items()}
+        trainer = Trainer(net, task, quick(optimizer=optimizer, dtype="float64"), progress=False)
+        opt = trainer._make_optimizer(1e-2)
+        scaler = LayerRates(net, r) if r else None
+        loss = trainer.loss(inputs, targets)
+        loss.backward()
+        if scaler:
+            scaler.before_step()
+        opt.step()
+        if scaler:
+            scaler.after_step()
+        deltas[label] = {k: net.state_dict()[k] - start[k] for k in ("We", "theta.log_scale")}
+        if r:
+            assert torch.equal(net.state_dict()["We"][2], start["We"][2])  # frozen: bit for bit
+    for k in ("We", "theta.log_scale"):
+        for layer, r in enumerate(rates):
+            assert torch.allclose(deltas["rated"][k][layer], r * deltas["ones"][k][layer], rtol=1e-9, atol=1e-15), k
+        assert deltas["ones"][k][2].abs().sum() > 0
+
+
+def test_layer_rates_reject_wrong_lengths(task):
+    with pytest.raises(ValueError, match=r"2 rates given for '(We|theta.log_scale)', the network has 3 layers"):
+        LayerRates(small(task), [1.0, 2.0])
+
+
+def test_stagewise_trains_layer_k_alone_then_refines_layers_up_to_k(task):
+    """Stage `layer k` changes only layer k; the refinements change only layers 1..k (all others stay
+    bit for bit); the gradients of frozen layers are zeroed before the optimiser sees them."""
+    net = small(task)
+    trainer = Trainer(net, task, quick(protocol="stagewise", epochs=1, refine=(0.2,)), progress=False)
+    snapshots = [{k: v.clone() for k, v in net.state_dict().items()}]
+    grads = []
+    end_stage = trainer._end_stage
+
+    def record(stage):
+        end_stage(stage)
+        snapshots.append({k: v.clone() for k, v in net.state_dict().items()})
+
+    trainer._end_stage = record
+    before_step = LayerRates.before_step
+
+    def spy(self):
+        before_step(self)
+        grads.append({id(p): p.grad.clone() for p, _ in self.entries})
+
+    LayerRates.before_step = spy
+    try:
+        trainer.fit()
+    finally:
+        LayerRates.before_step = before_step
+    names = [s.name for s in trainer.stages()]
+    assert names == ["layer 1", "layers 1-1 x0.2", "layer 2", "layers 1-2 x0.2", "layer 3", "layers 1-3 x0.2"]
+    for index, stage in enumerate(trainer.stages()):
+        old, new = snapshots[index], snapshots[index + 1]
+        for key in ("We", "theta.log_scale"):
+            for layer in range(3):
+                changed = not torch.equal(old[key][layer], new[key][layer])
+                assert changed == (stage.rates[layer] > 0), (stage.name, key, layer)
+    we = net.We
+    for g in grads[20:30]:  # stage "layer 2": layer 1 feeds layer 2 but its gradient is zeroed
+        assert g[id(we)][0].abs().sum() == 0 and g[id(we)][2].abs().sum() == 0 and g[id(we)][1].abs().sum() > 0
+
+
+# ------------------------------------------------------------------ quality against the classical algorithm
+def _ista_numpy(A, y, lam, iterations):
+    L = np.linalg.norm(A, 2) ** 2
+    x = np.zeros((y.shape[0], A.shape[1]))
+    for _ in range(iterations):
+        v = x - (x @ A.T - y) @ A / L
+        x = np.sign(v) * np.maximum(np.abs(v) - lam / L, 0)
+    return x
+
+
+def test_trained_lista_cp_beats_ista_at_the_same_depth(task):
+    """Held-out NMSE of 4-layer LISTA-CP trained briefly vs ISTA with 4 iterations at its best lasso weight
+    on a grid (a numpy loop): the trained network's error is below a third of ISTA's."""
+    from training_helpers import assert_beats_classical, best_on_grid
+
+    A = task.arguments["A"].numpy()
+    y, x = task.test[0]["y"].numpy(), task.test[1]["x"].numpy()
+
+    def ista_error(lam):
+        return ((_ista_numpy(A, y, lam, 4) - x) ** 2).sum() / (x ** 2).sum()
+
+    classical, _, _ = best_on_grid(ista_error, [0.02, 0.05, 0.1, 0.2, 0.4, 0.8])
+    net = small(task, layers=4)
+    result = Trainer(net, task, quick(epochs=8, steps_per_epoch=50, refine=(0.2,)), progress=False).fit()
+    trained = 10 ** (result["test_metric"] / 10)
+    assert_beats_classical(trained, classical, 1 / 3, "lista_cp 4 layers vs ISTA 4 iterations")
+
+
+# ------------------------------------------------------------------ checkpoints
+def test_checkpoint_rebuilds_the_exact_network_without_the_spec_file(task, tmp_path):
+    spec = tmp_path / "my_lista_cp.unroll"
+    shutil.copy(unroll.compiler.driver.resolve_spec("lista_cp"), spec)
+    net = build_net(str(spec), task, layers=3)
+    Trainer(net, task, quick(epochs=1), out_dir=tmp_path / "run", progress=False).fit()
+    spec.unlink()
+    again = load_checkpoint(tmp_path / "run" / "final.pt")
+    y = task.test[0]["y"][:7].float()
+    assert type(again).__name__ == type(net).__name__ and again.num_layers == 3
+    assert torch.equal(again(y), net(y))
+    assert again.recipe.spec_sha256 == type(net).spec_sha256
+
+
+def test_checkpoint_mismatch_says_what_differs(task, tmp_path):
+    net = small(task)
+    Trainer(net, task, quick(epochs=1), out_dir=tmp_path, progress=False).fit()
+    path = tmp_path / "final.pt"
+    with pytest.raises(CheckpointMismatch, match=r"compile options: checkpoint `--layers 3`, given `--layers 5`"):
+        load_checkpoint(path, spec="lista_cp", layers=5)
+    with pytest.raises(CheckpointMismatch, match=r"spec text: checkpoint `lista_cp` sha256 .*given `lista`"):
+        load_checkpoint(path, spec="lista", layers=3)
+    with pytest.raises(CheckpointMismatch, match=r"layers: checkpoint 3, network 4"):
+        load_checkpoint(path, net=small(task, layers=4))
+    assert load_checkpoint(path, spec="lista_cp", layers=3).num_layers == 3
+
+
+def test_resume_continues_exactly_where_training_stopped(task, tmp_path):
+    """Two epochs in one run equal one epoch, a new process-like restart from last.pt, and one more."""
+    config = {"epochs": 2, "refine": (0.2,), "patience": 10}
+    full = small(task)
+    Trainer(full, task, quick(**config), progress=False).fit()
+    part = small(task)
+    first = Trainer(part, task, quick(**config), out_dir=tmp_path, progress=False)
+    assert first.fit(epochs=1).get("paused")
+    resumed = small(task)
+    Trainer(resumed, task, quick(**config), out_dir=tmp_path, progress=False).resume(tmp_path / "last.pt").fit()
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+# ------------------------------------------------------------------ tasks
+def test_sparse_coding_matches_the_chen_setting():
+    t = sparse_coding(validation=1000, test=10)
+    A = t.arguments["A"]
+    assert A.shape == (250, 500)
+    assert torch.allclose(torch.linalg.vector_norm(A, dim=0), torch.ones(500, dtype=A.dtype))
+    x = t.validation[1]["x"]
+    assert abs(float((x != 0).double().mean()) - 0.1) < 0.005
+    assert torch.allclose(t.validation[0]["y"], x @ A.T)
+    noisy = sparse_coding(snr_db=40.0, validation=1000, test=10)
+    clean = noisy.validation[1]["x"] @ noisy.arguments["A"].T
+    snr = 10 * torch.log10(clean.square().sum() / (noisy.validation[0]["y"] - clean).square().sum())
+    assert abs(float(snr) - 40) < 0.1
+
+
+@pytest.mark.parametrize("name,spec,layers", [("compressive_mri", "admm_csnet", 2), ("blind_deblur", "dublid", 2),
+                                              ("nmf_separation", "deep_nmf", 3)])
+def test_catalog_tasks_train_their_spec(name, spec, layers):
+    task = unroll.train.get_task(name)
+    task.validation = tuple({k: v[:8] for k, v in part.items()} for part in task.validation)
+    task.test = task.validation
+    net = build_net(spec, task, layers=layers)
+    trainer = Trainer(net, task, TrainConfig(epochs=2, steps_per_epoch=4, batch_size=8, lr=1e-3, refine=()),
+                      progress=False)
+    before = trainer.validate(task.validation)[0]
+    trainer.fit()
+    after = trainer.validate(task.validation)[0]
+    assert np.isfinite(after) and after < before, (name, before, after)
+
+
+def test_catalog_task_data_follow_their_models():
+    from unroll.runtime.ops import pad_kernel
+
+    mri = unroll.train.compressive_mri()
+    y, x = mri.validation[0]["y"][:3], mri.validation[1]["x"][:3]
+    assert torch.allclose(y, mri.arguments["mask"] * torch.fft.fft2(x.to(torch.complex128), norm="ortho"))
+    assert torch.all(y[:, mri.arguments["mask"] == 0] == 0) and mri.arguments["mask"][0, 0] == 1
+    blur = unroll.train.blind_deblur(noise=0.0)
+    (inp, tgt) = blur.validation
+    k = tgt["ks"][:2]
+    assert torch.allclose(k.sum((-2, -1)), torch.ones(2, dtype=k.dtype)) and bool((k >= 0).all())
+    direct = torch.stack([sum(k[b, i, j] * torch.roll(tgt["x"][b], (i - 2, j - 2), (0, 1)) for i in range(5)
+                              for j in range(5)) for b in range(2)])
+    assert torch.allclose(inp["y"][:2], direct, atol=1e-12)  # circular convolution, kernel centre at the origin
+    del pad_kernel
+    nmf = unroll.train.nmf_separation()
+    W = nmf.info["true_bases"]
+    assert torch.allclose(nmf.validation[0]["M"], W @ nmf.validation[1]["H"] + 1e-3)
+
+
+def test_training_on_user_tensors(task):
+    inputs, targets = task.sampler(300, torch.Generator().manual_seed(9))
+    user = from_tensors(inputs, targets, task.arguments)
+    assert user.validation[0]["y"].shape[0] == 30 and user.epoch_steps(32) == 270 // 32
+    net = small(task)
+    trainer = Trainer(net, user, quick(epochs=2), progress=False)
+    before = trainer.validate(user.validation)[1]
+    trainer.fit()
+    assert trainer.validate(user.validation)[1] < before
+
+
+def test_task_that_does_not_fit_the_spec_is_named(task):
+    with pytest.raises(ValueError, match="does not fit spec `deep_nmf`: the network needs W"):
+        build_net("deep_nmf", task, layers=2)
+
+
+# ------------------------------------------------------------------ plots and the command line
+def test_plots_write_nonempty_png_and_svg(task, tmp_path):
+    from unroll.train.plots import plot_all, plot_layers
+
+    net = small(task)
+    result = Trainer(net, task, quick(epochs=1), out_dir=tmp_path, progress=False).fit()
+    paths = plot_all(net, result, tmp_path)
+    assert [p.name for p in paths] == ["layers.png", "curves.png", "parameters.png"]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+    svg = plot_layers([0, -3, -6], [0, -1, -2], tmp_path / "l.svg")
+    assert "<svg" in svg.read_text()[:500]
+
+
+def test_cli_train_end_to_end(tmp_path, capsys):
+    from unroll.compiler.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "3", "--epochs", "1",
+               "--steps-per-epoch", "5", "--refine", "", "-o", str(out), "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "untrained = classical" in captured.out
+    for name in ("best.pt", "final.pt", "last.pt", "log.jsonl", "summary.json", "layers.png", "curves.png",
+                 "parameters.png"):
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["per_layer"]["trained"]) == 4
+    assert load_checkpoint(out / "final.pt").num_layers == 3
+    assert main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "3", "--epochs", "1",
+                 "--steps-per-epoch", "5", "-o", str(out), "--no-progress", "--resume", str(out / "last.pt")]) == 0
+    assert main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "3", "--epochs", "1",
+                 "--steps-per-epoch", "2", "--layer-lr", "1,0", "-o", str(tmp_path / "x"), "--no-progress"]) == 1
+    assert "2 rates given" in capsys.readouterr().err
+    assert main(["train", "lista_cp", "--task", "nope", "-o", str(out)]) == 1
+    assert "unknown task 'nope'" in capsys.readouterr().err
+    assert main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "4", "-o", str(out),
+                 "--resume", str(out / "last.pt")]) == 1
+    assert "layers: checkpoint 3, network 4" in capsys.readouterr().err
+
+
+def test_import_unroll_stays_light():
+    import subprocess
+    import sys
+
+    code = "import sys, unroll; assert 'torch' not in sys.modules; unroll.train; assert 'torch' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------ composed networks
+def test_individual_then_joint_fine_tuning_of_a_chain(task):
+    """A reconstruction network followed by a detector (Wu et al.'s pattern): each part is first trained
+    alone on its own target with the other frozen, then both jointly."""
+    from unroll.train import Chain, train_composed
+
+    recon = small(task)
+    detect = torch.nn.Linear(50, 1)
+    chain = Chain([("recon", recon, {"y": "y"}), ("detect", detect, {"input": "recon.x"})])
+    inputs, targets = task.sampler(400, torch.Generator().manual_seed(4))
+    x = targets["x"]
+    data = from_tensors({"y": inputs["y"].float()}, {"recon.x": x.float(), "detect.out": x.abs().sum(1, keepdim=True).float()},
+                        {}, losses={"recon.x": "sq_error", "detect.out": "mse"})
+    snapshots = []
+    from unroll.train import composed
+
+    real_trainer = composed.Trainer
+
+    class Spy(real_trainer):
+        def fit(self, epochs=None):
+            before = {k: v.clone() for k, v in chain.state_dict().items()}
+            result = super().fit(epochs)
+            snapshots.append((before, {k: v.clone() for k, v in chain.state_dict().items()}))
+            return result
+
+    composed.Trainer = Spy
+    try:
+        results = train_composed(chain, data, {"recon": "recon.x", "detect": "detect.out"}, individual_epochs=2,
+                                 joint_epochs=2, progress=False, steps_per_epoch=10, lr=5e-3, refine=(),
+                                 batch_size=32)
+    finally:
+        composed.Trainer = real_trainer
+    assert len(results) == 3
+    changed = [{part: any(not torch.equal(b[k], a[k]) for k in b if k.startswith(f"parts.{part}."))
+                for part in ("recon", "detect")} for b, a in snapshots]
+    assert changed == [{"recon": True, "detect": False}, {"recon": False, "detect": True},
+                       {"recon": True, "detect": True}]
+    assert all(p.requires_grad for p in chain.parameters())  # trainability restored
+
+
+def test_training_on_a_user_dataloader(task):
+    from torch.utils.data import DataLoader, TensorDataset
+    from unroll.train import from_loader
+
+    inputs, targets = task.sampler(256, torch.Generator().manual_seed(8))
+    loader = DataLoader(TensorDataset(inputs["y"].float(), targets["x"].float()), batch_size=32, shuffle=True)
+    user = from_loader(loader, task.validation, task.arguments, input_name="y", target_name="x")
+    assert user.epoch_steps(32) == 8
+    net = small(task)
+    trainer = Trainer(net, user, quick(epochs=2), progress=False)
+    before = trainer.validate(user.validation)[1]
+    result = trainer.fit()
+    assert result["progress"]["step"] == 16 and trainer.validate(user.validation)[1] < before
