@@ -226,7 +226,10 @@ def svt(X: torch.Tensor, tau) -> torch.Tensor:
 
     τ is a number or a tensor broadcasting against X (one threshold per sample: [batch, 1, 1]);
     it is applied to the singular values [..., r], so its last axis is dropped."""
-    if not bool(torch.isfinite(X).all()):  # LAPACK's message would not say where the values came from
+    # LAPACK fails (or returns NaN) without saying where the values came from; the check reads a value, so
+    # it is left out while tracing, compiling or exporting (a data-dependent branch there breaks the graph)
+    tracing = torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+    if not tracing and not bool(torch.isfinite(X).all()):
         raise ValueError("svt: the matrix has NaN or infinite entries (the iteration diverged, or the data is not "
                          "finite); check the step sizes and the data")
     U, s, Vh = torch.linalg.svd(X, full_matrices=False)
