@@ -58,6 +58,19 @@ def symbolic_index_problem(index: ir.Node, size, text: str) -> tuple[str, str] |
     return None
 
 
+def dim_relation(index: ir.Node, size, why: str) -> tuple | None:
+    """For a dim-valued index of an axis whose size is other dims (`ys[n]` with `ys : real[T, k]`), the
+    relation the sizes must satisfy, `size >= index + 1`, as (size terms, size const, index terms, index
+    const, why) for the generated module to check once the dims are bound; None where it always holds
+    or the index is not a dim expression."""
+    if not (isinstance(index.static, DimExpr) and isinstance(size, DimExpr)) or index.static.is_int:
+        return None
+    gap = size + DimExpr.of(-1) * index.static  # size - index: a positive number always holds
+    if gap.is_int and gap.const > 0:
+        return None
+    return (tuple(size.terms), size.const, tuple(index.static.terms), index.static.const, why)
+
+
 def index_problem(bounds: tuple[int, int], size, text: str) -> tuple[str, str] | None:
     """(message, hint) when an index with these bounds can fall outside an axis of literal size `size`."""
     lo, hi = bounds

@@ -10,7 +10,7 @@ from ..ast import DimExpr
 from ..diagnostics import Diagnostic, Span, did_you_mean
 from ..operators import INTERNAL_OPERATORS, OPERATORS, SPECIAL_FORMS, SYNONYMS, Arg, function_names
 from ..types import BOOL, INT, OPERATOR, REAL, ShapeError, Type
-from .bounds import index_problem, int_bounds, onehot_problem, single_dim, symbolic_index_problem, zero_layer
+from .bounds import dim_relation, index_problem, int_bounds, onehot_problem, single_dim, symbolic_index_problem, zero_layer
 from .diff_forms import AUTODIFF_FORMS
 from .literals import LITERAL_OPS, MAX_INT, LiteralError, fold
 from .names import BINARY_OPS, PY_OPS, USER_OPERATORS, Symbol, kind_noun, with_article
@@ -199,6 +199,9 @@ class ExpressionMixin:
         if problem is not None:
             self.error(problem[0], e.index.span, problem[1])
             return None
+        relation = dim_relation(index, size, f"`{self._text(e.span)}` at line {e.span.line}")
+        if relation is not None and relation not in self.dim_relations:
+            self.dim_relations.append(relation)
         bounds = int_bounds(index, self._depth)
         if bounds is not None:  # compiler/check/bounds.py
             problem = index_problem(bounds, size, self._text(e.index.span))
