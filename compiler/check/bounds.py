@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .. import ir
 from ..ast import DimExpr
+from ..types import INT
 
 
 def int_bounds(node: ir.Node, depth) -> tuple[int, int] | None:
@@ -69,6 +70,17 @@ def dim_relation(index: ir.Node, size, why: str) -> tuple | None:
     if gap.is_int and gap.const > 0:
         return None
     return (tuple(size.terms), size.const, tuple(index.static.terms), index.static.const, why)
+
+
+def int_power_problem(base: ir.Node, exponent: ir.Node) -> tuple[str, str] | None:
+    """(message, hint) for an integer base that is not a literal (a dim, an `int` hyperparameter, `layer`) raised
+    to a literal integer power of 63 or more: the power stays an integer, and a 64-bit one overflows for every
+    base but 0 and ±1 (literal bases are folded and bounded by check/literals)."""
+    k = exponent.attrs.get("value") if exponent.op == "number" else None
+    if base.type.dtype != INT or base.op == "number" or not isinstance(k, int) or k < 63:
+        return None
+    return (f"an integer to the power {k} overflows 64-bit integers (2^63 already does)",
+            f"for a real power write the exponent as a real: `^ {k}.0`")
 
 
 def index_problem(bounds: tuple[int, int], size, text: str) -> tuple[str, str] | None:

@@ -10,7 +10,7 @@ from ..ast import DimExpr
 from ..diagnostics import Diagnostic, Span, did_you_mean
 from ..operators import INTERNAL_OPERATORS, OPERATORS, SPECIAL_FORMS, SYNONYMS, Arg, function_names
 from ..types import BOOL, INT, OPERATOR, REAL, ShapeError, Type
-from .bounds import dim_relation, index_problem, int_bounds, onehot_problem, single_dim, symbolic_index_problem, zero_layer
+from .bounds import dim_relation, index_problem, int_power_problem, int_bounds, onehot_problem, single_dim, symbolic_index_problem, zero_layer
 from .diff_forms import AUTODIFF_FORMS
 from .literals import LITERAL_OPS, MAX_INT, LiteralError, fold
 from .names import BINARY_OPS, PY_OPS, USER_OPERATORS, Symbol, kind_noun, with_article
@@ -321,6 +321,10 @@ class ExpressionMixin:
                call=False) -> ir.Node | None:
         op = OPERATORS[opname]
         if not self._integer_mixing(opname, args, arg_spans, span, symbol):
+            return None
+        problem = int_power_problem(*args) if opname == "pow" and len(args) == 2 else None
+        if problem is not None:  # check/bounds.py
+            self.error(f"in `^`: {problem[0]}", arg_spans[1], problem[1])
             return None
         dim_args = op.extra.get("dim_args")
         emit_args = []

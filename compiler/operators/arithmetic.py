@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..types import BOOL, COMPLEX, INT, REAL, ShapeError
+from ..types import BOOL, COMPLEX, INT, REAL
 from .core import (
     P_ADD,
     P_ATOM,
@@ -57,11 +57,6 @@ def _pow_infer(types, args):
     real(types[1], 1, "^ (exponent)")
     out = elementwise(*types)
     int_exponent = args[1] is not None and isinstance(args[1].static, int)
-    if int_exponent and out.dtype == INT and args[1].static >= 63:
-        # an integer power stays an integer (a 64-bit one in a tensor): any base but 0 and ±1 overflows
-        k = args[1].static
-        raise ShapeError(f"an integer to the power {k} overflows 64-bit integers (2^63 already does)", 1,
-                         f"for a real power write the exponent as a real: `^ {k}.0`")
     return out.with_(dtype=REAL) if out.dtype in (INT, BOOL) and not int_exponent else out
 
 
