@@ -1,7 +1,10 @@
 """Construction-time arithmetic of Python numbers (hyperparameters, constants of the data kept as Python
 floats, parameter defaults) fails with Python's own exceptions -- `1e300 ** 2` raises OverflowError,
 `lam / 0.0` ZeroDivisionError -- where a tensor would give inf.  `guard_constructor` turns them into a
-ValueError that names the spec statement being computed and the hyperparameter values."""
+ValueError that names the spec statement being computed and the hyperparameter values.
+`check_dim_relations` checks, when an argument binds a dim, that an axis indexed by other dims is larger
+than the index (`ys[n]` with `ys : real[T, k]` needs T > n): a ValueError naming the argument, not an
+IndexError in forward."""
 
 from __future__ import annotations
 
@@ -34,9 +37,9 @@ def _statement(error: BaseException, filename: str) -> tuple[str | None, str | N
 
 
 def guard_constructor(cls) -> None:
-    """Wrap the `__init__` that `cls` (a generated module) defines itself."""
+    """Wrap the `__init__` that `cls` defines itself, if `cls` is a generated module (it sets `spec_name`)."""
     init = cls.__dict__.get("__init__")
-    if init is None or getattr(init, "_python_number_guard", False):
+    if init is None or "spec_name" not in cls.__dict__ or getattr(init, "_python_number_guard", False):
         return
 
     @functools.wraps(init)
