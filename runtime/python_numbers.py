@@ -80,7 +80,7 @@ def check_dim_relations(relations, dims: dict, name: str, dim_names: tuple, give
     checked once every dim involved is bound, when the argument `name` binds one of them."""
     for size_terms, size_const, index_terms, index_const, why in relations:
         involved = {f for n, _ in size_terms + index_terms for f in n.split("*")}
-        if not involved & set(d for d in dim_names if isinstance(d, str)):
+        if not involved & {d for d in dim_names if isinstance(d, str)}:
             continue
         size, index = _size(size_terms, size_const, dims), _size(index_terms, index_const, dims)
         if size is not None and index is not None and size <= index:

@@ -10,7 +10,16 @@ from ..ast import DimExpr
 from ..diagnostics import Diagnostic, Span, did_you_mean
 from ..operators import INTERNAL_OPERATORS, OPERATORS, SPECIAL_FORMS, SYNONYMS, Arg, function_names
 from ..types import BOOL, INT, OPERATOR, REAL, ShapeError, Type
-from .bounds import dim_relation, index_problem, int_power_problem, int_bounds, onehot_problem, single_dim, symbolic_index_problem, zero_layer
+from .bounds import (
+    dim_relation,
+    index_problem,
+    int_bounds,
+    int_power_problem,
+    onehot_problem,
+    single_dim,
+    symbolic_index_problem,
+    zero_layer,
+)
 from .diff_forms import AUTODIFF_FORMS
 from .literals import LITERAL_OPS, MAX_INT, LiteralError, fold
 from .names import BINARY_OPS, PY_OPS, USER_OPERATORS, Symbol, kind_noun, with_article
