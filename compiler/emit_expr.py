@@ -16,6 +16,8 @@ from .operators.linalg import TRANSPOSE
 
 # operators whose first operand may be a Python number as it is (Python arithmetic, or handled by the entry)
 PYTHON_OPERAND_OPS = INTERNAL_OPERATORS | {"where", "eye", "zeros", "ones", "onehot", "complex", "clamp", "max", "min"}
+# operators whose result is a Python number when every operand is one (they print as Python's `+`, `min`, ...)
+PYTHON_ARITHMETIC = frozenset({"add", "sub", "mul", "div", "pow", "neg", "max", "min"})
 
 
 class ExprPrinter:
@@ -24,6 +26,8 @@ class ExprPrinter:
         self.in_init = in_init
         self.layer = layer
         self.per_layer = {x.name for x in plan.program.params if x.per_layer}
+        # constants of the data kept as Python numbers (`let L = opnorm(A)^2`): a Python number wherever read
+        self.python_constants = {c.name for c in plan.constants if c.python}
 
     def at(self, layer: str) -> ExprPrinter:
         return ExprPrinter(self.plan, self.in_init, layer)
@@ -140,7 +144,9 @@ class ExprPrinter:
                           py=True, static=statics[i])
             args.append(arg)
         out = operator.emit(args, node.type)
-        return Arg(out.code, node.type, out.prec, py=node.py, static=node.static)
+        # Python arithmetic (and min/max) of Python numbers is a Python number
+        py = node.py or (op in PYTHON_ARITHMETIC and all(a.py for a in args))
+        return Arg(out.code, node.type, out.prec, py=py, static=node.static)
 
     def _var(self, node: ir.Node) -> Arg:
         name = node.attrs["name"]
@@ -151,7 +157,7 @@ class ExprPrinter:
             return Arg(self.plan.prev_names[name], node.type, P_ATOM)
         if kind == "param" and name in self.per_layer and not self.in_init:
             return Arg(f"{name}[{self.layer}]", node.type, P_ATOM)
-        return Arg(name, node.type, P_ATOM, py=node.py, static=node.static)
+        return Arg(name, node.type, P_ATOM, py=node.py or name in self.python_constants, static=node.static)
 
 
 def _net_rows(node) -> bool:

@@ -119,6 +119,8 @@ def head(plan, options_text: str, version: str, ctor_args: list[str]) -> Lines:
     h.add(f"output_names = {tuple(p.outputs)!r}", 1)
     if p.dim_minimums:  # an index such as `ys[layer]` needs the dim at least this large (checked when bound)
         h.add(f"dim_minimums = {tuple((d, n, why) for d, (n, why) in sorted(p.dim_minimums.items()))!r}", 1)
+    if p.dim_relations:  # an index that is another dim (`ys[n]`): the axis size must exceed it (checked when bound)
+        h.add(f"dim_relations = {tuple(p.dim_relations)!r}", 1)
     if p.noises:
         h.add(f"noise_names = {tuple(n.name for n in p.noises)!r}", 1)
     h.add(f"hyper_defaults = ({''.join(f'({x.name!r}, {x.default!r}), ' for x in p.hypers).rstrip()})", 1)

@@ -199,6 +199,7 @@ class Program:
     requires: list[Require] = field(default_factory=list)
     python_lets: set = field(default_factory=set)  # constant `let`s the plan keeps as Python numbers
     dim_minimums: dict = field(default_factory=dict)  # dim -> (least size, why): an index needs it (check/bounds.py)
+    dim_relations: list = field(default_factory=list)  # (size terms, const, index terms, const, why): size > index
     noises: list = field(default_factory=list)  # Noise declarations
     until: Node | None = None  # `step until COND:`: the per-sample stopping condition
     loop_indices: list[str] = field(default_factory=list)  # the indices of `repeat N as j:` loops

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .ops import complex_dtype
+from .python_numbers import check_dim_relations, guard_constructor
 from .randomness import NoiseMixin
 
 _KINDS = {"real": "a real", "complex": "a complex", "int": "an integer"}
@@ -31,7 +32,14 @@ class UnrolledModule(NoiseMixin, nn.Module):
     parameter_table: tuple = ()  # (name, shape, tying, trainable, constraint, default)
     python_constants: tuple = ()  # constants derived from data kept as Python numbers (state_dict extra state)
     dim_minimums: tuple = ()  # (dim, least size, the spec index that needs it), e.g. ('T', 16, '`ys[layer]` ...')
+    # (size terms, size const, index terms, index const, the spec index): an axis indexed by a dim expression
+    # (`ys[n]` with `ys : real[T, k]`) needs size > index, e.g. ((('T', 1),), 0, (('n', 1),), 0, '`ys[n]` ...')
+    dim_relations: tuple = ()
     early_exit: bool = True  # `step until`: stop the layer loop once no sample is active (False: masked, no break)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        guard_constructor(cls)  # Python-number overflow at construction: a ValueError naming the statement
 
     # ------------------------------------------------------------ dtype conversion keeps complex values complex
     def to(self, *args, **kwargs):
@@ -340,6 +348,7 @@ class UnrolledModule(NoiseMixin, nn.Module):
                 dims[dim] = size
                 # per instance: which argument bound each dim (named in later shape errors)
                 self.__dict__.setdefault("_dim_origins", {}).setdefault(dim, f"`{name}`")
+        check_dim_relations(type(self).dim_relations, dims, name, dim_names, given)
 
     def _outputs(self, values: tuple, unbatched: bool, batched: tuple | None = None):
         if not all(torch.is_tensor(v) for v in values):  # a constant kept as a Python number: a 0-d tensor

@@ -174,6 +174,9 @@ def per_layer_default(default, layers: int, shape, dtype, device, name: str) -> 
             raise ValueError(f"the default of the per-layer parameter {name!r} has no value for layer {layer} "
                              f"(the network has {layers} layers): give data with at least {layers} entries "
                              "or compile with fewer layers") from None
+        except (OverflowError, ZeroDivisionError) as err:  # Python-number arithmetic of the hyperparameters
+            what = "overflowed" if isinstance(err, OverflowError) else "divided by zero"
+            raise ValueError(f"{name}: its per-layer default at layer {layer} {what} ({err}): choose hyperparameter values whose arithmetic stays finite") from err
     return layer_stack(values, shape, dtype, device)
 
 

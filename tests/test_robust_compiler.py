@@ -245,3 +245,28 @@ def test_layers_defined_by_num_layers(layers):
     report = diagnose(spec(layers=layers))
     assert "too deeply nested" not in report
     assert report.startswith("t.unroll:7:8: error: "), report
+
+
+@pytest.mark.parametrize("decls, step", [
+    ("param g : real = 0.5 learned", "x + g * n^100 * y"),  # a dim: `gamma * M^100` in prox_linear_psse
+    ("hyper M : int = 3", "x + y * M^63"),                   # an `int` hyperparameter
+    ("", "x + y * layer^64"),
+])
+def test_integer_power_that_overflows_int64_is_located(decls, step):
+    # before: OverflowError: int too big to convert in forward (3**100 does not fit torch's int64 scalars)
+    report = diagnose(spec(decls=decls, step=step))
+    first = report.splitlines()[0]
+    assert re.match(r"t\.unroll:\d+:\d+: error: in `\^`: an integer to the power 6[34]|t\.unroll:\d+:\d+: error: in "
+                    r"`\^`: an integer to the power 100", first), report
+    assert "hint: for a real power write the exponent as a real" in report, report
+    compile_source(spec(decls=decls, step=step.replace("^100", "^100.0").replace("^63", "^62").replace("^64", "^2")),
+                   "t.unroll")  # a real power, or an integer one that fits
+
+
+def test_index_that_is_another_dim_becomes_a_size_relation():
+    # before: nothing was recorded and `ys[n]` with `ys : real[T, n]` raised IndexError when T <= n
+    text = spec(decls="input ys : real[T, n]", step="x + ys[n - 1] + ys[n]").replace("dims n", "dims n, T")
+    source = compile_source(text, "t.unroll")
+    assert ("dim_relations = (((('T', 1),), 0, (('n', 1),), -1, '`ys[n - 1]` at line 9'), "
+            "((('T', 1),), 0, (('n', 1),), 0, '`ys[n]` at line 9'))") in source
+    located(diagnose(spec(decls="input ys : real[n, n]", step="x + ys[n]")), 9, "index `n` is out of range")

@@ -221,3 +221,98 @@ def test_svt_of_a_diverged_iterate_is_named():
     X[1, 0, 0] = float("inf")
     with pytest.raises(ValueError, match=r"^svt: the matrix has NaN or infinite entries"):
         rt.svt(X, 0.1)
+
+
+# the open findings of the 100 000-case mutation run (tests/fuzz_known_bugs.md, "Fixed after the long run")
+def test_overflowing_per_layer_default_names_the_parameter():
+    # before: OverflowError: (34, 'Numerical result out of range') from `decay ** layer` at construction
+    text = (ROOT / "dsl_specs" / "hqs_generic.unroll").read_text().replace("layers 50", "layers 4")
+    HqsGeneric = build_class(text, "hqs_generic")
+    with pytest.raises(ValueError, match=r"^zeta: its per-layer default at layer 2 overflowed"):
+        HqsGeneric(A=_dictionary(), decay=1e300)
+    assert torch.isfinite(HqsGeneric(A=_dictionary(), decay=0.5).zeta).all()
+
+
+UNDERFLOWING_CONSTANT = """spec underflow
+dims n, m
+data A : real[n, m]
+hyper lam = 0.1
+hyper power = 2.0
+input y : real[n]
+let L = (0.5 * opnorm(A))^power
+let t = lam / L
+let g = lam ** power
+state x : real[m] = 0
+layers 2
+step:
+    x = soft(x - g * t * (A.T @ (A @ x - y)), t)
+output x
+"""
+
+
+def test_constant_that_underflows_to_zero_names_the_statement():
+    # before: ZeroDivisionError: float division by zero at construction (L = 0.0 as a Python float)
+    from unroll.runtime.loader import load_text
+
+    Underflow = load_text(UNDERFLOWING_CONSTANT, "underflow")  # imported from a file: the statement is named
+    A = _dictionary()
+    with pytest.raises(ValueError, match=r"^t: computing `line 8: let t = lam / L`, Python-number arithmetic "
+                                         r"divided by zero .* with the hyperparameters lam=0.1, power=1e\+300"):
+        Underflow(A=A, power=1e300)
+    with pytest.raises(ValueError, match=r"^g: computing `line 9: let g = lam \*\* power`, Python-number arithmetic "
+                                         r"overflowed \(\(34, 'Numerical result out of range'\)\) with the "
+                                         r"hyperparameters lam=10.0, power=400.0"):
+        Underflow(A=A, lam=10.0, power=400.0)
+    # compiled without a file (exec of a string): the class is named instead of the statement
+    with pytest.raises(ValueError, match=r"^Underflow: computing the constants, Python-number arithmetic divided"):
+        build_class(UNDERFLOWING_CONSTANT, "underflow")(A=A, power=1e300)
+    net = Underflow(A=A)
+    assert net.t == pytest.approx(0.1 / (0.5 * np.linalg.norm(A, 2)) ** 2, rel=1e-12)
+
+
+KALMAN_LIKE = """spec dim_index
+dims T, k, n
+data B : real[n, k]
+input ys : real[T, k]
+state x : real[k] = 0
+layers 2
+step:
+    x = x + ys[n] + B[0]
+output x
+"""
+
+
+def test_index_that_is_another_dim_is_checked_when_the_dims_are_bound():
+    # before: IndexError: index 3 is out of bounds for dimension 1 with size 3 in forward
+    net = build_class(KALMAN_LIKE, "dim_index")(B=np.ones((3, 2)))
+    with pytest.raises(ValueError, match=r"^ys: the spec needs `T` > `n` for `ys\[n\]` at line 8, got `T` = 3, "
+                                         r"`n` = 3 \(shape \[1, 3, 2\]\)"):
+        net(torch.zeros(1, 3, 2, dtype=torch.float64))
+    ys = torch.arange(8, dtype=torch.float64).reshape(1, 4, 2)
+    assert torch.equal(net(ys), 2 * (ys[:, 3] + 1))  # T = 4 > n = 3: ys[n] is the last row
+
+
+MIN_OF_DATA_CONSTANT = """spec min_const
+dims n, m
+data A : real[n, m]
+hyper p = 0.5
+hyper pmax = 2.0
+let L = opnorm(A)^2
+param t : real = min(p * (L + 1), pmax)
+param s : real = max(p / L, 0.25)
+input y : real[n]
+state x : real[m] = 0
+layers 2
+step:
+    x = x - t * s * (A.T @ (A @ x - y))
+output x
+"""
+
+
+def test_min_and_max_of_a_constant_kept_as_a_python_number():
+    # before: TypeError: clamp_max() received an invalid combination of arguments - got (float, float)
+    A = _dictionary()
+    net = build_class(MIN_OF_DATA_CONSTANT, "min_const")(A=A)
+    L = np.linalg.norm(A, 2) ** 2
+    assert float(net.t.detach()) == pytest.approx(min(0.5 * (L + 1), 2.0), rel=1e-12)
+    assert float(net.s.detach()) == pytest.approx(max(0.5 / L, 0.25), rel=1e-12)

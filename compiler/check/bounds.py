@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .. import ir
 from ..ast import DimExpr
+from ..types import INT
 
 
 def int_bounds(node: ir.Node, depth) -> tuple[int, int] | None:
@@ -56,6 +57,30 @@ def symbolic_index_problem(index: ir.Node, size, text: str) -> tuple[str, str] |
             return (f"index `{text}` is out of range for axis of size {size}",
                     f"indices start at 0 and go up to {size} - 1")
     return None
+
+
+def dim_relation(index: ir.Node, size, why: str) -> tuple | None:
+    """For a dim-valued index of an axis whose size is other dims (`ys[n]` with `ys : real[T, k]`), the
+    relation the sizes must satisfy, `size >= index + 1`, as (size terms, size const, index terms, index
+    const, why) for the generated module to check once the dims are bound; None where it always holds
+    or the index is not a dim expression."""
+    if not (isinstance(index.static, DimExpr) and isinstance(size, DimExpr)) or index.static.is_int:
+        return None
+    gap = size + DimExpr.of(-1) * index.static  # size - index: a positive number always holds
+    if gap.is_int and gap.const > 0:
+        return None
+    return (tuple(size.terms), size.const, tuple(index.static.terms), index.static.const, why)
+
+
+def int_power_problem(base: ir.Node, exponent: ir.Node) -> tuple[str, str] | None:
+    """(message, hint) for an integer base that is not a literal (a dim, an `int` hyperparameter, `layer`) raised
+    to a literal integer power of 63 or more: the power stays an integer, and a 64-bit one overflows for every
+    base but 0 and ±1 (literal bases are folded and bounded by check/literals)."""
+    k = exponent.attrs.get("value") if exponent.op == "number" else None
+    if base.type.dtype != INT or base.op == "number" or not isinstance(k, int) or k < 63:
+        return None
+    return (f"an integer to the power {k} overflows 64-bit integers (2^63 already does)",
+            f"for a real power write the exponent as a real: `^ {k}.0`")
 
 
 def index_problem(bounds: tuple[int, int], size, text: str) -> tuple[str, str] | None:

@@ -10,7 +10,16 @@ from ..ast import DimExpr
 from ..diagnostics import Diagnostic, Span, did_you_mean
 from ..operators import INTERNAL_OPERATORS, OPERATORS, SPECIAL_FORMS, SYNONYMS, Arg, function_names
 from ..types import BOOL, INT, OPERATOR, REAL, ShapeError, Type
-from .bounds import index_problem, int_bounds, onehot_problem, single_dim, symbolic_index_problem, zero_layer
+from .bounds import (
+    dim_relation,
+    index_problem,
+    int_bounds,
+    int_power_problem,
+    onehot_problem,
+    single_dim,
+    symbolic_index_problem,
+    zero_layer,
+)
 from .diff_forms import AUTODIFF_FORMS
 from .literals import LITERAL_OPS, MAX_INT, LiteralError, fold
 from .names import BINARY_OPS, PY_OPS, USER_OPERATORS, Symbol, kind_noun, with_article
@@ -199,6 +208,9 @@ class ExpressionMixin:
         if problem is not None:
             self.error(problem[0], e.index.span, problem[1])
             return None
+        relation = dim_relation(index, size, f"`{self._text(e.span)}` at line {e.span.line}")
+        if relation is not None and relation not in self.dim_relations:
+            self.dim_relations.append(relation)
         bounds = int_bounds(index, self._depth)
         if bounds is not None:  # compiler/check/bounds.py
             problem = index_problem(bounds, size, self._text(e.index.span))
@@ -318,6 +330,10 @@ class ExpressionMixin:
                call=False) -> ir.Node | None:
         op = OPERATORS[opname]
         if not self._integer_mixing(opname, args, arg_spans, span, symbol):
+            return None
+        problem = int_power_problem(*args) if opname == "pow" and len(args) == 2 else None
+        if problem is not None:  # check/bounds.py
+            self.error(f"in `^`: {problem[0]}", arg_spans[1], problem[1])
             return None
         dim_args = op.extra.get("dim_args")
         emit_args = []

@@ -60,6 +60,7 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
         self.locals_types = {}
         self.reported = set()
         self.dim_minimums: dict[str, tuple[int, str]] = {}  # dim -> (least size, the index that needs it)
+        self.dim_relations: list[tuple] = []  # `size >= index + 1` of dim-valued indices (check/bounds.py)
         self.loop_indices = []
         data, hypers, inputs, lets, params, states, nets, noises = [], [], [], [], [], [], [], []
         requires: list[ir.Require] = []
@@ -275,7 +276,7 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
             history_used=list(self.history_used),
             locals_types=dict(self.locals_types), nets=nets, requires=requires, noises=noises, until=until,
             loop_indices=list(self.loop_indices), layers_dim=self.layers_dim, size_hypers=sorted(self.size_hypers),
-            dim_minimums=dict(self.dim_minimums))
+            dim_minimums=dict(self.dim_minimums), dim_relations=list(self.dim_relations))
 
 
 
