@@ -85,6 +85,23 @@ def test_slices_are_differentiable():
     assert gradcheck(lambda y, X: sum(o.sum() * (i + 1) for i, o in enumerate(net(y, X))), (y, X))
 
 
+def test_slices_and_picks_pass_the_adjoint_dot_product_test():
+    # the map (y, X) -> outputs is affine (Z enters as an offset); its linear part A is what slicing and
+    # picking compose, and the backward pass (the adjoint used in training) must satisfy <A u, v> = <u, A^T v>
+    rng = np.random.default_rng(2)
+    net = NET(W=torch.tensor(rng.standard_normal((N - 1, 2 * M))), Z=torch.tensor(rng.standard_normal((N, M))))
+    zero = (torch.zeros(2, N, dtype=torch.float64), torch.zeros(2, N, M, dtype=torch.float64))
+    offset = net(*zero)
+    u = (torch.tensor(rng.standard_normal((2, N)), requires_grad=True),
+         torch.tensor(rng.standard_normal((2, N, M)), requires_grad=True))
+    Au = [o - c for o, c in zip(net(*u), offset)]
+    v = [torch.tensor(rng.standard_normal(tuple(o.shape))) for o in Au]
+    lhs = sum((a * b).sum() for a, b in zip(Au, v))
+    adjoint = torch.autograd.grad(lhs, u)  # A^T v
+    rhs = sum((a * b).sum() for a, b in zip(u, adjoint))
+    assert abs(float(lhs) - float(rhs)) <= 1e-12 * abs(float(lhs))
+
+
 def _error(line: str) -> str:
     source = f"""spec bad
 dims n, m
