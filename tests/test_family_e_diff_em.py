@@ -89,7 +89,7 @@ def test_neural_em_is_finite_for_logits_a_thousand_apart():
     theta0[0, 1] = 40.0  # component 1 far away: logits differ by about 10^3..10^4
     x = np.zeros((1, D))
     net = unroll.load("neural_em", layers=3)(B0=B0, K=K, sigma=0.5, eta=0.01)
-    theta, gamma, psi = net(torch.tensor(x), theta0=torch.tensor(theta0))
+    theta, gamma, psi, _ = net(torch.tensor(x), theta0=torch.tensor(theta0))
     assert torch.isfinite(theta).all() and torch.isfinite(gamma).all()
     assert torch.allclose(gamma.sum(1), torch.ones(1, D, dtype=torch.float64), rtol=0, atol=1e-15)
     assert torch.equal(gamma[0, 0, :HD], torch.ones(HD, dtype=torch.float64))
@@ -147,7 +147,7 @@ def test_rnn_em_equals_a_numpy_loop():
     net = unroll.load("rnn_em", layers=5)(**weights, K=K, sigma=SIGMA)
     with torch.no_grad():
         trace = net.trace(torch.tensor(x), theta0=torch.tensor(theta0))
-        _, _, psi = net(torch.tensor(x), theta0=torch.tensor(theta0))
+        _, _, psi, _ = net(torch.tensor(x), theta0=torch.tensor(theta0))
     for b in range(3):
         thetas, gammas, psi_ref = _rnn_reference(x[b], theta0[b], weights["Wx0"], weights["Wh0"], weights["Wy0"],
                                                  np.zeros(HD), SIGMA, 5)
@@ -159,8 +159,9 @@ def test_rnn_em_equals_a_numpy_loop():
 
 
 def _expected_reconstruction(net, x, theta0):
-    _, gamma, psi = net(x, theta0=theta0)
-    return ((gamma * psi).sum(1) - x).pow(2).mean()
+    _, gamma, psi, xhat = net(x, theta0=theta0)
+    assert torch.allclose(xhat, (gamma * psi).sum(1), rtol=1e-14, atol=0)
+    return (xhat - x).pow(2).mean()
 
 
 @pytest.mark.parametrize("name", ["neural_em", "rnn_em"])

@@ -66,4 +66,4 @@ def known_specs() -> list[str]:
 
 
 def _load_all() -> None:
-    from . import imaging, signals, sparse  # noqa: F401  (registering is their import side effect)
+    from . import diff, imaging, signals, sparse  # noqa: F401  (registering is their import side effect)
