@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 import unroll
 from training_helpers import adam, assert_beats_classical
 
@@ -89,7 +88,7 @@ def test_neural_em_is_finite_for_logits_a_thousand_apart():
     theta0[0, 1] = 40.0  # component 1 far away: logits differ by about 10^3..10^4
     x = np.zeros((1, D))
     net = unroll.load("neural_em", layers=3)(B0=B0, K=K, sigma=0.5, eta=0.01)
-    theta, gamma, psi, _ = net(torch.tensor(x), theta0=torch.tensor(theta0))
+    theta, gamma, _, _ = net(torch.tensor(x), theta0=torch.tensor(theta0))
     assert torch.isfinite(theta).all() and torch.isfinite(gamma).all()
     assert torch.allclose(gamma.sum(1), torch.ones(1, D, dtype=torch.float64), rtol=0, atol=1e-15)
     assert torch.equal(gamma[0, 0, :HD], torch.ones(HD, dtype=torch.float64))
@@ -136,8 +135,8 @@ def _rnn_reference(x, theta, Wx, Wh, Wy, b, sigma, layers):
 
 def _rnn_weights(seed):
     rng = np.random.default_rng(seed)
-    return dict(Wx0=rng.standard_normal((HD, D)), Wh0=rng.standard_normal((HD, HD)) * 0.5,
-                Wy0=rng.standard_normal((D, HD)))
+    return {"Wx0": rng.standard_normal((HD, D)), "Wh0": rng.standard_normal((HD, HD)) * 0.5,
+            "Wy0": rng.standard_normal((D, HD))}
 
 
 def test_rnn_em_equals_a_numpy_loop():
