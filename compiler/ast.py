@@ -60,7 +60,7 @@ class DimExpr:
             parts.append(name if coef == 1 else f"{coef}*{name}")
         if self.const or not parts:
             parts.append(str(self.const))
-        return " + ".join(parts)
+        return _joined(parts)
 
     def python(self) -> str:
         """Python expression computing this dim from local variables of the same names."""
@@ -70,7 +70,15 @@ class DimExpr:
             parts.append(prod if coef == 1 else f"{coef} * {prod}")
         if self.const or not parts:
             parts.append(str(self.const))
-        return " + ".join(parts)
+        return _joined(parts)
+
+
+def _joined(parts: list[str]) -> str:
+    """`n + -1` is written `n - 1`."""
+    out = parts[0]
+    for part in parts[1:]:
+        out += f" - {part[1:]}" if part.startswith("-") else f" + {part}"
+    return out
 
 
 # ---------------------------------------------------------------- types (syntax)
@@ -129,6 +137,22 @@ class Attribute(Expr):
 class Index(Expr):
     value: Expr
     index: Expr
+
+
+@dataclass
+class Range(Expr):
+    """`start:stop` inside brackets (either may be absent): one axis of a slice."""
+
+    start: Expr | None
+    stop: Expr | None
+
+
+@dataclass
+class Slice(Expr):
+    """`x[1:]`, `X[:, 1:]`, `X[0, 1:]`: per axis, from the first, a `Range` or an integer index."""
+
+    value: Expr
+    items: list[Expr]
 
 
 @dataclass

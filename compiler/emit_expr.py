@@ -82,12 +82,15 @@ class ExprPrinter:
             from .emit_diff import render_autodiff
 
             return render_autodiff(self, node)
-        if op == "net_call" and len(node.args) == 2:  # a convgru: input and hidden state
+        if op == "net_call" and node.attrs.get("kind") == "convgru":  # input and hidden state
             x, h = (self.render(a) for a in node.args)
             fn = f"{node.attrs['name']}[{self.layer}]" if node.attrs.get("per_layer") else node.attrs["name"]
             if node.args[0].type.batched and node.args[1].type.batched:
                 return Arg(f"{fn}({x.code}, {h.code})", node.type)
             return Arg(f"rt.apply_net({fn}, {x.code}, False, {h.code})", node.type)
+        if op == "net_call" and _net_rows(node):
+            # a sub-network mapping rows over leading axes, or an MLP with extra inputs (the time)
+            return Arg(_rows_call(node, [self.render(a) for a in node.args], self.layer), node.type)
         if op in ("net_call", "op_apply"):
             # a sub-network (one per layer if untied) or a user operator / its adjoint, applied to one argument
             (arg,) = (self.render(a) for a in node.args)
@@ -134,3 +137,20 @@ class ExprPrinter:
         if kind == "param" and name in self.per_layer and not self.in_init:
             return Arg(f"{name}[{self.layer}]", node.type, P_ATOM)
         return Arg(name, node.type, P_ATOM, py=node.py, static=node.static)
+
+
+def _net_rows(node) -> bool:
+    """A sub-network call beyond one image / one vector: rows over leading axes, or several MLP inputs."""
+    base = 3 if node.attrs.get("kind") == "cnn" else 1
+    return len(node.args) > 1 or node.args[0].type.rank > base
+
+
+def _rows_call(node, args: list, layer: str) -> str:
+    name = node.attrs["name"]
+    fn = f"{name}[{layer}]" if node.attrs.get("per_layer") else name
+    batched = tuple(a.type.batched for a in node.args)
+    if node.attrs.get("kind") == "cnn":
+        return f"rt.apply_cnn_rows({fn}, {args[0].code}, batched={batched[0]!r})"
+    pieces = "(" + ", ".join(a.code for a in args) + ("," if len(args) == 1 else "") + ")"
+    ranks = tuple(a.type.rank for a in node.args)
+    return f"rt.apply_mlp_rows({fn}, {pieces}, batched={batched!r}, ranks={ranks!r})"

@@ -55,6 +55,10 @@ class ConstructorPrinter:
             for d in x.type.shape:
                 for name in d.names():
                     out.setdefault(name, f"parameter `{x.name}`")
+        for net in self.p.nets:
+            for size in (net.in_size, net.out_size):
+                for name in size.names():
+                    out.setdefault(name, f"sub-network `{net.name}`")
         for n in self.p.noises:
             for d in n.type.shape:
                 for name in d.names():
@@ -217,7 +221,8 @@ class ConstructorPrinter:
             out.add(f"self.{x.name} = torch.nn.Parameter({value})", 2)
         else:
             cls = {"positive": "Positive", "nonnegative": "NonNegative", "range": "Range",
-                   "unit_columns": "UnitColumns"}[x.constraint]
+                   "unit_columns": "UnitColumns", "zero_mean": "ZeroMean", "unit_norm": "UnitNorm",
+                   "zero_mean unit_norm": "ZeroMeanUnitNorm"}[x.constraint]
             extra = "".join(f", {a!r}" for a in x.constraint_args)
             out.add(f"self.{x.name} = rt.{cls}({value}{extra}, name={x.name!r})", 2)
 

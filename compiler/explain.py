@@ -63,7 +63,7 @@ class LatexPrinter:
                 name += "^{*}"
             elif n.attrs.get("per_layer"):
                 name += "^{(l)}"
-            return f"{name}\\left({self.node(n.args[0])}\\right)"
+            return f"{name}\\left({', '.join(self.node(a) for a in n.args)}\\right)"
         if n.op == "autodiff":  # grad by autograd, vjp, jvp, jacobian
             f, x = self.node(n.args[0]), self.node(n.args[1])
             kind = n.attrs["kind"]

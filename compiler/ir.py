@@ -76,7 +76,7 @@ class Param:
     init: Node
     learned: bool
     per_layer: bool
-    constraint: str | None  # positive | nonnegative | range | unit_columns
+    constraint: str | None  # positive | nonnegative | range | unit_columns | zero_mean | unit_norm | "zero_mean unit_norm"
     constraint_args: tuple = ()
     span: Span = None  # type: ignore[assignment]
     line: int = 0

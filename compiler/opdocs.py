@@ -71,6 +71,7 @@ CATEGORIES = {
     "convolution": ("Convolution", ""),
     "patches": ("Patches", ""),
     "resampling": ("Resampling", ""),
+    "influence": ("Learned influence functions", ""),
     "kernels": ("Kernels", ("Blur kernels live in two forms: small `[s, s]` arrays with their centre at index "
                             "(s−1)//2 (what\n`conv2` and `otf` take), or image-sized arrays with their origin at "
                             "[0, 0] (what `fft2` of an\nestimated kernel gives, as in DUBLID's kernel step).")),

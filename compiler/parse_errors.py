@@ -185,6 +185,8 @@ def _syntax_error(err: UnexpectedInput, source: Source) -> Diagnostic:
         if stack and stack[-1][1] == line and _OPEN[stack[-1][0]] != str(tok):
             ch, _, bcol = stack[-1]
             hint = f"the `{ch}` at column {bcol} is not closed; add `{_OPEN[ch]}`"
+            if ch == "[" and str(tok) == ":":  # `x[::2]`, `x[1:2:3]`: a slice with a step
+                hint = "a slice is `start:stop` (`x[1:]`, `x[:-1]`, `X[:, 1:]`); a step (`::2`) is not supported"
         return Diagnostic(message, span, hint)
     return Diagnostic(f"syntax error: {err}")
 

@@ -110,6 +110,17 @@ class _ToAst(Transformer):
         value, index = children
         return ast.Index(_span_of(meta), value, index)
 
+    def slice(self, meta, children):
+        value, items = children
+        return ast.Slice(_span_of(meta), value, items)
+
+    def slice_items(self, meta, children):
+        return list(children)
+
+    def range_item(self, meta, children):
+        start, stop = children
+        return ast.Range(_span_of(meta), start, stop)
+
     def call(self, meta, children):
         func, arguments = children
         args, kwargs = arguments if arguments is not None else ([], [])
@@ -142,6 +153,10 @@ class _ToAst(Transformer):
     def dim_add(self, meta, children):
         (a, _), (b, _) = children
         return (a + b, _span_of(meta))
+
+    def dim_sub(self, meta, children):
+        (a, _), (b, _) = children
+        return (a + ast.DimExpr.of(-1) * b, _span_of(meta))
 
     def dim_mul(self, meta, children):
         (a, sa), (b, sb) = children

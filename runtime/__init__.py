@@ -8,20 +8,25 @@ per-layer trace, parameter report).  Generated code does `from unroll import run
 and calls `rt.soft(...)`, `rt.Positive(...)`, ...
 """
 
-from . import ops
+from . import array_ops, ops, ops_diffusion
+from .array_ops import *  # sqdist, diff_adj (listed in array_ops.__all__)
 from .autodiff import __all__ as _autodiff_all
 from .autodiff import *  # noqa: F403 - differentiation in the forward pass, `step until` masks
 from .module import UnrolledModule
-from .nets import CNN, MLP, ConvGRU, LinearOperator, apply_net, cat, default_dtype_device, make_net
+from .nets import (CNN, MLP, ConvGRU, LinearOperator, apply_cnn_rows, apply_mlp_rows, apply_net, cat,
+                   default_dtype_device, make_net)
 from .ops import *  # the kernels, listed in ops.__all__
-from .params import NonNegative, Positive, Range, UnitColumns, check_constraint
+from .ops_diffusion import *  # conv2s, rbf, pwl (listed in ops_diffusion.__all__)
+from .params import NonNegative, Positive, Range, UnitColumns, UnitNorm, ZeroMean, ZeroMeanUnitNorm, check_constraint
 
-__all__ = ops.__all__ + _autodiff_all + [
+__all__ = ops.__all__ + array_ops.__all__ + ops_diffusion.__all__ + _autodiff_all + [
     "CNN",
     "ConvGRU",
     "MLP",
     "LinearOperator",
     "apply_net",
+    "apply_cnn_rows",
+    "apply_mlp_rows",
     "cat",
     "default_dtype_device",
     "make_net",
@@ -29,6 +34,9 @@ __all__ = ops.__all__ + _autodiff_all + [
     "Positive",
     "Range",
     "UnitColumns",
+    "UnitNorm",
+    "ZeroMean",
+    "ZeroMeanUnitNorm",
     "check_constraint",
     "UnrolledModule",
 ]

@@ -13,7 +13,9 @@ from .loader import load
 from .problems import Problem, problem_for
 
 METRICS = {"nmse": ("NMSE (dB, lower is better)", "dB"), "psnr": ("PSNR (dB, higher is better)", "dB"),
-           "ser": ("symbol error rate (lower is better)", "")}
+           "ser": ("symbol error rate (lower is better)", ""),
+           "label_error": ("pixel labelling error rate (lower is better)", ""),
+           "nmse_matched": ("NMSE (dB, lower is better; components matched to the truth)", "dB")}
 
 
 def quality(metric: str, estimate: torch.Tensor, truth: torch.Tensor) -> float:
@@ -26,6 +28,12 @@ def quality(metric: str, estimate: torch.Tensor, truth: torch.Tensor) -> float:
         return 10 * math.log10(1.0 / max(mse, 1e-30))
     if metric == "ser":
         return float((torch.sign(estimate) != truth).double().mean())
+    if metric == "label_error":  # probabilities / one-hot truths over the last axis
+        return float((estimate.argmax(-1) != truth.argmax(-1)).double().mean())
+    if metric == "nmse_matched":  # mixture components: each estimated row matched to its nearest true row
+        nearest = torch.cdist(truth, estimate).argmin(-1)
+        matched = torch.gather(estimate, -2, nearest[..., None].expand_as(truth))
+        return quality("nmse", matched, truth)
     raise ValueError(f"unknown metric `{metric}`")
 
 

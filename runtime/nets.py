@@ -69,6 +69,9 @@ NET_KINDS = {"cnn": CNN, "mlp": MLP, "convgru": ConvGRU}
 
 def make_net(kind: str, per_layer: bool, layers: int, learned: bool, dtype, device, **kwargs) -> nn.Module:
     """One sub-network, or a ModuleList of `layers` independent ones (per_layer)."""
+    for option, size in kwargs.items():
+        if option != "init" and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ValueError(f"{kind}: the size `{option}` must be a positive integer, got {size!r}")
     def build():
         return NET_KINDS[kind](**kwargs).to(dtype=dtype, device=device)
 
@@ -84,6 +87,38 @@ def apply_net(net: nn.Module, x: torch.Tensor, batched: bool, *more: torch.Tenso
     if batched:
         return net(x, *more)
     return net(x.unsqueeze(0), *(m.unsqueeze(0) for m in more)).squeeze(0)
+
+
+def apply_cnn_rows(net: nn.Module, x: torch.Tensor, batched: bool) -> torch.Tensor:
+    """A CNN applied to every image of a stack [..., C, h, w] (leading axes, the batch axis included,
+    are flattened into one batch and restored): [..., out, h, w]."""
+    lead = x.shape[:-3]
+    out = net(x.reshape((-1,) + tuple(x.shape[-3:])))
+    return out.reshape(tuple(lead) + tuple(out.shape[-3:]))
+
+
+def apply_mlp_rows(net: nn.Module, pieces, batched, ranks) -> torch.Tensor:
+    """An MLP applied to every row of its features: the first piece's rows [..., k] with the other pieces
+    (numbers or tensors of logical rank `ranks[i]`: a scalar, or rows of the same leading axes)
+    concatenated along the last axis, scalars broadcast over the rows; [..., in] -> [..., out].
+
+    `batched[i]` tells whether piece i has the leading batch axis; unbatched pieces are shared by the batch."""
+    first = pieces[0]
+    any_batched = any(batched)
+    lead_rank = ranks[0] - 1 + (1 if any_batched else 0)
+    columns = []
+    for piece, is_batched, rank in zip(pieces, batched, ranks):
+        if not torch.is_tensor(piece):
+            piece = torch.tensor(piece, dtype=first.dtype, device=first.device)
+        if rank == 0:
+            piece = piece.unsqueeze(-1)  # one feature
+        if is_batched and rank <= 1 and lead_rank > 1:
+            # a batched scalar/vector against rows [batch, ..., k]: singleton row axes after the batch axis
+            piece = piece.reshape((piece.shape[0],) + (1,) * (lead_rank - 1) + (piece.shape[-1],))
+        columns.append(piece)
+    lead = torch.broadcast_shapes(*(c.shape[:-1] for c in columns))
+    features = torch.cat([c.expand(tuple(lead) + (c.shape[-1],)) for c in columns], dim=-1)
+    return net(features.to(first.dtype))
 
 
 class LinearOperator(nn.Module):

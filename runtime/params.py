@@ -5,6 +5,9 @@
     nonnegative   value = max(raw, 0),   raw = init at start (projection)
     range(lo,hi)  value = clamp(raw, lo, hi)                 (projection)
     unit_columns  value = raw / ‖raw‖ per column              (default normalised once)
+    zero_mean     value = raw − mean(raw) per filter p[i]      (default projected once)
+    unit_norm     value = raw / ‖raw‖ per filter p[i]          (default normalised once)
+    zero_mean unit_norm   both: (raw − mean) / ‖raw − mean‖    (TNRD's filters)
 
 Generated code calls the module to get the value: `theta = self.theta()`.
 """
@@ -74,6 +77,63 @@ class UnitColumns(nn.Module):
         return self.raw / torch.linalg.vector_norm(self.raw, dim=-2, keepdim=True)
 
 
+def _filter_axes(value: torch.Tensor, axes: int) -> tuple[int, ...]:
+    """The trailing `axes` axes: one filter p[i] of a bank (the whole of a vector)."""
+    return tuple(range(value.dim() - axes, value.dim()))
+
+
+def remove_mean(value: torch.Tensor, axes: int) -> torch.Tensor:
+    """Each filter (the trailing `axes` axes) minus its mean."""
+    return value - value.mean(dim=_filter_axes(value, axes), keepdim=True)
+
+
+def normalise(value: torch.Tensor, axes: int, name: str = "parameter", what: str = "unit_norm") -> torch.Tensor:
+    """Each filter (the trailing `axes` axes) divided by its ℓ2 norm; a zero filter is an error at construction."""
+    norms = torch.linalg.vector_norm(value, dim=_filter_axes(value, axes), keepdim=True)
+    if not bool((norms > 0).all()):
+        raise ValueError(f"{name}: `{what}` needs a default without zero filters"
+                         + (" (a constant filter has mean zero only when it is zero)" if "zero_mean" in what else ""))
+    return value / norms
+
+
+class ZeroMean(nn.Module):
+    """Filters with zero mean (each p[i] of a bank): raw minus its mean; the default is projected once."""
+
+    def __init__(self, init: torch.Tensor, axes: int, name: str = "parameter"):
+        super().__init__()
+        self.axes = int(axes)
+        self.raw = nn.Parameter(remove_mean(init.detach(), self.axes).clone())
+
+    def forward(self) -> torch.Tensor:
+        return remove_mean(self.raw, self.axes)
+
+
+class UnitNorm(nn.Module):
+    """Filters with unit ℓ2 norm (each p[i] of a bank): raw / ‖raw‖; the default is normalised once."""
+
+    def __init__(self, init: torch.Tensor, axes: int, name: str = "parameter"):
+        super().__init__()
+        self.axes = int(axes)
+        self.raw = nn.Parameter(normalise(init.detach(), self.axes, name).clone())
+
+    def forward(self) -> torch.Tensor:
+        return self.raw / torch.linalg.vector_norm(self.raw, dim=_filter_axes(self.raw, self.axes), keepdim=True)
+
+
+class ZeroMeanUnitNorm(nn.Module):
+    """Filters with zero mean and unit ℓ2 norm (TNRD's filters): (raw − mean) / ‖raw − mean‖."""
+
+    def __init__(self, init: torch.Tensor, axes: int, name: str = "parameter"):
+        super().__init__()
+        self.axes = int(axes)
+        centred = remove_mean(init.detach(), self.axes)
+        self.raw = nn.Parameter(normalise(centred, self.axes, name, "zero_mean unit_norm").clone())
+
+    def forward(self) -> torch.Tensor:
+        centred = remove_mean(self.raw, self.axes)
+        return centred / torch.linalg.vector_norm(centred, dim=_filter_axes(centred, self.axes), keepdim=True)
+
+
 def check_constraint(value: torch.Tensor, constraint: str | None, args=(), name: str = "parameter") -> torch.Tensor:
     """Validate a *fixed* parameter's default against its constraint (it stays a buffer)."""
     if constraint == "positive" and not bool((value > 0).all()):
@@ -84,4 +144,8 @@ def check_constraint(value: torch.Tensor, constraint: str | None, args=(), name:
         raise ValueError(f"{name}: default outside range{tuple(args)}")
     if constraint == "unit_columns":
         value = value / torch.linalg.vector_norm(value, dim=-2, keepdim=True)
+    if constraint in ("zero_mean", "zero_mean unit_norm"):
+        value = remove_mean(value, args[0])
+    if constraint in ("unit_norm", "zero_mean unit_norm"):
+        value = normalise(value, args[0], name, constraint)
     return value

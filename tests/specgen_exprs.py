@@ -87,7 +87,7 @@ _PY_OPS = {"add", "sub", "mul", "div", "pow", "neg", "lt", "gt", "le", "ge", "eq
 _UNARY = ("relu", "sign", "abs", "abs2", "sqrt", "exp", "log", "tanh", "sigmoid", "conj", "real", "imag", "angle")
 # argument positions where a Python number (literal, hyperparameter, `layer`) is emitted correctly
 PY_ARG_OK = {"soft": {1}, "hard": {1}, "soft_nonneg": {1}, "ss_soft": {1, 2}, "clamp": {1, 2}, "hard_topk": {1},
-             "max": {0, 1}, "min": {0, 1}, "where": {0, 1, 2}, **{name: {0} for name in _UNARY}}
+             "max": {0, 1}, "min": {0, 1}, "where": {0, 1, 2}, "pick": {1}, **{name: {0} for name in _UNARY}}
 SYNTAX = {"leaf", "num", "layer", "prev", "grad", "history_sum", "add", "sub", "mul", "div", "pow", "neg", "matmul",
           "T", "H", "index", "lt", "gt", "le", "ge", "eq", "ne", "apply", "netcall"}
 
@@ -176,6 +176,14 @@ def _text(e: Expr, minimal: bool) -> tuple[str, int]:
         return f"prev({e.static[0]})", P_POST
     if e.op == "grad":
         return f"grad({_text(e.args[0], minimal)[0]}, {e.static[0]})", P_POST
+    if e.op in ("slice_axis", "pick"):  # `x[:, a:b]`, `X[:, i]`
+        axis = e.static[0]
+        if e.op == "slice_axis":
+            start, stop = e.static[1], e.static[2]
+            item = f"{start if start else ''}:{'' if stop is None else stop}"
+        else:
+            item = _text(e.args[1], minimal)[0]
+        return f"{sub(e.args[0], P_POST)}[{', '.join([':'] * axis + [item])}]", P_POST
     if e.op in ("max_axis", "min_axis"):  # the keyword form of max / min
         return f"{e.op[:3]}({_text(e.args[0], minimal)[0]}, axis={e.static[0]})", P_POST
     parts = [_text(a, minimal)[0] for a in e.args] + [str(s) for s in e.static]

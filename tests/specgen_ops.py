@@ -135,8 +135,13 @@ class ExprGen:
             if len(shape) == 2 and shape[0] == shape[1] and dtype == "real" and self.rng.random() < 0.15:
                 return Expr("eye", Ty(shape, "real"), static=shape[:1])
             return self.leaf(shape, dtype)
-        if dtype == "real" and len(shape) <= 2 and self.side_rng.random() < 0.04:
-            return self.p_probability(shape, dtype, depth - 1)  # (a stream of its own: the others' draws stay)
+        side = self.side_rng.random()  # (a stream of its own: the other productions' draws stay as they were)
+        if dtype == "real" and len(shape) <= 2 and side < 0.04:
+            return self.p_probability(shape, dtype, depth - 1)
+        if len(shape) <= 2 and 0.04 <= side < 0.07:
+            e = self.p_arrays(shape, dtype, depth - 1)
+            if e is not None:
+                return e
         productions = self.productions(shape, dtype)
         while True:
             name, fn = self.choice(productions)
@@ -158,6 +163,8 @@ class ExprGen:
              ("linalg", self.p_linalg)]
         if dtype == "real" and len(shape) == 1:
             p.append(("grad", lambda shape, dtype, d: self.gradient(shape)))
+        if dtype == "real" and len(shape) >= 2:  # (filter responses: images, stacks)
+            p.append(("influence", self.p_influence))
         if self.images and (shape in SIGNAL_SHAPES or shape[-2:] in (("n", "m"), ("m", "n"))):
             p += [("signal", self.p_signal)] * (8 if shape in SIGNAL_SHAPES else 2)
         return p
@@ -354,6 +361,42 @@ class ExprGen:
         a = self.gen(shape[:axis] + (self.dim(),) + shape[axis:], "real", d)
         return make(op, (a,), Ty(shape, "real", a.ty.batched), (axis,))
 
+    def p_arrays(self, shape, dtype, d):
+        """sqdist, diag (both ways), trace, shift, and diff_adj(diff(v, axis), axis) (the same shape)."""
+        r = self.rng.random()
+        if len(shape) == 2 and dtype == "real" and r < 0.25:
+            features = self.some_shape(1)
+            a = self.gen((shape[0],) + features, "real", d)
+            b = self.gen((shape[1],) + features, "real", d)
+            return make("sqdist", (a, b), Ty(shape, "real", a.ty.batched or b.ty.batched))
+        if len(shape) == 2 and shape[0] == shape[1] and r < 0.4:
+            a = self.gen(shape[:1], dtype, d)
+            return make("diag", (a,), Ty(shape, dtype, a.ty.batched))
+        if len(shape) == 1 and r < 0.4:
+            a = self.gen(shape + shape, dtype, d)
+            return make("diag", (a,), Ty(shape, dtype, a.ty.batched))
+        if r < 0.55:
+            k = self.dim()
+            a = self.gen(shape + (k, k), dtype, d)
+            return make("trace", (a,), Ty(shape, dtype, a.ty.batched))
+        if not shape:
+            return None
+        axis = self.rng.randrange(len(shape))
+        if r < 0.62:  # a slice `x[..., a:b]` (an integer axis from a longer one; a symbolic one as `0:`)
+            size = shape[axis]
+            start, stop, longer = ((1, -1, size + 2) if self.rng.random() < 0.5 else (2, None, size + 2)) \
+                if isinstance(size, int) else (0, None, size)
+            a = self.gen(shape[:axis] + (longer,) + shape[axis + 1:], dtype, d)
+            return make("slice_axis", (a,), Ty(shape, dtype, a.ty.batched), (axis, start, stop))
+        if r < 0.68:  # `X[:, 0]`: entry 0 along an inserted axis
+            a = self.gen(shape[:axis] + (self.dim(),) + shape[axis:], dtype, d)
+            return make("pick", (a, num("0", 0)), Ty(shape, dtype, a.ty.batched), (axis,))
+        a = self.gen(shape, dtype, d)
+        if r < 0.8:
+            return make("shift", (a,), Ty(shape, dtype, a.ty.batched), (self.choice((1, -1, 2)), axis))
+        inner = make("diff", (a,), Ty(shape, dtype, a.ty.batched), (axis,))  # (its type: only its dtype is read)
+        return make("diff_adj", (inner,), Ty(shape, dtype, a.ty.batched), (axis,))
+
     def p_structure(self, shape, dtype, d):
         r = self.rng.random()
         if len(shape) == 2 and r < 0.3:
@@ -452,6 +495,19 @@ class ExprGen:
         e = self.leaf(shape, "real")
         return e if e.op == "leaf" and not e.py else self.pool.leaf(shape, "real", self.max_level, "data")
 
+    def p_influence(self, shape, dtype, d):
+        """`rbf` / `pwl` of any real value: one function, or one per entry of the first axis (constant tables)."""
+        z = self.gen(shape, "real", d)
+        points = self.dim()
+        table = (shape[0], points) if shape and self.rng.random() < 0.5 else (points,)
+        if self.rng.random() < 0.5:
+            knots = self.pool.leaf((points,), "real", 0, "increasing")
+            values = self.pool.leaf(table, "real", 0, "data")
+            return make("pwl", (z, knots, values), Ty(shape, "real", z.ty.batched))
+        weights, centers = self.pool.leaf(table, "real", 0, "data"), self.pool.leaf((points,), "real", 0, "data")
+        gamma = num("0.75", 0.75) if self.rng.random() < 0.5 else self.leaf((), "real", "hyper")
+        return make("rbf", (z, weights, centers, gamma), Ty(shape, "real", z.ty.batched))
+
     def p_signal(self, shape, dtype, d):
         if not self.images:
             return None
@@ -461,6 +517,8 @@ class ExprGen:
             a = self.gen(shape, self.sub_dtype("complex"), d)
             return make(op, (a,), Ty(shape, "complex", a.ty.batched))
         image = len(shape) >= 2 and all(s in IMAGE_DIMS for s in shape[-2:])
+        if shape == (3, 3) and dtype == "real" and r < 0.3:  # a filter from its moments (constant moments)
+            return make("moment_filter", (self.pool.leaf(shape, "real", 0, "data"),), Ty(shape, "real"))
         if shape == (3, 3):  # the centred kernel of an image-sized one
             a = self.gen((self.dim(image=True), self.dim(image=True)), dtype, d)
             return make("crop_kernel", (a,), Ty(shape, dtype, a.ty.batched), (3,))
@@ -498,7 +556,7 @@ class ExprGen:
             if k < 0.4:
                 a = self.gen((9,) + shape, dtype, d)
                 return make(self.choice(("unpatch", "patch_average")), (a,), Ty(shape, dtype, a.ty.batched), (3,))
-            op = self.choice(("conv2", "conv2_adj", "conv2z", "conv2z_adj"))
+            op = self.choice(("conv2", "conv2_adj", "conv2z", "conv2z_adj", "conv2s", "conv2s_adj"))
             dk, dx = self.pair_dtypes(dtype)
             kern = self.kernel(dk, d)
             a = self.gen(shape, dx, d)

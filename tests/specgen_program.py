@@ -105,7 +105,7 @@ class Pool:
                 return self.ref(rng.choice(old))
             value = 1 if dtype == "int" else rng.choice((0.5, 0.75, 1.25, 2.0))
             return self.add(Decl(self.fresh("i" if dtype == "int" else "h"), "hyper", Ty((), dtype), 0, number=value))
-        if kind in ("positive", "wellcond", "data"):
+        if kind in ("positive", "wellcond", "data", "increasing"):
             values = {"data": "normal"}.get(kind, kind)
             old = self.candidates(shape, dtype, max_level if kind == "positive" else 0, values)
             if old and rng.random() < 0.6:
@@ -420,6 +420,8 @@ def _out_rank(d: Decl) -> int:
 def _random(rng, shape, dtype, values):
     if values == "positive":
         return rng.uniform(0.5, 2.0, shape)
+    if values == "increasing":  # knots of `pwl`: sorted, at least 0.1 apart
+        return np.cumsum(rng.uniform(0.1, 1.0, shape), axis=-1) - 0.5 * shape[-1]
     if values == "wellcond":
         base = 3 * np.eye(shape[-1]) + 0.3 * rng.standard_normal(shape)
         return base + (0.3j * rng.standard_normal(shape) if dtype == "complex" else 0)

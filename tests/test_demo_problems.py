@@ -67,6 +67,12 @@ def test_metrics_against_their_formulas():
     assert demo.quality("psnr", est, truth) == pytest.approx(10 * math.log10(3.0))
     assert demo.quality("ser", torch.tensor([[0.3, -0.2, -1.0]]), torch.tensor([[1.0, -1.0, 1.0]])) == \
         pytest.approx(1 / 3)
+    probabilities = torch.tensor([[[0.7, 0.3], [0.4, 0.6], [0.9, 0.1]]])
+    labels = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]])
+    assert demo.quality("label_error", probabilities, labels) == pytest.approx(1 / 3)
+    means = torch.tensor([[[0.0, 0.0], [5.0, 5.0]]])
+    swapped = torch.tensor([[[5.0, 5.5], [0.0, 0.0]]])  # the same components in the other order
+    assert demo.quality("nmse_matched", swapped, means) == pytest.approx(10 * math.log10(0.25 / 50))
 
 
 def test_training_improves_lista_cp_over_ista_at_the_same_depth():

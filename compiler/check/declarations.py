@@ -13,6 +13,9 @@ from ..types import BOOL, COMPLEX, INT, REAL, Type, broadcast, shape_str
 from .expressions import constant_value
 from .names import ALL_FLAGS, FLAGS_CONSTRAINT, FLAGS_TRAIN, FLAGS_TYING, Symbol
 
+# The two filter constraints that may be combined (`zero_mean unit_norm`: TNRD's filters)
+FILTER_PAIR = {"zero_mean", "unit_norm"}
+
 # The options of each sub-network kind: spec keyword -> constructor keyword (runtime.make_net).
 NET_OPTIONS = {"cnn": {"in": "in_channels", "out": "out_channels", "width": "width", "depth": "depth",
                        "kernel": "kernel", "init": "init"},
@@ -106,10 +109,11 @@ class DeclarationMixin:
                 ok = False
                 continue
             group = next(g for g in (FLAGS_TRAIN, FLAGS_TYING, FLAGS_CONSTRAINT) if a.name in g)
-            clash = next((seen[n] for n in group if n in seen), None)
+            clash = next((seen[n] for n in group if n in seen and {n, a.name} != FILTER_PAIR), None)
             if clash is not None:
                 hint = (f"keep one: a parameter is either {' or '.join(f'`{g}`' for g in group)}"
-                        if group is not FLAGS_CONSTRAINT else "a parameter has at most one constraint; keep one")
+                        if group is not FLAGS_CONSTRAINT else "a parameter has at most one constraint (the one pair "
+                                                              "allowed is `zero_mean unit_norm`); keep one")
                 if clash.name == a.name:
                     hint = f"`{a.name}` is given twice; remove one"
                 diag = Diagnostic(f"conflicting annotations `{clash.name}` and `{a.name}`", a.span, hint)
@@ -136,7 +140,7 @@ class DeclarationMixin:
                 self.error(f"`{a.name}` takes no arguments", a.span, f"write `{a.name}` without parentheses")
                 ok = False
             elif a.name in FLAGS_CONSTRAINT:
-                constraint = a.name
+                constraint = "zero_mean unit_norm" if constraint in FILTER_PAIR else a.name
             elif a.name == "fixed":
                 learned = False
             elif a.name == "per_layer":
@@ -149,6 +153,12 @@ class DeclarationMixin:
             self.error(f"`unit_columns` needs a matrix parameter, but `{d.name}` is {t}", d.type.span,
                        "it normalises each column to unit norm: declare a `real[p, q]` matrix, or drop it")
             ok = False
+        if constraint in FILTER_PAIR | {"zero_mean unit_norm"}:
+            if t.rank == 0:
+                self.error(f"`{constraint}` needs a vector or a stack of filters, but `{d.name}` is {t}", d.type.span,
+                           "it acts on each `p[i]` of a filter bank `real[F, s, s]` (on the whole of a vector)")
+                ok = False
+            cargs = (max(t.rank - 1, 1),)  # the trailing axes each filter (each p[i]) spans
         self.context = "param"
         self.allow_layer = per_layer
         init = self.expr(d.value)
@@ -181,7 +191,7 @@ class DeclarationMixin:
                             uses_layer, text)
         return None
 
-    def _net(self, d: ast.Decl, data_dims: dict):
+    def _net(self, d: ast.Decl):
         """`net NAME : cnn(in=.., out=.., width=32, depth=3, kernel=3, init=zero) learned per_layer`."""
         kinds = NET_OPTIONS
         if d.net_kind not in kinds:
@@ -211,19 +221,11 @@ class DeclarationMixin:
             if isinstance(value, ast.Number) and isinstance(value.value, int) and value.value > 0:
                 dim = DimExpr.of(value.value)
             elif isinstance(value, ast.Name) and value.name in self.scope and self.scope[value.name].kind == "dim":
-                if value.name not in data_dims:
-                    self.error(f"the size `{value.name}` of a sub-network must be known at construction", value.span,
-                               "use an integer or a dimension bound by a data operator")
-                    return None
-                dim = DimExpr.of(value.name)
+                dim = DimExpr.of(value.name)  # a dim not bound by data is then a constructor argument
+            elif isinstance(value, ast.Name) and arg.name not in ("in", "out") and _int_hyper(self.scope, value.name):
+                dim = DimExpr.of(value.name)  # `width=w` with `hyper w : int = 64`: read in the constructor
             elif isinstance(value, ast.Binary) and value.op in ("+", "*"):
                 # a size expression of data-bound dims and integers, e.g. `in=C+1`
-                names = _names_in(value)
-                late = [n for n in names if n not in data_dims]
-                if late:
-                    self.error(f"the sizes of a sub-network must be known at construction: `{late[0]}` is not bound "
-                               "by a data operator", value.span, "use integers or dims bound by data declarations")
-                    return None
                 node = self.expr(value)
                 if node is None:
                     return None
@@ -233,8 +235,11 @@ class DeclarationMixin:
                     return None
                 dim = DimExpr.of(node.static)
             else:
-                self.error(f"`{arg.name}` must be a positive integer or a dimension", value.span,
-                           "sizes may be sums and products of dims and integers, e.g. `in=C+1`")
+                extra = "" if arg.name in ("in", "out") else ", a dimension or an `int` hyperparameter"
+                hint = "sizes may be sums and products of dims and integers, e.g. `in=C+1`"
+                if extra and isinstance(value, ast.Name):
+                    hint = f"declare it as an integer: `hyper {value.name} : int = 8`"
+                self.error(f"`{arg.name}` must be a positive integer{extra or ' or a dimension'}", value.span, hint)
                 return None
             sizes[arg.name] = dim
             options[allowed[arg.name]] = dim
@@ -320,6 +325,12 @@ class DeclarationMixin:
         return value
 
 
+def net_size_names(d: ast.Decl) -> set[str]:
+    """The names the size options of a `net` declaration use (its dims are needed at construction)."""
+    return {n for arg in d.net_args if isinstance(arg, ast.Keyword) and arg.name != "init"
+            for n in _names_in(arg.value)}
+
+
 def _names_in(e: ast.Expr) -> list[str]:
     """The names a size expression (`C + 1`, `2*n`) uses."""
     if isinstance(e, ast.Name):
@@ -329,3 +340,9 @@ def _names_in(e: ast.Expr) -> list[str]:
     if isinstance(e, ast.Unary):
         return _names_in(e.operand)
     return []
+
+
+def _int_hyper(scope: dict, name: str) -> bool:
+    """`name` is an `int` hyperparameter (a sub-network's width, depth or kernel may be one)."""
+    sym = scope.get(name)
+    return sym is not None and sym.kind == "hyper" and sym.type is not None and sym.type.dtype == INT

@@ -190,7 +190,7 @@ class DiffFormMixin:
             return None
         level = max(x.level, h.level, ir.LAYER if sym.per_layer else ir.FORWARD)
         return ir.Node("net_call", [x, h], Type(REAL, tuple(h.type.shape), x.type.batched or h.type.batched),
-                       e.span, level, {"name": sym.name, "per_layer": sym.per_layer})
+                       e.span, level, {"name": sym.name, "per_layer": sym.per_layer, "kind": "convgru"})
 
 
 def depth_symbol(span) -> Symbol:

@@ -8,7 +8,7 @@ import math
 from .. import ast, ir
 from ..ast import DimExpr
 from ..diagnostics import Diagnostic, Span, did_you_mean
-from ..operators import INTERNAL_OPERATORS, OPERATORS, SPECIAL_FORMS, Arg, function_names
+from ..operators import INTERNAL_OPERATORS, OPERATORS, SPECIAL_FORMS, SYNONYMS, Arg, function_names
 from ..types import INT, OPERATOR, REAL, ShapeError, Type
 from .diff_forms import AUTODIFF_FORMS
 from .names import BINARY_OPS, PY_OPS, USER_OPERATORS, Symbol, kind_noun, with_article
@@ -227,7 +227,8 @@ class ExpressionMixin:
                                e.func.span, f"apply a matrix with `@`: `{name} @ {arg}`" if sym.type.rank == 2
                                else f"for a product write `{name} * {arg}`")
                     return None
-                hint = did_you_mean(name, function_names()) or "`unrollc ops` lists the operators"
+                hint = (f"the language writes it `{SYNONYMS[name]}`" if name in SYNONYMS else
+                        did_you_mean(name, function_names()) or "`unrollc ops` lists the operators")
                 self.error(f"unknown operator `{name}`", e.func.span, hint)
                 return None
             arg_exprs = list(e.args)
@@ -338,11 +339,11 @@ class ExpressionMixin:
         if py and opname in ("add", "sub", "mul") and all(isinstance(a.static, int) for a in args):
             static = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y}[opname](
                 args[0].static, args[1].static)
-        elif opname in ("add", "mul") and all(isinstance(a.static, (int, DimExpr)) for a in args) \
+        elif opname in ("add", "sub", "mul") and all(isinstance(a.static, (int, DimExpr)) for a in args) \
                 and any(isinstance(a.static, DimExpr) for a in args):
-            # dimension arithmetic (`nx*nz`, `2*h + 1`): stays symbolic for shape rules like `reshape`
+            # dimension arithmetic (`nx*nz`, `2*h + 1`, `n - 1`): stays symbolic for shape rules like `reshape`
             x, y = (DimExpr.of(a.static) for a in args)
-            static = x + y if opname == "add" else x * y
+            static = x + y if opname == "add" else x + DimExpr.of(-1) * y if opname == "sub" else x * y
         return ir.Node(opname, args, out, span, level, {"statics": tuple(a.static for a in emit_args)}, py=py,
                        static=static)
 

@@ -63,7 +63,7 @@ PY_OPS = {"add", "sub", "mul", "div", "pow", "neg", "lt", "gt", "le", "ge", "eq"
 
 FLAGS_TRAIN = ("learned", "fixed")
 FLAGS_TYING = ("shared", "per_layer")
-FLAGS_CONSTRAINT = ("positive", "nonnegative", "range", "unit_columns")
+FLAGS_CONSTRAINT = ("positive", "nonnegative", "range", "unit_columns", "zero_mean", "unit_norm")
 ALL_FLAGS = FLAGS_TRAIN + FLAGS_TYING + FLAGS_CONSTRAINT
 
 

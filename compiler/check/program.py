@@ -8,16 +8,18 @@ import keyword
 from .. import ast, ir
 from ..diagnostics import DiagnosticSink, Source, did_you_mean
 from ..types import BOOL, INT, OPERATOR, Type
-from .declarations import DeclarationMixin
+from .declarations import DeclarationMixin, net_size_names
 from .diff_forms import DiffFormMixin, depth_symbol
 from .expressions import ExpressionMixin
 from .names import IDENTIFIER, Symbol, kind_noun, with_article
 from .scope import ScopeMixin
+from .slicing import SliceMixin
 from .special_forms import SpecialFormMixin
 from .statements import StatementMixin
 
 
-class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, StatementMixin, DiffFormMixin):
+class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, DeclarationMixin, StatementMixin,
+              DiffFormMixin):
     """Checks one spec against its own annotations; `run()` returns the typed program."""
 
     def __init__(self, spec: ast.Spec, source: Source, layers: int | None = None):
@@ -77,6 +79,7 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
                              if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const}
         construction_dims |= {n for d in decls if d.kind == "param" and d.type is not None
                               for dim in (d.type.dims or []) for n in dim.names()}
+        construction_dims |= {n for d in decls if d.kind == "net" for n in net_size_names(d)}  # sub-network sizes
         # dims first (they may be used by any type)
         for d in decls:
             if d.kind == "dim" and self._declare(Symbol(d.name, "dim", Type(INT), ir.CONST, d.span)):
@@ -157,7 +160,7 @@ class Checker(ScopeMixin, ExpressionMixin, SpecialFormMixin, DeclarationMixin, S
                 else:
                     self._poison(d.name, "noise", d.span)
             elif d.kind == "net":
-                net = self._net(d, data_dims)
+                net = self._net(d)
                 if net is not None:
                     nets.append(net)
                 else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .. import ast, ir
 from ..ast import DimExpr
-from ..diagnostics import did_you_mean
+from ..diagnostics import Span, did_you_mean
 from ..types import COMPLEX, INT, REAL, Type, shape_str
 from .names import Symbol, kind_noun, with_article
 
@@ -123,8 +123,12 @@ class SpecialFormMixin:
 
 
     def _net_call(self, e: ast.Call, sym: Symbol):
-        if len(e.args) != 1 or e.kwargs:
-            self.error(f"the sub-network `{sym.name}` takes one argument", e.span)
+        info = self._net_info[sym.name]
+        if not e.args or e.kwargs or (len(e.args) > 1 and info.kind != "mlp"):
+            extra = " (an MLP may take several: their features are concatenated)" if info.kind == "cnn" else ""
+            self.error(f"the sub-network `{sym.name}` takes one argument{extra}", e.span,
+                       f"stack the channels into one image: `{sym.name}(cat(a, b, ...))`" if info.kind == "cnn"
+                       else None)
             return None
         if self.context not in ("step", "final", "let", "state"):
             self.error(f"the sub-network `{sym.name}` cannot be used here", e.span)
@@ -133,28 +137,58 @@ class SpecialFormMixin:
             self.error(f"the per-layer sub-network `{sym.name}` can only be used inside `step:`", e.span,
                        "it has one copy per layer; outside the loop there is no layer to choose")
             return None
-        arg = self.expr(e.args[0])
-        if arg is None:
+        args = [self.expr(a) for a in e.args]
+        if any(a is None for a in args):
             return None
-        info = self._net_info[sym.name]
         kind, size_in, size_out = info.kind, info.in_size, info.out_size
-        t = arg.type
-        if t.dtype == COMPLEX:
-            self.error(f"the sub-network `{sym.name}` needs a real input, got {t}", e.args[0].span,
-                       "split a complex value into channels: `cat(real(v), imag(v))`")
+        for a, a_ast in zip(args, e.args):
+            if a.type.dtype == COMPLEX:
+                self.error(f"the sub-network `{sym.name}` needs a real input, got {a.type}", a_ast.span,
+                           "split a complex value into channels: `cat(real(v), imag(v))`")
+                return None
+        t = args[0].type
+        if kind == "cnn":
+            if t.rank < 3 or t.shape[-3] != size_in:
+                self.error(f"the CNN `{sym.name}` takes images [{size_in}, h, w] (channels first), got {t}",
+                           e.args[0].span, "stack channels with `cat(a, b, ...)` (an image [h, w] counts as one "
+                                           "channel), or give the state a channel axis: `real[1, h, w]`")
+                return None
+            shape = t.shape[:-3] + (size_out,) + t.shape[-2:]
+        else:
+            shape = self._mlp_features(sym.name, args, e.args, size_in, size_out)
+            if shape is None:
+                return None
+        level = max([a.level for a in args] + [ir.LAYER if sym.per_layer else ir.FORWARD])
+        return ir.Node("net_call", args, Type(REAL, shape, any(a.type.batched for a in args)), e.span, level,
+                       {"name": sym.name, "per_layer": sym.per_layer, "kind": kind})
+
+    def _mlp_features(self, name: str, args: list, spans: list, size_in, size_out):
+        """An MLP call `G(v, t, ...)`: the first argument's rows [..., k] (leading axes are rows, each mapped
+        on its own), extra arguments (a scalar such as the time, or rows of the same leading axes)
+        concatenated to its features; the features must number `in`.  The result shape, or None."""
+        first = args[0].type
+        if first.rank < 1:
+            self.error(f"the MLP `{name}` takes vectors (or rows [..., {size_in}]), got {first}", spans[0].span)
             return None
-        if kind == "cnn" and (t.rank != 3 or t.shape[0] != size_in):
-            self.error(f"the CNN `{sym.name}` takes images [{size_in}, h, w] (channels first), got {t}",
-                       e.args[0].span, "stack channels with `cat(a, b, ...)` (an image [h, w] counts as one "
-                                       "channel), or give the state a channel axis: `real[1, h, w]`")
+        lead, total = first.shape[:-1], first.shape[-1]
+        for a, a_ast in zip(args[1:], spans[1:]):
+            t = a.type
+            if t.rank == 0:
+                total = total + DimExpr.of(1)
+            elif t.shape[:-1] == lead:
+                total = total + t.shape[-1]
+            else:
+                self.error(f"an extra input of the MLP `{name}` is a scalar or rows {shape_str(lead + ('k',))} "
+                           f"like the first, got {t}", a_ast.span)
+                return None
+        if total != size_in:
+            what = "vectors" if len(args) == 1 else "features (all arguments together)"
+            self.error(f"the MLP `{name}` takes {what} of length {size_in}, got {total} ({first}"
+                       + "".join(f", {a.type}" for a in args[1:]) + ")", spans[0].span if len(args) == 1 else
+                       _joined(spans), "an extra scalar argument (the time) counts as one feature: `in=n+1`"
+                       if len(args) > 1 else None)
             return None
-        if kind == "mlp" and (t.rank != 1 or t.shape[0] != size_in):
-            self.error(f"the MLP `{sym.name}` takes vectors of length {size_in}, got {t}", e.args[0].span)
-            return None
-        shape = (size_out,) + t.shape[1:]
-        level = max(arg.level, ir.LAYER if sym.per_layer else ir.FORWARD)
-        return ir.Node("net_call", [arg], Type(REAL, shape, t.batched), e.span, level,
-                       {"name": sym.name, "per_layer": sym.per_layer})
+        return lead + (size_out,)
 
     def _op_apply(self, e: ast.Call, sym: Symbol, adjoint: bool):
         op_t = sym.type
@@ -175,3 +209,8 @@ class SpecialFormMixin:
         return ir.Node("op_apply", [arg], Type(dtype if dtype != INT else REAL, tuple(out), arg.type.batched),
                        e.span, max(arg.level, ir.FORWARD), {"name": sym.name, "adjoint": adjoint})
 
+
+def _joined(exprs: list) -> Span:
+    """The span from the first argument to the last."""
+    first, last = exprs[0].span, exprs[-1].span
+    return Span(first.line, first.column, last.end_line, last.end_column)

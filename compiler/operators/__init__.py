@@ -10,7 +10,9 @@ One operator is one `register(Operator(...))` call in the module of its concern:
   reductions.py   sum, mean, norm, max, min, dot, nnz; argmax, onehot, where
   fourier.py      fft family, otf, conv2/conv2_adj, kernel padding/cropping/support, stft/istft
   imaging.py      conv2z, chanmix, patches, resampling, finite differences
+  arrays.py       sqdist, diag, trace, diff / diff_adj, shift
   probability.py  softmax, logsoftmax, logsumexp; max/min along an axis (`max(v, axis=k)`)
+  diffusion.py    conv2s/conv2s_adj (symmetric boundary), influence functions rbf, pwl
 
 The entry carries the shape rule, the emission (or the name of its kernel in unroll.runtime), the
 LaTeX, a numpy reference and the documentation from which `unrollc ops` and the operator tables of
@@ -24,7 +26,9 @@ from dataclasses import dataclass
 
 from . import (  # noqa: F401 (register)
     arithmetic,
+    arrays,
     autodiff,
+    diffusion,
     elementwise,
     fourier,
     imaging,
@@ -68,6 +72,7 @@ __all__ = [
     "P_UNARY",
     "SPECIAL_FORMS",
     "SPECIAL_FORM_DOCS",
+    "SYNONYMS",
     "Arg",
     "EmitContext",
     "Emitted",
@@ -129,8 +134,19 @@ SPECIAL_FORMS = {form.name: form.doc for form in SPECIAL_FORM_DOCS}
 
 # registry entries reached through syntax (`a + b`, `-a`, `a @ b`, `a < b`), not by name
 INTERNAL_OPERATORS = frozenset({"add", "sub", "mul", "div", "pow", "neg", "matmul", "lt", "gt", "le", "ge", "eq", "ne"})
-# ... and the keyword forms of an operator (`max(v, axis=k)` is the entry `max_axis`), documented with it
-INTERNAL_OPERATORS |= frozenset(name for name, op in OPERATORS.items() if "keyword_form_of" in op.extra)
+# the keyword forms of an operator (`max(v, axis=k)` is the entry `max_axis`), documented with it
+# ... and the syntax forms of other modules (slices `x[1:]`: arrays.py)
+INTERNAL_OPERATORS |= frozenset(name for name, op in OPERATORS.items()
+                                if "keyword_form_of" in op.extra or "syntax" in op.extra)
+
+
+# names from numpy / torch that new users reach for, and how the language spells them (unknown-operator hints)
+SYNONYMS = {
+    "roll": "shift(v, k, axis)", "diagonal": "diag(M)", "diag_embed": "diag(v)", "tr": "trace(M)",
+    "lse": "logsumexp(v, axis)", "log_softmax": "logsoftmax(v, axis)", "amax": "max(v, axis=k)",
+    "amin": "min(v, axis=k)", "cdist": "sqdist(X, Y) (squared distances)", "pdist": "sqdist(X, X)",
+    "gradient": "diff(v, axis)", "matmul": "A @ x",
+}
 
 
 def lookup(name: str) -> Operator | None:

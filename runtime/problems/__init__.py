@@ -29,7 +29,7 @@ class Problem:
     test_truth: torch.Tensor
     output: str                           # the output compared with the truth
     state: str | None = None              # the state traced layer by layer (None: no per-layer curve)
-    metric: str = "nmse"                  # "nmse" (dB, lower is better) | "psnr" (dB) | "ser" (symbol errors)
+    metric: str = "nmse"                  # a name in unroll.runtime.demo.METRICS
     layers: int = 8
     lr: float = 5e-3
     batch: int = 32
@@ -66,4 +66,5 @@ def known_specs() -> list[str]:
 
 
 def _load_all() -> None:
-    from . import diff, imaging, signals, sparse  # noqa: F401  (registering is their import side effect)
+    # registering is their import side effect
+    from . import diff, dynamics, imaging, inference, signals, sparse  # noqa: F401
