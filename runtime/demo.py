@@ -37,10 +37,10 @@ def quality(metric: str, estimate: torch.Tensor, truth: torch.Tensor) -> float:
     raise ValueError(f"unknown metric `{metric}`")
 
 
-def select(net, outputs, name: str):
-    if len(net.output_names) == 1:
-        return outputs
-    return outputs[net.output_names.index(name)]
+def select(net, outputs, problem: Problem):
+    """The estimate compared with the truth: the output `problem.output`, or `problem.estimate` of all."""
+    named = dict(zip(net.output_names, (outputs,) if len(net.output_names) == 1 else outputs))
+    return problem.estimate(named) if problem.estimate is not None else named[problem.output]
 
 
 def per_layer(net, problem: Problem) -> list[float] | None:
@@ -54,7 +54,7 @@ def per_layer(net, problem: Problem) -> list[float] | None:
 
 def final(net, problem: Problem) -> float:
     with torch.no_grad():
-        return quality(problem.metric, select(net, net(**problem.test_inputs), problem.output), problem.test_truth)
+        return quality(problem.metric, select(net, net(**problem.test_inputs), problem), problem.test_truth)
 
 
 def train(net, problem: Problem, steps: int, seed: int, progress: bool = True, out=print) -> None:
@@ -69,7 +69,7 @@ def train(net, problem: Problem, steps: int, seed: int, progress: bool = True, o
     for _ in bar:
         idx = torch.randint(0, size, (min(problem.batch, size),), generator=gen)
         batch = {name: value[idx] for name, value in problem.train_inputs.items()}
-        estimate = select(net, net(**batch), problem.output)
+        estimate = select(net, net(**batch), problem)
         loss = (estimate - problem.train_truth[idx]).abs().square().mean()
         optimiser.zero_grad()
         loss.backward()

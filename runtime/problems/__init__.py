@@ -35,6 +35,8 @@ class Problem:
     batch: int = 32
     steps: int = 300                      # default training steps of the demo
     note: str = ""                        # what the untrained network is (the classical baseline)
+    # the estimate compared with the truth, from the outputs by name (default: the output `output`)
+    estimate: Callable[[dict], torch.Tensor] | None = None
     load_options: dict = field(default_factory=dict)
 
 

@@ -111,3 +111,37 @@ def tnrd(gen, dtype):
                    data, {"f": noisy_tr}, clean_tr, {"f": noisy_te}, clean_te, output="u", state="u",
                    metric="psnr", layers=5, lr=5e-3, batch=8,
                    note="zero influence functions: the untrained network returns the noisy image")
+
+
+# ---------------------------------------------------------------- G2 cnf_euler
+@register("cnf_euler")
+def cnf_euler(gen, dtype):
+    """The flow of a known linear field dz/dt = A z: target exp(A T) z0; training the field's parameters
+    corrects Euler's O(h) error at the network's depth."""
+    d, k, T = 3, 8, 1.0
+    A = 0.8 * randn(gen, d, d)
+    flow = torch.linalg.matrix_exp(A * T)
+    z_tr, z_te = randn(gen, 512, d), randn(gen, 256, d)
+    data = {"A0": A.to(dtype), "W0": (0.5 * randn(gen, k, d)).to(dtype), "T": T}
+    return Problem(f"flow of a linear field dz/dt = A z in R^{d} over T = {T:g} (target exp(A T) z0), Euler steps",
+                   data, {"z0": z_tr.to(dtype)}, (z_tr @ flow.T).to(dtype), {"z0": z_te.to(dtype)},
+                   (z_te @ flow.T).to(dtype), output="z", layers=4, lr=3e-3, steps=300,
+                   note="explicit Euler with the exact field")
+
+
+# ---------------------------------------------------------------- G5 durr
+@register("durr")
+def durr(gen, dtype):
+    size = 16
+    lap = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    clean_tr, clean_te = cartoon_images(gen, 64, size, size), cartoon_images(gen, 32, size, size)
+    sigma_tr = 0.05 + 0.15 * torch.rand(64, 1, 1, generator=gen, dtype=torch.float64)  # blind: mixed levels
+    sigma_te = 0.05 + 0.15 * torch.rand(32, 1, 1, generator=gen, dtype=torch.float64)
+    noisy_tr = clean_tr + sigma_tr * randn(gen, 64, size, size)
+    noisy_te = clean_te + sigma_te * randn(gen, 32, size, size)
+    clean_tr, clean_te, noisy_tr, noisy_te = _cast(dtype, clean_tr[:, None], clean_te[:, None], noisy_tr[:, None],
+                                                   noisy_te[:, None])
+    return Problem(f"blind denoising: {size}x{size} cartoon images, noise sigma uniform in [0.05, 0.2]",
+                   {"lap": lap.to(dtype), "tol": 0.02}, {"y": noisy_tr}, clean_tr, {"y": noisy_te}, clean_te,
+                   output="x", metric="psnr", layers=10, lr=1e-3, batch=16,
+                   note="heat diffusion stopped per sample by the relative-change rule")

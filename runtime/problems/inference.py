@@ -157,3 +157,50 @@ def sinkhorn_autoencoder(gen, dtype):
                    "Zp": Zp_tr.to(dtype)}, X_tr.to(dtype), {"X": X_te.to(dtype), "Zp": Zp_te.to(dtype)},
                    X_te.to(dtype), output="Xhat", layers=30, lr=1e-2, steps=300,
                    note="random linear encoder and decoder")
+
+
+# ---------------------------------------------------------------- E5 neural_em, rnn_em
+def _object_images(gen, batch, D, K, hd, B_true, sigma):
+    """Images whose pixels each come from one of K 'objects' B* theta_k, plus noise (Greff et al.'s model)."""
+    latents = randn(gen, batch, K, hd)
+    owner = torch.randint(K, (batch, D), generator=gen)
+    objects = latents @ B_true.T  # [batch, K, D]
+    clean = torch.gather(objects, 1, owner[:, None, :]).squeeze(1)
+    return clean + sigma * randn(gen, batch, D), clean
+
+
+def _mixture_reconstruction(outputs):
+    """The image the mixture explains: sum_k gamma_k * psi_k (pixel by pixel)."""
+    return (outputs["gamma"] * outputs["psi_out"]).sum(-2)
+
+
+def _em_problem(gen, dtype, name):
+    D, K, hd, sigma = 16, 2, 3, 0.25
+    B_true = randn(gen, D, hd)
+    x_tr, c_tr = _object_images(gen, 512, D, K, hd, B_true, 0.3 * sigma)
+    x_te, c_te = _object_images(gen, 128, D, K, hd, B_true, 0.3 * sigma)
+    noise = lambda b: randn(gen, b, K, hd).to(dtype)
+    if name == "neural_em":
+        data = {"B0": randn(gen, D, hd).to(dtype), "K": K, "sigma": sigma, "eta": 0.003}  # eta ||B||^2 / sigma^2 < 2
+        note = "N-EM with a random linear decoder (one gradient M-step per layer)"
+    else:
+        squash = torch.sigmoid
+        x_tr, c_tr, x_te, c_te = squash(x_tr), squash(c_tr), squash(x_te), squash(c_te)
+        data = {"Wx0": randn(gen, hd, D).to(dtype), "Wh0": (0.5 * randn(gen, hd, hd)).to(dtype),
+                "Wy0": randn(gen, D, hd).to(dtype), "K": K, "sigma": sigma}
+        note = "RNN-EM with random weights"
+    return Problem(f"perceptual grouping: {D}-pixel images whose pixels belong to one of {K} objects; target: the "
+                   "clean image as the mixture explains it (sum_k gamma_k psi_k)", data,
+                   {"x": x_tr.to(dtype), "theta0": noise(512)}, c_tr.to(dtype),
+                   {"x": x_te.to(dtype), "theta0": noise(128)}, c_te.to(dtype), output="psi_out", layers=5,
+                   lr=1e-2, batch=64, steps=300, note=note, estimate=_mixture_reconstruction)
+
+
+@register("neural_em")
+def neural_em(gen, dtype):
+    return _em_problem(gen, dtype, "neural_em")
+
+
+@register("rnn_em")
+def rnn_em(gen, dtype):
+    return _em_problem(gen, dtype, "rnn_em")
