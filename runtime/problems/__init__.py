@@ -68,5 +68,4 @@ def known_specs() -> list[str]:
 
 
 def _load_all() -> None:
-    # registering is their import side effect
-    from . import dynamics, imaging, inference, signals, sparse  # noqa: F401
+    from . import dynamics, imaging, inference, signals, sparse  # noqa: F401  (registering is their import side effect)
