@@ -180,3 +180,33 @@ def test_training_beats_the_untrained_network_on_held_out_images(name):
     with torch.no_grad():
         trained = _expected_reconstruction(net, x_te, th_te).item()
     assert_beats_classical(trained, untrained, 0.7, f"{name} reconstruction (untrained network at the same depth)")
+
+
+def test_neural_em_M_step_through_a_nonlinear_decoder_equals_finite_differences():
+    """With the MLP part of the decoder non-zero, one M-step θ + η Jᵀ(γ ⊙ (x − ψ))/σ² against Jᵀ from central
+    differences of the decoder ψ(θ) = θBᵀ + c + G(θ) evaluated without autograd."""
+    torch.manual_seed(3)
+    rng = np.random.default_rng(13)
+    net = unroll.load("neural_em", layers=1)(B0=rng.standard_normal((D, HD)), K=K, sigma=SIGMA, eta=0.05)
+    with torch.no_grad():
+        for p in net.G.parameters():
+            p.normal_(0, 0.5)
+    x = torch.tensor(_mixture_images(1, 14))[0]
+    theta0 = torch.tensor(rng.standard_normal((K, HD)))
+    with torch.no_grad():
+        theta1, gamma, _, _ = net(x, theta0=theta0)
+
+        def decoder(theta):
+            return theta @ net.B.T + net.c + net.G(theta)
+
+        psi = decoder(theta0)
+        r = gamma * (x - psi)  # [K, D]
+        step = 1e-6
+        jtr = torch.zeros(K, HD, dtype=torch.float64)
+        for k in range(K):
+            for j in range(HD):
+                e = torch.zeros(K, HD, dtype=torch.float64)
+                e[k, j] = step
+                jtr[k, j] = ((decoder(theta0 + e) - decoder(theta0 - e)) / (2 * step) * r).sum()
+    assert torch.allclose(theta1, theta0 + 0.05 * jtr / SIGMA ** 2, rtol=1e-7, atol=1e-8)
+    assert not torch.allclose(theta1, theta0 + 0.05 * (r @ net.B) / SIGMA ** 2, rtol=1e-3)  # G matters here
