@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 import unroll
 from training_helpers import adam, assert_beats_classical
 
@@ -89,7 +88,7 @@ def test_neural_em_is_finite_for_logits_a_thousand_apart():
     theta0[0, 1] = 40.0  # component 1 far away: logits differ by about 10^3..10^4
     x = np.zeros((1, D))
     net = unroll.load("neural_em", layers=3)(B0=B0, K=K, sigma=0.5, eta=0.01)
-    theta, gamma, psi = net(torch.tensor(x), theta0=torch.tensor(theta0))
+    theta, gamma, _, _ = net(torch.tensor(x), theta0=torch.tensor(theta0))
     assert torch.isfinite(theta).all() and torch.isfinite(gamma).all()
     assert torch.allclose(gamma.sum(1), torch.ones(1, D, dtype=torch.float64), rtol=0, atol=1e-15)
     assert torch.equal(gamma[0, 0, :HD], torch.ones(HD, dtype=torch.float64))
@@ -136,8 +135,8 @@ def _rnn_reference(x, theta, Wx, Wh, Wy, b, sigma, layers):
 
 def _rnn_weights(seed):
     rng = np.random.default_rng(seed)
-    return dict(Wx0=rng.standard_normal((HD, D)), Wh0=rng.standard_normal((HD, HD)) * 0.5,
-                Wy0=rng.standard_normal((D, HD)))
+    return {"Wx0": rng.standard_normal((HD, D)), "Wh0": rng.standard_normal((HD, HD)) * 0.5,
+            "Wy0": rng.standard_normal((D, HD))}
 
 
 def test_rnn_em_equals_a_numpy_loop():
@@ -147,7 +146,7 @@ def test_rnn_em_equals_a_numpy_loop():
     net = unroll.load("rnn_em", layers=5)(**weights, K=K, sigma=SIGMA)
     with torch.no_grad():
         trace = net.trace(torch.tensor(x), theta0=torch.tensor(theta0))
-        _, _, psi = net(torch.tensor(x), theta0=torch.tensor(theta0))
+        _, _, psi, _ = net(torch.tensor(x), theta0=torch.tensor(theta0))
     for b in range(3):
         thetas, gammas, psi_ref = _rnn_reference(x[b], theta0[b], weights["Wx0"], weights["Wh0"], weights["Wy0"],
                                                  np.zeros(HD), SIGMA, 5)
@@ -159,8 +158,9 @@ def test_rnn_em_equals_a_numpy_loop():
 
 
 def _expected_reconstruction(net, x, theta0):
-    _, gamma, psi = net(x, theta0=theta0)
-    return ((gamma * psi).sum(1) - x).pow(2).mean()
+    _, gamma, psi, xhat = net(x, theta0=theta0)
+    assert torch.allclose(xhat, (gamma * psi).sum(1), rtol=1e-14, atol=0)
+    return (xhat - x).pow(2).mean()
 
 
 @pytest.mark.parametrize("name", ["neural_em", "rnn_em"])
@@ -180,3 +180,33 @@ def test_training_beats_the_untrained_network_on_held_out_images(name):
     with torch.no_grad():
         trained = _expected_reconstruction(net, x_te, th_te).item()
     assert_beats_classical(trained, untrained, 0.7, f"{name} reconstruction (untrained network at the same depth)")
+
+
+def test_neural_em_M_step_through_a_nonlinear_decoder_equals_finite_differences():
+    """With the MLP part of the decoder non-zero, one M-step θ + η Jᵀ(γ ⊙ (x − ψ))/σ² against Jᵀ from central
+    differences of the decoder ψ(θ) = θBᵀ + c + G(θ) evaluated without autograd."""
+    torch.manual_seed(3)
+    rng = np.random.default_rng(13)
+    net = unroll.load("neural_em", layers=1)(B0=rng.standard_normal((D, HD)), K=K, sigma=SIGMA, eta=0.05)
+    with torch.no_grad():
+        for p in net.G.parameters():
+            p.normal_(0, 0.5)
+    x = torch.tensor(_mixture_images(1, 14))[0]
+    theta0 = torch.tensor(rng.standard_normal((K, HD)))
+    with torch.no_grad():
+        theta1, gamma, _, _ = net(x, theta0=theta0)
+
+        def decoder(theta):
+            return theta @ net.B.T + net.c + net.G(theta)
+
+        psi = decoder(theta0)
+        r = gamma * (x - psi)  # [K, D]
+        step = 1e-6
+        jtr = torch.zeros(K, HD, dtype=torch.float64)
+        for k in range(K):
+            for j in range(HD):
+                e = torch.zeros(K, HD, dtype=torch.float64)
+                e[k, j] = step
+                jtr[k, j] = ((decoder(theta0 + e) - decoder(theta0 - e)) / (2 * step) * r).sum()
+    assert torch.allclose(theta1, theta0 + 0.05 * jtr / SIGMA ** 2, rtol=1e-7, atol=1e-8)
+    assert not torch.allclose(theta1, theta0 + 0.05 * (r @ net.B) / SIGMA ** 2, rtol=1e-3)  # G matters here

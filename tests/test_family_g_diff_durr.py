@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 import unroll
 from training_helpers import adam, assert_beats_classical, best_on_grid
 
@@ -148,7 +147,7 @@ def test_convgru_cell_matches_the_gru_equations_and_passes_gradcheck():
                                    for c in range(v.shape[0]))
         return out
 
-    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    sig = lambda v: 1 / (1 + np.exp(-v))
     gw, gb = cell.gates.weight.detach().numpy(), cell.gates.bias.detach().numpy()
     cw, cb = cell.candidate.weight.detach().numpy(), cell.candidate.bias.detach().numpy()
     out = cell(x, h).detach().numpy()
