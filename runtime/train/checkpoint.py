@@ -11,16 +11,13 @@ or a network to load into, a load that does not match fails with a message namin
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from unroll.compiler.driver import VERSION, compile_source, make_options, resolve_spec
-from unroll.runtime.loader import cache_dir, compiler_fingerprint
-from unroll.runtime.module import UnrolledModule
+from unroll.compiler.driver import VERSION, make_options, resolve_spec
+from unroll.runtime.loader import load_text
 
 FORMAT = "unroll-checkpoint-1"
 OPTION_NAMES = ("layers", "tie", "untie", "learn", "freeze", "class_name")
@@ -56,26 +53,7 @@ def recipe(spec, **options) -> Recipe:
 
 def compile_recipe(rec: Recipe):
     """The generated class of a recipe (from the spec text itself; cached on disk like unroll.load)."""
-    options = make_options(**rec.options)
-    key_text = f"{compiler_fingerprint()}\0{rec.spec_text}\0{options.text()}"  # the key of unroll.load
-    key = hashlib.sha256(key_text.encode()).hexdigest()[:20]
-    target = cache_dir() / f"{rec.spec_name}_{key}.py"
-    if not target.exists():
-        source = compile_source(rec.spec_text, f"{rec.spec_name}.unroll", options)
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(source)
-        tmp.replace(target)
-    module_name = f"unroll_generated_{rec.spec_name}_{key}"
-    module = sys.modules.get(module_name)
-    if module is None:
-        spec_obj = importlib.util.spec_from_file_location(module_name, target)
-        module = importlib.util.module_from_spec(spec_obj)
-        sys.modules[module_name] = module
-        spec_obj.loader.exec_module(module)
-    for value in vars(module).values():
-        if isinstance(value, type) and issubclass(value, UnrolledModule) and value is not UnrolledModule:
-            return value
-    raise RuntimeError(f"no network class in the compiled {rec.spec_name}")  # unreachable for compiler output
+    return load_text(rec.spec_text, rec.spec_name, f"{rec.spec_name}.unroll", **rec.options)
 
 
 def build_net(spec, task=None, arguments: dict | None = None, dtype=torch.float32, device="cpu", **options):
