@@ -43,7 +43,7 @@ def plugin_step(gen, dtype):
     A, x_tr, x_te, d_tr, d_te = _cast(dtype, A, x_tr, x_te, d_tr, d_te)
     return Problem(f"sparse coding: A {n}x{m} Gaussian with unit columns, Bernoulli(0.1)·N(0,1) codes, SNR 30 dB",
                    {"A": A, "lam": 0.05, "width": 64}, {"d": d_tr}, x_tr, {"d": d_te}, x_te,
-                   output="x", state="x", layers=8, lr=1e-3, steps=800,
+                   output="x", state="x", layers=8, lr=3e-3, steps=800,
                    note="ISTA (the network step D starts at zero)")
 
 
