@@ -7,6 +7,8 @@ float64 throughout."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -207,7 +209,7 @@ def test_plugin_step_rejects_a_nonpositive_lam():
 def _sequential(widths, seed):
     torch.manual_seed(seed)
     layers = []
-    for a, b in zip(widths[:-1], widths[1:]):
+    for a, b in itertools.pairwise(widths):
         layers += [torch.nn.Linear(a, b, dtype=torch.float64), torch.nn.ReLU()]
     return torch.nn.Sequential(*layers)
 
@@ -329,7 +331,7 @@ def test_rnn_elman_runs_any_sequence_length_and_traces_every_step():
     net = unroll.load("rnn_elman")(**data)
     for T in (1, 3, 11):
         xs = torch.randn(2, T, 2, dtype=torch.float64)
-        o, s = net(xs)
+        o, _s = net(xs)
         torch.testing.assert_close(o, read_out(rnn(xs)[0]), rtol=1e-13, atol=1e-14)
     trace = net.trace(xs)
     assert len(trace) == 12
