@@ -255,7 +255,7 @@ def test_mlp_as_iteration_with_differing_widths_is_the_zero_padded_iteration():
 
 def test_mlp_as_iteration_needs_one_weight_slice_per_layer():
     W0, b0 = torch.zeros(2, 3, 3, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64)
-    with pytest.raises(ValueError, match="W0"):
+    with pytest.raises(ValueError, match="W0: axis 0 is `K` = 2, but the spec needs `K` >= 3"):
         unroll.load("mlp_as_iteration", layers=3)(W0=W0, b0=b0)
     # more slices than layers: the first ones are used
     seq = _sequential([3, 3, 3, 3], seed=2)
@@ -338,6 +338,15 @@ def test_rnn_elman_runs_any_sequence_length_and_traces_every_step():
     torch.testing.assert_close(torch.stack([t["s"] for t in trace[1:]], 1), rnn(xs)[0], rtol=1e-13, atol=1e-14)
     one, _ = net(xs[0])  # one unbatched sequence
     torch.testing.assert_close(one, o[0], rtol=1e-14, atol=1e-15)
+
+
+def test_rnn_elman_explains_its_two_equations():
+    from unroll.compiler.driver import check_source
+    from unroll.compiler.explain import explain
+
+    latex = explain(check_source(shipped_specs()["rnn_elman"].read_text(), "rnn_elman.unroll"), latex_only=True)
+    assert "s^{(l+1)} &= \\tanh\\left(W s^{(l)} + U \\mathrm{xs}_{[l]} + b\\right)" in latex, latex
+    assert "o_{[l]} &= V s^{(l+1)} + c" in latex, latex
 
 
 def test_rnn_elman_trains_on_its_catalog_task():
