@@ -41,6 +41,7 @@ ROUTES = {
     "dublid": "dynamo",
     "fbpconvnet": "dynamo32",
     "fista": "legacy",
+    "generic_unroll": "legacy",
     "hosseini_dense_pgd": "dynamo32",
     "hqs_generic": r"`linalg_solve` \(the spec's `solve`\)",
     "iht": "legacy",
@@ -58,12 +59,15 @@ ROUTES = {
     "lsparcom": "dynamo",
     "misi": "dynamo32",  # onnxruntime's Atan is float32 only
     "misi_unfolded": "dynamo32",
+    "mlp_as_iteration": "legacy",
     "ml_csc_layered": "legacy",
     "ml_ista": "legacy",
     "nmf_mu": "legacy",
     "pdhg": "legacy",
+    "plugin_step": "legacy",
     "perrone_tv_blind": "dynamo",
     "prox_linear_psse": r"`matrix_norm` \(the spec's `opnorm`\)",
+    "rnn_elman": "dynamo",  # `o[layer] = ...` is select_scatter (no TorchScript export); the graph has the export's T
     "rpca_ista": SVD,
     "schuler_deblur": "dynamo32",
     "scn": "legacy32",
