@@ -22,7 +22,7 @@ import copy
 from dataclasses import fields, is_dataclass
 
 from . import ast
-from .check.names import name_problem
+from .check.names import kind_noun, name_problem, with_article
 from .diagnostics import Diagnostic, Span, did_you_mean
 from .operators import OPERATORS, SPECIAL_FORMS, function_names
 
@@ -66,7 +66,7 @@ class _Expander:
             ok = False
         elif fn.name in self.decls:
             d = self.decls[fn.name]
-            self.error(f"`{fn.name}` is already declared (as {_noun(d.kind)})", fn.span,
+            self.error(f"`{fn.name}` is already declared (as {with_article(_noun(d.kind))})", fn.span,
                        "every name is declared once; rename the function or the declaration",
                        ("declared here", d.span))
             ok = False
@@ -236,8 +236,6 @@ def _names(e, in_call: bool = False):
 
 
 def _noun(kind: str) -> str:
-    from .check.names import kind_noun
-
     return kind_noun(kind)
 
 
@@ -263,4 +261,7 @@ def expand_functions(spec: ast.Spec) -> list[Diagnostic]:
         ex.error("the functions inline into an expression too large to compile", first.span if first else None,
                  "a function that calls another several times doubles its size at every level; use `let` "
                  "temporaries in the step for shared values")
-    return ex.diags
+    unique: dict[tuple, Diagnostic] = {}  # a mistake inside a body inlined at several calls: reported once
+    for diag in ex.diags:
+        unique.setdefault((diag.message, diag.span), diag)
+    return list(unique.values())
