@@ -58,7 +58,7 @@ def _run(net, b):
 # ------------------------------------------------------------------ (a) GD and heavy ball
 @pytest.mark.parametrize("c0", [0.0, 0.3])
 def test_gd_and_heavy_ball_equal_their_numpy_iterations(c0):
-    A, mu, L = _spd(N, 100.0, 0)
+    A, _, L = _spd(N, 100.0, 0)
     D = _diff(N)
     B = np.random.default_rng(1).standard_normal((3, N))
     alpha, beta = 1 / (L + 4 * c0 * 2), 0.6
@@ -83,7 +83,9 @@ def test_gd_and_heavy_ball_converge_to_the_solve_and_heavy_ball_is_ahead():
     kappa = L / mu
     alpha_hb = 4 / (np.sqrt(L) + np.sqrt(mu)) ** 2
     beta_hb = ((np.sqrt(kappa) - 1) / (np.sqrt(kappa) + 1)) ** 2
-    err = lambda x: np.linalg.norm(x - star) / np.linalg.norm(star)  # noqa: E731
+    def err(x):
+        return np.linalg.norm(x - star) / np.linalg.norm(star)
+
     gd_k = _run(_net("domke_gd", 300, A=A, D=D, alpha0=1 / L), B)
     hb_k = _run(_net("domke_heavy_ball", 300, A=A, D=D, alpha0=alpha_hb, beta0=beta_hb), B)
     assert err(hb_k) < 1e-10  # rate (sqrt(kappa) - 1)/(sqrt(kappa) + 1) = 0.82 per step
@@ -153,7 +155,7 @@ def test_lbfgs_with_exact_line_search_terminates_in_at_most_n_steps_and_matches_
     star = np.linalg.solve(A, B.T).T
     np.testing.assert_allclose(x.detach().numpy(), star, rtol=1e-9, atol=1e-11)
     for i, b in enumerate(B):
-        res = optimize.minimize(lambda v: 0.5 * v @ A @ v - b @ v, np.zeros(N), jac=lambda v: A @ v - b,
+        res = optimize.minimize(lambda v, b=b: 0.5 * v @ A @ v - b @ v, np.zeros(N), jac=lambda v, b=b: A @ v - b,
                                 method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 500})
         np.testing.assert_allclose(x[i].detach().numpy(), res.x, rtol=1e-6, atol=1e-7)
 
@@ -166,7 +168,8 @@ def test_lbfgs_on_the_non_quadratic_energy_reaches_scipys_minimiser_and_freezes(
     x, depth = _net("domke_lbfgs", 40, A=A, D=D, m=5, c0=c0, tol=1e-9)(torch.tensor(B))
     assert int(depth.max()) < 40 and torch.isfinite(x).all()
     for i, b in enumerate(B):
-        res = optimize.minimize(lambda v: _energy(A, D, c0, b, v), np.zeros(N), jac=lambda v: _grad(A, D, c0, b, v),
+        res = optimize.minimize(lambda v, b=b: _energy(A, D, c0, b, v), np.zeros(N),
+                                jac=lambda v, b=b: _grad(A, D, c0, b, v),
                                 method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 1000})
         np.testing.assert_allclose(x[i].detach().numpy(), res.x, rtol=1e-6, atol=1e-7)
 

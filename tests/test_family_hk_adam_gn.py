@@ -42,7 +42,7 @@ def test_unrolled_adam_reproduces_torch_optim_adam(lr, betas):
     K = 12
     net = unroll.load("unrolled_adam", layers=K)(lr=lr, beta1=betas[0], beta2=betas[1], dtype=torch.float64)
     trace = net.trace(torch.tensor(A), torch.tensor(b), torch.tensor(theta0))
-    theta_K, loss = net(torch.tensor(A), torch.tensor(b), torch.tensor(theta0))
+    _, loss = net(torch.tensor(A), torch.tensor(b), torch.tensor(theta0))
     for i in range(3):
         ref = _torch_adam(A[i], b[i], theta0[i], K, lr, betas)
         for t in range(K + 1):
@@ -123,7 +123,7 @@ def test_gauss_newton_converges_to_scipys_least_squares_solution():
     Hs, vt, z, v0 = _psse(4, seed=1)
     v = unroll.load("gauss_newton_psse", layers=12)(Hs=Hs)(torch.tensor(z), torch.tensor(v0)).detach().numpy()
     for i in range(4):
-        res = optimize.least_squares(lambda u: np.einsum("i,mij,j->m", u, Hs, u) - z[i], v0[i],
+        res = optimize.least_squares(lambda u, zi=z[i]: np.einsum("i,mij,j->m", u, Hs, u) - zi, v0[i],
                                      jac=lambda u: 2 * np.einsum("mij,j->mi", Hs, u), method="lm",
                                      xtol=1e-15, ftol=1e-15, gtol=1e-15)
         np.testing.assert_allclose(v[i], res.x, rtol=1e-7, atol=1e-8)  # scipy stops at its own tolerance

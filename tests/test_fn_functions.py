@@ -38,7 +38,9 @@ output x, energy
 
 def _reference(A, y, lam, layers):
     L = np.linalg.norm(A, 2) ** 2 + lam
-    E = lambda u: 0.5 * np.sum((A @ u - y) ** 2) + lam / 2 * np.sum(u ** 2)  # noqa: E731
+    def E(u):
+        return 0.5 * np.sum((A @ u - y) ** 2) + lam / 2 * np.sum(u ** 2)
+
     x = np.zeros(A.shape[1])
     for _ in range(layers):
         d = -(A.T @ (A @ x - y) + lam * x)
@@ -64,7 +66,7 @@ def test_grad_through_a_function_keeps_the_symbolic_path_and_the_code_has_no_tra
     assert "symbolic (sympy)" in text and "autograd" not in text
     assert "Functions (inlined" in text and "fn E(u) = 0.5 * norm(A @ u - y)^2" in text
     code = compile_source(SPEC, "fn_energy.unroll")
-    code = re.sub(r'"""(.*?)"""', "", code, flags=re.S)  # docstrings quote the spec
+    code = re.sub(r'"""(.*?)"""', "", code, flags=re.DOTALL)  # docstrings quote the spec
     body = "\n".join(line for line in code.split("\n") if not line.strip().startswith("#"))
     assert "E(" not in body and "G(" not in body and "autograd" not in body
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import torch
 
@@ -22,7 +23,7 @@ def _steps(gen, count, n, pieces=4):
     for i in range(count):
         cuts = torch.sort(torch.randperm(n - 1, generator=gen)[:pieces - 1] + 1).values.tolist()
         bounds = [0] + cuts + [n]
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in pairwise(bounds):
             out[i, a:b] = 4 * torch.rand(1, generator=gen, dtype=torch.float64).item() - 2
     return out
 
