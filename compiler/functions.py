@@ -24,7 +24,7 @@ from dataclasses import fields, is_dataclass
 from . import ast
 from .check.names import kind_noun, name_problem, with_article
 from .diagnostics import Diagnostic, Span, did_you_mean
-from .operators import OPERATORS, SPECIAL_FORMS, function_names
+from .operators import OPERATORS, SPECIAL_FORMS
 
 MAX_INLINED_NODES = 200_000  # a chain of functions each calling the one above twice grows exponentially
 
@@ -148,11 +148,9 @@ class _Expander:
             fn = self.spec_fn(e.func.name)
             if fn is not None:
                 return self.inline(e, fn, scope_end)
+            hint = did_you_mean(e.func.name, [f.name for f in self.spec.functions])
             if e.func.name not in OPERATORS and e.func.name not in SPECIAL_FORMS and e.func.name not in self.decls \
-                    and self.spec.functions:
-                known = sorted(set(function_names()) | {f.name for f in self.spec.functions})
-                hint = did_you_mean(e.func.name, known) or (
-                    "the functions of this spec are " + ", ".join(f"`{f.name}`" for f in self.spec.functions))
+                    and hint is not None:  # a misspelled function (other unknown calls: the checker's operator hints)
                 self.error(f"unknown function `{e.func.name}`", e.func.span, hint)
                 return ast.Inlined(e.span, e.func.name, None, e.span)
         if isinstance(e, list):
