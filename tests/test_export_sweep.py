@@ -38,10 +38,14 @@ ROUTES = {
     "deep_nmf": "legacy",
     "detnet": "legacy",
     "ding_rain_admm": "dynamo",
+    "domke_gd": "dynamo",  # the legacy exporter bakes the batch size into the autograd gradient
+    "domke_heavy_ball": "dynamo",
+    "domke_lbfgs": r"'aten::select_scatter'",  # the ring buffers' indexed writes (TorchScript exporter, opset 17)
     "dublid": "dynamo",
     "fbpconvnet": "dynamo32",
     "fista": "legacy",
     "generic_unroll": "legacy",
+    "gauss_newton_psse": r"jacobian\(h\(v\), v\).*requires grad as a constant",  # autograd Jacobian in forward
     "hosseini_dense_pgd": "dynamo32",
     "hqs_generic": r"`linalg_solve` \(the spec's `solve`\)",
     "iht": "legacy",
@@ -75,6 +79,7 @@ ROUTES = {
     "sprechmann_encoder": "legacy",
     "srcnn_sc": "legacy",
     "task_driven_dl": r"`matrix_norm` \(the spec's `opnorm`\)",
+    "unrolled_adam": "legacy",
 }
 ERROR_ROUTE = {name: "dynamo" if name in ("corona", "rpca_ista")
                else "legacy" for name, route in ROUTES.items() if route not in ("legacy", "dynamo", "legacy32",
