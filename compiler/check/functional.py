@@ -96,7 +96,9 @@ class FunctionalMixin:
         """`init(h)`: the functional network's initial weights, real[nw] (the same for every sample)."""
         arg = e.args[0] if len(e.args) == 1 and not e.kwargs else None
         sym = self.scope.get(arg.name) if isinstance(arg, ast.Name) else None
-        if sym is None or sym.kind != "net" or sym.broken:
+        if sym is not None and sym.broken:  # its declaration was reported
+            return None
+        if sym is None or sym.kind != "net":
             self.error("`init` takes the name of a functional sub-network: `init(h)`", e.span,
                        "declare it `net h : mlp(in=.., out=..) functional(nw)`")
             return None

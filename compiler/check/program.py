@@ -178,11 +178,15 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
                     self._poison(d.name, "net", d.span)
         self.current = None
 
-        # dims must be bound by data or inputs
+        # dims must be bound by data or inputs (or by a functional network's weight count)
+        functional_names = {arg.name for d in decls if d.kind == "net" for a in d.annotations
+                            if a.name == "functional" for arg in a.args if isinstance(arg, ast.Name)}
         for name in dims:
             operator_dims = {n for x in data if x.type.dtype == OPERATOR
                              for dim in tuple(x.type.shape) + tuple(x.type.out_shape or ()) for n in dim.names()}
             noise_dims = {n for x in noises for dim in x.type.shape for n in dim.names()}  # constructor arguments
+            if name in functional_names and name not in self.net_dims:  # its `functional(...)` was reported
+                continue
             if name in self.net_dims:  # bound at construction to a functional network's weight count
                 if name in data_dims:
                     self.error(f"the dim `{name}` is bound both by the data `{data_dims[name][0]}` and by "
