@@ -120,14 +120,15 @@ def test_ekf_linear_model_is_ridge_regression_and_the_posterior_covariance():
     X = rng.standard_normal((N, nin))
     y = X @ rng.standard_normal(nin) + 0.7 + 0.1 * rng.standard_normal(N)
     net = unroll.load("ekf_training")(nin=nin, ny=1, r=r, p0=p0, q=0.0, depth=1, dtype=torch.float64, seed=3)
-    w, P = net(torch.from_numpy(X), torch.from_numpy(y[:, None]))
-    w, P = w.detach().numpy(), P.detach().numpy()
+    xq = rng.standard_normal((5, nin))
+    w, P, yq = (v.detach().numpy() for v in net(torch.from_numpy(X), torch.from_numpy(y[:, None]), torch.from_numpy(xq)))
     w0 = net.h.initial.numpy()  # h = W x + b: weights [W, b]
     assert np.abs(w0).max() > 0.1
     Xa = np.hstack([X, np.ones((N, 1))])
     ridge = Ridge(alpha=r / p0, fit_intercept=False, solver="cholesky", tol=1e-14).fit(Xa, y - Xa @ w0)
     np.testing.assert_allclose(w, w0 + ridge.coef_, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(P, np.linalg.inv(Xa.T @ Xa / r + np.eye(nin + 1) / p0), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(yq[:, 0], np.hstack([xq, np.ones((5, 1))]) @ w, rtol=1e-12)  # the trained h
 
 
 def test_ekf_equals_filterpy_extended_kalman_filter_layer_by_layer():
@@ -137,7 +138,7 @@ def test_ekf_equals_filterpy_extended_kalman_filter_layer_by_layer():
     xs = rng.standard_normal((N, nin))
     ys = np.stack([np.sin(xs[:, 0]), xs[:, 0] * xs[:, 1]], axis=1)
     net = unroll.load("ekf_training")(nin=nin, ny=ny, width=width, r=r, p0=p0, q=q, dtype=torch.float64, seed=5)
-    trace = net.trace(torch.from_numpy(xs), torch.from_numpy(ys))
+    trace = net.trace(torch.from_numpy(xs), torch.from_numpy(ys), torch.from_numpy(xs[:2]))
     nw = net.h.size
     assert nw == width * nin + width + ny * width + ny
     kf = ekf_module.ExtendedKalmanFilter(dim_x=nw, dim_z=ny)
@@ -158,12 +159,14 @@ def test_ekf_equals_the_numpy_dekf_with_one_group():
     nin, width, ny, N, r, p0, q = 1, 6, 1, 20, 0.1, 10.0, 1e-4
     xs, ys = _sin_data(N, 2)
     net = unroll.load("ekf_training")(nin=nin, ny=ny, width=width, r=r, p0=p0, q=q, dtype=torch.float64, seed=0)
-    w, P = net(torch.from_numpy(xs), torch.from_numpy(ys))
+    w, P, yq = net(torch.from_numpy(xs), torch.from_numpy(ys), torch.from_numpy(xs))
     w0 = net.h.initial.numpy()
     ref_w, ref_P, _ = _dekf_numpy(xs, ys, w0, [w0.size], p0, r, q,
                                   lambda x, v: _mlp_numpy(x, v, nin, width, ny))
     np.testing.assert_allclose(w.detach().numpy(), ref_w, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(P.detach().numpy(), ref_P[0], rtol=1e-10, atol=1e-12)
+    fitted = np.array([_mlp_numpy(x, ref_w, nin, width, ny)[0] for x in xs])
+    np.testing.assert_allclose(yq.detach().numpy(), fitted, rtol=1e-10, atol=1e-12)
 
 
 def _mse(w: torch.Tensor, h, x: np.ndarray, y: np.ndarray) -> float:
@@ -180,7 +183,7 @@ def test_ekf_reaches_the_target_mse_in_fewer_epochs_than_sgd():
     for epochs in range(1, 6):  # E epochs: E copies of the training set, one forward call
         xs, ys = np.tile(x, (epochs, 1)), np.tile(y, (epochs, 1))
         net = Net(nin=1, ny=1, width=width, r=0.1, p0=10.0, q=1e-4, dtype=torch.float64, seed=0)
-        w, _ = net(torch.from_numpy(xs), torch.from_numpy(ys))
+        w, _, _ = net(torch.from_numpy(xs), torch.from_numpy(ys), torch.from_numpy(x_test))
         if _mse(w.detach(), net.h, x_test, y_test) < target:
             ekf_epochs = epochs
             break
@@ -206,7 +209,8 @@ def test_dekf_equals_the_numpy_dekf_with_a_group_per_layer():
     xs = rng.standard_normal((N, nin))
     ys = np.stack([np.cos(xs[:, 0]), np.tanh(xs[:, 1])], axis=1)
     net = unroll.load("dekf_training")(nin=nin, ny=ny, width=width, r=r, p0=p0, q=q, dtype=torch.float64, seed=2)
-    w1, w2, P1, P2 = (v.detach().numpy() for v in net(torch.from_numpy(xs), torch.from_numpy(ys)))
+    w1, w2, P1, P2, yq = (v.detach().numpy() for v in net(torch.from_numpy(xs), torch.from_numpy(ys),
+                                                           torch.from_numpy(xs[:3])))
     n1, n2 = width * nin + width, ny * width + ny
     assert (w1.size, w2.size) == (n1, n2)
     ref_w, ref_P, _ = _dekf_numpy(xs, ys, net.h.initial.numpy(), [n1, n2], p0, r, q,
@@ -214,6 +218,8 @@ def test_dekf_equals_the_numpy_dekf_with_a_group_per_layer():
     np.testing.assert_allclose(np.concatenate([w1, w2]), ref_w, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(P1, ref_P[0], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(P2, ref_P[1], rtol=1e-10, atol=1e-12)
+    fitted = np.array([_mlp_numpy(x, ref_w, nin, width, ny)[0] for x in xs[:3]])
+    np.testing.assert_allclose(yq, fitted, rtol=1e-10, atol=1e-12)
     # decoupling differs from the global EKF (the cross-covariance of the layers is dropped)
     full, _, _ = _dekf_numpy(xs, ys, net.h.initial.numpy(), [n1 + n2], p0, r, q,
                              lambda x, v: _mlp_numpy(x, v, nin, width, ny))
