@@ -249,3 +249,62 @@ def test_preconditions_are_checked_at_construction(spec, bad):
     name = next(iter(bad))
     with pytest.raises(ValueError, match=name):
         unroll.load(spec)(nin=1, ny=1, **bad)
+
+
+# ---------------------------------------------------------------- the language construct in other forms
+FUNCTIONAL_GD = """spec functional_gd "Gradient descent on the weights of a functional MLP (rows X, targets Y)"
+dims  K, nin, nw
+hyper eta = 0.1
+input X : real[K, nin]
+input Y : real[K, 1]
+net   h : mlp(in=nin, out=1, width=5, depth=2) functional(nw)
+state w : real[nw] = init(h)
+state g : real[nw] = 0
+state v : real[nw] = 0
+layers 3
+step:
+    g = grad(0.5 * sum((h(X, weights=w) - Y)^2), w)
+    v = vjp(h(X, weights=w), w, h(X, weights=w) - Y)
+    w = w - eta * g
+output w, g, v
+"""
+
+
+def test_grad_and_vjp_with_respect_to_functional_weights_per_sample(tmp_path):
+    path = tmp_path / "functional_gd.unroll"
+    path.write_text(FUNCTIONAL_GD)
+    net = unroll.load(path)(nin=2, dtype=torch.float64, seed=7)
+    assert net.dims["nw"] == 5 * 2 + 5 + 5 + 1
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(3, 6, 2, generator=g, dtype=torch.float64)  # three independent problems
+    Y = torch.randn(3, 6, 1, generator=g, dtype=torch.float64)
+    w_out, g_out, v_out = net(X, Y)
+    mlp = rt.MLP(2, 1, width=5, depth=2).to(torch.float64)
+    names = [(n, p.shape) for n, p in mlp.named_parameters()]
+    for b in range(3):
+        w = net.h.initial.clone()
+        for _ in range(3):
+            flat = w.clone().requires_grad_(True)
+            pieces, start = {}, 0
+            for name, shape in names:
+                pieces[name] = flat[start:start + shape.numel()].reshape(shape)
+                start += shape.numel()
+            loss = 0.5 * ((torch.func.functional_call(mlp, pieces, (X[b],)) - Y[b]) ** 2).sum()
+            (grad,) = torch.autograd.grad(loss, flat)
+            w = w - 0.1 * grad
+        torch.testing.assert_close(g_out[b], grad, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(v_out[b], grad, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(w_out[b], w, rtol=1e-12, atol=1e-14)
+
+
+def test_a_batch_of_ekf_runs_is_the_runs_one_by_one():
+    rng = np.random.default_rng(9)
+    xs, ys = rng.standard_normal((3, 10, 2)), rng.standard_normal((3, 10, 1))
+    net = unroll.load("ekf_training")(nin=2, ny=1, width=4, dtype=torch.float64, seed=1)
+    w, P, yq = net(torch.from_numpy(xs), torch.from_numpy(ys), torch.from_numpy(xs))
+    for b in range(3):
+        w1, P1, yq1 = net(torch.from_numpy(xs[b]), torch.from_numpy(ys[b]), torch.from_numpy(xs[b]))
+        torch.testing.assert_close(w[b], w1, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(P[b], P1, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(yq[b], yq1, rtol=1e-12, atol=1e-14)
+    assert not torch.allclose(w[0], w[1])
