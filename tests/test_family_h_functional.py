@@ -148,8 +148,8 @@ def test_ekf_equals_filterpy_extended_kalman_filter_layer_by_layer():
     kf.Q = q * np.eye(nw)
     kf.F = np.eye(nw)
     for k in range(N):
-        kf.update(ys[k][:, None], lambda w: _mlp_numpy(xs[k], w[:, 0], nin, width, ny)[1],
-                  lambda w: _mlp_numpy(xs[k], w[:, 0], nin, width, ny)[0][:, None])
+        kf.update(ys[k][:, None], lambda w, x=xs[k]: _mlp_numpy(x, w[:, 0], nin, width, ny)[1],
+                  lambda w, x=xs[k]: _mlp_numpy(x, w[:, 0], nin, width, ny)[0][:, None])
         kf.predict()  # w stays (F = I), P gains Q
         np.testing.assert_allclose(trace[k + 1]["w"].detach().numpy(), kf.x[:, 0], rtol=1e-9, atol=1e-10)
         np.testing.assert_allclose(trace[k + 1]["P"].detach().numpy(), kf.P, rtol=1e-9, atol=1e-10)
@@ -232,13 +232,16 @@ def test_numpy_dekf_with_one_group_is_filterpy_ekf():
     nin, width, ny, N, r, p0, q = 1, 3, 1, 8, 0.5, 4.0, 0.01
     xs, ys = _sin_data(N, 7)
     w0 = np.random.default_rng(8).standard_normal(width * nin + width + ny * width + ny)
-    model = lambda x, v: _mlp_numpy(x, v, nin, width, ny)  # noqa: E731
+    def model(x, v):
+        return _mlp_numpy(x, v, nin, width, ny)
+
     _, _, history = _dekf_numpy(xs, ys, w0, [w0.size], p0, r, q, model)
     kf = ekf_module.ExtendedKalmanFilter(dim_x=w0.size, dim_z=ny)
     kf.x, kf.P, kf.R, kf.Q, kf.F = w0.copy()[:, None], p0 * np.eye(w0.size), r * np.eye(ny), q * np.eye(w0.size), \
         np.eye(w0.size)
     for k in range(N):
-        kf.update(ys[k][:, None], lambda w: model(xs[k], w[:, 0])[1], lambda w: model(xs[k], w[:, 0])[0][:, None])
+        kf.update(ys[k][:, None], lambda w, x=xs[k]: model(x, w[:, 0])[1],
+                  lambda w, x=xs[k]: model(x, w[:, 0])[0][:, None])
         kf.predict()
         np.testing.assert_allclose(history[k + 1], kf.x[:, 0], rtol=1e-10, atol=1e-12)
 

@@ -105,7 +105,7 @@ class FunctionalMixin:
         info = self._net_info[sym.name]
         if not info.functional:
             self.error(f"`{sym.name}` is not functional: its weights are parameters of the module, not a value",
-                       arg.span, f"add `functional(nw)` to its declaration (and `nw` to `dims`) to update its "
+                       arg.span, "add `functional(nw)` to its declaration (and `nw` to `dims`) to update its "
                                  "weights in the algorithm")
             return None
         if self.context not in ("step", "final", "let", "state"):

@@ -129,7 +129,7 @@ class SpecialFormMixin:
         info = self._net_info[sym.name]
         if any(k.name == "weights" for k in e.kwargs):
             self.error(f"`{sym.name}` is not functional: its weights are parameters of the module", e.span,
-                       f"declare it `... functional(nw)` (with `nw` on the `dims` line) to pass `weights=`")
+                       "declare it `... functional(nw)` (with `nw` on the `dims` line) to pass `weights=`")
             return None
         if not e.args or e.kwargs or (len(e.args) > 1 and info.kind != "mlp"):
             extra = " (an MLP may take several: their features are concatenated)" if info.kind == "cnn" else ""
