@@ -11,6 +11,7 @@ from ..types import BOOL, INT, OPERATOR, Type
 from .declarations import DeclarationMixin, net_size_names
 from .diff_forms import DiffFormMixin, depth_symbol
 from .expressions import ExpressionMixin
+from .functional import FunctionalMixin
 from .functions import FunctionCallMixin
 from .indexing import IndexMixin
 from .names import IDENTIFIER, Symbol, kind_noun, with_article
@@ -21,7 +22,7 @@ from .statements import StatementMixin
 
 
 class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, DeclarationMixin, StatementMixin,
-              DiffFormMixin, IndexMixin, FunctionCallMixin):
+              DiffFormMixin, IndexMixin, FunctionCallMixin, FunctionalMixin):
     """Checks one spec against its own annotations; `run()` returns the typed program."""
 
     def __init__(self, spec: ast.Spec, source: Source, layers: int | None = None):
@@ -70,6 +71,7 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
         requires: list[ir.Require] = []
         self._let_values: dict[str, ir.Node] = {}
         self._net_info: dict[str, ir.Net] = {}
+        self.net_dims: dict[str, tuple[str, int]] = {}  # dim -> (functional net, weight group)
         data_dims: dict[str, tuple[str, int]] = {}
         input_dims: dict[str, tuple[str, int]] = {}
         dims: list[str] = []
@@ -180,11 +182,21 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
                     self._poison(d.name, "net", d.span)
         self.current = None
 
-        # dims must be bound by data or inputs
+        # dims must be bound by data or inputs (or by a functional network's weight count)
+        functional_names = {arg.name for d in decls if d.kind == "net" for a in d.annotations
+                            if a.name == "functional" for arg in a.args if isinstance(arg, ast.Name)}
         for name in dims:
             operator_dims = {n for x in data if x.type.dtype == OPERATOR
                              for dim in tuple(x.type.shape) + tuple(x.type.out_shape or ()) for n in dim.names()}
             noise_dims = {n for x in noises for dim in x.type.shape for n in dim.names()}  # constructor arguments
+            if name in functional_names and name not in self.net_dims:  # its `functional(...)` was reported
+                continue
+            if name in self.net_dims:  # bound at construction to a functional network's weight count
+                if name in data_dims:
+                    self.error(f"the dim `{name}` is bound both by the data `{data_dims[name][0]}` and by "
+                               f"`functional` (the weights of `{self.net_dims[name][0]}`)", self.scope[name].span,
+                               "use another dim for the data axis")
+                continue
             if name not in data_dims and name not in input_dims and name not in mentioned \
                     and name not in operator_dims and name not in noise_dims:
                 sym = self.scope[name]
@@ -281,7 +293,7 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
             locals_types=dict(self.locals_types), nets=nets, requires=requires, noises=noises, until=until,
             loop_indices=list(self.loop_indices), layers_dim=self.layers_dim, size_hypers=sorted(self.size_hypers),
             dim_minimums=dict(self.dim_minimums), dim_relations=list(self.dim_relations),
-            functions=[(f.name, f.line_span.line) for f in spec.functions])
+            functions=[(f.name, f.line_span.line) for f in spec.functions], net_dims=dict(self.net_dims))
 
 
 
