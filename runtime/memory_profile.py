@@ -15,6 +15,8 @@ outputs) are.  Only the device given (default CPU) is counted.
 
 from __future__ import annotations
 
+from typing import Self
+
 import torch
 
 
@@ -30,7 +32,7 @@ class TensorMemory:
         self.allocations: list[int] = []
         self._profiler = None
 
-    def __enter__(self) -> TensorMemory:
+    def __enter__(self) -> Self:
         self._profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
                                                 profile_memory=True)
         self._profiler.__enter__()
