@@ -27,6 +27,7 @@ from .nets import (
     default_dtype_device,
     make_net,
 )
+from .nets_denoisers import DnCNN, UNet, apply_conditioned
 from .ops import *  # the kernels, listed in ops.__all__
 from .ops_diffusion import *  # conv2s, rbf, pwl (listed in ops_diffusion.__all__)
 from .params import (

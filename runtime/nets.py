@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .nets_denoisers import DnCNN, UNet
 from .nets_recurrent import ConvGRU
 
 
@@ -64,13 +65,13 @@ def _sequential(layers: list, init: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-NET_KINDS = {"cnn": CNN, "mlp": MLP, "convgru": ConvGRU}
+NET_KINDS = {"cnn": CNN, "mlp": MLP, "convgru": ConvGRU, "dncnn": DnCNN, "unet": UNet}
 
 
 def make_net(kind: str, per_layer: bool, layers: int, learned: bool, dtype, device, **kwargs) -> nn.Module:
     """One sub-network, or a ModuleList of `layers` independent ones (per_layer)."""
     for option, size in kwargs.items():
-        if option != "init" and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        if option not in ("init", "sigma", "lipschitz") and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
             raise ValueError(f"{kind}: the size `{option}` must be a positive integer, got {size!r}")
     def build():
         return NET_KINDS[kind](**kwargs).to(dtype=dtype, device=device)
