@@ -73,7 +73,7 @@ def circulant_matrix(psf, h, w):
     return np.stack(cols, axis=1)
 
 
-PSF = np.array([[0.0, 0.05, 0.0], [0.05, 0.8, 0.05], [0.0, 0.05, 0.0]])  # transfer function in [0.6, 1]
+PSF = np.array([[0.0, 0.1, 0.0], [0.02, 0.8, 0.05], [0.0, 0.03, 0.0]])  # not symmetric; |transfer function| >= 0.6
 A_SMOOTH = 0.15
 SMOOTHER = np.outer([A_SMOOTH, 1 - 2 * A_SMOOTH, A_SMOOTH], [A_SMOOTH, 1 - 2 * A_SMOOTH, A_SMOOTH])
 LAPLACIAN = np.array([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])  # -Δ, 5 points
