@@ -24,13 +24,16 @@ class SpectralConv2d(nn.Module):
     the current size, so the layer's Lipschitz constant is at most c (up to the estimate's accuracy).
 
     The persistent vector `u` [1, in, h, w] is a buffer: it is (re)initialised, deterministically, for
-    each new image size and refined by one power iteration per forward call in training mode."""
+    each new image size and refined by one power iteration in training mode whenever the weight has
+    changed since the last refinement (once per optimiser step, however often the layer is called: a
+    checkpointed backward that recomputes the forward sees the same normalisation)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, bound: float | None = None):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
         self.bound = bound
         self.register_buffer("u", torch.empty(0) if bound is not None else None)
+        self._refined_version = None  # the weight's version when u was last refined
 
     @property
     def weight(self) -> torch.Tensor:
@@ -79,8 +82,10 @@ class SpectralConv2d(nn.Module):
         shape = (1, self.conv.in_channels, height, width)
         if tuple(self.u.shape) != shape or self.u.dtype != weight.dtype or self.u.device != weight.device:
             self.u = self._power_steps(self._start_vector(*shape[1:]), WARMUP_ITERATIONS)
-        elif self.training and torch.is_grad_enabled():
+            self._refined_version = weight._version
+        elif self.training and torch.is_grad_enabled() and weight._version != self._refined_version:
             self.u = self._power_steps(self.u, 1)
+            self._refined_version = weight._version
         sigma = torch.linalg.vector_norm(self._apply_operator(self.u, weight))
         return weight / torch.clamp(sigma / self.bound, min=1.0)
 

@@ -108,7 +108,12 @@ def test_training_refines_the_persistent_vector_and_state_dict_round_trips():
     net(x)
     first = net.convs[0].u.clone()
     net(x)
-    assert not torch.equal(first, net.convs[0].u)  # one power iteration per training forward
+    assert torch.equal(first, net.convs[0].u)  # the same weights: the same normalisation (checkpointing)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    net(x).square().sum().backward()
+    optimizer.step()
+    net(x)
+    assert not torch.equal(first, net.convs[0].u)  # one power iteration after each change of the weights
     net.eval()
     before = net.convs[0].u.clone()
     net(x)
@@ -167,3 +172,17 @@ def test_generated_module_batches_and_round_trips():
     torch.testing.assert_close(again(y), out, rtol=0, atol=0)
     with pytest.raises(ValueError, match="lipschitz"):
         cls(L=-1.0)
+
+
+def test_checkpointed_backward_sees_the_same_normalisation():
+    """Recomputing the forward (`--backward checkpoint`) does not advance the power iteration: the
+    gradients equal those of the plain unrolled backward in training mode."""
+    y = torch.randn(2, 1, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    grads = {}
+    for mode in ("unroll", "checkpoint:1"):
+        torch.manual_seed(8)
+        net = load_text(SPEC, "denoise", layers=3, backward=mode)(dtype=torch.float64, L=0.3)
+        net.train()
+        net(y).square().sum().backward()
+        grads[mode] = torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
+    torch.testing.assert_close(grads["checkpoint:1"], grads["unroll"], rtol=1e-12, atol=1e-14)
