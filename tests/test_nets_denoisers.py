@@ -186,3 +186,28 @@ def test_checkpointed_backward_sees_the_same_normalisation():
         net(y).square().sum().backward()
         grads[mode] = torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
     torch.testing.assert_close(grads["checkpoint:1"], grads["unroll"], rtol=1e-12, atol=1e-14)
+
+
+def test_noise_level_per_sample_in_a_generated_module():
+    """`D(x, s)` with s computed per sample (D-AMP's σ̂ = ‖z‖/√m): each sample sees its own level."""
+    spec = '''
+spec leveled "A conditioned denoiser with a per-sample noise level"
+dims h, w
+input y : real[1, h, w]
+net D : dncnn(in=1, width=4, depth=2, sigma=input)  learned shared
+state x : real[1, h, w] = y
+layers 2
+step:
+    x = D(x, norm(x) / 5)
+output x
+'''
+    torch.manual_seed(9)
+    module = load_text(spec, "leveled")(dtype=torch.float64).eval()
+    y = torch.randn(3, 1, 4, 5, dtype=torch.float64)
+    out = module(y)
+    for i in range(3):
+        x = y[i:i + 1]
+        for _ in range(2):
+            x = module.D(x, torch.linalg.vector_norm(x) / 5)
+        torch.testing.assert_close(out[i:i + 1], x, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(module(y[i]), x[0], rtol=1e-12, atol=1e-12)
