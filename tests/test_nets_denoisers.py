@@ -141,6 +141,14 @@ def test_dncnn_rejects_bad_sizes():
         DnCNN(1, lipschitz=-1.0)
 
 
+def test_a_huge_size_from_an_int_hyperparameter_is_a_value_error():
+    """`hyper width : int = 1e300` sizing a net: a ValueError naming the size, not torch's overflow."""
+    spec = SPEC.replace("hyper L = 0.9", "hyper L = 0.9\nhyper wide : int = 1e300").replace(
+        "dncnn(in=1, width=4, depth=2, lipschitz=L)", "dncnn(in=1, width=wide, depth=2, lipschitz=L)")
+    with pytest.raises(ValueError, match="`width` = .* is too large"):
+        load_text(spec, "huge")()
+
+
 SPEC = '''
 spec denoise "A denoiser of each kind"
 dims h, w
