@@ -10,6 +10,7 @@ or `0` in a peeled first layer).
 from __future__ import annotations
 
 from . import ir
+from .ir import IMAGE_NETS
 from .operators import INTERNAL_OPERATORS, OPERATORS, P_ADD, P_ATOM, P_MUL, Arg, tensor, wrap
 from .operators.core import all_axes, axis_code
 from .operators.linalg import TRANSPOSE
@@ -109,6 +110,11 @@ class ExprPrinter:
             if node.args[0].type.batched and node.args[1].type.batched:
                 return Arg(f"{fn}({x.code}, {h.code})", node.type)
             return Arg(f"rt.apply_net({fn}, {x.code}, False, {h.code})", node.type)
+        if op == "net_call" and node.attrs.get("conditioned"):  # a denoiser given the noise level
+            x, sigma = (self.render(a) for a in node.args)
+            fn = f"{node.attrs['name']}[{self.layer}]" if node.attrs.get("per_layer") else node.attrs["name"]
+            return Arg(f"rt.apply_conditioned({fn}, {x.code}, {sigma.code}, {node.args[0].type.batched!r}, "
+                       f"{node.args[1].type.batched!r})", node.type)
         if op == "net_call" and _net_rows(node):
             # a sub-network mapping rows over leading axes, or an MLP with extra inputs (the time)
             return Arg(_rows_call(node, [self.render(a) for a in node.args], self.layer), node.type)
@@ -168,7 +174,7 @@ class ExprPrinter:
 
 def _net_rows(node) -> bool:
     """A sub-network call beyond one image / one vector: rows over leading axes, or several MLP inputs."""
-    base = 3 if node.attrs.get("kind") == "cnn" else 1
+    base = 3 if node.attrs.get("kind") in IMAGE_NETS else 1
     return len(node.args) > 1 or node.args[0].type.rank > base
 
 
@@ -176,7 +182,7 @@ def _rows_call(node, args: list, layer: str) -> str:
     name = node.attrs["name"]
     fn = f"{name}[{layer}]" if node.attrs.get("per_layer") else name
     batched = tuple(a.type.batched for a in node.args)
-    if node.attrs.get("kind") == "cnn":
+    if node.attrs.get("kind") in IMAGE_NETS:
         return f"rt.apply_cnn_rows({fn}, {args[0].code}, batched={batched[0]!r})"
     pieces = "(" + ", ".join(a.code for a in args) + ("," if len(args) == 1 else "") + ")"
     ranks = tuple(a.type.rank for a in node.args)

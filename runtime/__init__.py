@@ -12,8 +12,8 @@ from . import array_ops, index_ops, ops, ops_diffusion
 from .array_ops import *  # sqdist, diff_adj (listed in array_ops.__all__)
 from .autodiff import *  # differentiation in the forward pass, `step until` masks
 from .autodiff import __all__ as _autodiff_all
-from .index_ops import *  # gather, scatter-add, indexed writes (index_ops.__all__)
 from .backward import LayerSlice, checkpoint_layers, implicit_layers
+from .index_ops import *  # gather, scatter-add, indexed writes (index_ops.__all__)
 from .module import UnrolledModule
 from .nets import (
     CNN,
@@ -27,6 +27,7 @@ from .nets import (
     default_dtype_device,
     make_net,
 )
+from .nets_denoisers import DnCNN, UNet, apply_conditioned
 from .nets_functional import FunctionalMLP, make_functional_net
 from .ops import *  # the kernels, listed in ops.__all__
 from .ops_diffusion import *  # conv2s, rbf, pwl (listed in ops_diffusion.__all__)

@@ -23,7 +23,7 @@ NOT_YET_SHIPPED = [
     # family H (branches h-fn, h-functional)
     
     # family I (branches i-nets, i-amp)
-    "ldit", "ldamp", "meinhardt_learned_prox", "pnp_fbs", "pnp_admm", "gupta_rpgd", "diamond_odp",
+    "ldit", "ldamp", 
     # family K baselines that are iterations
     "bm3d_amp",
 ]

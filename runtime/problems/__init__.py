@@ -76,6 +76,7 @@ def _load_all() -> None:
         imaging,
         inference,
         optimizers,
+        plugin,
         signals,
         sparse,
         templates,
