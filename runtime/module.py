@@ -249,6 +249,8 @@ class UnrolledModule(NoiseMixin, nn.Module):
         if kind == "int":
             if float(value) != int(value):
                 raise TypeError(f"{name}: expected an integer, got {value}")
+            if abs(int(value)) > 2**63 - 1:  # a size, count or index: torch's integers are 64-bit
+                raise ValueError(f"{name}: expected a 64-bit integer (at most 2^63 - 1 in magnitude), got {value:.3g}")
             return int(value)
         return float(value)
 

@@ -340,8 +340,11 @@ class ExpressionMixin:
         for i, a in enumerate(args):
             static = a.static
             if dim_args and (dim_args is True or i in dim_args) and a.op == "var" and a.attrs.get("kind") == "hyper" \
-                    and a.attrs["name"] in self.size_hypers:
-                static = DimExpr.of(a.attrs["name"])  # a size hyperparameter stays symbolic: `zeros(m)` is [m]
+                    and a.type.dtype == INT:
+                # a size hyperparameter stays symbolic, `zeros(m)` is [m], and the constructor's `m` is the size
+                # (not the default): it is a size of the spec like one in a type (`real[m]`)
+                self.size_hypers.add(a.attrs["name"])
+                static = DimExpr.of(a.attrs["name"])
             elif dim_args and (dim_args is True or i in dim_args) and isinstance(static, int):
                 static = DimExpr.of(static)
             emit_args.append(Arg("", a.type, py=a.py, static=static))

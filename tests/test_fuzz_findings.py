@@ -1,0 +1,97 @@
+"""Findings of the long fuzz runs that are errors, not values (tests/fuzz_known_bugs.md, "Fixed on branch
+fuzz2"): each is now a located diagnostic or a ValueError naming the argument or the statement; each test
+failed before its fix (the comment says how).  The findings that are values are regression specs
+(tests/regression_specs.py)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from unroll.compiler import CompileError, compile_source
+from unroll.runtime.loader import load_text
+
+SIZE_HYPER = """spec size_hyper
+dims n
+hyper m : int = {default}
+input y : real[n]
+state z : real[m] = 0
+state x : real[n] = 0
+layers 1
+step:
+    x = x + y * sum(ones(m)) + sum(z)
+output x
+"""
+
+
+@pytest.mark.parametrize("default", ["1e300", "2^63", "-10^19"])
+def test_int_hyperparameter_default_beyond_64_bits_is_located(default):
+    # before: `zeros(): Overflow when unpacking long long` (a TypeError from torch) when the module ran
+    with pytest.raises(CompileError) as info:
+        compile_source(SIZE_HYPER.format(default=default), "t.unroll")
+    lines = str(info.value).splitlines()
+    assert re.match(r"t\.unroll:3:17: error: the default of the `int` hyperparameter `m` does not fit a 64-bit "
+                    r"integer", lines[0]), lines[0]
+    assert lines[2].endswith(" " + "^" * len(default)), lines  # the caret under the default
+
+
+def test_int_hyperparameter_at_the_64_bit_limit_is_accepted():
+    compile_source(SIZE_HYPER.format(default="2^63 - 1"), "t.unroll")
+
+
+def test_int_hyperparameter_beyond_64_bits_given_to_the_constructor_is_named(one_torch_thread):
+    # before: `zeros(): Overflow when unpacking long long` in forward
+    SizeHyper = load_text(SIZE_HYPER.format(default=3), "size_hyper")
+    for value in (1e300, 2**63, -(2**64)):
+        with pytest.raises(ValueError, match=r"^m: expected a 64-bit integer"):
+            SizeHyper(m=value)
+    net = SizeHyper(m=4, dtype=torch.float64)
+    y = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(net(y).numpy(), 4 * y)  # the constructor's m is the size, not the default
+
+
+OPNORM_OF_OVERFLOW = """spec opnorm_overflow
+dims n
+data A : real[n, n]
+input y : real[n]
+let L = opnorm(A * 1e300 * 1e300 - A * 1e300 * 1e300)
+state x : real[n] = 0
+layers 1
+step:
+    x = x + y / L
+output x
+"""
+
+SOLVE_SINGULAR = """spec solve_singular
+dims n
+data A : real[n, n]
+data b : real[n]
+let u = solve(A, b)
+input y : real[n]
+state x : real[n] = 0
+layers 1
+step:
+    x = x + y * u
+output x
+"""
+
+
+def test_svd_of_non_finite_constant_names_the_statement(one_torch_thread):
+    # before: torch.linalg.LinAlgError "linalg.svd: The algorithm failed to converge because the input matrix
+    # contained non-finite values" at construction (inf - inf of the data)
+    Net = load_text(OPNORM_OF_OVERFLOW, "opnorm_overflow")
+    with pytest.raises(ValueError, match=r"^L: computing `line 5: let L = opnorm\(.*\)`, a linear-algebra routine "
+                                         r"failed: the matrix has NaN or infinite entries"):
+        Net(A=np.eye(3))
+
+
+def test_solve_of_singular_constant_names_the_statement(one_torch_thread):
+    # before: torch.linalg.LinAlgError "The solver failed because the input matrix is singular" at construction
+    Net = load_text(SOLVE_SINGULAR, "solve_singular")
+    with pytest.raises(ValueError, match=r"^u: computing `line 5: let u = solve\(A, b\)`, a linear-algebra routine "
+                                         r"failed: the matrix is singular"):
+        Net(A=np.ones((3, 3)), b=np.ones(3))
+    A, b, y = np.diag([2.0, 4.0, 5.0]), np.array([1.0, 2.0, 3.0]), np.ones((2, 3))
+    np.testing.assert_allclose(Net(A=A, b=b)(y).numpy(), y * [0.5, 0.5, 0.6], rtol=1e-12)
