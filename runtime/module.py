@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .ops import complex_dtype
+from . import python_numbers
 from .python_numbers import check_dim_relations, guard_constructor
 from .randomness import NoiseMixin
 
@@ -394,6 +395,22 @@ class UnrolledModule(NoiseMixin, nn.Module):
         """Check an axis whose size is a composite dim such as `n + 1` (bound by other axes)."""
         if size != expected:
             raise ValueError(f"{name}: axis {axis} must have size {text} = {expected}, got {size}")
+
+    def _composite_axis(self, name: str, axis: int, size: int, terms: tuple, const: int, text: str):
+        """A composite data axis (`c : real[2*n]`) whose dims may be bound only by inputs: checked now when they
+        are bound (by data, or given to the constructor), else at each forward call (`_check_composite_axes`)."""
+        expected = python_numbers.dim_size(terms, const, self.dims)
+        if expected is None:
+            self.__dict__.setdefault("_pending_axes", []).append((name, axis, size, terms, const, text))
+        else:
+            self._expect_dim(name, axis, size, expected, text)
+
+    def _check_composite_axes(self, dims: dict):
+        """The composite data axes left by the constructor, against the dims this call's inputs bound."""
+        for name, axis, size, terms, const, text in self.__dict__.get("_pending_axes", ()):
+            expected = python_numbers.dim_size(terms, const, dims)
+            if expected is not None:
+                self._expect_dim(name, axis, size, expected, text)
 
     @staticmethod
     def _batch_info(record) -> list:

@@ -71,7 +71,8 @@ def guard_constructor(cls) -> None:
     cls.__init__ = __init__
 
 
-def _size(terms, const, dims: dict) -> int | None:
+def dim_size(terms, const, dims: dict) -> int | None:
+    """The size of a composite dim (`2*n + 1`, as DimExpr terms and constant) from bound dims; None if unbound."""
     total = const
     for name, coef in terms:
         factors = name.split("*")
@@ -93,7 +94,7 @@ def check_dim_relations(relations, dims: dict, name: str, dim_names: tuple, give
         involved = {f for n, _ in size_terms + index_terms for f in n.split("*")}
         if not involved & {d for d in dim_names if isinstance(d, str)}:
             continue
-        size, index = _size(size_terms, size_const, dims), _size(index_terms, index_const, dims)
+        size, index = dim_size(size_terms, size_const, dims), dim_size(index_terms, index_const, dims)
         if size is not None and index is not None and size <= index:
             bound = ", ".join(f"`{d}` = {dims[d]}" for d in sorted(involved))
             raise ValueError(f"{name}: the spec needs `{_text(size_terms, size_const)}` > "

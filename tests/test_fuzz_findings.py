@@ -95,3 +95,30 @@ def test_solve_of_singular_constant_names_the_statement(one_torch_thread):
         Net(A=np.ones((3, 3)), b=np.ones(3))
     A, b, y = np.diag([2.0, 4.0, 5.0]), np.array([1.0, 2.0, 3.0]), np.ones((2, 3))
     np.testing.assert_allclose(Net(A=A, b=b)(y).numpy(), y * [0.5, 0.5, 0.6], rtol=1e-12)
+
+
+COMPOSITE_DATA_AXIS = """spec composite_data_axis
+dims n
+data c : real[2*n]
+input y : real[n]
+let r = y * sum(c)
+state s : real = 0
+layers 1
+step:
+    s = s + 1
+output r
+"""
+
+
+def test_composite_data_axis_bound_by_an_input_is_checked_when_bound(one_torch_thread):
+    # before: KeyError: 'n' at construction, even with n given (the check came before the constructor's dims);
+    # the values are tests/regression_specs.py `composite_data_axis_bound_by_input`
+    Net = load_text(COMPOSITE_DATA_AXIS, "composite_data_axis")
+    c = np.arange(8.0)
+    net = Net(c)
+    with pytest.raises(ValueError, match=r"^c: axis 0 must have size 2\*n = 6, got 8"):
+        net(np.ones((2, 3)))  # n = 3 from y: checked at the call
+    np.testing.assert_allclose(net(np.ones((2, 4))).numpy(), np.full((2, 4), 28.0), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"^c: axis 0 must have size 2\*n = 6, got 8"):
+        Net(c, n=3)  # n given to the constructor: checked there
+    assert Net(c, n=4)(np.ones((2, 4))).shape == (2, 4)
