@@ -423,3 +423,51 @@ step:
     x = x + y * sum(ones(m)) + y * sum(zeros(m, n))
 output x
 """, {}, {"y": _real(B, 4)}, lambda d, i: (5 * i["y"],), {"dtype": "float64", "m": 5})  # the constructor's m
+
+
+def _state_chain(d, i):
+    y = i["y"]
+    x1 = x2 = x3 = x4 = np.zeros_like(y)
+    for _ in range(5):
+        x1 = x2 + np.sum(x1, axis=-1, keepdims=True) * x1
+        x2 = x3
+        x3 = x4
+        x4 = y
+    return (x1, np.linalg.norm(x1, axis=-1))
+
+
+REGRESSIONS["batched_state_chain"] = Regression(  # the checker stopped after 3 passes: x1 typed unbatched when read
+    """spec batched_state_chain
+dims n
+input y : real[n]
+state x1 : real[n] = 0
+state x2 : real[n] = 0
+state x3 : real[n] = 0
+state x4 : real[n] = 0
+layers 5
+step:
+    x1 = x2 + sum(x1) * x1
+    x2 = x3
+    x3 = x4
+    x4 = y
+final:
+    let r = norm(x1)
+output x1, r
+""", {}, {"y": _real(B, 4)}, _state_chain, {"dtype": "float64"})
+
+REGRESSIONS["batched_state_chain_output"] = Regression(  # the same: the output `s` had no batch axis (shape [])
+    """spec batched_state_chain_output
+dims n
+input y : real[n]
+state s : real = 0
+state x1 : real[n] = 0
+state x2 : real[n] = 0
+state x3 : real[n] = 0
+layers 4
+step:
+    s = sum(x1)
+    x1 = x2
+    x2 = x3
+    x3 = y
+output s
+""", {}, {"y": _real(B, 4)}, lambda d, i: (i["y"].sum(-1),), {"dtype": "float64"})

@@ -43,7 +43,10 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
         self.layers_dim: str | None = None  # `layers T` with T a dim
 
     def run(self) -> ir.Program:
-        for _ in range(3):  # states become batched when an update makes them so: iterate to a fixpoint
+        # states become batched when an update makes them so: iterate to a fixpoint.  Each pass but the last adds a
+        # state (the set only grows), and a chain `x1 = x2`, `x2 = x3`, `x3 = y` needs one pass per link: a pass
+        # limit below the number of states left `x1` typed unbatched where it is read (`sum(x1)` summed the batch)
+        for _ in range(sum(d.kind == "state" for d in self.spec.decls) + 2):
             before = set(self.batched_states)
             program = self._run_once()
             if self.sink.items or self.batched_states == before:
