@@ -122,3 +122,37 @@ def test_composite_data_axis_bound_by_an_input_is_checked_when_bound(one_torch_t
     with pytest.raises(ValueError, match=r"^c: axis 0 must have size 2\*n = 6, got 8"):
         Net(c, n=3)  # n given to the constructor: checked there
     assert Net(c, n=4)(np.ones((2, 4))).shape == (2, 4)
+
+
+def _svt_cases():
+    gen = torch.Generator().manual_seed(3)
+    for dtype in (torch.float64, torch.complex128):
+        for shape in ((4, 4), (5, 3), (2, 3, 5)):
+            X = torch.randn(*shape, dtype=dtype, generator=gen)
+            s = torch.linalg.svdvals(X)
+            yield f"{dtype}-{shape}-generic", X, ((s[..., 1] + s[..., 2]) / 2)[..., None, None]  # as X: [..., 1, 1]
+        u, v = torch.randn(4, 1, dtype=dtype, generator=gen), torch.randn(1, 5, dtype=dtype, generator=gen)
+        X = u @ v  # rank 1: three equal (zero) singular values, where torch's SVD backward gives NaN or raises
+        yield f"{dtype}-rank-one", X, torch.linalg.svdvals(X)[0] / 2
+
+
+@pytest.mark.parametrize("name, X, tau", list(_svt_cases()), ids=[c[0] for c in _svt_cases()])
+def test_svt_backward_matches_finite_differences(name, X, tau, one_torch_thread):
+    # row 19 (complex_svt_backward): the closed-form backward of runtime/svt_grad.py against finite differences
+    # (torch.autograd.gradcheck), for X and the threshold, real and complex, equal singular values included
+    import unroll.runtime as rt
+
+    X, tau = X.clone().requires_grad_(), tau.clone().requires_grad_()
+    assert torch.autograd.gradcheck(rt.svt, (X, tau), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_svt_of_a_thresholded_to_zero_matrix_has_zero_gradient(dtype, one_torch_thread):
+    # before: complex: RuntimeError "svd_backward: The singular vectors in the complex case are specified up to
+    # multiplication by e^{i phi}"; real: NaN gradients (the second svt takes the SVD of the zero matrix)
+    import unroll.runtime as rt
+
+    X = torch.randn(3, 4, 5, dtype=dtype, requires_grad=True)
+    Y = rt.svt(rt.svt(X, 100.0), 1.0)
+    (grad,) = torch.autograd.grad(Y.real.sum(), X)
+    assert torch.equal(grad, torch.zeros_like(grad))  # every singular value is below 100: locally constant
