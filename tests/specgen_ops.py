@@ -340,6 +340,8 @@ class ExprGen:
             a, b = self.gen(inner, da, d), self.gen(inner, db, d)
             if banned and b.op in MUL_LEVEL + ("grad",):  # (a gradient is often a product)
                 return None
+            if a.ty.dtype == b.ty.dtype == "int":  # `dot(2, 3)` is an integer: `A - dot(2, 3)` is refused
+                return None
             return make("dot", (a, b), Ty((), dtype, a.ty.batched or b.ty.batched))
         if op == "max1":
             a = self.gen((self.dim(),) + self.some_shape(1), "real", d)
