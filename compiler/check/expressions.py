@@ -158,6 +158,12 @@ class ExpressionMixin:
             self.error(f"a {what} cannot use the {kind_noun(sym.kind)} `{sym.name}`", span,
                        "defaults are computed once at construction, from data, hyperparameters and constants")
             return False
+        if ctx in ("param", "hyper") and sym.kind == "param":  # (the module had no such value: NameError)
+            what = "parameter default" if ctx == "param" else "hyperparameter default"
+            self.error(f"a {what} cannot use the parameter `{sym.name}`", span,
+                       "defaults are computed once at construction, from data, hyperparameters and constants; to "
+                       f"start from `{sym.name}`'s default, name that expression with a `let` and use it in both")
+            return False
         if ctx in ("param", "hyper") and sym.kind == "let" and sym.level > ir.CONST:
             self.error(f"`{sym.name}` depends on inputs or parameters and cannot be used in a parameter default", span,
                        "defaults are computed once at construction, from data, hyperparameters and constants")
