@@ -4,6 +4,7 @@ summary and minimal failing specs.
     python benchmarks/fuzz.py --cases 100000 --seed 0             # expressions, statements and mutations in turn
     python benchmarks/fuzz.py --cases 2000 --kind statements --all-constructs   # also the known-bug constructs
     python benchmarks/fuzz.py --cases 5000 --kind mutations       # the hostile corpus, then mutants of the seeds
+    python benchmarks/fuzz.py --cases 100000 --workers 2          # 2 worker processes, one thread each: same report
 
 A generated case (expressions, statements) is one well-typed spec: compiled, built on random data of the
 declared shapes, run batched (batch 3) and unbatched, compared with the spec's numpy meaning, and run
