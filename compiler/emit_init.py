@@ -6,10 +6,22 @@ from __future__ import annotations
 
 from . import emit_diff, ir
 from .ast import DimExpr
+from .check.literals import MAX_COUNT
 from .emit_head import Lines, comment, referenced_names
 from .emit_index import check_lines
 from .plan_uses import constant_needed
 from .types import COMPLEX, INT
+
+
+def count_hypers(block: list) -> set[str]:
+    """The `int` hyperparameters that are `repeat` counts in `block` (nested blocks included)."""
+    names = set()
+    for st in block:
+        if isinstance(st, ir.Repeat):
+            if st.count.op == "var" and st.count.attrs.get("kind") == "hyper":
+                names.add(st.count.attrs["name"])
+            names |= count_hypers(st.body)
+    return names
 
 
 def pending_data_axes(p: ir.Program) -> dict:
@@ -140,8 +152,10 @@ class ConstructorPrinter:
                     f"{str(dim)!r})", 2)
         emit_diff.init_lines(p, pre)
         # everything after the argument checks; the dtype/device/dims lines it reads are bound before it
+        counts = count_hypers(p.step + p.final)
         for h in p.hypers:
-            out.add(f"self.{h.name} = {h.name} = self._hyper_arg({h.name!r}, {h.name}, {h.dtype!r})", 2)
+            bound = f", most={MAX_COUNT}" if h.name in counts else ""  # a `repeat` count: bounded like a literal one
+            out.add(f"self.{h.name} = {h.name} = self._hyper_arg({h.name!r}, {h.name}, {h.dtype!r}{bound})", 2)
         for d in p.data:
             if d.type.dtype == "operator":
                 ins = "(" + "".join(f"{x.python()}, " for x in d.type.shape).rstrip(" ") + ")"

@@ -240,7 +240,7 @@ class UnrolledModule(NoiseMixin, nn.Module):
             raise ValueError(f"{name}: a size must be a positive integer, got {size}")
         return size
 
-    def _hyper_arg(self, name, value, kind: str):
+    def _hyper_arg(self, name, value, kind: str, most: int | None = None):
         if torch.is_tensor(value) and value.numel() == 1:
             value = value.item()
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -252,6 +252,8 @@ class UnrolledModule(NoiseMixin, nn.Module):
                 raise TypeError(f"{name}: expected an integer, got {value}")
             if abs(int(value)) > 2**63 - 1:  # a size, count or index: torch's integers are 64-bit
                 raise ValueError(f"{name}: expected a 64-bit integer (at most 2^63 - 1 in magnitude), got {value:.3g}")
+            if most is not None and int(value) > most:  # a `repeat` count
+                raise ValueError(f"{name}: a `repeat` count is at most {most:,}, got {value:.3g}")
             return int(value)
         return float(value)
 

@@ -158,7 +158,7 @@ def test_svt_of_a_thresholded_to_zero_matrix_has_zero_gradient(dtype, one_torch_
     assert torch.equal(grad, torch.zeros_like(grad))  # every singular value is below 100: locally constant
 
 
-def test_repeat_count_hyperparameter_default_is_bounded():
+def test_repeat_count_hyperparameter_is_bounded(one_torch_thread):
     # before: accepted, and the module ran 10^9 inner iterations (a hang); a literal `repeat 10^9` was refused
     text = SIZE_HYPER.format(default="10^9").replace("state z : real[m] = 0\n", "").replace(
         "    x = x + y * sum(ones(m)) + sum(z)", "    repeat m:\n        x = x + y")
@@ -166,4 +166,8 @@ def test_repeat_count_hyperparameter_default_is_bounded():
         compile_source(text, "t.unroll")
     assert re.match(r"t\.unroll:8:12: error: `repeat` count is at most 1,000,000, got `m` = 1e\+09 \(its default\)",
                     str(info.value)), str(info.value)
-    compile_source(text.replace("10^9", "0"), "t.unroll")  # 0 inner steps is a valid choice (ml_csc_layered's K)
+    Net = load_text(text.replace("10^9", "0"), "repeat_count")  # 0 inner steps is valid (ml_csc_layered's K)
+    with pytest.raises(ValueError, match=r"^m: a `repeat` count is at most 1,000,000, got 1e\+09"):
+        Net(m=10**9)  # before: accepted, then 10^9 inner iterations per layer
+    y = np.ones((2, 3))
+    np.testing.assert_array_equal(Net(m=3, dtype=torch.float64)(y).numpy(), 3 * y)
