@@ -424,7 +424,7 @@ class ExprGen:
             a = self.gen(shape[:axis] + (self.dim(),) + shape[axis:], dtype, d)
             return make("pick", (a, num("0", 0)), Ty(shape, dtype, a.ty.batched), (axis,))
         a = self.gen(shape, dtype, d)
-        if r < 0.8:
+        if r < 0.8 or shape[axis] == 1:  # (`diff` along an axis of size 1 is refused: it has no differences)
             return make("shift", (a,), Ty(shape, dtype, a.ty.batched), (self.choice((1, -1, 2)), axis))
         inner = make("diff", (a,), Ty(shape, dtype, a.ty.batched), (axis,))  # (its type: only its dtype is read)
         return make("diff_adj", (inner,), Ty(shape, dtype, a.ty.batched), (axis,))
