@@ -137,8 +137,8 @@ class StatementMixin:
         elif isinstance(value, int) and value > MAX_COUNT:
             self.error(f"`repeat` count is at most {MAX_COUNT:,}, got {value:.3g}", s.count.span,
                        "an inner loop of more iterations than this is not unrolled; use a smaller count")
-        elif count.op == "var" and count.attrs.get("kind") == "hyper" and isinstance(count.static, int) \
-                and count.static > MAX_COUNT:  # the default of an `int` hyperparameter: the same bound
+        elif count is not None and count.op == "var" and count.attrs.get("kind") == "hyper" \
+                and isinstance(count.static, int) and count.static > MAX_COUNT:  # the default of an `int` hyperparameter: the same bound
             self.error(f"`repeat` count is at most {MAX_COUNT:,}, got `{count.attrs['name']}` = {count.static:.3g} "
                        "(its default)", s.count.span, "give the hyperparameter a smaller default")
         inner = depth + 1
