@@ -9,8 +9,8 @@ import numbers
 import torch
 from torch import nn
 
-from .ops import complex_dtype
 from . import python_numbers
+from .ops import complex_dtype
 from .python_numbers import check_dim_relations, guard_constructor
 from .randomness import NoiseMixin
 

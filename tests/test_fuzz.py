@@ -109,7 +109,7 @@ def test_parallel_workers_give_the_serial_report():
     reports = []
     for workers in ("1", "2"):
         run = subprocess.run([sys.executable, str(script), "--cases", "6", "--seed", "70", "--kind", "all", "--no-shrink",
-                              "--workers", workers], capture_output=True, text=True, timeout=300)
+                              "--workers", workers], capture_output=True, text=True, timeout=300, check=False)
         assert run.returncode == 0, run.stdout + run.stderr
         lines = run.stdout.splitlines()
         reports.append([lines[0].split(" in ")[0]] + lines[1:])  # the first line without its times

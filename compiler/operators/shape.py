@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from ..ast import DimExpr
 from ..types import REAL, ShapeError, Type, promote, shape_str
-from .core import P_ATOM, Arg, EmitContext, Emitted, Operator, numeric, numpy, register, static_dim, tensor, wrap
+from .core import (
+    P_ATOM,
+    Arg,
+    EmitContext,
+    Emitted,
+    Operator,
+    numeric,
+    numpy,
+    register,
+    static_dim,
+    tensor,
+    wrap,
+)
 
 
 def _eye_infer(types, args):
