@@ -10,6 +10,7 @@ or `0` in a peeled first layer).
 from __future__ import annotations
 
 from . import ir
+from .check.literals import INT64_MAX
 from .ir import IMAGE_NETS
 from .operators import INTERNAL_OPERATORS, OPERATORS, P_ADD, P_ATOM, P_MUL, Arg, tensor, wrap
 from .operators.core import all_axes, axis_code
@@ -17,8 +18,10 @@ from .operators.linalg import TRANSPOSE
 
 # operators whose first operand may be a Python number as it is (Python arithmetic, or handled by the entry)
 PYTHON_OPERAND_OPS = INTERNAL_OPERATORS | {"where", "eye", "zeros", "ones", "onehot", "complex", "clamp", "max", "min"}
-# operators whose result is a Python number when every operand is one (they print as Python's `+`, `min`, ...)
-PYTHON_ARITHMETIC = frozenset({"add", "sub", "mul", "div", "pow", "neg", "max", "min"})
+# operators whose result is a Python number when every operand is one (they print as Python's `+`, `min`, ...);
+# a comparison of Python numbers (`layer <= L`, L a constant of the data) is a Python bool
+PYTHON_ARITHMETIC = frozenset({"add", "sub", "mul", "div", "pow", "neg", "max", "min",
+                               "lt", "gt", "le", "ge", "eq", "ne"})
 
 
 class ExprPrinter:
@@ -38,6 +41,11 @@ class ExprPrinter:
 
     def render(self, node: ir.Node) -> Arg:
         op = node.op
+        value = node.attrs.get("value") if op == "number" else node.attrs.get("literal")
+        if isinstance(value, int) and abs(value) > INT64_MAX:
+            # integer literal arithmetic beyond 64 bits (`10^30`): torch cannot convert such a Python int, a
+            # double holds it (the checker bounds literals by the largest double)
+            return Arg(repr(float(value)), node.type, P_ATOM if value >= 0 else P_MUL, py=True, static=node.static)
         if op == "var":
             return self._var(node)
         if op == "ref":

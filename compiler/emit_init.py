@@ -6,10 +6,30 @@ from __future__ import annotations
 
 from . import emit_diff, ir
 from .ast import DimExpr
+from .check.literals import MAX_COUNT
 from .emit_head import Lines, comment, referenced_names
 from .emit_index import check_lines
 from .plan_uses import constant_needed
 from .types import COMPLEX, INT
+
+
+def count_hypers(block: list) -> set[str]:
+    """The `int` hyperparameters that are `repeat` counts in `block` (nested blocks included)."""
+    names = set()
+    for st in block:
+        if isinstance(st, ir.Repeat):
+            if st.count.op == "var" and st.count.attrs.get("kind") == "hyper":
+                names.add(st.count.attrs["name"])
+            names |= count_hypers(st.body)
+    return names
+
+
+def pending_data_axes(p: ir.Program) -> dict:
+    """Composite data axes (`c : real[2*n]`) with a dim that no data binds (an input, or the constructor, binds
+    it): {(data name, axis): dim}, checked by the constructor when it knows the dims, else in forward."""
+    bound = set(p.data_dims) | set(p.size_hypers)
+    return {(d.name, axis): dim for d in p.data if d.type.dtype != "operator" for axis, dim in enumerate(d.type.shape)
+            if ConstructorPrinter._dim_key(dim) is None and not dim.names() <= bound}
 
 
 class ConstructorPrinter:
@@ -111,9 +131,10 @@ class ConstructorPrinter:
                 pre.add(f"{d.name} = {d.name}.to({first}.device)", 2)
         for line in check_lines(p, at_construction=True):  # integer index data are in range
             pre.add(line, 2)
+        later = pending_data_axes(p)
         for d in tensors:
             for axis, dim in enumerate(d.type.shape):
-                if self._dim_key(dim) is None:
+                if self._dim_key(dim) is None and (d.name, axis) not in later:
                     pre.add(f"self._expect_dim({d.name!r}, {axis}, {d.name}.shape[{axis}], {self._dim_value(dim)}, "
                             f"{str(dim)!r})", 2)
         needed = self._construction_dims()
@@ -126,10 +147,15 @@ class ConstructorPrinter:
                            f"{needed[dname]})")
                 pre.add(f"raise TypeError({message!r})", 3)
         pre.add("self.dims = dims", 2)
+        for (name, axis), dim in later.items():  # checked here if the constructor was given the dims, else in forward
+            pre.add(f"self._composite_axis({name!r}, {axis}, {name}.shape[{axis}], {tuple(dim.terms)!r}, {dim.const}, "
+                    f"{str(dim)!r})", 2)
         emit_diff.init_lines(p, pre)
         # everything after the argument checks; the dtype/device/dims lines it reads are bound before it
+        counts = count_hypers(p.step + p.final)
         for h in p.hypers:
-            out.add(f"self.{h.name} = {h.name} = self._hyper_arg({h.name!r}, {h.name}, {h.dtype!r})", 2)
+            bound = f", most={MAX_COUNT}" if h.name in counts else ""  # a `repeat` count: bounded like a literal one
+            out.add(f"self.{h.name} = {h.name} = self._hyper_arg({h.name!r}, {h.name}, {h.dtype!r}{bound})", 2)
         for d in p.data:
             if d.type.dtype == "operator":
                 ins = "(" + "".join(f"{x.python()}, " for x in d.type.shape).rstrip(" ") + ")"

@@ -11,7 +11,7 @@ from ..ast import DimExpr
 from ..diagnostics import Diagnostic, did_you_mean
 from ..types import BOOL, COMPLEX, INT, REAL, Type, broadcast, shape_str
 from .expressions import constant_value
-from .literals import MAX_COUNT
+from .literals import INT64_MAX, MAX_COUNT
 from .names import ALL_FLAGS, FLAGS_CONSTRAINT, FLAGS_TRAIN, FLAGS_TYING, Symbol
 
 # The two filter constraints that may be combined (`zero_mean unit_norm`: TNRD's filters)
@@ -94,6 +94,11 @@ class DeclarationMixin:
                        f"give a whole number (`hyper {d.name} : int = {int(value)}`) or declare it `real`")
             return None
         value = int(value) if dtype == INT else float(value)
+        if dtype == INT and abs(value) > INT64_MAX:  # a size, a count, an index: torch's integers are 64-bit
+            self.error(f"the default of the `int` hyperparameter `{d.name}` does not fit a 64-bit integer ({value:.3g})",
+                       d.value.span, "an `int` hyperparameter is at most 2^63 - 1 (about 9.2e18) in magnitude; for a "
+                       f"large real number declare it `real` (`hyper {d.name} = ...`)")
+            return None
         t = Type(dtype)
         if self._declare(Symbol(d.name, "hyper", t, ir.CONST, d.span, py=True,
                                 static=value if dtype == INT else None)):

@@ -41,6 +41,7 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
         self.current: str | None = None  # the declaration being checked (for messages)
         self.reported: set[tuple[str, str]] = set()  # (kind, name) of unknown names already reported
         self.loop_indices: list[str] = []  # indices of `repeat N as j:` loops
+        self.loop_counts: dict = {}  # loop index -> its loop's count (int or DimExpr) while inside the loop
         self.size_hypers: set[str] = set()  # `int` hyperparameters used as sizes in types
         self.layers_dim: str | None = None  # `layers T` with T a dim
 
@@ -48,7 +49,10 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
         from ..functions import expand_functions
 
         self.sink.items.extend(expand_functions(self.spec))  # `fn` calls inlined (compiler/functions.py)
-        for _ in range(3):  # states become batched when an update makes them so: iterate to a fixpoint
+        # states become batched when an update makes them so: iterate to a fixpoint.  Each pass but the last adds a
+        # state (the set only grows), and a chain `x1 = x2`, `x2 = x3`, `x3 = y` needs one pass per link: a pass
+        # limit below the number of states left `x1` typed unbatched where it is read (`sum(x1)` summed the batch)
+        for _ in range(sum(d.kind == "state" for d in self.spec.decls) + 2):
             before = set(self.batched_states)
             program = self._run_once()
             if self.sink.items or self.batched_states == before:
@@ -67,6 +71,7 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
         self.dim_minimums: dict[str, tuple[int, str]] = {}  # dim -> (least size, the index that needs it)
         self.dim_relations: list[tuple] = []  # `size >= index + 1` of dim-valued indices (check/bounds.py)
         self.loop_indices = []
+        self.loop_counts = {}
         data, hypers, inputs, lets, params, states, nets, noises = [], [], [], [], [], [], [], []
         requires: list[ir.Require] = []
         self._let_values: dict[str, ir.Node] = {}

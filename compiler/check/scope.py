@@ -102,8 +102,8 @@ class ScopeMixin:
                     continue
                 if sym is None or sym.kind != "dim":
                     ok = False
-                    if ("dim", name) in self.reported:
-                        continue  # one report per unknown dimension
+                    if ("dim", name) in self.reported or (sym is not None and sym.broken):
+                        continue  # one report per unknown dimension; none for a declaration already reported
                     self.reported.add(("dim", name))
                     hint = did_you_mean(name, declared)
                     if sym is not None:
