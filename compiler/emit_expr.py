@@ -106,6 +106,12 @@ class ExprPrinter:
         if op == "net_call" and _net_rows(node):
             # a sub-network mapping rows over leading axes, or an MLP with extra inputs (the time)
             return Arg(_rows_call(node, [self.render(a) for a in node.args], self.layer), node.type)
+        if op == "op_apply" and node.attrs.get("function"):  # function data (runtime/functions.py)
+            args = ", ".join(self.render(a).code for a in node.args)
+            name = node.attrs["name"]
+            if all(node.attrs["batched"]):
+                return Arg(f"{name}({args})", node.type)
+            return Arg(f"{name}.call({node.attrs['batched']!r}, {args})", node.type)
         if op in ("net_call", "op_apply"):
             # a sub-network (one per layer if untied) or a user operator / its adjoint, applied to one argument
             (arg,) = (self.render(a) for a in node.args)

@@ -242,12 +242,16 @@ class ExpressionMixin:
             if target is not None and not target.broken and target.type is not None \
                     and target.type.dtype == OPERATOR:
                 return self._op_apply(e, target, adjoint=False)
+            if target is not None and not target.broken and target.type is not None \
+                    and target.type.dtype == "function":
+                return self._function_call(e, target)  # function data (check/functions.py)
             op = OPERATORS.get(name)
             if op is None or name in INTERNAL_OPERATORS:
                 sym = self.scope.get(name)
                 if sym is not None and sym.broken:
                     return None
-                if sym is not None and sym.type is not None and sym.type.dtype != OPERATOR and sym.kind != "dim":
+                if sym is not None and sym.type is not None and sym.type.dtype not in (OPERATOR, "function") \
+                        and sym.kind != "dim":
                     arg = self._text(e.args[0].span) if len(e.args) == 1 else "x"
                     noun = kind_noun(sym.kind)
                     self.error(f"`{name}` is {with_article(noun)} of type {sym.type}, not a function: it cannot be called",
