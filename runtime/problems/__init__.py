@@ -72,3 +72,4 @@ def known_specs() -> list[str]:
 
 def _load_all() -> None:
     from . import dynamics, imaging, inference, signals, sparse, trellis_graphs  # noqa: F401  (registering is their import side effect)
+    from . import denoising_amp  # noqa: F401  (family I1)
