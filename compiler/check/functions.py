@@ -8,6 +8,7 @@ node with `function: True` (applied per forward call, never folded, hoisted only
 from __future__ import annotations
 
 from .. import ast, ir
+from ..diagnostics import did_you_mean
 from ..types import COMPLEX, FUNCTION, INT, REAL, Type, shape_str
 
 FUNCTION_FLAGS = ("nondifferentiable",)
@@ -26,6 +27,7 @@ class FunctionDataMixin:
                 differentiable = False
             else:
                 self.error(f"unknown annotation `{a.name}` of function data", a.span,
+                           did_you_mean(a.name, FUNCTION_FLAGS) or
                            "function data takes one annotation, `nondifferentiable` (its value is a constant for "
                            "training: the function is called under `torch.no_grad()`)")
                 ok = False
