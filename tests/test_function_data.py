@@ -162,3 +162,21 @@ def test_call_diagnostics(line, message):
 ])
 def test_declaration_diagnostics(old, new, message):
     assert message in _errors(SPEC.format(flag="").replace(old, new))
+
+
+def test_the_manual_example_runs_as_described():
+    """docs/language.md §3.3a: `denoised_gd` with a shrinkage equals the loop written out by hand."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "language.md").read_text(encoding="utf-8")
+    spec = re.search(r"```unroll\n(spec denoised_gd .*?)```", text, re.S).group(1)
+    generator = torch.Generator().manual_seed(0)
+    A = torch.randn(6, 4, generator=generator, dtype=torch.float64)
+    y = torch.randn(3, 6, generator=generator, dtype=torch.float64)
+    net = load_text(spec, "denoised_gd")(A, shrink)
+    x = torch.zeros(3, 4, dtype=torch.float64)
+    for _ in range(5):
+        residual = x @ A.T - y
+        x = shrink(x - 0.5 * residual @ A, residual.norm(dim=1) / 6 ** 0.5)
+    torch.testing.assert_close(net(y), x, rtol=1e-12, atol=1e-12)
