@@ -144,6 +144,31 @@ def test_mc_divergence_matches_the_autograd_jacobian_trace():
     assert abs(dv.mean() - trace) <= 0.05 * abs(trace), (dv.mean(), trace)
 
 
+def test_ldamp_divergence_is_exact_for_the_threshold_and_monte_carlo_for_the_cnn():
+    """With nonzero CNN weights, ldamp's divergence at the first layer is ||soft(r)||_0 (exact) plus the
+    Monte-Carlo estimate of the CNN's divergence, whose mean over probes is the autograd Jacobian trace."""
+    A, _, y = _problem(batch=1, m=48)
+    copies = 300
+    net = unroll.load("ldamp", layers=2)(torch.tensor(A), M=48, h=H, w=W, width=4, depth=2, seed=3)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in net.F.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
+    dv = net.trace(torch.tensor(y).repeat(copies, 1))[1]["dv"].detach().numpy()
+    yt = torch.tensor(y[0])
+    r = (torch.tensor(A).T @ yt).reshape(H, W)
+    sigma = float(torch.linalg.vector_norm(yt)) / math.sqrt(48)
+    cnn = net.F[0]
+
+    def learned(v):
+        return cnn(torch.stack([v.reshape(H, W), torch.full((H, W), sigma, dtype=v.dtype)])[None])[0, 0].reshape(-1)
+
+    J = torch.autograd.functional.jacobian(learned, r.reshape(-1))
+    exact = np.count_nonzero(_soft_np(r.numpy(), ALPHA * sigma)) + float(torch.trace(J))
+    assert abs(float(torch.trace(J))) > 1.0  # the CNN's part is not negligible
+    assert abs(dv.mean() - exact) <= 0.05 * abs(exact), (dv.mean(), exact)
+
+
 # ---------------------------------------------------------------- BM3D-AMP with the real BM3D
 def _bm3d_denoiser(r, sigma):
     """BM3D (PyPI `bm3d`, its hard-thresholding stage: BM3D-AMP's choice for speed) on each image of the batch
