@@ -39,6 +39,26 @@ def _soft_np(v, t):
     return np.sign(v) * np.maximum(np.abs(v) - t, 0.0)
 
 
+def damp_mc_numpy(A, y, probes, alpha):
+    """D-AMP with D = soft threshold at alpha * sigma_t and the Monte-Carlo divergence of D-AMP (Metzler et al.
+    2016 §III-D; Ramani, Blu, Unser 2008): div = b^T (D(r + eps b) - D(r)) / eps, eps = max|r| / 1000 + machine
+    epsilon, b = probes[sample, layer] (flattened)."""
+    m = A.shape[0]
+    xs = []
+    for yi, bs in zip(np.atleast_2d(y), probes):
+        x, z, div = np.zeros(A.shape[1]), np.zeros(m), 0.0
+        for b in bs:
+            b = b.reshape(-1)
+            z = yi - A @ x + z * div / m
+            sigma = np.linalg.norm(z) / math.sqrt(m)
+            r = x + A.T @ z
+            eps = np.max(np.abs(r)) / 1000 + np.finfo(np.float64).eps
+            x = _soft_np(r, alpha * sigma)
+            div = float(b @ (_soft_np(r + eps * b, alpha * sigma) - x)) / eps
+        xs.append(x)
+    return np.stack(xs)
+
+
 def damp_numpy(A, y, layers, alpha, onsager=True):
     """D-AMP (onsager=True) / D-IT (False) with D = soft threshold at alpha * sigma_t and its exact divergence
     ||D(r)||_0, written from Metzler et al. 2016 eqs. (7)-(8): z^t = y - A x^t + z^{t-1} div^{t-1} / m,
@@ -99,6 +119,20 @@ def test_ldit_untrained_equals_numpy_dit(layers):
 
 
 # ---------------------------------------------------------------- (b) Monte-Carlo divergence: within its error
+def test_bm3d_amp_with_given_probes_equals_numpy_damp_with_the_mc_divergence():
+    """With the probes given to forward, bm3d_amp (D = soft threshold) equals the numpy D-AMP loop with the
+    Monte-Carlo divergence written from the paper, sample by sample."""
+    A, _, y = _problem()
+    layers = 8
+    probes = np.random.default_rng(7).standard_normal((len(y), layers, H, W))
+    net = unroll.load("bm3d_amp", layers=layers)(torch.tensor(A), _soft_torch, M=M, h=H, w=W)
+    got = net(torch.tensor(y), b=torch.tensor(probes)).reshape(len(y), -1).numpy()
+    want = damp_mc_numpy(A, y, probes, ALPHA)
+    assert _rel(got, want) <= 1e-10, _rel(got, want)
+    assert _rel(want, damp_numpy(A, y, layers, ALPHA)) > 1e-3  # the estimate is not the exact divergence
+
+
+
 def test_bm3d_amp_with_soft_threshold_mc_divergence_within_mc_error():
     """D-AMP with D = soft threshold as function data and the Monte-Carlo divergence. At the first layer the
     pseudo-data r = A^T y is the same as AMP's, and b^T (soft(r + eps b) - soft(r)) / eps = sum over the
