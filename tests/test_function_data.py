@@ -99,6 +99,8 @@ def test_differentiable_and_nondifferentiable_functions():
     frozen = _net(record, flag="  nondifferentiable")
     out = frozen(y)
     assert seen == [False] * 3 and not out.requires_grad  # called under no_grad, the value is a constant
+    leaf = _net(lambda v, s: v.clone().requires_grad_(), flag="  nondifferentiable")(y)
+    assert not leaf.requires_grad  # a tensor that needs grad made by the function is detached too
 
 
 def test_a_module_is_a_submodule_saved_moved_and_trained():
