@@ -129,6 +129,11 @@ class ExpressionMixin:
         if sym.kind == "net":
             self.error(f"`{name}` is a sub-network; call it: `{name}(...)`", e.span)
             return None
+        if sym.type is not None and sym.type.dtype in (OPERATOR, "function"):  # not a value (check/functions.py)
+            what = "function data" if sym.type.dtype == "function" else "a linear operator"
+            self.error(f"`{name}` is {what} ({sym.type}), not a value; call it: `{name}(...)`", e.span,
+                       f"`{name}` maps its arguments to a result; for a matrix declare the data `real[...]`")
+            return None
         typ = sym.type
         if sym.kind == "state" and name in self.batched_states:
             typ = typ.with_(batched=True)
