@@ -145,7 +145,7 @@ class ConstructorPrinter:
                 outs = "(" + "".join(f"{x.python()}, " for x in d.type.out_shape).rstrip(" ") + ")"
                 out.add(f"self.{d.name} = rt.LinearOperator({d.name!r}, {d.name}, dtype, device, "
                         f"in_shape={ins}, out_shape={outs})", 2)
-            elif d.type.dtype == "function":  # runtime/functions.py
+            elif d.type.dtype == "function":  # runtime/function_data.py
                 arg_types, result, differentiable = d.type.signature
                 shapes = "(" + "".join(_shape_code(t.shape) + ", " for t in arg_types).rstrip(" ") + ")"
                 out.add(f"self.{d.name} = rt.FunctionData({d.name!r}, {d.name}, {shapes}, {_shape_code(result.shape)}, "

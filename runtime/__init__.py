@@ -14,7 +14,7 @@ from .autodiff import *  # differentiation in the forward pass, `step until` mas
 from .autodiff import __all__ as _autodiff_all
 from .index_ops import *  # gather, scatter-add, indexed writes (index_ops.__all__)
 from .backward import LayerSlice, checkpoint_layers, implicit_layers
-from .functions import FunctionData  # function data (a user-supplied nonlinear callable)
+from .function_data import FunctionData  # function data (a user-supplied nonlinear callable)
 from .module import UnrolledModule
 from .nets import (
     CNN,

@@ -1,4 +1,4 @@
-"""Function data (`data D : function(real[n], real) -> real[n] [nondifferentiable]`, runtime/functions.py):
+"""Function data (`data D : function(real[n], real) -> real[n] [nondifferentiable]`, runtime/function_data.py):
 shape checks at the call, the batch convention, no_grad for nondifferentiable functions, a torch module
 as a submodule (state_dict, .to()), dtype/device, pickling, and the checker's diagnostics."""
 

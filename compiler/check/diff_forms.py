@@ -113,7 +113,7 @@ class DiffFormMixin:
                        "differentiate with respect to a name the expression uses" +
                        (": " + ", ".join(f"`{n}`" for n in used) if used else ""))
             return None
-        for n in y.walk():  # a nondifferentiable function of the variable (function data, check/functions.py)
+        for n in y.walk():  # a nondifferentiable function of the variable (function data, check/function_data.py)
             if n.op == "op_apply" and n.attrs.get("function") and not n.attrs.get("differentiable") and any(
                     m.op == "var" and m.attrs.get("name") == sym.name and not m.attrs.get("prev")
                     for a in n.args for m in a.walk()):

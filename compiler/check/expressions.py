@@ -129,7 +129,7 @@ class ExpressionMixin:
         if sym.kind == "net":
             self.error(f"`{name}` is a sub-network; call it: `{name}(...)`", e.span)
             return None
-        if sym.type is not None and sym.type.dtype in (OPERATOR, "function"):  # not a value (check/functions.py)
+        if sym.type is not None and sym.type.dtype in (OPERATOR, "function"):  # not a value (check/function_data.py)
             what = "function data" if sym.type.dtype == "function" else "a linear operator"
             self.error(f"`{name}` is {what} ({sym.type}), not a value; call it: `{name}(...)`", e.span,
                        f"`{name}` maps its arguments to a result; for a matrix declare the data `real[...]`")
@@ -249,7 +249,7 @@ class ExpressionMixin:
                 return self._op_apply(e, target, adjoint=False)
             if target is not None and not target.broken and target.type is not None \
                     and target.type.dtype == "function":
-                return self._function_call(e, target)  # function data (check/functions.py)
+                return self._function_call(e, target)  # function data (check/function_data.py)
             op = OPERATORS.get(name)
             if op is None or name in INTERNAL_OPERATORS:
                 sym = self.scope.get(name)

@@ -11,7 +11,7 @@ from ..types import BOOL, FUNCTION, INT, OPERATOR, Type
 from .declarations import DeclarationMixin, net_size_names
 from .diff_forms import DiffFormMixin, depth_symbol
 from .expressions import ExpressionMixin
-from .functions import FunctionDataMixin
+from .function_data import FunctionDataMixin
 from .indexing import IndexMixin
 from .names import IDENTIFIER, Symbol, kind_noun, with_article
 from .scope import ScopeMixin
@@ -100,7 +100,7 @@ class Checker(FunctionDataMixin, ScopeMixin, ExpressionMixin, SliceMixin, Specia
                 continue
             self.current = d.name
             if d.kind == "data":
-                if d.type.base == FUNCTION:  # function data (check/functions.py)
+                if d.type.base == FUNCTION:  # function data (check/function_data.py)
                     t = self._function_type(d.type, d.annotations)
                 else:
                     t = self._type(d.type, "data operator", allow_operator=True, allow_int=True)
