@@ -176,6 +176,24 @@ class ListExpr(Expr):
     items: list[Expr]
 
 
+@dataclass
+class Inlined(Expr):
+    """A call of an expression function (`fn`), inlined: `body` is the function's body with its parameters
+    replaced by the call's arguments (None when the call itself was wrong: already reported).  `span` is the
+    call's; the body's nodes keep the spans of the `fn` line, the arguments theirs (compiler/functions.py)."""
+
+    name: str
+    body: Expr | None
+    fn_span: Span  # the whole `fn` declaration
+
+
+def unwrap_inlined(e: Expr) -> Expr:
+    """The expression an inlined call stands for (itself for any other node)."""
+    while isinstance(e, Inlined) and e.body is not None:
+        e = e.body
+    return e
+
+
 # ---------------------------------------------------------------- statements
 @dataclass
 class Assign:
@@ -227,6 +245,17 @@ class Decl:
 
 
 @dataclass
+class FnDecl:
+    """`fn NAME(a, b) = EXPR`: a pure expression function, inlined at every call (compiler/functions.py)."""
+
+    name: str
+    span: Span  # the name's span
+    line_span: Span  # the whole declaration
+    params: list[tuple[str, Span]]
+    body: Expr
+
+
+@dataclass
 class Spec:
     name: str | None = None
     name_span: Span | None = None
@@ -243,3 +272,4 @@ class Spec:
     outputs: list[tuple[str, Span]] = field(default_factory=list)
     output_span: Span | None = None
     comments: list[str] = field(default_factory=list)  # leading comment block (header)
+    functions: list[FnDecl] = field(default_factory=list)  # `fn` declarations, in source order

@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("spec", metavar="SPEC")
     _add_schedule(k)
 
-    sub.add_parser("list", help="list the shipped specs", description="List the shipped specs, one per line.")
+    sub.add_parser("list", help="list the shipped specs", description="List the shipped specs, one per line: "
+                   "id, catalog family (A-K), title.")
 
     e = sub.add_parser("explain", help="show the equations, the parameter table and the execution plan",
                        description="Show what a spec computes: equations (text and LaTeX), parameters, and which "
@@ -135,13 +136,15 @@ def cmd_check(args) -> int:
 
 
 def cmd_list(args) -> int:
+    from .catalog import family_of
+
     for name, path in shipped_specs().items():
         title = ""
         for line in path.read_text().split("\n"):
             if line.startswith("spec "):
                 title = line.split('"')[1] if '"' in line else ""
                 break
-        print(f"{name:<22} {title}")
+        print(f"{name:<22} {family_of(name) or '-'}  {title}")  # the catalog family, A-K (compiler/catalog.py)
     return 0
 
 

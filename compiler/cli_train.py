@@ -13,9 +13,10 @@ def add_parser(sub) -> None:
                                    "(layers.png: trained vs classical per layer, curves.png, parameters.png) to DIR.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("spec", metavar="SPEC", help="a .unroll file or a shipped spec name")
-    t.add_argument("--task", required=True, metavar="NAME",
+    t.add_argument("--task", metavar="NAME",
                    help="sparse_coding, sparse_coding_snr40, sparse_coding_small, compressive_mri, blind_deblur, "
-                        "nmf_separation")
+                        "nmf_separation; default: the shipped spec's own catalog task (the one `unrollc demo` "
+                        "runs), with its depth unless --layers is given")
     t.add_argument("-o", "--output", required=True, metavar="DIR", help="run directory")
     t.add_argument("--layers", type=int, metavar="N", help="number of layers (overrides the spec's `layers`)")
     t.add_argument("--learn", action="append", metavar="P,..", help="make these parameters trainable")

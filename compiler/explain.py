@@ -138,6 +138,11 @@ def explain(program: ir.Program, latex_only: bool = False) -> str:
     p = program
     out = [f"{p.name}: {p.title}", f"  {p.layers_dim or p.layers} layers; inputs: {', '.join(i.name for i in p.inputs) or '-'}; "
            f"outputs: {', '.join(p.outputs)}", ""]
+    if p.functions:
+        out.append("Functions (inlined at every call; the LaTeX below shows them inlined):")
+        for _name, line in p.functions:
+            out.append(f"  {line:>4} | {p.line(line)}")
+        out.append("")
     out.append("Update equations (one layer, l = 0 .. L-1):")
     for line, _level, text in summary(p):
         out.append(f"  {line:>4} | {text}")

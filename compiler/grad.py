@@ -69,6 +69,7 @@ def gradient_ast(f: ast.Expr, wrt: str, symbols: dict[str, tuple[str, tuple]], s
         return getattr(v, "is_Matrix", False) or isinstance(v, sp.MatrixExpr)
 
     def to_sympy(e: ast.Expr):
+        e = ast.unwrap_inlined(e)  # a `fn` call: its body
         if isinstance(e, ast.Number):
             return sp.Rational(e.text) if "." in e.text or "e" in e.text.lower() else sp.Integer(e.value)
         if isinstance(e, ast.Name):
@@ -79,9 +80,10 @@ def gradient_ast(f: ast.Expr, wrt: str, symbols: dict[str, tuple[str, tuple]], s
             v = to_sympy(e.value)
             return v.T if is_matrix(v) else v
         if isinstance(e, ast.Binary):
-            if e.op == "^" and isinstance(e.left, ast.Call) and isinstance(e.left.func, ast.Name) \
-                    and e.left.func.name == "norm" and isinstance(e.right, ast.Number) and e.right.value == 2:
-                u = to_sympy(e.left.args[0])
+            left, right = ast.unwrap_inlined(e.left), ast.unwrap_inlined(e.right)
+            if e.op == "^" and isinstance(left, ast.Call) and isinstance(left.func, ast.Name) \
+                    and left.func.name == "norm" and isinstance(right, ast.Number) and right.value == 2:
+                u = to_sympy(left.args[0])
                 if not is_matrix(u):
                     return u ** 2
                 return (u.T * u)

@@ -205,6 +205,7 @@ class Program:
     loop_indices: list[str] = field(default_factory=list)  # the indices of `repeat N as j:` loops
     layers_dim: str | None = None  # `layers T` with T a dim: the depth is that size, known per call
     size_hypers: list[str] = field(default_factory=list)  # `int` hyperparameters used as sizes (`real[m, n]`)
+    functions: list[tuple[str, int]] = field(default_factory=list)  # `fn` (name, line): inlined, listed by explain
 
     def line(self, number: int) -> str:
         lines = self.source_text.split("\n")

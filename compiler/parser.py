@@ -291,6 +291,10 @@ class _ToAst(Transformer):
         decl.value = ast.Name(_tok(dist), str(dist))  # the distribution, for messages
         return ("decl", decl)
 
+    def fn_decl(self, meta, children):
+        tok, params, body = children
+        return ("fn", ast.FnDecl(str(tok), _tok(tok), _span_of(meta), params or [], body))
+
     def final_block(self, meta, children):
         return ("final", list(children), _span_of(meta))
 
@@ -368,6 +372,8 @@ def parse(source: Source) -> ast.Spec:
         tag = item[0]
         if tag == "decl":
             spec.decls.append(item[1])
+        elif tag == "fn":
+            spec.functions.append(item[1])
         elif tag == "spec":
             if spec.name is not None:
                 errors.append(_twice("second `spec` line", item[2], spec.name_span, source,

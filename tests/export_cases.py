@@ -31,6 +31,7 @@ SIZES = {
 HYPERS = {"misi": {"hop": 2}, "misi_unfolded": {"hop": 2}}
 COMPACT_PSF = {"corona": "h", "fbpconvnet": "hk"}  # data whose support must be the central (s+1)/2 window
 UNIT_COLUMNS = {"lcod": "A"}
+SPD = {"domke_gd": "A", "domke_heavy_ball": "A", "domke_lbfgs": "A"}  # data that must be symmetric positive definite
 POSITIVE = {"nmf_mu", "deep_nmf", "admm_csnet"}  # the other specs get signed data and inputs
 
 
@@ -101,6 +102,9 @@ def build(name: str, seed: int = 0, layers: int = LAYERS) -> Case:
     if name in UNIT_COLUMNS:
         a = kwargs[UNIT_COLUMNS[name]]
         kwargs[UNIT_COLUMNS[name]] = a / np.linalg.norm(a, axis=0)
+    if name in SPD:
+        a = kwargs[SPD[name]]
+        kwargs[SPD[name]] = a @ a.T + a.shape[0] * np.eye(a.shape[0])
     if name in COMPACT_PSF:
         psf = kwargs[COMPACT_PSF[name]]
         s = psf.shape[0]

@@ -38,9 +38,14 @@ ROUTES = {
     "deep_nmf": "legacy",
     "detnet": "legacy",
     "ding_rain_admm": "dynamo",
+    "domke_gd": "dynamo",  # the legacy exporter bakes the batch size into the autograd gradient
+    "domke_heavy_ball": "dynamo",
+    "domke_lbfgs": r"'aten::select_scatter'",  # the ring buffers' indexed writes (TorchScript exporter, opset 17)
     "dublid": "dynamo",
     "fbpconvnet": "dynamo32",
     "fista": "legacy",
+    "generic_unroll": "legacy",
+    "gauss_newton_psse": r"jacobian\(h\(v\), v\).*requires grad as a constant",  # autograd Jacobian in forward
     "hosseini_dense_pgd": "dynamo32",
     "hqs_generic": r"`linalg_solve` \(the spec's `solve`\)",
     "iht": "legacy",
@@ -59,12 +64,15 @@ ROUTES = {
     "lsparcom": "dynamo",
     "misi": "dynamo32",  # onnxruntime's Atan is float32 only
     "misi_unfolded": "dynamo32",
+    "mlp_as_iteration": "legacy",
     "ml_csc_layered": "legacy",
     "ml_ista": "legacy",
     "nmf_mu": "legacy",
     "pdhg": "legacy",
+    "plugin_step": "legacy",
     "perrone_tv_blind": "dynamo",
     "prox_linear_psse": r"`matrix_norm` \(the spec's `opnorm`\)",
+    "rnn_elman": "dynamo",  # `o[layer] = ...` is select_scatter (no TorchScript export); the graph has the export's T
     "rpca_ista": SVD,
     "schuler_deblur": "dynamo32",
     "scn": "legacy32",
@@ -72,6 +80,7 @@ ROUTES = {
     "sprechmann_encoder": "legacy",
     "srcnn_sc": "legacy",
     "task_driven_dl": r"`matrix_norm` \(the spec's `opnorm`\)",
+    "unrolled_adam": "legacy",
 }
 ERROR_ROUTE = {name: "dynamo" if name in ("corona", "rpca_ista")
                else "legacy" for name, route in ROUTES.items() if route not in ("legacy", "dynamo", "legacy32",

@@ -12,6 +12,7 @@ from .declarations import DeclarationMixin, net_size_names
 from .diff_forms import DiffFormMixin, depth_symbol
 from .expressions import ExpressionMixin
 from .function_data import FunctionDataMixin
+from .functions import FunctionCallMixin
 from .indexing import IndexMixin
 from .names import IDENTIFIER, Symbol, kind_noun, with_article
 from .scope import ScopeMixin
@@ -21,7 +22,7 @@ from .statements import StatementMixin
 
 
 class Checker(FunctionDataMixin, ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, DeclarationMixin, StatementMixin,
-              DiffFormMixin, IndexMixin):
+              DiffFormMixin, IndexMixin, FunctionCallMixin):
     """Checks one spec against its own annotations; `run()` returns the typed program."""
 
     def __init__(self, spec: ast.Spec, source: Source, layers: int | None = None):
@@ -44,6 +45,9 @@ class Checker(FunctionDataMixin, ScopeMixin, ExpressionMixin, SliceMixin, Specia
         self.layers_dim: str | None = None  # `layers T` with T a dim
 
     def run(self) -> ir.Program:
+        from ..functions import expand_functions
+
+        self.sink.items.extend(expand_functions(self.spec))  # `fn` calls inlined (compiler/functions.py)
         for _ in range(3):  # states become batched when an update makes them so: iterate to a fixpoint
             before = set(self.batched_states)
             program = self._run_once()
@@ -288,7 +292,8 @@ class Checker(FunctionDataMixin, ScopeMixin, ExpressionMixin, SliceMixin, Specia
             history_used=list(self.history_used),
             locals_types=dict(self.locals_types), nets=nets, requires=requires, noises=noises, until=until,
             loop_indices=list(self.loop_indices), layers_dim=self.layers_dim, size_hypers=sorted(self.size_hypers),
-            dim_minimums=dict(self.dim_minimums), dim_relations=list(self.dim_relations))
+            dim_minimums=dict(self.dim_minimums), dim_relations=list(self.dim_relations),
+            functions=[(f.name, f.line_span.line) for f in spec.functions])
 
 
 

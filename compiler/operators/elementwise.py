@@ -60,9 +60,9 @@ _unary("sqrt", "torch.sqrt", lambda a: f"\\sqrt{{{a[0]}}}", "square root", lambd
        dtype="of v (int → real)", example="sqrt(1 + abs2(x))", result="real[m]")
 _unary("exp", "torch.exp", lambda a: f"e^{{{a[0]}}}", "exponential", lambda v: numpy().exp(v),
        dtype="of v (int → real)", example="exp(-x)", result="real[m]")
-_unary("log", "torch.log", lambda a: f"\\log {a[0]}", "natural logarithm", lambda v: numpy().log(v),
+_unary("log", "torch.log", lambda a: f"\\log\\left({a[0]}\\right)", "natural logarithm", lambda v: numpy().log(v),
        dtype="of v (int → real)", example="log(1 + abs(x))", result="real[m]")
-_unary("tanh", "torch.tanh", lambda a: f"\\tanh {a[0]}", "hyperbolic tangent", lambda v: numpy().tanh(v),
+_unary("tanh", "torch.tanh", lambda a: f"\\tanh\\left({a[0]}\\right)", "hyperbolic tangent", lambda v: numpy().tanh(v),
        real_only=True, dtype="real only", example="tanh(x)", result="real[m]")
 _unary("sigmoid", "torch.sigmoid", lambda a: f"\\sigma\\left({a[0]}\\right)", "logistic sigmoid",
        lambda v: 1 / (1 + numpy().exp(-v)), real_only=True, dtype="real only", example="sigmoid(x)",
@@ -73,7 +73,7 @@ _unary("real", "torch.real", lambda a: f"\\operatorname{{Re}}\\left({a[0]}\\righ
        lambda v: numpy().real(v), real_out=True, dtype="real result", example="real(z)", result="real[m]")
 _unary("imag", "torch.imag", lambda a: f"\\operatorname{{Im}}\\left({a[0]}\\right)", "imaginary part",
        lambda v: numpy().imag(v), real_out=True, dtype="real result", example="imag(z)", result="real[m]")
-_unary("angle", "torch.angle", lambda a: f"\\angle {a[0]}", "phase of a complex value (radians)",
+_unary("angle", "torch.angle", lambda a: f"\\angle\\left({a[0]}\\right)", "phase of a complex value (radians)",
        lambda v: numpy().angle(v), real_out=True, category="complex", dtype="real result", example="angle(z)",
        result="real[m]")
 

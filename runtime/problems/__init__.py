@@ -71,5 +71,5 @@ def known_specs() -> list[str]:
 
 
 def _load_all() -> None:
-    from . import dynamics, imaging, inference, signals, sparse, trellis_graphs  # noqa: F401  (registering is their import side effect)
+    from . import dynamics, imaging, inference, optimizers, signals, sparse, templates, trellis_graphs  # noqa: F401  (registering is their import side effect)
     from . import denoising_amp  # noqa: F401  (family I1)

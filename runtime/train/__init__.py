@@ -6,10 +6,12 @@
     result = unroll.train.train(net, task, protocol="stagewise", out_dir="runs/lista_cp")
 
 Protocols: end-to-end, stage-wise (LISTA-CP reference), deep supervision (TrainConfig); composed
-networks: Chain and train_composed.  Command line: `unrollc train SPEC --task NAME -o DIR`.
+networks: Chain and train_composed.  Command line: `unrollc train SPEC [--task NAME] -o DIR` (without --task: the shipped spec's own catalog
+task, `unroll.train.catalog_task(SPEC)`).
 """
 
 from . import plots
+from .catalog import catalog_task
 from .checkpoint import CheckpointMismatch, Recipe, build_net, load_checkpoint, recipe, save_checkpoint
 from .composed import Chain, train_composed
 from .layers import LayerRates, depth, layer_parameters
@@ -29,7 +31,7 @@ from .trainer import TrainConfig, Trainer, train
 
 __all__ = [
     "TASKS", "Chain", "CheckpointMismatch", "LayerRates", "Recipe", "Task", "TrainConfig", "Trainer",
-    "beta_divergence", "blind_deblur", "build_net", "compressive_mri", "depth", "from_loader", "from_tensors",
+    "beta_divergence", "blind_deblur", "build_net", "catalog_task", "compressive_mri", "depth", "from_loader", "from_tensors",
     "get_task", "layer_parameters", "load_checkpoint", "mse", "nmf_separation", "nmse", "nmse_db", "nrmse",
     "plots", "psnr", "recipe", "save_checkpoint", "sparse_coding", "sq_error", "ti_mse", "train", "train_composed",
 ]

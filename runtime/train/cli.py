@@ -6,6 +6,7 @@ import sys
 
 import torch
 
+from .catalog import catalog_task
 from .checkpoint import CheckpointMismatch, build_net
 from .plots import plot_all
 from .tasks import TASKS, get_task
@@ -13,13 +14,18 @@ from .trainer import DTYPES, TrainConfig, Trainer, init_distributed
 
 
 def run(args) -> int:
-    if args.task not in TASKS:
+    if args.task is not None and args.task not in TASKS:
         print(f"unrollc train: error: unknown task {args.task!r}; tasks: {', '.join(TASKS)}", file=sys.stderr)
         return 1
     torch.manual_seed(args.seed)
+    try:
+        task = get_task(args.task) if args.task is not None else _catalog(args.spec, args.seed)
+    except ValueError as err:
+        print(f"unrollc train: error: {err}", file=sys.stderr)
+        return 1
+    layers = args.layers or task.info.get("layers")
     device = init_distributed(args.device)  # under torchrun: one process per replica, DDP
     main = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
-    task = get_task(args.task)
     try:
         refine = tuple(float(f) for f in args.refine.split(",") if f.strip())
         config = TrainConfig(protocol=args.protocol, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
@@ -27,7 +33,7 @@ def run(args) -> int:
                              max_cpu_seconds=args.max_cpu_seconds, dtype=args.dtype, seed=args.seed,
                              layer_weights=args.layer_weights,
                              layer_lr=[float(r) for r in args.layer_lr.split(",")] if args.layer_lr else None)
-        net = build_net(args.spec, task, dtype=DTYPES[args.dtype], device=device, layers=args.layers,
+        net = build_net(args.spec, task, dtype=DTYPES[args.dtype], device=device, layers=layers,
                         learn=args.learn, freeze=args.freeze, tie=args.tie, untie=args.untie)
         if main:
             print(f"unrollc train: {type(net).__name__} ({type(net).num_layers} layers) on {task.description}; "
@@ -52,3 +58,11 @@ def run(args) -> int:
     print(f"\nwrote {args.output}: best.pt final.pt last.pt log.jsonl summary.json "
           + " ".join(p.name for p in paths), file=sys.stderr)
     return 0
+
+
+def _catalog(spec: str, seed: int):
+    """The shipped spec's own catalog task (a ValueError naming the tasks when SPEC is a file)."""
+    if spec.endswith(".unroll"):
+        raise ValueError(f"{spec} is a spec file: give a --task ({', '.join(TASKS)}); a shipped spec name "
+                         f"trains on its own catalog task without one")
+    return catalog_task(spec, seed=seed)
