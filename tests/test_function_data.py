@@ -9,7 +9,6 @@ import pickle
 
 import pytest
 import torch
-import unroll
 from torch import nn
 from unroll.compiler.diagnostics import CompileError
 from unroll.runtime.loader import load_text
@@ -172,7 +171,7 @@ def test_the_manual_example_runs_as_described():
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "language.md").read_text(encoding="utf-8")
-    spec = re.search(r"```unroll\n(spec denoised_gd .*?)```", text, re.S).group(1)
+    spec = re.search(r"```unroll\n(spec denoised_gd .*?)```", text, re.DOTALL).group(1)
     generator = torch.Generator().manual_seed(0)
     A = torch.randn(6, 4, generator=generator, dtype=torch.float64)
     y = torch.randn(3, 6, generator=generator, dtype=torch.float64)
