@@ -23,9 +23,7 @@ NOT_YET_SHIPPED = [
     # family H (branches h-fn, h-functional)
     "ekf_training", "dekf_training", "msa_pmp",
     # family I (branches i-nets, i-amp)
-    "ldit", "ldamp", "meinhardt_learned_prox", "pnp_fbs", "pnp_admm", "gupta_rpgd", "diamond_odp",
-    # family K baselines that are iterations
-    "bm3d_amp",
+    "meinhardt_learned_prox", "pnp_fbs", "pnp_admm", "gupta_rpgd", "diamond_odp",
 ]
 
 SHIPPED = shipped_specs()
