@@ -25,7 +25,8 @@ def render_autodiff(printer, node: ir.Node) -> Arg:
 
 
 def ctor_args(p: ir.Program) -> list[str]:
-    return ["seed=None"] if p.noises else []
+    functional = any(net.functional for net in p.nets)  # seeds their initial weights
+    return ["seed=None"] if p.noises or functional else []
 
 
 def init_lines(p: ir.Program, out: Lines) -> None:

@@ -97,6 +97,12 @@ class ExprPrinter:
             from .emit_diff import render_autodiff
 
             return render_autodiff(self, node)
+        if op == "net_call" and node.attrs.get("functional"):  # weights as a value (runtime/nets_functional.py)
+            x, w = (self.render(a) for a in node.args)
+            return Arg(f"{node.attrs['name']}({x.code}, {w.code}, {node.args[0].type.batched}, "
+                       f"{node.args[1].type.batched})", node.type)
+        if op == "net_init":  # a functional network's initial weights, a buffer of the module
+            return Arg(f"{node.attrs['name']}.initial", node.type)
         if op == "net_call" and node.attrs.get("kind") == "convgru":  # input and hidden state
             x, h = (self.render(a) for a in node.args)
             fn = f"{node.attrs['name']}[{self.layer}]" if node.attrs.get("per_layer") else node.attrs["name"]

@@ -46,7 +46,7 @@ class ConstructorPrinter:
 
     def _free_dims(self) -> list[str]:
         """Dims bound by no data: optional constructor arguments, else bound by inputs."""
-        return [d for d in self.p.dims if d not in self.p.data_dims]
+        return [d for d in self.p.dims if d not in self.p.data_dims and d not in self.p.net_dims]
 
     def _construction_dims(self) -> dict[str, str]:
         """Dims not bound by data that the constructor needs (parameter shapes), with who needs them."""
@@ -156,6 +156,12 @@ class ConstructorPrinter:
             opts = "".join(f", {k}={v.python() if isinstance(v, DimExpr) else repr(v)}"
                            for k, v in net.options.items())
             out.add(f"# line {net.line}: {comment(p.line(net.line))}", 2)
+            if net.functional:  # weights as a value; its weight counts bind dims (runtime/nets_functional.py)
+                out.add(f"self.{net.name} = rt.make_functional_net({net.kind!r}, seed, dtype, device{opts})", 2)
+                for group, dim in enumerate(net.functional):
+                    count = "size" if len(net.functional) == 1 else f"layer_sizes[{group}]"
+                    out.add(f"{dim} = dims[{dim!r}] = self.{net.name}.{count}", 2)
+                continue
             out.add(f"self.{net.name} = rt.make_net({net.kind!r}, {net.per_layer!r}, self.num_layers, "
                     f"{net.learned!r}, dtype, device{opts})", 2)
         lets = [c for c in plan.constants if c.kind == "let"]

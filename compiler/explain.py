@@ -72,6 +72,8 @@ class LatexPrinter:
             if kind == "jacobian":
                 return f"\\frac{{\\partial \\left({f}\\right)}}{{\\partial {x}}}"
             v = self.node(n.args[2])
+            if n.args[2].op not in ("var", "number", "index"):
+                v = f"\\left({v}\\right)"
             if kind == "vjp":
                 return f"{v}^{{\\top}} \\frac{{\\partial \\left({f}\\right)}}{{\\partial {x}}}"
             return f"\\frac{{\\partial \\left({f}\\right)}}{{\\partial {x}}} {v}"
@@ -90,6 +92,8 @@ class LatexPrinter:
                     text = f"\\left({text}\\right)"
             if n.op == "pow" and i == 0 and a.op not in ("var", "number"):
                 text = f"\\left({text}\\right)"
+            if n.op in ("transpose", "solve") and i == 0 and a.op not in ("var", "number", "net_call"):
+                text = f"\\left({text}\\right)"  # a compound operand of ^{T} or ^{-1}
             args.append(text)
         return OPERATORS[n.op].latex(args)
 
@@ -171,6 +175,10 @@ def explain(program: ir.Program, latex_only: bool = False) -> str:
         for net in p.nets:
             opts = ", ".join(f"{k}={v.python() if isinstance(v, DimExpr) else repr(v)}"
                              for k, v in net.options.items())
+            if net.functional:  # its weights are a value of the algorithm (check/functional.py)
+                out.append(f"  {net.name}: {net.kind}({opts}), functional: its weights are a value of "
+                           f"{' + '.join(net.functional)} entries (`init({net.name})`, `{net.name}(x, weights=...)`)")
+                continue
             out.append(f"  {net.name}: {net.kind}({opts}), {'one per layer' if net.per_layer else 'shared'}, "
                        f"{'learned' if net.learned else 'fixed'}")
     out.append("")

@@ -146,6 +146,7 @@ class Net:
     learned: bool
     span: Span
     line: int
+    functional: tuple = ()  # `functional(nw)` / `functional(n1, n2)`: the dims bound to its weight counts
 
 
 @dataclass
@@ -206,6 +207,7 @@ class Program:
     layers_dim: str | None = None  # `layers T` with T a dim: the depth is that size, known per call
     size_hypers: list[str] = field(default_factory=list)  # `int` hyperparameters used as sizes (`real[m, n]`)
     functions: list[tuple[str, int]] = field(default_factory=list)  # `fn` (name, line): inlined, listed by explain
+    net_dims: dict = field(default_factory=dict)  # dim -> (functional net, weight group): bound at construction
 
     def line(self, number: int) -> str:
         lines = self.source_text.split("\n")

@@ -220,8 +220,9 @@ class Builder:
                 out.append(Loop(self.lower(st.count, depth), before, body, self.line_text(st.span.line),
                                 st.span.line, st.index, st.backward))
                 continue
-            if st.target in lifted:
-                # a temporary that does not depend on the loop: computed once, outside it
+            if st.target in lifted and self.bound_outside(st.value):
+                # a temporary that does not depend on the loop: computed once, outside it (not when it
+                # reads a `let` bound inside the loop, one assigned twice: fuzz finding dpn_meanfield~404)
                 if (st.target, st.version) in self.lifted_done:
                     continue  # already lifted (the peeled first layer lowers the step again)
                 self.lifted_done.add((st.target, st.version))

@@ -173,7 +173,7 @@ def _static(node: ir.Node, states: set[str], locals_: set[str]) -> bool:
         if kind == "local":
             return node.attrs["name"] in locals_
         return node.level == ir.CONST
-    if node.op in ("ref", "net_call", "op_apply", "history_sum"):
+    if node.op in ("ref", "net_call", "op_apply", "history_sum", "net_init"):
         return False
     return all(_static(a, states, locals_) for a in node.args)
 

@@ -19,7 +19,7 @@ def node_reads(node: ir.Node, out: Counter) -> None:
         if n.op in ("var", "ref"):
             if n.attrs.get("kind") != "layer":
                 out[n.attrs["name"]] += 1
-        elif n.op in ("net_call", "op_apply"):
+        elif n.op in ("net_call", "op_apply", "net_init"):
             out[n.attrs["name"]] += 1
         elif n.op == "choose":
             out[n.attrs["flag"]] += 1

@@ -231,7 +231,7 @@ def _own_level(node: ir.Node, tying: dict[str, bool]) -> int:
     """The lowest level a node has whatever its operands'."""
     if node.op == "net_call":  # a sub-network: one per layer, or one for all
         return LAYER if tying[node.attrs["name"]] else FORWARD
-    if node.op == "op_apply":  # a user operator is applied per forward call
+    if node.op in ("op_apply", "net_init"):  # a user operator; a functional network's initial weights (a buffer)
         return FORWARD
     return CONST
 

@@ -28,6 +28,7 @@ from .nets import (
     default_dtype_device,
     make_net,
 )
+from .nets_functional import FunctionalMLP, make_functional_net
 from .ops import *  # the kernels, listed in ops.__all__
 from .ops_diffusion import *  # conv2s, rbf, pwl (listed in ops_diffusion.__all__)
 from .params import (
@@ -55,6 +56,8 @@ __all__ = ops.__all__ + array_ops.__all__ + ops_diffusion.__all__ + _autodiff_al
     "cat",
     "default_dtype_device",
     "make_net",
+    "FunctionalMLP",
+    "make_functional_net",
     "NonNegative",
     "Positive",
     "Range",

@@ -114,8 +114,8 @@ def build(name: str, seed: int = 0, layers: int = LAYERS) -> Case:
         kwargs[COMPACT_PSF[name]] = psf * keep
     if not program.data:
         kwargs["dtype"] = torch.float64
-    for dim in program.dims:  # dims that no data binds are constructor keywords
-        if dim not in program.data_dims:
+    for dim in program.dims:  # dims that no data binds are constructor keywords (not a functional net's)
+        if dim not in program.data_dims and dim not in program.net_dims:
             kwargs[dim] = sizes[dim]
     net = cls(**kwargs)
     generator = torch.Generator().manual_seed(seed)

@@ -20,9 +20,7 @@ from unroll.compiler.cli import main
 from unroll.compiler.driver import shipped_specs
 
 NOT_YET_SHIPPED = [
-    # family H (branches h-fn, h-functional)
-    "ekf_training", "dekf_training", "msa_pmp",
-    # family I (branches i-nets, i-amp)
+    # family I (branch i-nets)
     "meinhardt_learned_prox", "pnp_fbs", "pnp_admm", "gupta_rpgd", "diamond_odp",
 ]
 

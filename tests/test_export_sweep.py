@@ -81,6 +81,11 @@ ROUTES = {
     "srcnn_sc": "legacy",
     "task_driven_dl": r"`matrix_norm` \(the spec's `opnorm`\)",
     "unrolled_adam": "legacy",
+    # autograd in the forward pass (the Jacobian / vector-Jacobian product by torch.autograd.grad): the
+    # TorchScript exporter cannot trace it, and the error names the spec line
+    "ekf_training": r"line \d+: let H = jacobian\(",
+    "dekf_training": r"line \d+: let H1 = jacobian\(",
+    "msa_pmp": r"line \d+: p\[t\] = vjp\(",
 }
 ERROR_ROUTE = {name: "dynamo" if name in ("corona", "rpca_ista")
                else "legacy" for name, route in ROUTES.items() if route not in ("legacy", "dynamo", "legacy32",

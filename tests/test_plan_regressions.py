@@ -235,3 +235,25 @@ output X
     assert torch.allclose(net(y), expected, rtol=1e-14)
     assert torch.autograd.gradcheck(lambda v: net(v), (y.requires_grad_(),))
     assert torch.autograd.gradgradcheck(lambda v: net(v), (y,))
+
+
+def test_a_lifted_let_never_reads_a_let_bound_inside_the_loop(tmp_path):
+    # `let e = t + 1` is layer-invariant, but `t` is assigned twice in the step (bound inside the loop):
+    # lifting `e` out of the loop read `t` before it existed (UnboundLocalError; fuzz finding dpn_meanfield~404)
+    Net = build(tmp_path, """spec lifted "a layer-invariant let reading a let the step reassigns"
+dims n
+input y : real[n]
+state x : real[n] = y
+state z : real[n] = 0
+layers 3
+step:
+    let t = 2 * x
+    let e = t + 1
+    t = e * 3
+    z = z + t
+output x, z
+""")
+    y = torch.randn(2, 4, dtype=torch.float64)
+    x, z = Net(n=4, dtype=torch.float64)(y)
+    assert torch.equal(x, y)
+    torch.testing.assert_close(z, 3 * 3 * (2 * y + 1), rtol=1e-15, atol=0)

@@ -258,20 +258,30 @@ class DeclarationMixin:
                 self.error(f"`{d.net_kind}` needs `{required}=`", d.value.span,
                            f"for example `{d.net_kind}(in=3, out=5)`")
                 return None
-        learned, per_layer = True, False
+        learned, per_layer, functional = True, False, None
         for a in d.annotations:
-            if a.name in ("learned", "fixed"):
+            if a.name == "functional":  # weights as a value (check/functional.py)
+                functional = a
+            elif a.name in ("learned", "fixed"):
                 learned = a.name == "learned"
             elif a.name in ("shared", "per_layer"):
                 per_layer = a.name == "per_layer"
             else:
                 self.error(f"a sub-network takes `learned`/`fixed` and `shared`/`per_layer`, not `{a.name}`", a.span)
                 return None
+        weight_dims = ()
+        if functional is not None:
+            weight_dims = self._functional_dims(d, functional, sizes, per_layer)
+            if weight_dims is None:
+                return None
+            learned = False  # no parameters: the weights are a value of the algorithm
         level = ir.LAYER if per_layer else ir.FORWARD
         if self._declare(Symbol(d.name, "net", Type("net"), level, d.span, per_layer=per_layer)):
             net = ir.Net(d.name, d.net_kind, options, sizes["in"], sizes["out"], per_layer, learned, d.span,
-                         d.line_span.line)
+                         d.line_span.line, weight_dims)
             self._net_info[d.name] = net
+            for group, dim in enumerate(weight_dims):
+                self.net_dims[dim] = (d.name, group)
             return net
         return None
 

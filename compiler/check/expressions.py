@@ -240,9 +240,13 @@ class ExpressionMixin:
             if name in AUTODIFF_FORMS:
                 return self._autodiff(e, name)
             target = self.scope.get(name)
+            if name == "init" and target is None:  # a functional network's initial weights (check/functional.py)
+                return self._net_init(e)
             if target is not None and not target.broken and target.kind == "net":
                 if self._net_info[name].kind == "convgru":
                     return self._convgru_call(e, target)
+                if self._net_info[name].functional:
+                    return self._functional_call(e, target, self._net_info[name])
                 return self._net_call(e, target)
             if target is not None and not target.broken and target.type is not None \
                     and target.type.dtype == OPERATOR:

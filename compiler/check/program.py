@@ -12,6 +12,7 @@ from .declarations import DeclarationMixin, net_size_names
 from .diff_forms import DiffFormMixin, depth_symbol
 from .expressions import ExpressionMixin
 from .function_data import FunctionDataMixin
+from .functional import FunctionalMixin
 from .functions import FunctionCallMixin
 from .indexing import IndexMixin
 from .names import IDENTIFIER, Symbol, kind_noun, with_article
@@ -22,7 +23,7 @@ from .statements import StatementMixin
 
 
 class Checker(FunctionDataMixin, ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, DeclarationMixin, StatementMixin,
-              DiffFormMixin, IndexMixin, FunctionCallMixin):
+              DiffFormMixin, IndexMixin, FunctionCallMixin, FunctionalMixin):
     """Checks one spec against its own annotations; `run()` returns the typed program."""
 
     def __init__(self, spec: ast.Spec, source: Source, layers: int | None = None):
@@ -71,6 +72,7 @@ class Checker(FunctionDataMixin, ScopeMixin, ExpressionMixin, SliceMixin, Specia
         requires: list[ir.Require] = []
         self._let_values: dict[str, ir.Node] = {}
         self._net_info: dict[str, ir.Net] = {}
+        self.net_dims: dict[str, tuple[str, int]] = {}  # dim -> (functional net, weight group)
         data_dims: dict[str, tuple[str, int]] = {}
         input_dims: dict[str, tuple[str, int]] = {}
         dims: list[str] = []
@@ -190,13 +192,23 @@ class Checker(FunctionDataMixin, ScopeMixin, ExpressionMixin, SliceMixin, Specia
                     self._poison(d.name, "net", d.span)
         self.current = None
 
-        # dims must be bound by data or inputs
+        # dims must be bound by data or inputs (or by a functional network's weight count)
+        functional_names = {arg.name for d in decls if d.kind == "net" for a in d.annotations
+                            if a.name == "functional" for arg in a.args if isinstance(arg, ast.Name)}
         for name in dims:
             operator_dims = {n for x in data if x.type.dtype == OPERATOR
                              for dim in tuple(x.type.shape) + tuple(x.type.out_shape or ()) for n in dim.names()}
             operator_dims |= {n for x in data if x.type.dtype == FUNCTION for t in x.type.signature[0]
                               for dim in t.shape for n in dim.names()}
             noise_dims = {n for x in noises for dim in x.type.shape for n in dim.names()}  # constructor arguments
+            if name in functional_names and name not in self.net_dims:  # its `functional(...)` was reported
+                continue
+            if name in self.net_dims:  # bound at construction to a functional network's weight count
+                if name in data_dims:
+                    self.error(f"the dim `{name}` is bound both by the data `{data_dims[name][0]}` and by "
+                               f"`functional` (the weights of `{self.net_dims[name][0]}`)", self.scope[name].span,
+                               "use another dim for the data axis")
+                continue
             if name not in data_dims and name not in input_dims and name not in mentioned \
                     and name not in operator_dims and name not in noise_dims:
                 sym = self.scope[name]
@@ -293,7 +305,7 @@ class Checker(FunctionDataMixin, ScopeMixin, ExpressionMixin, SliceMixin, Specia
             locals_types=dict(self.locals_types), nets=nets, requires=requires, noises=noises, until=until,
             loop_indices=list(self.loop_indices), layers_dim=self.layers_dim, size_hypers=sorted(self.size_hypers),
             dim_minimums=dict(self.dim_minimums), dim_relations=list(self.dim_relations),
-            functions=[(f.name, f.line_span.line) for f in spec.functions])
+            functions=[(f.name, f.line_span.line) for f in spec.functions], net_dims=dict(self.net_dims))
 
 
 

@@ -127,6 +127,10 @@ class SpecialFormMixin:
 
     def _net_call(self, e: ast.Call, sym: Symbol):
         info = self._net_info[sym.name]
+        if any(k.name == "weights" for k in e.kwargs):
+            self.error(f"`{sym.name}` is not functional: its weights are parameters of the module", e.span,
+                       "declare it `... functional(nw)` (with `nw` on the `dims` line) to pass `weights=`")
+            return None
         if not e.args or e.kwargs or (len(e.args) > 1 and info.kind != "mlp"):
             extra = " (an MLP may take several: their features are concatenated)" if info.kind == "cnn" else ""
             self.error(f"the sub-network `{sym.name}` takes one argument{extra}", e.span,

@@ -71,5 +71,15 @@ def known_specs() -> list[str]:
 
 
 def _load_all() -> None:
-    from . import dynamics, imaging, inference, optimizers, signals, sparse, templates, trellis_graphs  # noqa: F401  (registering is their import side effect)
+    from . import (  # noqa: F401  (registering is their import side effect)
+        dynamics,
+        imaging,
+        inference,
+        optimizers,
+        signals,
+        sparse,
+        templates,
+        training_algorithms,
+        trellis_graphs,
+    )
     from . import denoising_amp  # noqa: F401  (family I1)
