@@ -126,6 +126,14 @@ class ExprPrinter:
         if op == "net_call" and _net_rows(node):
             # a sub-network mapping rows over leading axes, or an MLP with extra inputs (the time)
             return Arg(_rows_call(node, [self.render(a) for a in node.args], self.layer), node.type)
+        if op == "op_apply" and node.attrs.get("function"):  # function data (runtime/function_data.py)
+            # a Python number (the layer index, a literal) becomes a tensor of the network's dtype and device
+            args = ", ".join(f"torch.tensor({self.render(a).code}, dtype=dtype, device=device)" if a.py
+                             else self.render(a).code for a in node.args)
+            name = node.attrs["name"]
+            if all(node.attrs["batched"]):
+                return Arg(f"{name}({args})", node.type)
+            return Arg(f"{name}.call({node.attrs['batched']!r}, {args})", node.type)
         if op in ("net_call", "op_apply"):
             # a sub-network (one per layer if untied) or a user operator / its adjoint, applied to one argument
             (arg,) = (self.render(a) for a in node.args)

@@ -62,7 +62,7 @@ class ConstructorPrinter:
         return [d for d in self._data_tensors() if d.type.dtype != INT]
 
     def _data_tensors(self) -> list[ir.Data]:
-        return [d for d in self.p.data if d.type.dtype != "operator"]
+        return [d for d in self.p.data if d.type.dtype not in ("operator", "function")]
 
     def _free_dims(self) -> list[str]:
         """Dims bound by no data: optional constructor arguments, else bound by inputs."""
@@ -76,6 +76,11 @@ class ConstructorPrinter:
                 for dim in tuple(d.type.shape) + tuple(d.type.out_shape or ()):
                     for name in dim.names():
                         out.setdefault(name, f"operator `{d.name}`")
+            if d.type.dtype == "function":  # function data checks its arguments' and result's shapes
+                for t in tuple(d.type.signature[0]) + (d.type.signature[1],):
+                    for dim in t.shape:
+                        for name in dim.names():
+                            out.setdefault(name, f"function `{d.name}`")
         for x in self.p.params:
             for d in x.type.shape:
                 for name in d.names():
@@ -120,6 +125,10 @@ class ConstructorPrinter:
                 pre.add(f"if {d.name} is None:", 2)
                 pre.add(f"raise TypeError({self.class_name + ': missing operator ' + repr(d.name)!r})", 3)
                 continue
+            if d.type.dtype == "function":
+                pre.add(f"if {d.name} is None:", 2)
+                pre.add(f"raise TypeError({self.class_name + ': missing function ' + repr(d.name)!r})", 3)
+                continue
             dims = tuple(self._dim_key(x) for x in d.type.shape)
             kind = "complex" if d.type.dtype == COMPLEX else "int" if d.type.dtype == INT else "real"
             # later data take the first data's real dtype (complex data its complex counterpart) and device
@@ -162,6 +171,11 @@ class ConstructorPrinter:
                 outs = "(" + "".join(f"{x.python()}, " for x in d.type.out_shape).rstrip(" ") + ")"
                 out.add(f"self.{d.name} = rt.LinearOperator({d.name!r}, {d.name}, dtype, device, "
                         f"in_shape={ins}, out_shape={outs})", 2)
+            elif d.type.dtype == "function":  # runtime/function_data.py
+                arg_types, result, differentiable = d.type.signature
+                shapes = "(" + "".join(_shape_code(t.shape) + ", " for t in arg_types).rstrip(" ") + ")"
+                out.add(f"self.{d.name} = rt.FunctionData({d.name!r}, {d.name}, {shapes}, {_shape_code(result.shape)}, "
+                        f"differentiable={differentiable!r}, complex_out={result.dtype == COMPLEX!r})", 2)
             elif plan.uses[d.name]:
                 out.add(f"self.register_buffer({d.name!r}, {d.name})", 2)
         for net in p.nets:
@@ -211,7 +225,7 @@ class ConstructorPrinter:
                 pre.add(f"dtype = rt.real_dtype({first}.dtype)", 2)
                 pre.add(f"device = {first}.device", 2)
             else:
-                ops = ", ".join(d.name for d in p.data if d.type.dtype == "operator")
+                ops = ", ".join(d.name for d in p.data if d.type.dtype == "operator")  # function data: no dtype
                 sep = ", " if ops else ""
                 if "dtype" in used or "cdtype" in used:
                     pre.add(f"dtype = rt.default_dtype_device({ops}{sep}dtype=dtype)[0]", 2)
@@ -302,3 +316,8 @@ class ConstructorPrinter:
                 out.add(f"{rows[item.target]}_rows.append({item.target})", 3)
         for name in columns + [rows[t] for t in sorted(rows)]:
             out.add(f"self.register_buffer({name!r}, rt.layer_table({name}_rows, dtype, device), persistent=False)", 2)
+
+
+def _shape_code(shape) -> str:
+    """A shape of dims as Python code: `(h, w)`, `(n,)`, `()`."""
+    return "(" + "".join(f"{x.python()}, " for x in shape).rstrip(" ") + ")"

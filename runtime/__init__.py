@@ -14,6 +14,7 @@ from .autodiff import *  # differentiation in the forward pass, `step until` mas
 from .autodiff import __all__ as _autodiff_all
 from .backward import LayerSlice, checkpoint_layers, implicit_layers
 from .index_ops import *  # gather, scatter-add, indexed writes (index_ops.__all__)
+from .function_data import FunctionData  # function data (a user-supplied nonlinear callable)
 from .module import UnrolledModule
 from .nets import (
     CNN,
@@ -70,4 +71,5 @@ __all__ = ops.__all__ + array_ops.__all__ + ops_diffusion.__all__ + _autodiff_al
     "ZeroMeanUnitNorm",
     "check_constraint",
     "UnrolledModule",
+    "FunctionData",
 ]

@@ -232,7 +232,7 @@ class Outcome:
 
 # Findings listed as open in tests/fuzz_known_bugs.md ("Open (found, not fixed)"): tests/test_fuzz.py does not
 # fail on them (benchmarks/fuzz.py still reports them).  Delete a pattern when its bug is fixed.
-KNOWN_OPEN: tuple = ()  # all fixed (tests/fuzz_known_bugs.md); add `re.compile(...)` patterns here
+KNOWN_OPEN: tuple = ()
 
 
 def known_open(outcome: Outcome) -> bool:

@@ -53,6 +53,7 @@ ROUTES = {
     "iht": "legacy",
     "ista": "legacy",
     "lcod": "legacy",
+    "ldit": "legacy32",  # ldamp, bm3d_amp: no row, their `noise` probe fails as for every noise spec
     "learned_pdhg": "legacy32",
     "learned_primal_dual": "legacy32",
     "lista": "legacy",

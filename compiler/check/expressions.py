@@ -131,6 +131,11 @@ class ExpressionMixin:
         if sym.kind == "net":
             self.error(f"`{name}` is a sub-network; call it: `{name}(...)`", e.span)
             return None
+        if sym.type is not None and sym.type.dtype in (OPERATOR, "function"):  # not a value (check/function_data.py)
+            what = "function data" if sym.type.dtype == "function" else "a linear operator"
+            self.error(f"`{name}` is {what} ({sym.type}), not a value; call it: `{name}(...)`", e.span,
+                       f"`{name}` maps its arguments to a result; for a matrix declare the data `real[...]`")
+            return None
         typ = sym.type
         if sym.kind == "state" and name in self.batched_states:
             typ = typ.with_(batched=True)
@@ -267,12 +272,16 @@ class ExpressionMixin:
             if target is not None and not target.broken and target.type is not None \
                     and target.type.dtype == OPERATOR:
                 return self._op_apply(e, target, adjoint=False)
+            if target is not None and not target.broken and target.type is not None \
+                    and target.type.dtype == "function":
+                return self._function_call(e, target)  # function data (check/function_data.py)
             op = OPERATORS.get(name)
             if op is None or name in INTERNAL_OPERATORS:
                 sym = self.scope.get(name)
                 if sym is not None and sym.broken:
                     return None
-                if sym is not None and sym.type is not None and sym.type.dtype != OPERATOR and sym.kind != "dim":
+                if sym is not None and sym.type is not None and sym.type.dtype not in (OPERATOR, "function") \
+                        and sym.kind != "dim":
                     arg = self._text(e.args[0].span) if len(e.args) == 1 else "x"
                     noun = kind_noun(sym.kind)
                     self.error(f"`{name}` is {with_article(noun)} of type {sym.type}, not a function: it cannot be called",

@@ -65,6 +65,10 @@ class ScopeMixin:
 
     def _type(self, ts: ast.TypeSyntax, what: str, allow_int=False, allow_operator=False) -> Type | None:
         base_span = Span(ts.span.line, ts.span.column, ts.span.line, ts.span.column + len(ts.base))
+        if ts.base == "function":
+            self.error(f"{with_article(what)} cannot be a function", ts.span,
+                       "only data can be a function: `data D : function(real[n], real) -> real[n]`")
+            return None
         if ts.base == OPERATOR:
             if not allow_operator:
                 self.error(f"{with_article(what)} cannot have an operator type", ts.span,

@@ -83,3 +83,4 @@ def _load_all() -> None:
         training_algorithms,
         trellis_graphs,
     )
+    from . import denoising_amp  # noqa: F401  (family I1)
