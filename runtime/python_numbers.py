@@ -17,7 +17,7 @@ import re
 import torch
 
 _SPEC_LINE = re.compile(r"#\s*(line \d+: .*)$")
-_DEFINED = re.compile(r"line \d+:\s*(?:let|param|require|state)?\s*([A-Za-z_][A-Za-z0-9_]*)")
+_DEFINED = re.compile(r"line \d+:\s*(?:let|param|require|state)?\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\[[^\]]*\])?\s*[:=]")
 
 
 def _statement(error: BaseException, filename: str) -> tuple[str | None, str | None]:
@@ -40,35 +40,47 @@ def _statement(error: BaseException, filename: str) -> tuple[str | None, str | N
 
 
 def guard_constructor(cls) -> None:
-    """Wrap the `__init__` that `cls` defines itself, if `cls` is a generated module (it sets `spec_name`)."""
-    init = cls.__dict__.get("__init__")
-    if init is None or "spec_name" not in cls.__dict__ or getattr(init, "_python_number_guard", False):
+    """Wrap the `__init__` and the `forward` that `cls` defines itself, if `cls` is a generated module (it
+    sets `spec_name`): Python-number overflow or division by zero, and LAPACK failures, become a ValueError
+    naming the spec statement (at construction: on constants of the data; in forward: on dims and
+    hyperparameters, e.g. `M^1e300`, or a matrix that is singular or non-finite during the run)."""
+    if "spec_name" not in cls.__dict__:
         return
+    for method, stage in (("__init__", "construction"), ("forward", "forward")):
+        original = cls.__dict__.get(method)
+        if original is not None and not getattr(original, "_python_number_guard", False):
+            setattr(cls, method, _guarded(cls, original, stage))
 
-    @functools.wraps(init)
-    def __init__(self, *args, **kwargs):
+
+def _guarded(cls, method, stage: str):
+    # not `__module__`: the wrapper's globals are this module's (torch.compile resolves a function's module)
+    @functools.wraps(method, assigned=("__name__", "__qualname__", "__doc__"))
+    def guarded(self, *args, **kwargs):
         try:
-            init(self, *args, **kwargs)
+            return method(self, *args, **kwargs)
         except (OverflowError, ZeroDivisionError) as err:
-            statement, name = _statement(err, init.__code__.co_filename)
+            statement, name = _statement(err, method.__code__.co_filename)
             hypers = ", ".join(f"{h}={getattr(self, h)!r}" for h, _ in getattr(cls, "hyper_defaults", ())
                                if h in self.__dict__)
             what = "overflowed" if isinstance(err, OverflowError) else "divided by zero"
-            where = f"computing `{statement}`" if statement else "computing the constants"
+            where = f"computing `{statement}`" if statement else (
+                "computing the constants" if stage == "construction" else "in forward")
             raise ValueError(f"{name or cls.__name__}: {where}, Python-number arithmetic {what} ({err})"
                              + (f" with the hyperparameters {hypers}" if hypers else "")
                              + ": choose values whose arithmetic stays finite and nonzero") from err
-        except torch.linalg.LinAlgError as err:  # LAPACK on a constant of the data (`opnorm`, `solve`, ...)
-            statement, name = _statement(err, init.__code__.co_filename)
-            where = f"computing `{statement}`" if statement else "computing the constants"
+        except torch.linalg.LinAlgError as err:  # LAPACK: `opnorm`, `solve`, `svt`, ... on a bad matrix
+            statement, name = _statement(err, method.__code__.co_filename)
+            where = f"computing `{statement}`" if statement else (
+                "computing the constants" if stage == "construction" else "in forward")
             text = str(err)
             why = ("the matrix has NaN or infinite entries (arithmetic on the data overflowed)" if "non-finite" in text
                    else "the matrix is singular" if "singular" in text else text.splitlines()[0])
+            check = "the data and the hyperparameters" if stage == "construction" else "the inputs and the parameters"
             raise ValueError(f"{name or cls.__name__}: {where}, a linear-algebra routine failed: {why}; "
-                             "check the data and the hyperparameters") from err
+                             f"check {check}") from err
 
-    __init__._python_number_guard = True
-    cls.__init__ = __init__
+    guarded._python_number_guard = True
+    return guarded
 
 
 def dim_size(terms, const, dims: dict) -> int | None:

@@ -208,3 +208,49 @@ def test_loop_index_within_range_runs_like_numpy(one_torch_thread):
     for t in range(4):  # X[t + 1] = X[T - 1 - t] + y[t]
         ref[t + 1] = ref[4 - 1 - t] + y[t].numpy()
     np.testing.assert_allclose(X, ref, rtol=1e-12)
+
+
+FORWARD_POWER = """spec forward_power
+dims n
+hyper e = 2.0
+input y : real[n]
+state x : real[n] = 0
+layers 2
+step:
+    let a = n^e / (1 + norm(x)^2)
+    x = x + a * y
+output x
+"""
+
+
+def test_python_number_overflow_in_forward_names_the_statement(tmp_path, one_torch_thread):
+    # fuzz prox_linear_psse~1009983 (`M^1e300`, M a dim): OverflowError from Python's `**` in forward
+    path = tmp_path / "forward_power.unroll"
+    path.write_text(FORWARD_POWER)
+    Net = load_text(FORWARD_POWER, str(path))
+    y = torch.ones(2, 3, dtype=torch.float64)
+    assert torch.allclose(Net()(y=y), torch.full((2, 3), 9.0 + 9.0 / (1 + 3 * 9.0**2), dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"^a: computing `line 8: let a = n\^e / \(1 \+ norm\(x\)\^2\)`, "
+                                         r"Python-number arithmetic overflowed .* with the hyperparameters e=1e\+300"):
+        Net(e=1e300)(y=y)
+
+
+SINGULAR_IN_FORWARD = """spec singular_in_forward
+dims n
+data A : real[n, n]
+input y : real[n]
+state x : real[n] = 0
+layers 1
+step:
+    x = solve(A * sum(y), y)
+output x
+"""
+
+
+def test_lapack_failure_in_forward_names_the_statement(tmp_path, one_torch_thread):
+    path = tmp_path / "singular.unroll"
+    path.write_text(SINGULAR_IN_FORWARD)
+    net = load_text(SINGULAR_IN_FORWARD, str(path))(A=np.eye(3))
+    with pytest.raises(ValueError, match=r"^SingularInForward: computing `line 8: .*solve\(A \* sum\(y\), y\)`, a linear-algebra "
+                                         r"routine failed: the matrix is singular; check the inputs and the parameters"):
+        net(y=torch.tensor([[1.0, -1.0, 0.0]], dtype=torch.float64))  # sum(y) = 0: a zero matrix

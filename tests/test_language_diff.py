@@ -6,6 +6,7 @@ torch.no_grad(), and the planner's boundary (nothing hoisted or merged across a 
 from __future__ import annotations
 
 import importlib.util
+import sys
 import textwrap
 
 import numpy as np
@@ -21,6 +22,7 @@ def _load(source, tmp_path, name):
     path.write_text(compile_source(textwrap.dedent(source), f"{name}.unroll"))
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # as `import` does (torch.compile resolves the generated functions' module)
     spec.loader.exec_module(module)
     return next(v for v in vars(module).values() if isinstance(v, type) and v.__module__ == name)
 
