@@ -243,7 +243,13 @@ class ConstructorPrinter:
         plan = self.plan
         if not constant_needed(plan, c):
             return
-        code = self.init.code(c.value)
+        rendered = self.init.render(c.value)
+        code = rendered.code
+        if not c.python and rendered.py and c.value.type.dtype != "complex":
+            # a tensor constant whose printed value is a Python number or bool (a comparison of constants kept as
+            # Python numbers, `clamp(k, 0, 0.75) >= 0.5`): a 0-d tensor, so that it can be a buffer
+            dtype = ", dtype=dtype" if c.value.type.dtype == "real" else ""
+            code = f"torch.tensor({code}{dtype}, device=device)"
         tail = "" if header else f"  # {c.comment}"
         if header:
             out.add(header, 2)

@@ -254,3 +254,25 @@ def test_lapack_failure_in_forward_names_the_statement(tmp_path, one_torch_threa
     with pytest.raises(ValueError, match=r"^SingularInForward: computing `line 8: .*solve\(A \* sum\(y\), y\)`, a linear-algebra "
                                          r"routine failed: the matrix is singular; check the inputs and the parameters"):
         net(y=torch.tensor([[1.0, -1.0, 0.0]], dtype=torch.float64))  # sum(y) = 0: a zero matrix
+
+
+COMPARISON_CONSTANT = """spec comparison_constant
+dims n
+hyper k : int = 1
+input y : real[n]
+state x : real[n] = 0
+layers 2
+step:
+    x = where(clamp(k, 0, 0.75) > y, y, x)
+    x = where(clamp(k, 0, 0.75) >= 1.5^-1, x + y, y)
+output x
+"""
+
+
+@pytest.mark.parametrize("k, expected", [(1, 2.0), (0, 1.0)])
+def test_comparison_of_python_constants_is_a_buffer(k, expected, one_torch_thread):
+    # fuzz statements 1007030 (the 100 000-case run): `clamp(i, 0, 0.75) >= 1.5^-1` is computed at construction
+    # as a Python bool, and registering it as a buffer raised `TypeError: cannot assign 'bool' object to buffer`
+    net = load_text(COMPARISON_CONSTANT, "comparison_constant")(k=k)
+    y = torch.ones(2, 3, dtype=torch.float64)
+    assert torch.equal(net(y=y), torch.full((2, 3), expected, dtype=torch.float64))
