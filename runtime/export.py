@@ -213,8 +213,9 @@ def to_onnx(net: UnrolledModule, inputs: tuple, path=None, *, dynamo: bool = Tru
     torch.export (`torch.onnx.export(..., dynamo=True)`), `dynamo=False` the TorchScript-based exporter."""
     inputs = tuple(inputs)
     _check_batched(net, inputs)
-    was_training = net.training
+    was_training, was_early_exit = net.training, net.early_exit
     net.eval()
+    net.early_exit = False  # `step until`: masked, every layer runs (the early break tests a tensor's value)
     module, traced_inputs = _as_pairs(net, inputs)
     names = list(net.input_names)
     outputs = list(net.output_names)
@@ -240,6 +241,7 @@ def to_onnx(net: UnrolledModule, inputs: tuple, path=None, *, dynamo: bool = Tru
         raise ExportError(f"cannot export `{net.spec_name}` to ONNX with {exporter}: {_gap(err)}") from err
     finally:
         net.train(was_training)
+        net.early_exit = was_early_exit
     _check_graph(net, model)
     if path is not None:
         with open(path, "wb") as f:
