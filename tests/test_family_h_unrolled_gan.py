@@ -26,7 +26,7 @@ N, NZ, WIDTH = 16, 3, 8
 
 
 def _spec(tmp_path) -> Path:
-    (source,) = [b for b in re.findall(r"```unroll\n(.*?)```", MANUAL.read_text(), re.S)
+    (source,) = [b for b in re.findall(r"```unroll\n(.*?)```", MANUAL.read_text(), re.DOTALL)
                  if b.startswith("spec unrolled_gan_sketch ")]
     path = tmp_path / "unrolled_gan_sketch.unroll"
     path.write_text(source)
