@@ -190,6 +190,18 @@ def _resolved_conjugates(net: nn.Module):
 
 
 @contextlib.contextmanager
+def _masked(net: UnrolledModule):
+    """`step until` networks are traced in masked mode (`early_exit = False`: every layer runs, finished
+    samples frozen), the same outputs without the early break, which tests a tensor's value."""
+    early_exit = net.early_exit
+    net.early_exit = False
+    try:
+        yield
+    finally:
+        net.early_exit = early_exit
+
+
+@contextlib.contextmanager
 def _default_dtype(dtype):
     """The TorchScript-based exporter types 0-d tensors with the default dtype: a float64 network exported
     under float32 defaults would round its scalar parameters to float32."""
@@ -213,14 +225,13 @@ def to_onnx(net: UnrolledModule, inputs: tuple, path=None, *, dynamo: bool = Tru
     torch.export (`torch.onnx.export(..., dynamo=True)`), `dynamo=False` the TorchScript-based exporter."""
     inputs = tuple(inputs)
     _check_batched(net, inputs)
-    was_training, was_early_exit = net.training, net.early_exit
+    was_training = net.training
     net.eval()
-    net.early_exit = False  # `step until`: masked, every layer runs (the early break tests a tensor's value)
     module, traced_inputs = _as_pairs(net, inputs)
     names = list(net.input_names)
     outputs = list(net.output_names)
     try:
-        with _quiet(), _default_dtype(_real_dtype(net)), torch.no_grad(), _resolved_conjugates(net):
+        with _quiet(), _default_dtype(_real_dtype(net)), torch.no_grad(), _resolved_conjugates(net), _masked(net):
             if dynamo:
                 from . import export_complex  # noqa: F401 - registers complex shape operators for the exporter
 
@@ -241,7 +252,6 @@ def to_onnx(net: UnrolledModule, inputs: tuple, path=None, *, dynamo: bool = Tru
         raise ExportError(f"cannot export `{net.spec_name}` to ONNX with {exporter}: {_gap(err)}") from err
     finally:
         net.train(was_training)
-        net.early_exit = was_early_exit
     _check_graph(net, model)
     if path is not None:
         with open(path, "wb") as f:
@@ -273,7 +283,7 @@ def to_pt2(net: UnrolledModule, inputs: tuple, path=None):
     names = list(net.input_names)
     batch = torch.export.Dim("batch")
     try:
-        with _quiet():
+        with _quiet(), _masked(net):
             program = torch.export.export(net, inputs, dynamic_shapes={n: {0: batch} for n in names})
     except Exception as err:
         raise ExportError(f"cannot export `{net.spec_name}` with torch.export: {_gap(err)}") from err
