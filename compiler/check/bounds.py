@@ -72,34 +72,6 @@ def dim_relation(index: ir.Node, size, why: str) -> tuple | None:
     return (tuple(size.terms), size.const, tuple(index.static.terms), index.static.const, why)
 
 
-def loop_index_problem(index: ir.Node, size, counts: dict, text: str) -> tuple[str, str] | None:
-    """(message, hint) when `j + c` (or `j - c`, `j`) with `j` the index of `repeat N as j:` falls outside an
-    axis at the loop's first or last pass (j from 0 to N - 1; N and the axis size numbers or dim expressions,
-    `X[t + 2]` in `repeat T as t` with `X : real[T + 1, n]`)."""
-    offset, var = 0, index
-    if index.op in ("add", "sub") and len(index.args) == 2:
-        a, b = index.args
-        if b.op == "number" and isinstance(b.attrs.get("value"), int):
-            var, offset = a, b.attrs["value"] * (1 if index.op == "add" else -1)
-        elif index.op == "add" and a.op == "number" and isinstance(a.attrs.get("value"), int):
-            var, offset = b, a.attrs["value"]
-    if var.op != "var" or var.attrs.get("kind") != "index" or not isinstance(size, DimExpr):
-        return None
-    name = var.attrs.get("name")
-    count = counts.get(name)
-    if count is None:
-        return None
-    loop = f"`repeat {DimExpr.of(count)} as {name}`"
-    if offset < 0:
-        return f"index `{text}` is {offset} at the first pass of {loop}", "indices start at 0"
-    last = DimExpr.of(count) + DimExpr.of(offset - 1)  # the index at the last pass, N - 1 + c
-    gap = size + DimExpr.of(-1) * last  # size - index
-    if gap.is_int and gap.const <= 0:
-        message = f"index `{text}` reaches {last} at the last pass of {loop}, out of range for axis of size {size}"
-        return message, f"indices start at 0 and go up to {size + DimExpr.of(-1)}"
-    return None
-
-
 def int_power_problem(base: ir.Node, exponent: ir.Node) -> tuple[str, str] | None:
     """(message, hint) for an integer base that is not a literal (a dim, an `int` hyperparameter, `layer`) raised
     to a literal integer power of 63 or more: the power stays an integer, and a 64-bit one overflows for every

@@ -15,7 +15,6 @@ from .bounds import (
     index_problem,
     int_bounds,
     int_power_problem,
-    loop_index_problem,
     onehot_problem,
     single_dim,
     symbolic_index_problem,
@@ -206,10 +205,6 @@ class ExpressionMixin:
             return None
         size = value.type.shape[0]
         problem = symbolic_index_problem(index, size, self._text(e.index.span))
-        if problem is not None:
-            self.error(problem[0], e.index.span, problem[1])
-            return None
-        problem = loop_index_problem(index, size, self.loop_counts, self._text(e.index.span))
         if problem is not None:
             self.error(problem[0], e.index.span, problem[1])
             return None

@@ -12,7 +12,6 @@ from __future__ import annotations
 from .. import ast, ir
 from ..diagnostics import Span
 from ..types import BOOL, COMPLEX, INT, REAL, Type, broadcast, shape_str
-from .bounds import loop_index_problem
 from .names import Symbol, kind_noun, with_article
 
 # operators an integer tensor may enter: integer arithmetic and comparison, the index operand of
@@ -105,10 +104,6 @@ class IndexMixin:
             self.error(f"the index of an indexed write must be a Python integer, got {index.type}"
                        + (" per sample" if index.type.batched else ""), s.index.span,
                        "`layer`, a loop index, an `int` hyperparameter, a dim, or integer arithmetic on them")
-            return None
-        problem = loop_index_problem(index, target_t.shape[0], self.loop_counts, self._text(s.index.span))
-        if problem is not None:
-            self.error(problem[0], s.index.span, problem[1])
             return None
         entry = tuple(target_t.shape[1:])
         if broadcast(entry, value.type.shape) != entry:

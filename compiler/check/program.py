@@ -67,7 +67,6 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
         self.dim_minimums: dict[str, tuple[int, str]] = {}  # dim -> (least size, the index that needs it)
         self.dim_relations: list[tuple] = []  # `size >= index + 1` of dim-valued indices (check/bounds.py)
         self.loop_indices = []
-        self.loop_counts: dict = {}  # index of `repeat N as j:` -> N when known at compile time (check/bounds.py)
         data, hypers, inputs, lets, params, states, nets, noises = [], [], [], [], [], [], [], []
         requires: list[ir.Require] = []
         self._let_values: dict[str, ir.Node] = {}

@@ -4,7 +4,6 @@ temporaries, `repeat N:` blocks.  Assigned names get the level of the block they
 from __future__ import annotations
 
 from .. import ast, ir
-from ..ast import DimExpr
 from ..diagnostics import Diagnostic, did_you_mean
 from ..types import BOOL, COMPLEX, broadcast, shape_str
 from .expressions import constant_value
@@ -140,8 +139,6 @@ class StatementMixin:
                        "an inner loop of more iterations than this is not unrolled; use a smaller count")
         inner = depth + 1
         has_index = self._loop_index(s, inner)
-        if has_index and count is not None:
-            self.loop_counts[s.index] = count.static if isinstance(count.static, (int, DimExpr)) else None
         carried = self._assigned_names(s.body)
         for name in carried:
             sym = self.scope.get(name)
@@ -157,5 +154,4 @@ class StatementMixin:
                 sym.version += 1
         if has_index:
             del self.scope[s.index]  # the index exists only inside its loop
-            self.loop_counts.pop(s.index, None)
         return ir.Repeat(count, body, s.span, inner, carried, s.index if has_index else None, s.backward)
