@@ -224,10 +224,7 @@ class Outcome:
 
 # Findings listed as open in tests/fuzz_known_bugs.md ("Open (found, not fixed)"): tests/test_fuzz.py does not
 # fail on them (benchmarks/fuzz.py still reports them).  Delete a pattern when its bug is fixed.
-KNOWN_OPEN: tuple = (
-    # a loop index past the end of a dim-sized axis, `X[t + 100] = ...` in `repeat T as t` (msa_pmp~1021)
-    re.compile(r"^IndexError: select\(\): index \d+ out of range for tensor of size"),
-)
+KNOWN_OPEN: tuple = ()  # all fixed (tests/fuzz_known_bugs.md); add `re.compile(...)` patterns here
 
 
 def known_open(outcome: Outcome) -> bool:
