@@ -85,10 +85,12 @@ def _joined(parts: list[str]) -> str:
 @dataclass
 class TypeSyntax:
     span: Span
-    base: str  # real | complex | int | operator
+    base: str  # real | complex | int | operator | function
     dims: list[DimExpr] | None = None  # None: scalar
     dim_spans: list[Span] = field(default_factory=list)
     out_dims: list[DimExpr] | None = None  # operator[out <- in]
+    args: list["TypeSyntax"] | None = None  # function(args) -> result: the argument types
+    result: "TypeSyntax | None" = None  # ... and the result type (its dims are `dims`)
 
 
 # ---------------------------------------------------------------- expressions

@@ -10,14 +10,18 @@ or `0` in a peeled first layer).
 from __future__ import annotations
 
 from . import ir
+from .check.literals import INT64_MAX
+from .ir import IMAGE_NETS
 from .operators import INTERNAL_OPERATORS, OPERATORS, P_ADD, P_ATOM, P_MUL, Arg, tensor, wrap
 from .operators.core import all_axes, axis_code
 from .operators.linalg import TRANSPOSE
 
 # operators whose first operand may be a Python number as it is (Python arithmetic, or handled by the entry)
 PYTHON_OPERAND_OPS = INTERNAL_OPERATORS | {"where", "eye", "zeros", "ones", "onehot", "complex", "clamp", "max", "min"}
-# operators whose result is a Python number when every operand is one (they print as Python's `+`, `min`, ...)
-PYTHON_ARITHMETIC = frozenset({"add", "sub", "mul", "div", "pow", "neg", "max", "min"})
+# operators whose result is a Python number when every operand is one (they print as Python's `+`, `min`, ...);
+# a comparison of Python numbers (`layer <= L`, L a constant of the data) is a Python bool
+PYTHON_ARITHMETIC = frozenset({"add", "sub", "mul", "div", "pow", "neg", "max", "min",
+                               "lt", "gt", "le", "ge", "eq", "ne"})
 
 
 class ExprPrinter:
@@ -37,6 +41,11 @@ class ExprPrinter:
 
     def render(self, node: ir.Node) -> Arg:
         op = node.op
+        value = node.attrs.get("value") if op == "number" else node.attrs.get("literal")
+        if isinstance(value, int) and abs(value) > INT64_MAX:
+            # integer literal arithmetic beyond 64 bits (`10^30`): torch cannot convert such a Python int, a
+            # double holds it (the checker bounds literals by the largest double)
+            return Arg(repr(float(value)), node.type, P_ATOM if value >= 0 else P_MUL, py=True, static=node.static)
         if op == "var":
             return self._var(node)
         if op == "ref":
@@ -109,9 +118,22 @@ class ExprPrinter:
             if node.args[0].type.batched and node.args[1].type.batched:
                 return Arg(f"{fn}({x.code}, {h.code})", node.type)
             return Arg(f"rt.apply_net({fn}, {x.code}, False, {h.code})", node.type)
+        if op == "net_call" and node.attrs.get("conditioned"):  # a denoiser given the noise level
+            x, sigma = (self.render(a) for a in node.args)
+            fn = f"{node.attrs['name']}[{self.layer}]" if node.attrs.get("per_layer") else node.attrs["name"]
+            return Arg(f"rt.apply_conditioned({fn}, {x.code}, {sigma.code}, {node.args[0].type.batched!r}, "
+                       f"{node.args[1].type.batched!r})", node.type)
         if op == "net_call" and _net_rows(node):
             # a sub-network mapping rows over leading axes, or an MLP with extra inputs (the time)
             return Arg(_rows_call(node, [self.render(a) for a in node.args], self.layer), node.type)
+        if op == "op_apply" and node.attrs.get("function"):  # function data (runtime/function_data.py)
+            # a Python number (the layer index, a literal) becomes a tensor of the network's dtype and device
+            args = ", ".join(f"torch.tensor({self.render(a).code}, dtype=dtype, device=device)" if a.py
+                             else self.render(a).code for a in node.args)
+            name = node.attrs["name"]
+            if all(node.attrs["batched"]):
+                return Arg(f"{name}({args})", node.type)
+            return Arg(f"{name}.call({node.attrs['batched']!r}, {args})", node.type)
         if op in ("net_call", "op_apply"):
             # a sub-network (one per layer if untied) or a user operator / its adjoint, applied to one argument
             (arg,) = (self.render(a) for a in node.args)
@@ -168,7 +190,7 @@ class ExprPrinter:
 
 def _net_rows(node) -> bool:
     """A sub-network call beyond one image / one vector: rows over leading axes, or several MLP inputs."""
-    base = 3 if node.attrs.get("kind") == "cnn" else 1
+    base = 3 if node.attrs.get("kind") in IMAGE_NETS else 1
     return len(node.args) > 1 or node.args[0].type.rank > base
 
 
@@ -176,7 +198,7 @@ def _rows_call(node, args: list, layer: str) -> str:
     name = node.attrs["name"]
     fn = f"{name}[{layer}]" if node.attrs.get("per_layer") else name
     batched = tuple(a.type.batched for a in node.args)
-    if node.attrs.get("kind") == "cnn":
+    if node.attrs.get("kind") in IMAGE_NETS:
         return f"rt.apply_cnn_rows({fn}, {args[0].code}, batched={batched[0]!r})"
     pieces = "(" + ", ".join(a.code for a in args) + ("," if len(args) == 1 else "") + ")"
     ranks = tuple(a.type.rank for a in node.args)

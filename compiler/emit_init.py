@@ -6,10 +6,30 @@ from __future__ import annotations
 
 from . import emit_diff, ir
 from .ast import DimExpr
+from .check.literals import MAX_COUNT
 from .emit_head import Lines, comment, referenced_names
 from .emit_index import check_lines
 from .plan_uses import constant_needed
 from .types import COMPLEX, INT
+
+
+def count_hypers(block: list) -> set[str]:
+    """The `int` hyperparameters that are `repeat` counts in `block` (nested blocks included)."""
+    names = set()
+    for st in block:
+        if isinstance(st, ir.Repeat):
+            if st.count.op == "var" and st.count.attrs.get("kind") == "hyper":
+                names.add(st.count.attrs["name"])
+            names |= count_hypers(st.body)
+    return names
+
+
+def pending_data_axes(p: ir.Program) -> dict:
+    """Composite data axes (`c : real[2*n]`) with a dim that no data binds (an input, or the constructor, binds
+    it): {(data name, axis): dim}, checked by the constructor when it knows the dims, else in forward."""
+    bound = set(p.data_dims) | set(p.size_hypers)
+    return {(d.name, axis): dim for d in p.data if d.type.dtype != "operator" for axis, dim in enumerate(d.type.shape)
+            if ConstructorPrinter._dim_key(dim) is None and not dim.names() <= bound}
 
 
 class ConstructorPrinter:
@@ -42,7 +62,7 @@ class ConstructorPrinter:
         return [d for d in self._data_tensors() if d.type.dtype != INT]
 
     def _data_tensors(self) -> list[ir.Data]:
-        return [d for d in self.p.data if d.type.dtype != "operator"]
+        return [d for d in self.p.data if d.type.dtype not in ("operator", "function")]
 
     def _free_dims(self) -> list[str]:
         """Dims bound by no data: optional constructor arguments, else bound by inputs."""
@@ -56,6 +76,11 @@ class ConstructorPrinter:
                 for dim in tuple(d.type.shape) + tuple(d.type.out_shape or ()):
                     for name in dim.names():
                         out.setdefault(name, f"operator `{d.name}`")
+            if d.type.dtype == "function":  # function data checks its arguments' and result's shapes
+                for t in tuple(d.type.signature[0]) + (d.type.signature[1],):
+                    for dim in t.shape:
+                        for name in dim.names():
+                            out.setdefault(name, f"function `{d.name}`")
         for x in self.p.params:
             for d in x.type.shape:
                 for name in d.names():
@@ -100,6 +125,10 @@ class ConstructorPrinter:
                 pre.add(f"if {d.name} is None:", 2)
                 pre.add(f"raise TypeError({self.class_name + ': missing operator ' + repr(d.name)!r})", 3)
                 continue
+            if d.type.dtype == "function":
+                pre.add(f"if {d.name} is None:", 2)
+                pre.add(f"raise TypeError({self.class_name + ': missing function ' + repr(d.name)!r})", 3)
+                continue
             dims = tuple(self._dim_key(x) for x in d.type.shape)
             kind = "complex" if d.type.dtype == COMPLEX else "int" if d.type.dtype == INT else "real"
             # later data take the first data's real dtype (complex data its complex counterpart) and device
@@ -111,9 +140,10 @@ class ConstructorPrinter:
                 pre.add(f"{d.name} = {d.name}.to({first}.device)", 2)
         for line in check_lines(p, at_construction=True):  # integer index data are in range
             pre.add(line, 2)
+        later = pending_data_axes(p)
         for d in tensors:
             for axis, dim in enumerate(d.type.shape):
-                if self._dim_key(dim) is None:
+                if self._dim_key(dim) is None and (d.name, axis) not in later:
                     pre.add(f"self._expect_dim({d.name!r}, {axis}, {d.name}.shape[{axis}], {self._dim_value(dim)}, "
                             f"{str(dim)!r})", 2)
         needed = self._construction_dims()
@@ -126,16 +156,26 @@ class ConstructorPrinter:
                            f"{needed[dname]})")
                 pre.add(f"raise TypeError({message!r})", 3)
         pre.add("self.dims = dims", 2)
+        for (name, axis), dim in later.items():  # checked here if the constructor was given the dims, else in forward
+            pre.add(f"self._composite_axis({name!r}, {axis}, {name}.shape[{axis}], {tuple(dim.terms)!r}, {dim.const}, "
+                    f"{str(dim)!r})", 2)
         emit_diff.init_lines(p, pre)
         # everything after the argument checks; the dtype/device/dims lines it reads are bound before it
+        counts = count_hypers(p.step + p.final)
         for h in p.hypers:
-            out.add(f"self.{h.name} = {h.name} = self._hyper_arg({h.name!r}, {h.name}, {h.dtype!r})", 2)
+            bound = f", most={MAX_COUNT}" if h.name in counts else ""  # a `repeat` count: bounded like a literal one
+            out.add(f"self.{h.name} = {h.name} = self._hyper_arg({h.name!r}, {h.name}, {h.dtype!r}{bound})", 2)
         for d in p.data:
             if d.type.dtype == "operator":
                 ins = "(" + "".join(f"{x.python()}, " for x in d.type.shape).rstrip(" ") + ")"
                 outs = "(" + "".join(f"{x.python()}, " for x in d.type.out_shape).rstrip(" ") + ")"
                 out.add(f"self.{d.name} = rt.LinearOperator({d.name!r}, {d.name}, dtype, device, "
                         f"in_shape={ins}, out_shape={outs})", 2)
+            elif d.type.dtype == "function":  # runtime/function_data.py
+                arg_types, result, differentiable = d.type.signature
+                shapes = "(" + "".join(_shape_code(t.shape) + ", " for t in arg_types).rstrip(" ") + ")"
+                out.add(f"self.{d.name} = rt.FunctionData({d.name!r}, {d.name}, {shapes}, {_shape_code(result.shape)}, "
+                        f"differentiable={differentiable!r}, complex_out={result.dtype == COMPLEX!r})", 2)
             elif plan.uses[d.name]:
                 out.add(f"self.register_buffer({d.name!r}, {d.name})", 2)
         for net in p.nets:
@@ -185,7 +225,7 @@ class ConstructorPrinter:
                 pre.add(f"dtype = rt.real_dtype({first}.dtype)", 2)
                 pre.add(f"device = {first}.device", 2)
             else:
-                ops = ", ".join(d.name for d in p.data if d.type.dtype == "operator")
+                ops = ", ".join(d.name for d in p.data if d.type.dtype == "operator")  # function data: no dtype
                 sep = ", " if ops else ""
                 if "dtype" in used or "cdtype" in used:
                     pre.add(f"dtype = rt.default_dtype_device({ops}{sep}dtype=dtype)[0]", 2)
@@ -276,3 +316,8 @@ class ConstructorPrinter:
                 out.add(f"{rows[item.target]}_rows.append({item.target})", 3)
         for name in columns + [rows[t] for t in sorted(rows)]:
             out.add(f"self.register_buffer({name!r}, rt.layer_table({name}_rows, dtype, device), persistent=False)", 2)
+
+
+def _shape_code(shape) -> str:
+    """A shape of dims as Python code: `(h, w)`, `(n,)`, `()`."""
+    return "(" + "".join(f"{x.python()}, " for x in shape).rstrip(" ") + ")"

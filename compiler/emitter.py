@@ -15,7 +15,7 @@ from .emit_backward import BackwardMode, check_mode, emit_mode
 from .emit_expr import ExprPrinter
 from .emit_head import Lines, class_name_of, head, referenced_names
 from .emit_index import check_lines
-from .emit_init import ConstructorPrinter
+from .emit_init import ConstructorPrinter, pending_data_axes
 from .operators import P_ATOM, Arg, wrap
 from .planner import Loop, Plan, Stmt
 from .planner import plan as make_plan
@@ -222,6 +222,8 @@ class ModulePrinter(ConstructorPrinter):
                 if self._dim_key(dim) is None and all(n in p.data_dims or n in p.input_dims for n in dim.names()):
                     composite.append(f"self._expect_dim({i.name!r}, {axis}, {i.name}.shape[{axis + 1}], "
                                      f"{self._dim_value(dim)}, {str(dim)!r})")
+        if pending_data_axes(p):  # composite data axes whose dims the inputs bind (`c : real[2*n]`, `y : real[n]`)
+            composite.append("self._check_composite_axes(dims)")
         for line in composite + check_lines(p, at_construction=False):  # index data against per-call sizes
             pre.add(line, 2)
         context = []

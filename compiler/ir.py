@@ -138,7 +138,7 @@ class Net:
     """A learned sub-network declared with `net NAME : kind(k=v, ...)`."""
 
     name: str
-    kind: str  # cnn | mlp
+    kind: str  # cnn | mlp | convgru | dncnn | unet
     options: dict  # constructor keyword -> a size (DimExpr) or, for `init`, the mode ("zero" | "default")
     in_size: object  # DimExpr: channels (cnn) or features (mlp)
     out_size: object
@@ -147,6 +147,10 @@ class Net:
     span: Span
     line: int
     functional: tuple = ()  # `functional(nw)` / `functional(n1, n2)`: the dims bound to its weight counts
+
+
+# Sub-network kinds that map images [in, h, w] (channels first), with the noun used in messages
+IMAGE_NETS = {"cnn": "CNN", "dncnn": "DnCNN", "unet": "U-Net"}
 
 
 @dataclass

@@ -182,6 +182,11 @@ class _ToAst(Transformer):
         return ast.TypeSyntax(_span_of(meta), "operator", [d for d, _ in in_dims], [s for _, s in in_dims],
                               out_dims=[d for d, _ in out_dims])
 
+    def function_type(self, meta, children):  # function(real[n], real) -> real[n]: function data
+        *args, result = children
+        return ast.TypeSyntax(_span_of(meta), "function", result.dims, result.dim_spans,
+                              args=[a for a in args if a is not None], result=result)
+
     # ---------------- annotations
     def flag(self, meta, children):
         (tok,) = children
@@ -223,8 +228,9 @@ class _ToAst(Transformer):
         return [("decl", ast.Decl("dim", n, s, _span_of(meta))) for n, s in names]
 
     def data_decl(self, meta, children):
-        tok, typ = children
-        return ("decl", ast.Decl("data", str(tok), _tok(tok), _span_of(meta), type=typ))
+        tok, typ, *annotations = children
+        return ("decl", ast.Decl("data", str(tok), _tok(tok), _span_of(meta), type=typ,
+                                 annotations=list(annotations)))
 
     def hyper_decl(self, meta, children):
         tok, typ, value = children

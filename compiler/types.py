@@ -13,6 +13,7 @@ from .ast import DimExpr
 
 REAL, COMPLEX, INT, BOOL = "real", "complex", "int", "bool"
 OPERATOR, NET, STRING = "operator", "net", "string"
+FUNCTION = "function"  # function data: shape is the result's, signature the argument types
 NUMERIC = (REAL, COMPLEX, INT, BOOL)
 
 
@@ -23,6 +24,8 @@ class Type:
     batched: bool = False
     # operator[out <- in]: shape is the input shape, out_shape the output
     out_shape: tuple[DimExpr, ...] | None = None
+    # function(args) -> result: (argument types, result type, differentiable)
+    signature: tuple | None = None
 
     @property
     def rank(self) -> int:
@@ -42,6 +45,9 @@ class Type:
     def __str__(self) -> str:
         if self.dtype == OPERATOR:
             return f"operator[{_dims(self.out_shape or ())} <- {_dims(self.shape)}]"
+        if self.dtype == FUNCTION and self.signature is not None:
+            args, result, _ = self.signature
+            return f"function({', '.join(str(a) for a in args)}) -> {result}"
         base = self.dtype if not self.shape else f"{self.dtype}[{_dims(self.shape)}]"
         return base
 

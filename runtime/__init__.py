@@ -12,8 +12,9 @@ from . import array_ops, index_ops, ops, ops_diffusion
 from .array_ops import *  # sqdist, diff_adj (listed in array_ops.__all__)
 from .autodiff import *  # differentiation in the forward pass, `step until` masks
 from .autodiff import __all__ as _autodiff_all
-from .index_ops import *  # gather, scatter-add, indexed writes (index_ops.__all__)
 from .backward import LayerSlice, checkpoint_layers, implicit_layers
+from .index_ops import *  # gather, scatter-add, indexed writes (index_ops.__all__)
+from .function_data import FunctionData  # function data (a user-supplied nonlinear callable)
 from .module import UnrolledModule
 from .nets import (
     CNN,
@@ -27,6 +28,7 @@ from .nets import (
     default_dtype_device,
     make_net,
 )
+from .nets_denoisers import DnCNN, UNet, apply_conditioned
 from .nets_functional import FunctionalMLP, make_functional_net
 from .ops import *  # the kernels, listed in ops.__all__
 from .ops_diffusion import *  # conv2s, rbf, pwl (listed in ops_diffusion.__all__)
@@ -55,6 +57,9 @@ __all__ = ops.__all__ + array_ops.__all__ + ops_diffusion.__all__ + _autodiff_al
     "cat",
     "default_dtype_device",
     "make_net",
+    "DnCNN",
+    "UNet",
+    "apply_conditioned",
     "FunctionalMLP",
     "make_functional_net",
     "NonNegative",
@@ -66,4 +71,5 @@ __all__ = ops.__all__ + array_ops.__all__ + ops_diffusion.__all__ + _autodiff_al
     "ZeroMeanUnitNorm",
     "check_constraint",
     "UnrolledModule",
+    "FunctionData",
 ]

@@ -127,6 +127,7 @@ class _Checkpointed(torch.autograd.Function):
             for i, t in enumerate(shared_in):
                 _accumulate(grads, offset + i, found.get(id(t)) if torch.is_tensor(t) else None)
             offset += n_shared
+            g = None
             for i, values in enumerate(slices_in):
                 for layer, t in enumerate(values, start=a):
                     g = found.get(id(t))
@@ -137,6 +138,10 @@ class _Checkpointed(torch.autograd.Function):
             offset += n_per_layer
             for i, t in enumerate(nets):
                 _accumulate(grads, offset + i, found.get(id(t)))
+            # release this segment before the next one is recomputed: its per-layer gradients (now rows of
+            # the stack) and its boundary states would otherwise stay alive through the next segment's peak
+            ctx.boundaries[index] = None
+            del found, g, wrt, inputs, shared_in, slices_in
         for i in range(n_states):
             grads[i] = grad_states[i]
         ctx.boundaries = ctx.values = None

@@ -9,6 +9,7 @@ import numbers
 import torch
 from torch import nn
 
+from . import python_numbers
 from .ops import complex_dtype
 from .python_numbers import check_dim_relations, guard_constructor
 from .randomness import NoiseMixin
@@ -239,7 +240,7 @@ class UnrolledModule(NoiseMixin, nn.Module):
             raise ValueError(f"{name}: a size must be a positive integer, got {size}")
         return size
 
-    def _hyper_arg(self, name, value, kind: str):
+    def _hyper_arg(self, name, value, kind: str, most: int | None = None):
         if torch.is_tensor(value) and value.numel() == 1:
             value = value.item()
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -249,6 +250,10 @@ class UnrolledModule(NoiseMixin, nn.Module):
         if kind == "int":
             if float(value) != int(value):
                 raise TypeError(f"{name}: expected an integer, got {value}")
+            if abs(int(value)) > 2**63 - 1:  # a size, count or index: torch's integers are 64-bit
+                raise ValueError(f"{name}: expected a 64-bit integer (at most 2^63 - 1 in magnitude), got {value:.3g}")
+            if most is not None and int(value) > most:  # a `repeat` count
+                raise ValueError(f"{name}: a `repeat` count is at most {most:,}, got {value:.3g}")
             return int(value)
         return float(value)
 
@@ -392,6 +397,22 @@ class UnrolledModule(NoiseMixin, nn.Module):
         """Check an axis whose size is a composite dim such as `n + 1` (bound by other axes)."""
         if size != expected:
             raise ValueError(f"{name}: axis {axis} must have size {text} = {expected}, got {size}")
+
+    def _composite_axis(self, name: str, axis: int, size: int, terms: tuple, const: int, text: str):
+        """A composite data axis (`c : real[2*n]`) whose dims may be bound only by inputs: checked now when they
+        are bound (by data, or given to the constructor), else at each forward call (`_check_composite_axes`)."""
+        expected = python_numbers.dim_size(terms, const, self.dims)
+        if expected is None:
+            self.__dict__.setdefault("_pending_axes", []).append((name, axis, size, terms, const, text))
+        else:
+            self._expect_dim(name, axis, size, expected, text)
+
+    def _check_composite_axes(self, dims: dict):
+        """The composite data axes left by the constructor, against the dims this call's inputs bound."""
+        for name, axis, size, terms, const, text in self.__dict__.get("_pending_axes", ()):
+            expected = python_numbers.dim_size(terms, const, dims)
+            if expected is not None:
+                self._expect_dim(name, axis, size, expected, text)
 
     @staticmethod
     def _batch_info(record) -> list:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .nets_denoisers import DnCNN, UNet
 from .nets_recurrent import ConvGRU
 
 
@@ -64,14 +65,20 @@ def _sequential(layers: list, init: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-NET_KINDS = {"cnn": CNN, "mlp": MLP, "convgru": ConvGRU}
+# The largest size option of a sub-network (channels, units, layers, kernel): beyond it torch cannot
+# allocate the weights, and an integer hyperparameter such as `width : int = 1e300` is a mistake.
+MAX_NET_SIZE = 1 << 24
+
+NET_KINDS = {"cnn": CNN, "mlp": MLP, "convgru": ConvGRU, "dncnn": DnCNN, "unet": UNet}
 
 
 def make_net(kind: str, per_layer: bool, layers: int, learned: bool, dtype, device, **kwargs) -> nn.Module:
     """One sub-network, or a ModuleList of `layers` independent ones (per_layer)."""
     for option, size in kwargs.items():
-        if option != "init" and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        if option not in ("init", "sigma", "lipschitz") and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
             raise ValueError(f"{kind}: the size `{option}` must be a positive integer, got {size!r}")
+        if option not in ("init", "sigma", "lipschitz") and size > MAX_NET_SIZE:
+            raise ValueError(f"{kind}: the size `{option}` = {size} is too large (at most {MAX_NET_SIZE})")
     def build():
         return NET_KINDS[kind](**kwargs).to(dtype=dtype, device=device)
 

@@ -15,6 +15,8 @@ import math
 
 import torch
 
+from .svt_grad import svt_differentiable
+
 
 def _exporting_onnx() -> bool:
     """True while torch.onnx exports (either exporter): kernels then use ONNX-friendly forms.  Eager calls
@@ -235,9 +237,13 @@ def svt(X: torch.Tensor, tau) -> torch.Tensor:
     if not tracing and not bool(torch.isfinite(X).all()):
         raise ValueError("svt: the matrix has NaN or infinite entries (the iteration diverged, or the data is not "
                          "finite); check the step sizes and the data")
-    U, s, Vh = torch.linalg.svd(X, full_matrices=False)
     if torch.is_tensor(tau) and tau.dim() >= 2:
         tau = tau.squeeze(-1)
+    needs_grad = X.requires_grad or (torch.is_tensor(tau) and tau.requires_grad)
+    if not tracing and torch.is_grad_enabled() and needs_grad:
+        # a closed-form backward: torch's SVD backward fails at equal singular values (any rank-deficient X)
+        return svt_differentiable(X, tau)
+    U, s, Vh = torch.linalg.svd(X, full_matrices=False)
     s = torch.relu(s - tau)
     return (U * s.unsqueeze(-2).to(U.dtype)) @ Vh
 

@@ -1,7 +1,8 @@
 """Construction-time arithmetic of Python numbers (hyperparameters, constants of the data kept as Python
 floats, parameter defaults) fails with Python's own exceptions -- `1e300 ** 2` raises OverflowError,
 `lam / 0.0` ZeroDivisionError -- where a tensor would give inf.  `guard_constructor` turns them into a
-ValueError that names the spec statement being computed and the hyperparameter values.
+ValueError that names the spec statement being computed and the hyperparameter values; so does a
+linear-algebra failure on constants of the data (an SVD of non-finite values, `solve` of a singular matrix).
 `check_dim_relations` checks, when an argument binds a dim, that an axis indexed by other dims is larger
 than the index (`ys[n]` with `ys : real[T, k]` needs T > n): a ValueError naming the argument, not an
 IndexError in forward."""
@@ -12,6 +13,8 @@ import functools
 import linecache
 import math
 import re
+
+import torch
 
 _SPEC_LINE = re.compile(r"#\s*(line \d+: .*)$")
 _DEFINED = re.compile(r"line \d+:\s*(?:let|param|require|state)?\s*([A-Za-z_][A-Za-z0-9_]*)")
@@ -55,12 +58,21 @@ def guard_constructor(cls) -> None:
             raise ValueError(f"{name or cls.__name__}: {where}, Python-number arithmetic {what} ({err})"
                              + (f" with the hyperparameters {hypers}" if hypers else "")
                              + ": choose values whose arithmetic stays finite and nonzero") from err
+        except torch.linalg.LinAlgError as err:  # LAPACK on a constant of the data (`opnorm`, `solve`, ...)
+            statement, name = _statement(err, init.__code__.co_filename)
+            where = f"computing `{statement}`" if statement else "computing the constants"
+            text = str(err)
+            why = ("the matrix has NaN or infinite entries (arithmetic on the data overflowed)" if "non-finite" in text
+                   else "the matrix is singular" if "singular" in text else text.splitlines()[0])
+            raise ValueError(f"{name or cls.__name__}: {where}, a linear-algebra routine failed: {why}; "
+                             "check the data and the hyperparameters") from err
 
     __init__._python_number_guard = True
     cls.__init__ = __init__
 
 
-def _size(terms, const, dims: dict) -> int | None:
+def dim_size(terms, const, dims: dict) -> int | None:
+    """The size of a composite dim (`2*n + 1`, as DimExpr terms and constant) from bound dims; None if unbound."""
     total = const
     for name, coef in terms:
         factors = name.split("*")
@@ -82,7 +94,7 @@ def check_dim_relations(relations, dims: dict, name: str, dim_names: tuple, give
         involved = {f for n, _ in size_terms + index_terms for f in n.split("*")}
         if not involved & {d for d in dim_names if isinstance(d, str)}:
             continue
-        size, index = _size(size_terms, size_const, dims), _size(index_terms, index_const, dims)
+        size, index = dim_size(size_terms, size_const, dims), dim_size(index_terms, index_const, dims)
         if size is not None and index is not None and size <= index:
             bound = ", ".join(f"`{d}` = {dims[d]}" for d in sorted(involved))
             raise ValueError(f"{name}: the spec needs `{_text(size_terms, size_const)}` > "

@@ -66,6 +66,12 @@ def generated_class(text: str, name: str, layers: int = LAYERS):
     return cls
 
 
+def shrink_first(value, *others):
+    """Function data of the export cases (`data D : function(real[...], ...) -> real[...]`, the result shaped
+    like the first argument): a smooth shrinkage of the first argument."""
+    return value * torch.tanh(value ** 2)
+
+
 def _array(rng, shape, dtype: str, positive: bool = False):
     value = rng.standard_normal(shape)
     if positive:  # NMF-type specs: nonnegative data, positive inputs
@@ -83,6 +89,9 @@ def build(name: str, seed: int = 0, layers: int = LAYERS) -> Case:
     cls = generated_class(text, name, layers)
     kwargs: dict = dict(HYPERS.get(name, {}))
     for d in program.data:
+        if d.type.dtype == "function":  # function data: a smooth shrinkage of the first argument
+            kwargs[d.name] = shrink_first
+            continue
         if d.type.dtype == "operator":  # a matrix operator [out <- in]
             rows = int(np.prod([dim_value(x, sizes) for x in d.type.out_shape]))
             cols = int(np.prod([dim_value(x, sizes) for x in d.type.shape]))

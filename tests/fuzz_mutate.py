@@ -201,6 +201,14 @@ HOSTILE = {
     "no_output": _hostile().replace("output x\n", ""),
     "duplicate_step": _hostile() + "step:\n    x = x\n",
     "output_unknown": _hostile().replace("output x", "output zz"),
+    # the second long run's findings (tests/fuzz_known_bugs.md, fixed on branch fuzz2)
+    "int_hyper_size_huge": _hostile(replace=[("hyper lam = 0.1", "hyper k : int = 1e300")], decls="state z : real[k] = 0",
+                                    step="x + y * sum(z)"),
+    "int_literal_beyond_64_bits": _hostile(step="x + y * 10^30"),
+    "where_python_bool": _hostile(decls="data c : real[n]", step="where(layer <= dot(c, c), x, y)"),
+    "stack_python_number": _hostile(step="x + y * stack(lam, 2)[1]"),
+    "svd_of_overflow": _hostile(decls="data A : real[n, n]\nlet L = opnorm(A * 1e300 * 1e300 - A * 1e300 * 1e300)",
+                                step="x + y / L"),
 }
 
 
@@ -224,7 +232,7 @@ class Outcome:
 
 # Findings listed as open in tests/fuzz_known_bugs.md ("Open (found, not fixed)"): tests/test_fuzz.py does not
 # fail on them (benchmarks/fuzz.py still reports them).  Delete a pattern when its bug is fixed.
-KNOWN_OPEN: tuple = ()  # all fixed (tests/fuzz_known_bugs.md); add `re.compile(...)` patterns here
+KNOWN_OPEN: tuple = ()
 
 
 def known_open(outcome: Outcome) -> bool:

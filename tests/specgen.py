@@ -34,9 +34,8 @@ KNOWN_BUG_CONSTRUCTS = (
     # dot_of_scalars, dtype_without_tensors, matrix_threshold_batched_tau; and after it:
     # operator_of_python_number, operator_of_constant_scalar, dtype_of_pruned_data,
     # invariant_reassignment_in_repeat; and in lang-index: reshape_three_dims (products of dims in one order);
-    # and on branch robust: istft_of_real, where_real_and_complex_branches
-    "composite_data_axis_bound_by_input",  # data Z : real[2*n] with n bound by an input: KeyError (documented)
-    "complex_svt_backward",  # svt of a complex matrix whose singular values are all 0: backward raises
+    # and on branch robust: istft_of_real, where_real_and_complex_branches; and on branch fuzz2:
+    # composite_data_axis_bound_by_input, complex_svt_backward
 )
 
 SHAPES = ((), (), ("n",), ("m",), ("k",), ("n", "m"), ("m", "n"), ("n", "n"), ("k", "m"), (2, "n"), (2, "n", "m"),

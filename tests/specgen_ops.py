@@ -270,6 +270,8 @@ class ExprGen:
         if op == "max2":
             a, b = self.gen(shape, "real", d), self.gen(self.suffix(shape), "real", d)
             a, b = (a, b) if self.rng.random() < 0.5 else (b, a)
+            if len(shape) >= 2 and b.py and b.ty.dtype == "int":  # `max(X, 0)` reads as an axis: the checker asks
+                a, b = b, a  # for `max(X, 0.0)`; `max(0, X)` is the same elementwise maximum
             return make(self.choice(("max", "min")), (a, b), Ty(shape, "real", a.ty.batched or b.ty.batched))
         a = self.gen(shape, "real", d)
         return make(op, (a,), Ty(shape, "real", a.ty.batched))
@@ -337,6 +339,8 @@ class ExprGen:
             da, db = self.pair_dtypes(dtype)
             a, b = self.gen(inner, da, d), self.gen(inner, db, d)
             if banned and b.op in MUL_LEVEL + ("grad",):  # (a gradient is often a product)
+                return None
+            if a.ty.dtype == b.ty.dtype == "int":  # `dot(2, 3)` is an integer: `A - dot(2, 3)` is refused
                 return None
             return make("dot", (a, b), Ty((), dtype, a.ty.batched or b.ty.batched))
         if op == "max1":
@@ -420,7 +424,7 @@ class ExprGen:
             a = self.gen(shape[:axis] + (self.dim(),) + shape[axis:], dtype, d)
             return make("pick", (a, num("0", 0)), Ty(shape, dtype, a.ty.batched), (axis,))
         a = self.gen(shape, dtype, d)
-        if r < 0.8:
+        if r < 0.8 or shape[axis] == 1:  # (`diff` along an axis of size 1 is refused: it has no differences)
             return make("shift", (a,), Ty(shape, dtype, a.ty.batched), (self.choice((1, -1, 2)), axis))
         inner = make("diff", (a,), Ty(shape, dtype, a.ty.batched), (axis,))  # (its type: only its dtype is read)
         return make("diff_adj", (inner,), Ty(shape, dtype, a.ty.batched), (axis,))

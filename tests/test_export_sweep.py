@@ -37,6 +37,7 @@ ROUTES = {
     "corona": SVD,
     "deep_nmf": "legacy",
     "detnet": "legacy",
+    "diamond_odp": "dynamo32",
     "ding_rain_admm": "dynamo",
     "domke_gd": "dynamo",  # the legacy exporter bakes the batch size into the autograd gradient
     "domke_heavy_ball": "dynamo",
@@ -46,11 +47,13 @@ ROUTES = {
     "fista": "legacy",
     "generic_unroll": "legacy",
     "gauss_newton_psse": r"jacobian\(h\(v\), v\).*requires grad as a constant",  # autograd Jacobian in forward
+    "gupta_rpgd": "legacy32",
     "hosseini_dense_pgd": "dynamo32",
     "hqs_generic": r"`linalg_solve` \(the spec's `solve`\)",
     "iht": "legacy",
     "ista": "legacy",
     "lcod": "legacy",
+    "ldit": "legacy32",  # ldamp, bm3d_amp: no row, their `noise` probe fails as for every noise spec
     "learned_pdhg": "legacy32",
     "learned_primal_dual": "legacy32",
     "lista": "legacy",
@@ -61,6 +64,7 @@ ROUTES = {
     "lohit_pgd_fusion": "dynamo32",
     "lpd_nodule_detection": "legacy32",
     "lsparcom": "dynamo",
+    "meinhardt_learned_prox": "legacy32",
     "misi": "dynamo32",  # onnxruntime's Atan is float32 only
     "misi_unfolded": "dynamo32",
     "mlp_as_iteration": "legacy",
@@ -70,6 +74,8 @@ ROUTES = {
     "pdhg": "legacy",
     "plugin_step": "legacy",
     "perrone_tv_blind": "dynamo",
+    "pnp_admm": "dynamo32",
+    "pnp_fbs": "dynamo32",
     "prox_linear_psse": r"`matrix_norm` \(the spec's `opnorm`\)",
     "rnn_elman": "dynamo",  # `o[layer] = ...` is select_scatter (no TorchScript export); the graph has the export's T
     "rpca_ista": SVD,

@@ -97,3 +97,21 @@ def test_hostile_cases_are_located_diagnostics(name):
     outcome = run_case(HOSTILE[name])
     assert outcome.stage == "rejected", outcome
     assert outcome.message.startswith("fuzz.unroll:")
+
+
+def test_parallel_workers_give_the_serial_report():
+    """`benchmarks/fuzz.py --workers 2` runs the same cases as one process and prints the same report (times aside)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "fuzz.py"
+    reports = []
+    for workers in ("1", "2"):
+        run = subprocess.run([sys.executable, str(script), "--cases", "6", "--seed", "70", "--kind", "all", "--no-shrink",
+                              "--workers", workers], capture_output=True, text=True, timeout=300, check=False)
+        assert run.returncode == 0, run.stdout + run.stderr
+        lines = run.stdout.splitlines()
+        reports.append([lines[0].split(" in ")[0]] + lines[1:])  # the first line without its times
+    assert reports[0] == reports[1]
+    assert reports[0][0] == "6 cases (expressions, statements, mutations; seeds 70..75)"

@@ -177,6 +177,27 @@ output x
     assert np.abs(x.numpy() - 4 * y @ A.T).max() < 1e-12
 
 
+def test_an_invariant_let_reading_a_reassigned_let_stays_in_the_loop(tmp_path):
+    # `e` is invariant and assigned once, but it reads `u`, which the step reassigns after it: lifting `e`
+    # out of the loop read an unbound `u` (a fuzz mutant of dpn_meanfield: UnboundLocalError)
+    Net = build(tmp_path, """spec r2 "repro"
+dims n
+input y : real[n]
+state x : real[n] = y
+state z : real[n] = 0
+layers 2
+step:
+    let u = x * 2
+    let e = exp(u)
+    u = e * 3
+    z = z + u
+output x, z
+""")
+    y = np.random.default_rng(6).standard_normal((2, 3))
+    _, z = Net()(torch.from_numpy(y))
+    assert np.abs(z.numpy() - 2 * 3 * np.exp(2 * y)).max() < 1e-12
+
+
 def test_a_final_let_of_literal_arithmetic(tmp_path):
     Net = build(tmp_path, """spec fl "final literal"
 dims n

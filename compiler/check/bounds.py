@@ -59,6 +59,55 @@ def symbolic_index_problem(index: ir.Node, size, text: str) -> tuple[str, str] |
     return None
 
 
+def loop_index_range(node: ir.Node, loop_counts: dict) -> tuple | None:
+    """(lowest, highest) value, as DimExprs, of an integer expression that reads the index of an enclosing
+    `repeat N as j:` loop (j runs from 0 to N - 1; N a literal or a dim expression), over the loop's passes;
+    None where the expression reads no such index or its range is not a sum of dims and integers."""
+    found = False
+
+    def walk(n: ir.Node):
+        nonlocal found
+        if n.op == "var" and n.attrs.get("kind") == "index":
+            count = loop_counts.get(n.attrs.get("name"))
+            if count is None:
+                return None
+            found = True
+            return DimExpr.of(0), DimExpr.of(count) + DimExpr.of(-1)
+        if n.op == "number" and isinstance(n.attrs.get("value"), int):
+            v = DimExpr.of(n.attrs["value"])
+            return v, v
+        if isinstance(n.static, (int, DimExpr)) and not isinstance(n.static, bool):
+            v = DimExpr.of(n.static)
+            return v, v
+        if n.op in ("add", "sub") and len(n.args) == 2:
+            a, b = walk(n.args[0]), walk(n.args[1])
+            if a is None or b is None:
+                return None
+            if n.op == "add":
+                return a[0] + b[0], a[1] + b[1]
+            minus = DimExpr.of(-1)
+            return a[0] + minus * b[1], a[1] + minus * b[0]
+        return None
+
+    bounds = walk(node)
+    return bounds if found else None
+
+
+def loop_index_problem(bounds: tuple, size, text: str) -> tuple[str, str] | None:
+    """(message, hint) when an index reading a loop index falls outside its axis on some pass of the loop
+    (`X[t + 2]` with `repeat T as t` and `X : real[T + 1, ...]`; `X[t - 1]` at t = 0 would wrap around)."""
+    lo, hi = bounds
+    if lo.is_int and lo.const < 0:
+        return (f"index `{text}` is {lo.const} on the first pass of its `repeat` loop: negative",
+                "indices start at 0; start the loop later or shift the index (e.g. `X[t]` with the loop over T - 1)")
+    if isinstance(size, DimExpr):
+        gap = size + DimExpr.of(-1) * hi  # size - highest index
+        if gap.is_int and gap.const <= 0:
+            return (f"index `{text}` reaches {hi} on the last pass of its `repeat` loop, out of range for an "
+                    f"axis of size {size}", f"indices go up to {size + DimExpr.of(-1)}")
+    return None
+
+
 def dim_relation(index: ir.Node, size, why: str) -> tuple | None:
     """For a dim-valued index of an axis whose size is other dims (`ys[n]` with `ys : real[T, k]`), the
     relation the sizes must satisfy, `size >= index + 1`, as (size terms, size const, index terms, index

@@ -11,7 +11,7 @@ from ..ast import DimExpr
 from ..diagnostics import Diagnostic, did_you_mean
 from ..types import BOOL, COMPLEX, INT, REAL, Type, broadcast, shape_str
 from .expressions import constant_value
-from .literals import MAX_COUNT
+from .literals import INT64_MAX, MAX_COUNT
 from .names import ALL_FLAGS, FLAGS_CONSTRAINT, FLAGS_TRAIN, FLAGS_TYING, Symbol
 
 # The two filter constraints that may be combined (`zero_mean unit_norm`: TNRD's filters)
@@ -22,7 +22,11 @@ NET_OPTIONS = {"cnn": {"in": "in_channels", "out": "out_channels", "width": "wid
                        "kernel": "kernel", "init": "init"},
                "mlp": {"in": "in_features", "out": "out_features", "width": "width", "depth": "depth",
                        "init": "init"},
-               "convgru": {"in": "in_channels", "out": "hidden_channels", "kernel": "kernel", "init": "init"}}
+               "convgru": {"in": "in_channels", "out": "hidden_channels", "kernel": "kernel", "init": "init"},
+               "dncnn": {"in": "in_channels", "out": "out_channels", "width": "width", "depth": "depth",
+                         "kernel": "kernel", "init": "init", "lipschitz": "lipschitz", "sigma": "sigma"},
+               "unet": {"in": "in_channels", "out": "out_channels", "width": "width", "levels": "levels",
+                        "kernel": "kernel", "init": "init"}}
 
 
 class DeclarationMixin:
@@ -90,6 +94,11 @@ class DeclarationMixin:
                        f"give a whole number (`hyper {d.name} : int = {int(value)}`) or declare it `real`")
             return None
         value = int(value) if dtype == INT else float(value)
+        if dtype == INT and abs(value) > INT64_MAX:  # a size, a count, an index: torch's integers are 64-bit
+            self.error(f"the default of the `int` hyperparameter `{d.name}` does not fit a 64-bit integer ({value:.3g})",
+                       d.value.span, "an `int` hyperparameter is at most 2^63 - 1 (about 9.2e18) in magnitude; for a "
+                       f"large real number declare it `real` (`hyper {d.name} = ...`)")
+            return None
         t = Type(dtype)
         if self._declare(Symbol(d.name, "hyper", t, ir.CONST, d.span, py=True,
                                 static=value if dtype == INT else None)):
@@ -212,9 +221,17 @@ class DeclarationMixin:
                            arg.span)
                 return None
             if arg.name not in allowed:
-                self.error(f"`{d.net_kind}` has no option `{arg.name}`", arg.span,
-                           did_you_mean(arg.name, allowed) or "options: " + ", ".join(f"`{k}`" for k in allowed))
+                hint = did_you_mean(arg.name, allowed) or "options: " + ", ".join(f"`{k}`" for k in allowed)
+                if arg.name in ("lipschitz", "sigma"):
+                    hint = f"`{arg.name}=` is an option of the residual denoiser `dncnn` ({hint})"
+                self.error(f"`{d.net_kind}` has no option `{arg.name}`", arg.span, hint)
                 return None
+            if arg.name in ("lipschitz", "sigma"):
+                value = self._denoiser_option(arg)
+                if value is None:
+                    return None
+                options[allowed[arg.name]] = value
+                continue
             if arg.name == "init":
                 if not (isinstance(arg.value, ast.Name) and arg.value.name in ("zero", "default")):
                     self.error("`init` is `zero` (the sub-network starts as the zero map) or `default`",
@@ -253,6 +270,14 @@ class DeclarationMixin:
                 return None
             sizes[arg.name] = dim
             options[allowed[arg.name]] = dim
+        if d.net_kind == "dncnn":
+            sizes.setdefault("out", sizes.get("in"))
+            if "in" in sizes and sizes["out"] != sizes["in"]:
+                out_arg = next(a for a in d.net_args if a.name == "out")
+                self.error(f"a `dncnn` gives x - R(x): `out` must equal `in`", out_arg.value.span,
+                           "leave `out` out (it is `in`), or use a `cnn` for a map between different channels")
+                return None
+            options.pop("out_channels", None)
         for required in ("in", "out"):
             if required not in sizes:
                 self.error(f"`{d.net_kind}` needs `{required}=`", d.value.span,
@@ -283,6 +308,25 @@ class DeclarationMixin:
             for group, dim in enumerate(weight_dims):
                 self.net_dims[dim] = (d.name, group)
             return net
+        return None
+
+    def _denoiser_option(self, arg: ast.Keyword):
+        """`lipschitz=L` (a positive number or a real hyperparameter: the constructor keyword's value) and
+        `sigma=input` (the noise level is a second argument of the call) of a `dncnn`; None after an error."""
+        value = arg.value
+        if arg.name == "sigma":
+            if isinstance(value, ast.Name) and value.name == "input":
+                return "input"
+            self.error("`sigma` is `input`: the denoiser is conditioned on the noise level, called `D(x, sigma)`",
+                       value.span)
+            return None
+        if isinstance(value, ast.Number) and not isinstance(value.value, bool) and value.value > 0:
+            return float(value.value)
+        sym = self.scope.get(value.name) if isinstance(value, ast.Name) else None
+        if sym is not None and sym.kind == "hyper" and sym.type is not None and sym.type.dtype in (REAL, INT):
+            return DimExpr.of(value.name)  # read in the constructor, which checks that it is positive
+        self.error("`lipschitz` must be a positive number or a real hyperparameter", value.span,
+                   "the bound on the Lipschitz constant of R in D(x) = x - R(x), e.g. `lipschitz=0.9`")
         return None
 
     def _const_arg(self, e: ast.Expr):

@@ -113,6 +113,15 @@ class DiffFormMixin:
                        "differentiate with respect to a name the expression uses" +
                        (": " + ", ".join(f"`{n}`" for n in used) if used else ""))
             return None
+        for n in y.walk():  # a nondifferentiable function of the variable (function data, check/function_data.py)
+            if n.op == "op_apply" and n.attrs.get("function") and not n.attrs.get("differentiable") and any(
+                    m.op == "var" and m.attrs.get("name") == sym.name and not m.attrs.get("prev")
+                    for a in n.args for m in a.walk()):
+                self.error(f"`{form}` through `{n.attrs['name']}`, a function declared `nondifferentiable`: its "
+                           f"value does not follow `{sym.name}` (it is a constant for differentiation)", n.span,
+                           "estimate the derivative by differences (the Monte-Carlo divergence of D-AMP, "
+                           "`dsl_specs/bm3d_amp.unroll`), or drop `nondifferentiable` if the function is torch code")
+                return None
         return node
 
     # ------------------------------------------------------------ noise

@@ -13,6 +13,8 @@ from ..types import BOOL, INT, OPERATOR, REAL, ShapeError, Type
 from .bounds import (
     dim_relation,
     index_problem,
+    loop_index_problem,
+    loop_index_range,
     int_bounds,
     int_power_problem,
     onehot_problem,
@@ -129,6 +131,11 @@ class ExpressionMixin:
         if sym.kind == "net":
             self.error(f"`{name}` is a sub-network; call it: `{name}(...)`", e.span)
             return None
+        if sym.type is not None and sym.type.dtype in (OPERATOR, "function"):  # not a value (check/function_data.py)
+            what = "function data" if sym.type.dtype == "function" else "a linear operator"
+            self.error(f"`{name}` is {what} ({sym.type}), not a value; call it: `{name}(...)`", e.span,
+                       f"`{name}` maps its arguments to a result; for a matrix declare the data `real[...]`")
+            return None
         typ = sym.type
         if sym.kind == "state" and name in self.batched_states:
             typ = typ.with_(batched=True)
@@ -157,6 +164,12 @@ class ExpressionMixin:
             what = "parameter default" if ctx == "param" else "hyperparameter default"
             self.error(f"a {what} cannot use the {kind_noun(sym.kind)} `{sym.name}`", span,
                        "defaults are computed once at construction, from data, hyperparameters and constants")
+            return False
+        if ctx in ("param", "hyper") and sym.kind == "param":  # (the module had no such value: NameError)
+            what = "parameter default" if ctx == "param" else "hyperparameter default"
+            self.error(f"a {what} cannot use the parameter `{sym.name}`", span,
+                       "defaults are computed once at construction, from data, hyperparameters and constants; to "
+                       f"start from `{sym.name}`'s default, name that expression with a `let` and use it in both")
             return False
         if ctx in ("param", "hyper") and sym.kind == "let" and sym.level > ir.CONST:
             self.error(f"`{sym.name}` depends on inputs or parameters and cannot be used in a parameter default", span,
@@ -191,6 +204,34 @@ class ExpressionMixin:
                    did_you_mean(e.attr, ["T", "H"]) or "the attributes are `.T` (transpose) and `.H` (conjugate transpose)")
         return None
 
+    def _index_in_range(self, index: ir.Node, size, index_span, span) -> bool:
+        """Bound checks of an index into an axis of `size` (reads `X[i]` and writes `X[i] = v`): located errors
+        where it is out of range for a literal, `layer` or loop-index expression; relations between dims for
+        the module to check once they are bound (compiler/check/bounds.py)."""
+        problem = symbolic_index_problem(index, size, self._text(index_span))
+        if problem is not None:
+            self.error(problem[0], index_span, problem[1])
+            return False
+        relation = dim_relation(index, size, f"`{self._text(span)}` at line {span.line}")
+        if relation is not None and relation not in self.dim_relations:
+            self.dim_relations.append(relation)
+        reach = loop_index_range(index, self.loop_counts)
+        if reach is not None:
+            problem = loop_index_problem(reach, size, self._text(index_span))
+            if problem is not None:
+                self.error(problem[0], index_span, problem[1])
+                return False
+        bounds = int_bounds(index, self._depth)
+        if bounds is not None:  # compiler/check/bounds.py
+            problem = index_problem(bounds, size, self._text(index_span))
+            if problem is not None:
+                self.error(problem[0], index_span, problem[1])
+                return False
+            dim = single_dim(size)
+            if dim is not None and bounds[1] >= self.dim_minimums.get(dim, (0, ""))[0]:
+                self.dim_minimums[dim] = (bounds[1] + 1, f"`{self._text(span)}` at line {span.line}")
+        return True
+
     def _e_Index(self, e: ast.Index):
         value, index = self.expr(e.value), self.expr(e.index)
         if value is None or index is None:
@@ -203,23 +244,8 @@ class ExpressionMixin:
             self.error(f"an index must be an integer, got {index.type}", e.index.span,
                        "index with an integer literal, an `int` hyperparameter or `layer`")
             return None
-        size = value.type.shape[0]
-        problem = symbolic_index_problem(index, size, self._text(e.index.span))
-        if problem is not None:
-            self.error(problem[0], e.index.span, problem[1])
+        if not self._index_in_range(index, value.type.shape[0], e.index.span, e.span):
             return None
-        relation = dim_relation(index, size, f"`{self._text(e.span)}` at line {e.span.line}")
-        if relation is not None and relation not in self.dim_relations:
-            self.dim_relations.append(relation)
-        bounds = int_bounds(index, self._depth)
-        if bounds is not None:  # compiler/check/bounds.py
-            problem = index_problem(bounds, size, self._text(e.index.span))
-            if problem is not None:
-                self.error(problem[0], e.index.span, problem[1])
-                return None
-            dim = single_dim(size)
-            if dim is not None and bounds[1] >= self.dim_minimums.get(dim, (0, ""))[0]:
-                self.dim_minimums[dim] = (bounds[1] + 1, f"`{self._text(e.span)}` at line {e.span.line}")
         typ = value.type.with_(shape=value.type.shape[1:])
         return ir.Node("index", [value, index], typ, e.span, max(value.level, index.level))
 
@@ -246,12 +272,16 @@ class ExpressionMixin:
             if target is not None and not target.broken and target.type is not None \
                     and target.type.dtype == OPERATOR:
                 return self._op_apply(e, target, adjoint=False)
+            if target is not None and not target.broken and target.type is not None \
+                    and target.type.dtype == "function":
+                return self._function_call(e, target)  # function data (check/function_data.py)
             op = OPERATORS.get(name)
             if op is None or name in INTERNAL_OPERATORS:
                 sym = self.scope.get(name)
                 if sym is not None and sym.broken:
                     return None
-                if sym is not None and sym.type is not None and sym.type.dtype != OPERATOR and sym.kind != "dim":
+                if sym is not None and sym.type is not None and sym.type.dtype not in (OPERATOR, "function") \
+                        and sym.kind != "dim":
                     arg = self._text(e.args[0].span) if len(e.args) == 1 else "x"
                     noun = kind_noun(sym.kind)
                     self.error(f"`{name}` is {with_article(noun)} of type {sym.type}, not a function: it cannot be called",
@@ -344,8 +374,11 @@ class ExpressionMixin:
         for i, a in enumerate(args):
             static = a.static
             if dim_args and (dim_args is True or i in dim_args) and a.op == "var" and a.attrs.get("kind") == "hyper" \
-                    and a.attrs["name"] in self.size_hypers:
-                static = DimExpr.of(a.attrs["name"])  # a size hyperparameter stays symbolic: `zeros(m)` is [m]
+                    and a.type.dtype == INT:
+                # a size hyperparameter stays symbolic, `zeros(m)` is [m], and the constructor's `m` is the size
+                # (not the default): it is a size of the spec like one in a type (`real[m]`)
+                self.size_hypers.add(a.attrs["name"])
+                static = DimExpr.of(a.attrs["name"])
             elif dim_args and (dim_args is True or i in dim_args) and isinstance(static, int):
                 static = DimExpr.of(static)
             emit_args.append(Arg("", a.type, py=a.py, static=static))

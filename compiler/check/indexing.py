@@ -105,6 +105,8 @@ class IndexMixin:
                        + (" per sample" if index.type.batched else ""), s.index.span,
                        "`layer`, a loop index, an `int` hyperparameter, a dim, or integer arithmetic on them")
             return None
+        if not self._index_in_range(index, target_t.shape[0], s.index.span, s.span):
+            return None
         entry = tuple(target_t.shape[1:])
         if broadcast(entry, value.type.shape) != entry:
             self.error(f"`{s.target}[...]` is {shape_str(entry)} but the value has shape "

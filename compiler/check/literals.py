@@ -15,6 +15,7 @@ import sys
 
 MAX_MAGNITUDE = sys.float_info.max
 MAX_INT = int(MAX_MAGNITUDE)  # the largest integer a double holds
+INT64_MAX = 2**63 - 1  # torch's integers (sizes, indices, `int` hyperparameters) are 64-bit
 MAX_COUNT = 1_000_000  # `layers N`, `--layers N` and `repeat N` at most this
 LITERAL_OPS = ("add", "sub", "mul", "div", "pow", "neg")
 _SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "^"}

@@ -7,10 +7,11 @@ import keyword
 
 from .. import ast, ir
 from ..diagnostics import DiagnosticSink, Source, did_you_mean
-from ..types import BOOL, INT, OPERATOR, Type
+from ..types import BOOL, FUNCTION, INT, OPERATOR, Type
 from .declarations import DeclarationMixin, net_size_names
 from .diff_forms import DiffFormMixin, depth_symbol
 from .expressions import ExpressionMixin
+from .function_data import FunctionDataMixin
 from .functional import FunctionalMixin
 from .functions import FunctionCallMixin
 from .indexing import IndexMixin
@@ -21,7 +22,7 @@ from .special_forms import SpecialFormMixin
 from .statements import StatementMixin
 
 
-class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, DeclarationMixin, StatementMixin,
+class Checker(FunctionDataMixin, ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, DeclarationMixin, StatementMixin,
               DiffFormMixin, IndexMixin, FunctionCallMixin, FunctionalMixin):
     """Checks one spec against its own annotations; `run()` returns the typed program."""
 
@@ -41,6 +42,7 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
         self.current: str | None = None  # the declaration being checked (for messages)
         self.reported: set[tuple[str, str]] = set()  # (kind, name) of unknown names already reported
         self.loop_indices: list[str] = []  # indices of `repeat N as j:` loops
+        self.loop_counts: dict = {}  # loop index -> its loop's count (int or DimExpr) while inside the loop
         self.size_hypers: set[str] = set()  # `int` hyperparameters used as sizes in types
         self.layers_dim: str | None = None  # `layers T` with T a dim
 
@@ -48,7 +50,10 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
         from ..functions import expand_functions
 
         self.sink.items.extend(expand_functions(self.spec))  # `fn` calls inlined (compiler/functions.py)
-        for _ in range(3):  # states become batched when an update makes them so: iterate to a fixpoint
+        # states become batched when an update makes them so: iterate to a fixpoint.  Each pass but the last adds a
+        # state (the set only grows), and a chain `x1 = x2`, `x2 = x3`, `x3 = y` needs one pass per link: a pass
+        # limit below the number of states left `x1` typed unbatched where it is read (`sum(x1)` summed the batch)
+        for _ in range(sum(d.kind == "state" for d in self.spec.decls) + 2):
             before = set(self.batched_states)
             program = self._run_once()
             if self.sink.items or self.batched_states == before:
@@ -67,6 +72,7 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
         self.dim_minimums: dict[str, tuple[int, str]] = {}  # dim -> (least size, the index that needs it)
         self.dim_relations: list[tuple] = []  # `size >= index + 1` of dim-valued indices (check/bounds.py)
         self.loop_indices = []
+        self.loop_counts = {}
         data, hypers, inputs, lets, params, states, nets, noises = [], [], [], [], [], [], [], []
         requires: list[ir.Require] = []
         self._let_values: dict[str, ir.Node] = {}
@@ -93,6 +99,8 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
         construction_dims |= {n for d in decls if d.kind == "param" and d.type is not None
                               for dim in (d.type.dims or []) for n in dim.names()}
         construction_dims |= {n for d in decls if d.kind == "net" for n in net_size_names(d)}  # sub-network sizes
+        construction_dims |= {n for d in decls if d.kind == "data" and d.type is not None and d.type.base == FUNCTION
+                              for a in d.type.args or [] for dim in a.dims or [] for n in dim.names()}
         # dims first (they may be used by any type)
         for d in decls:
             if d.kind == "dim" and self._declare(Symbol(d.name, "dim", Type(INT), ir.CONST, d.span)):
@@ -103,14 +111,21 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
                 continue
             self.current = d.name
             if d.kind == "data":
-                t = self._type(d.type, "data operator", allow_operator=True, allow_int=True)
+                if d.type.base == FUNCTION:  # function data (check/function_data.py)
+                    t = self._function_type(d.type, d.annotations)
+                else:
+                    t = self._type(d.type, "data operator", allow_operator=True, allow_int=True)
+                    for a in d.annotations[:1]:
+                        self.error(f"data `{d.name}` cannot be `{a.name}`: only function data takes an annotation",
+                                   a.span, "remove it (`nondifferentiable` is for `data D : function(...) -> ...`)")
+                        t = None
                 if t is None:
                     self._poison(d.name, "data", d.span)
                     mentioned.update(n for dim in d.type.dims or [] for n in dim.names())
                     continue
                 if self._declare(Symbol(d.name, "data", t, ir.CONST, d.span)):
                     data.append(ir.Data(d.name, t, d.span, line))
-                    for axis, dim in enumerate(t.shape if t.dtype != OPERATOR else ()):
+                    for axis, dim in enumerate(t.shape if t.dtype not in (OPERATOR, FUNCTION) else ()):
                         if len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const and "*" not in dim.terms[0][0] \
                                 and dim.terms[0][0] not in self.size_hypers:
                             data_dims.setdefault(dim.terms[0][0], (d.name, axis))
@@ -188,6 +203,8 @@ class Checker(ScopeMixin, ExpressionMixin, SliceMixin, SpecialFormMixin, Declara
         for name in dims:
             operator_dims = {n for x in data if x.type.dtype == OPERATOR
                              for dim in tuple(x.type.shape) + tuple(x.type.out_shape or ()) for n in dim.names()}
+            operator_dims |= {n for x in data if x.type.dtype == FUNCTION for t in x.type.signature[0]
+                              for dim in t.shape for n in dim.names()}
             noise_dims = {n for x in noises for dim in x.type.shape for n in dim.names()}  # constructor arguments
             if name in functional_names and name not in self.net_dims:  # its `functional(...)` was reported
                 continue

@@ -65,6 +65,10 @@ class ScopeMixin:
 
     def _type(self, ts: ast.TypeSyntax, what: str, allow_int=False, allow_operator=False) -> Type | None:
         base_span = Span(ts.span.line, ts.span.column, ts.span.line, ts.span.column + len(ts.base))
+        if ts.base == "function":
+            self.error(f"{with_article(what)} cannot be a function", ts.span,
+                       "only data can be a function: `data D : function(real[n], real) -> real[n]`")
+            return None
         if ts.base == OPERATOR:
             if not allow_operator:
                 self.error(f"{with_article(what)} cannot have an operator type", ts.span,
@@ -102,8 +106,8 @@ class ScopeMixin:
                     continue
                 if sym is None or sym.kind != "dim":
                     ok = False
-                    if ("dim", name) in self.reported:
-                        continue  # one report per unknown dimension
+                    if ("dim", name) in self.reported or (sym is not None and sym.broken):
+                        continue  # one report per unknown dimension; none for a declaration already reported
                     self.reported.add(("dim", name))
                     hint = did_you_mean(name, declared)
                     if sym is not None:

@@ -131,6 +131,8 @@ class SpecialFormMixin:
             self.error(f"`{sym.name}` is not functional: its weights are parameters of the module", e.span,
                        "declare it `... functional(nw)` (with `nw` on the `dims` line) to pass `weights=`")
             return None
+        if info.kind == "dncnn" and info.options.get("sigma") == "input":
+            return self._conditioned_call(e, sym, info)
         if not e.args or e.kwargs or (len(e.args) > 1 and info.kind != "mlp"):
             extra = " (an MLP may take several: their features are concatenated)" if info.kind == "cnn" else ""
             self.error(f"the sub-network `{sym.name}` takes one argument{extra}", e.span,
@@ -154,9 +156,9 @@ class SpecialFormMixin:
                            "split a complex value into channels: `cat(real(v), imag(v))`")
                 return None
         t = args[0].type
-        if kind == "cnn":
+        if kind in ir.IMAGE_NETS:
             if t.rank < 3 or t.shape[-3] != size_in:
-                self.error(f"the CNN `{sym.name}` takes images [{size_in}, h, w] (channels first), got {t}",
+                self.error(f"the {ir.IMAGE_NETS[kind]} `{sym.name}` takes images [{size_in}, h, w] (channels first), got {t}",
                            e.args[0].span, "stack channels with `cat(a, b, ...)` (an image [h, w] counts as one "
                                            "channel), or give the state a channel axis: `real[1, h, w]`")
                 return None
@@ -168,6 +170,33 @@ class SpecialFormMixin:
         level = max([a.level for a in args] + [ir.LAYER if sym.per_layer else ir.FORWARD])
         return ir.Node("net_call", args, Type(REAL, shape, any(a.type.batched for a in args)), e.span, level,
                        {"name": sym.name, "per_layer": sym.per_layer, "kind": kind})
+
+    def _conditioned_call(self, e: ast.Call, sym: Symbol, info):
+        """`D(x, sigma)` of a `dncnn(..., sigma=input)`: an image stack [..., in, h, w] and a real scalar
+        noise level (shared or per sample) -> [..., in, h, w]."""
+        if len(e.args) != 2 or e.kwargs:
+            self.error(f"the denoiser `{sym.name}` is conditioned on the noise level: call it as "
+                       f"`{sym.name}(x, sigma)`", e.span, "`sigma` is a real number (the noise standard "
+                       "deviation), the same for every image of the sample")
+            return None
+        if self.context not in ("step", "final", "let", "state") or (sym.per_layer and self.context != "step"):
+            self.error(f"the sub-network `{sym.name}` cannot be used here", e.span)
+            return None
+        x, sigma = (self.expr(a) for a in e.args)
+        if x is None or sigma is None:
+            return None
+        if x.type.dtype == COMPLEX or x.type.rank < 3 or x.type.shape[-3] != info.in_size:
+            self.error(f"the DnCNN `{sym.name}` takes real images [{info.in_size}, h, w] (channels first), "
+                       f"got {x.type}", e.args[0].span, "give the state a channel axis: `real[1, h, w]`")
+            return None
+        if sigma.type.rank != 0 or sigma.type.dtype == COMPLEX:
+            self.error(f"the noise level of `{sym.name}` must be a real scalar, got {sigma.type}", e.args[1].span,
+                       "one number per sample: a `hyper`, an `input sigma : real` or an expression of them")
+            return None
+        level = max([x.level, sigma.level, ir.LAYER if sym.per_layer else ir.FORWARD])
+        return ir.Node("net_call", [x, sigma], Type(REAL, tuple(x.type.shape), x.type.batched or sigma.type.batched),
+                       e.span, level, {"name": sym.name, "per_layer": sym.per_layer, "kind": "dncnn",
+                                       "conditioned": True})
 
     def _mlp_features(self, name: str, args: list, spans: list, size_in, size_out):
         """An MLP call `G(v, t, ...)`: the first argument's rows [..., k] (leading axes are rows, each mapped

@@ -137,8 +137,16 @@ class StatementMixin:
         elif isinstance(value, int) and value > MAX_COUNT:
             self.error(f"`repeat` count is at most {MAX_COUNT:,}, got {value:.3g}", s.count.span,
                        "an inner loop of more iterations than this is not unrolled; use a smaller count")
+        elif count is not None and count.op == "var" and count.attrs.get("kind") == "hyper" \
+                and isinstance(count.static, int) and count.static > MAX_COUNT:  # the default of an `int` hyperparameter: the same bound
+            self.error(f"`repeat` count is at most {MAX_COUNT:,}, got `{count.attrs['name']}` = {count.static:.3g} "
+                       "(its default)", s.count.span, "give the hyperparameter a smaller default")
         inner = depth + 1
         has_index = self._loop_index(s, inner)
+        if has_index:  # the index's range, for bound checks of the indices that read it (check/bounds.py)
+            static = None if count is None else count.static
+            self.loop_counts[s.index] = static if isinstance(static, (int, ast.DimExpr)) and not isinstance(
+                static, bool) else value if isinstance(value, int) else None
         carried = self._assigned_names(s.body)
         for name in carried:
             sym = self.scope.get(name)
@@ -154,4 +162,5 @@ class StatementMixin:
                 sym.version += 1
         if has_index:
             del self.scope[s.index]  # the index exists only inside its loop
+            self.loop_counts.pop(s.index, None)
         return ir.Repeat(count, body, s.span, inner, carried, s.index if has_index else None, s.backward)

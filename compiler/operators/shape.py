@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from ..ast import DimExpr
 from ..types import REAL, ShapeError, Type, promote, shape_str
-from .core import P_ATOM, EmitContext, Emitted, Operator, numeric, numpy, register, static_dim, wrap
+from .core import (
+    P_ATOM,
+    Arg,
+    EmitContext,
+    Emitted,
+    Operator,
+    numeric,
+    numpy,
+    register,
+    static_dim,
+    tensor,
+    wrap,
+)
 
 
 def _eye_infer(types, args):
@@ -70,6 +82,8 @@ def _cat_emit(args, out):
     flags = tuple(a.type.batched for a in args)
     parts = []
     for a in args:
+        if a.py:  # a Python number (`stack(x, 0.5)`, a constant of the data) is a tensor piece
+            a = Arg(tensor(a), a.type, P_ATOM)
         code = a.code
         if a.type.rank == out.rank - 1:  # a single channel: add the channel axis
             code = f"{wrap(a, P_ATOM)}.unsqueeze({1 if a.type.batched else 0})"

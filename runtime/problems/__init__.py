@@ -76,9 +76,11 @@ def _load_all() -> None:
         imaging,
         inference,
         optimizers,
+        plugin,
         signals,
         sparse,
         templates,
         training_algorithms,
         trellis_graphs,
     )
+    from . import denoising_amp  # noqa: F401  (family I1)

@@ -1,0 +1,210 @@
+"""Findings of the long fuzz runs that are errors, not values (tests/fuzz_known_bugs.md, "Fixed on branch
+fuzz2"): each is now a located diagnostic or a ValueError naming the argument or the statement; each test
+failed before its fix (the comment says how).  The findings that are values are regression specs
+(tests/regression_specs.py)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from unroll.compiler import CompileError, compile_source
+from unroll.runtime.loader import load_text
+
+SIZE_HYPER = """spec size_hyper
+dims n
+hyper m : int = {default}
+input y : real[n]
+state z : real[m] = 0
+state x : real[n] = 0
+layers 1
+step:
+    x = x + y * sum(ones(m)) + sum(z)
+output x
+"""
+
+
+@pytest.mark.parametrize("default", ["1e300", "2^63", "-10^19"])
+def test_int_hyperparameter_default_beyond_64_bits_is_located(default):
+    # before: `zeros(): Overflow when unpacking long long` (a TypeError from torch) when the module ran
+    with pytest.raises(CompileError) as info:
+        compile_source(SIZE_HYPER.format(default=default), "t.unroll")
+    lines = str(info.value).splitlines()
+    assert re.match(r"t\.unroll:3:17: error: the default of the `int` hyperparameter `m` does not fit a 64-bit "
+                    r"integer", lines[0]), lines[0]
+    assert lines[2].endswith(" " + "^" * len(default)), lines  # the caret under the default
+
+
+def test_int_hyperparameter_at_the_64_bit_limit_is_accepted():
+    compile_source(SIZE_HYPER.format(default="2^63 - 1"), "t.unroll")
+
+
+def test_int_hyperparameter_beyond_64_bits_given_to_the_constructor_is_named(one_torch_thread):
+    # before: `zeros(): Overflow when unpacking long long` in forward
+    SizeHyper = load_text(SIZE_HYPER.format(default=3), "size_hyper")
+    for value in (1e300, 2**63, -(2**64)):
+        with pytest.raises(ValueError, match=r"^m: expected a 64-bit integer"):
+            SizeHyper(m=value)
+    net = SizeHyper(m=4, dtype=torch.float64)
+    y = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(net(y).numpy(), 4 * y)  # the constructor's m is the size, not the default
+
+
+OPNORM_OF_OVERFLOW = """spec opnorm_overflow
+dims n
+data A : real[n, n]
+input y : real[n]
+let L = opnorm(A * 1e300 * 1e300 - A * 1e300 * 1e300)
+state x : real[n] = 0
+layers 1
+step:
+    x = x + y / L
+output x
+"""
+
+SOLVE_SINGULAR = """spec solve_singular
+dims n
+data A : real[n, n]
+data b : real[n]
+let u = solve(A, b)
+input y : real[n]
+state x : real[n] = 0
+layers 1
+step:
+    x = x + y * u
+output x
+"""
+
+
+def test_svd_of_non_finite_constant_names_the_statement(one_torch_thread):
+    # before: torch.linalg.LinAlgError "linalg.svd: The algorithm failed to converge because the input matrix
+    # contained non-finite values" at construction (inf - inf of the data)
+    Net = load_text(OPNORM_OF_OVERFLOW, "opnorm_overflow")
+    with pytest.raises(ValueError, match=r"^L: computing `line 5: let L = opnorm\(.*\)`, a linear-algebra routine "
+                                         r"failed: the matrix has NaN or infinite entries"):
+        Net(A=np.eye(3))
+
+
+def test_solve_of_singular_constant_names_the_statement(one_torch_thread):
+    # before: torch.linalg.LinAlgError "The solver failed because the input matrix is singular" at construction
+    Net = load_text(SOLVE_SINGULAR, "solve_singular")
+    with pytest.raises(ValueError, match=r"^u: computing `line 5: let u = solve\(A, b\)`, a linear-algebra routine "
+                                         r"failed: the matrix is singular"):
+        Net(A=np.ones((3, 3)), b=np.ones(3))
+    A, b, y = np.diag([2.0, 4.0, 5.0]), np.array([1.0, 2.0, 3.0]), np.ones((2, 3))
+    np.testing.assert_allclose(Net(A=A, b=b)(y).numpy(), y * [0.5, 0.5, 0.6], rtol=1e-12)
+
+
+COMPOSITE_DATA_AXIS = """spec composite_data_axis
+dims n
+data c : real[2*n]
+input y : real[n]
+let r = y * sum(c)
+state s : real = 0
+layers 1
+step:
+    s = s + 1
+output r
+"""
+
+
+def test_composite_data_axis_bound_by_an_input_is_checked_when_bound(one_torch_thread):
+    # before: KeyError: 'n' at construction, even with n given (the check came before the constructor's dims);
+    # the values are tests/regression_specs.py `composite_data_axis_bound_by_input`
+    Net = load_text(COMPOSITE_DATA_AXIS, "composite_data_axis")
+    c = np.arange(8.0)
+    net = Net(c)
+    with pytest.raises(ValueError, match=r"^c: axis 0 must have size 2\*n = 6, got 8"):
+        net(np.ones((2, 3)))  # n = 3 from y: checked at the call
+    np.testing.assert_allclose(net(np.ones((2, 4))).numpy(), np.full((2, 4), 28.0), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"^c: axis 0 must have size 2\*n = 6, got 8"):
+        Net(c, n=3)  # n given to the constructor: checked there
+    assert Net(c, n=4)(np.ones((2, 4))).shape == (2, 4)
+
+
+def _svt_cases():
+    gen = torch.Generator().manual_seed(3)
+    for dtype in (torch.float64, torch.complex128):
+        for shape in ((4, 4), (5, 3), (2, 3, 5)):
+            X = torch.randn(*shape, dtype=dtype, generator=gen)
+            s = torch.linalg.svdvals(X)
+            yield f"{dtype}-{shape}-generic", X, ((s[..., 1] + s[..., 2]) / 2)[..., None, None]  # as X: [..., 1, 1]
+        u, v = torch.randn(4, 1, dtype=dtype, generator=gen), torch.randn(1, 5, dtype=dtype, generator=gen)
+        X = u @ v  # rank 1: three equal (zero) singular values, where torch's SVD backward gives NaN or raises
+        yield f"{dtype}-rank-one", X, torch.linalg.svdvals(X)[0] / 2
+
+
+@pytest.mark.parametrize("name, X, tau", list(_svt_cases()), ids=[c[0] for c in _svt_cases()])
+def test_svt_backward_matches_finite_differences(name, X, tau, one_torch_thread):
+    # row 19 (complex_svt_backward): the closed-form backward of runtime/svt_grad.py against finite differences
+    # (torch.autograd.gradcheck), for X and the threshold, real and complex, equal singular values included
+    import unroll.runtime as rt
+
+    X, tau = X.clone().requires_grad_(), tau.clone().requires_grad_()
+    assert torch.autograd.gradcheck(rt.svt, (X, tau), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_svt_of_a_thresholded_to_zero_matrix_has_zero_gradient(dtype, one_torch_thread):
+    # before: complex: RuntimeError "svd_backward: The singular vectors in the complex case are specified up to
+    # multiplication by e^{i phi}"; real: NaN gradients (the second svt takes the SVD of the zero matrix)
+    import unroll.runtime as rt
+
+    X = torch.randn(3, 4, 5, dtype=dtype, requires_grad=True)
+    Y = rt.svt(rt.svt(X, 100.0), 1.0)
+    (grad,) = torch.autograd.grad(Y.real.sum(), X)
+    assert torch.equal(grad, torch.zeros_like(grad))  # every singular value is below 100: locally constant
+
+
+def test_repeat_count_hyperparameter_is_bounded(one_torch_thread):
+    # before: accepted, and the module ran 10^9 inner iterations (a hang); a literal `repeat 10^9` was refused
+    text = SIZE_HYPER.format(default="10^9").replace("state z : real[m] = 0\n", "").replace(
+        "    x = x + y * sum(ones(m)) + sum(z)", "    repeat m:\n        x = x + y")
+    with pytest.raises(CompileError) as info:
+        compile_source(text, "t.unroll")
+    assert re.match(r"t\.unroll:8:12: error: `repeat` count is at most 1,000,000, got `m` = 1e\+09 \(its default\)",
+                    str(info.value)), str(info.value)
+    Net = load_text(text.replace("10^9", "0"), "repeat_count")  # 0 inner steps is valid (ml_csc_layered's K)
+    with pytest.raises(ValueError, match=r"^m: a `repeat` count is at most 1,000,000, got 1e\+09"):
+        Net(m=10**9)  # before: accepted, then 10^9 inner iterations per layer
+    y = np.ones((2, 3))
+    np.testing.assert_array_equal(Net(m=3, dtype=torch.float64)(y).numpy(), 3 * y)
+
+
+LOOP_INDEX = """spec loop_index
+dims T, n
+input y : real[T, n]
+state X : real[T + 1, n] = 0
+layers 1
+step:
+    repeat T as t:
+        X[{write}] = X[{read}] + y[t]
+output X
+"""
+
+
+@pytest.mark.parametrize("write, read, column, message", [
+    # fuzz mutant msa_pmp~1325 (`X[t + 2] = ...`): an IndexError from torch on the loop's last pass
+    ("t + 2", "t", 11, r"index `t \+ 2` reaches T \+ 1 on the last pass of its `repeat` loop, out of range for an "
+                      r"axis of size T \+ 1"),
+    ("t + 1", "t + 2", 22, r"index `t \+ 2` reaches T \+ 1 on the last pass"),
+    # `X[t - 1]` at t = 0 would silently read the last entry (a negative index wraps around in torch)
+    ("t + 1", "t - 1", 22, r"index `t - 1` is -1 on the first pass of its `repeat` loop: negative"),
+])
+def test_loop_index_out_of_range_is_located(write, read, column, message):
+    with pytest.raises(CompileError) as info:
+        compile_source(LOOP_INDEX.format(write=write, read=read), "t.unroll")
+    first = str(info.value).splitlines()[0]
+    assert re.match(rf"t\.unroll:8:{column}: error: {message}", first), first
+
+
+def test_loop_index_within_range_runs_like_numpy(one_torch_thread):
+    Net = load_text(LOOP_INDEX.format(write="t + 1", read="T - 1 - t"), "t.unroll")
+    y = torch.randn(4, 3, dtype=torch.float64)
+    X = Net()(y=y).numpy()
+    ref = np.zeros((5, 3))
+    for t in range(4):  # X[t + 1] = X[T - 1 - t] + y[t]
+        ref[t + 1] = ref[4 - 1 - t] + y[t].numpy()
+    np.testing.assert_allclose(X, ref, rtol=1e-12)
