@@ -190,6 +190,18 @@ def _resolved_conjugates(net: nn.Module):
 
 
 @contextlib.contextmanager
+def _masked(net: UnrolledModule):
+    """`step until` networks are traced in masked mode (`early_exit = False`: every layer runs, finished
+    samples frozen), the same outputs without the early break, which tests a tensor's value."""
+    early_exit = net.early_exit
+    net.early_exit = False
+    try:
+        yield
+    finally:
+        net.early_exit = early_exit
+
+
+@contextlib.contextmanager
 def _default_dtype(dtype):
     """The TorchScript-based exporter types 0-d tensors with the default dtype: a float64 network exported
     under float32 defaults would round its scalar parameters to float32."""
@@ -219,7 +231,7 @@ def to_onnx(net: UnrolledModule, inputs: tuple, path=None, *, dynamo: bool = Tru
     names = list(net.input_names)
     outputs = list(net.output_names)
     try:
-        with _quiet(), _default_dtype(_real_dtype(net)), torch.no_grad(), _resolved_conjugates(net):
+        with _quiet(), _default_dtype(_real_dtype(net)), torch.no_grad(), _resolved_conjugates(net), _masked(net):
             if dynamo:
                 from . import export_complex  # noqa: F401 - registers complex shape operators for the exporter
 
@@ -271,7 +283,7 @@ def to_pt2(net: UnrolledModule, inputs: tuple, path=None):
     names = list(net.input_names)
     batch = torch.export.Dim("batch")
     try:
-        with _quiet():
+        with _quiet(), _masked(net):
             program = torch.export.export(net, inputs, dynamic_shapes={n: {0: batch} for n in names})
     except Exception as err:
         raise ExportError(f"cannot export `{net.spec_name}` with torch.export: {_gap(err)}") from err

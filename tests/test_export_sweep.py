@@ -41,7 +41,7 @@ ROUTES = {
     "ding_rain_admm": "dynamo",
     "domke_gd": "dynamo",  # the legacy exporter bakes the batch size into the autograd gradient
     "domke_heavy_ball": "dynamo",
-    "domke_lbfgs": r"'aten::select_scatter'",  # the ring buffers' indexed writes (TorchScript exporter, opset 17)
+    "domke_lbfgs": "dynamo",  # ring-buffer writes are select_scatter (no TorchScript export); `step until` masked
     "dublid": "dynamo",
     "fbpconvnet": "dynamo32",
     "fista": "legacy",
@@ -90,7 +90,7 @@ ROUTES = {
     # TorchScript exporter cannot trace it, and the error names the spec line
     "ekf_training": r"line \d+: let H = jacobian\(",
     "dekf_training": r"line \d+: let H1 = jacobian\(",
-    "msa_pmp": r"line \d+: p\[t\] = vjp\(",
+    "msa_pmp": r"line \d+: p\[t\] = grad\(H\(",
 }
 ERROR_ROUTE = {name: "dynamo" if name in ("corona", "rpca_ista")
                else "legacy" for name, route in ROUTES.items() if route not in ("legacy", "dynamo", "legacy32",
