@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tokenize
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,7 +164,9 @@ def test_generated_code_imports_only_torch_and_the_runtime(generated, name):
 
 @pytest.fixture(scope="module")
 def ruff_report(generated, tmp_path_factory):
-    ruff = shutil.which("ruff")
+    # the venv's own ruff (CI runs `.venv-ci/bin/python -m pytest` without the venv on PATH), else PATH's
+    beside = Path(sys.executable).with_name("ruff")
+    ruff = str(beside) if beside.exists() else shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff is not installed")
     d = tmp_path_factory.mktemp("generated")
