@@ -276,3 +276,44 @@ def test_comparison_of_python_constants_is_a_buffer(k, expected, one_torch_threa
     net = load_text(COMPARISON_CONSTANT, "comparison_constant")(k=k)
     y = torch.ones(2, 3, dtype=torch.float64)
     assert torch.equal(net(y=y), torch.full((2, 3), expected, dtype=torch.float64))
+
+
+LOOP_CARRIED = """spec loop_carried
+dims n
+data A : real[n]
+input y : real[n]
+state x : real[n] = 0
+layers 1
+step:
+    let u = {start}
+    repeat 3:
+        x = x + sum(u) * y
+        u = {update}
+output x
+"""
+
+
+@pytest.mark.parametrize("start, update, now", [
+    # before: `u.sum()` on the second pass summed over the batch too (silently wrong values)
+    ("A", "u + y", "per sample although it is the same for every sample"),
+    # fuzz statements 1047665 (the 100 000-case run): the second pass read an unbatched value as batched
+    ("y", "A", "the same for every sample although it is per sample"),
+])
+def test_a_loop_that_changes_whether_a_carried_let_is_per_sample_is_located(start, update, now):
+    with pytest.raises(CompileError) as info:
+        compile_source(LOOP_CARRIED.format(start=start, update=update), "t.unroll")
+    first = str(info.value).splitlines()[0]
+    assert first == f"t.unroll:9:5: error: `u` is carried to the next pass of this `repeat` loop, and the loop makes it {now} when the loop starts", first
+
+
+def test_a_carried_let_that_stays_per_sample_runs_like_numpy(one_torch_thread):
+    Net = load_text(LOOP_CARRIED.format(start="A * y", update="u + y"), "carried")
+    A = np.array([1.0, 2.0, 3.0])
+    y = torch.tensor([[1.0, 0.5, -1.0], [2.0, 0.0, 1.0]], dtype=torch.float64)
+    out = Net(A=A)(y=y).numpy()
+    for b in range(2):
+        x, u = np.zeros(3), A * y[b].numpy()
+        for _ in range(3):
+            x = x + u.sum() * y[b].numpy()
+            u = u + y[b].numpy()
+        np.testing.assert_allclose(out[b], x, rtol=1e-12)

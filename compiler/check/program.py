@@ -59,12 +59,21 @@ class Checker(FunctionDataMixin, ScopeMixin, ExpressionMixin, SliceMixin, Specia
             if self.sink.items or self.batched_states == before:
                 break
             self.sink = DiagnosticSink(self.source)
+        if not self.sink.items:  # reported on the final pass only: a later pass may make the entry value per sample
+            for name, span, now in self.loop_batch_changes:
+                self.error(f"`{name}` is carried to the next pass of this `repeat` loop, and the loop makes it "
+                           + ("per sample" if now else "the same for every sample")
+                           + (" although it is the same for every sample when the loop starts" if now else
+                              " although it is per sample when the loop starts"), span,
+                           f"the next pass would read `{name}` with another shape; keep it per sample throughout "
+                           f"(a `state`, which is broadcast to the batch, or a per-sample value before the loop)")
         self.sink.raise_if_any()
         return program
 
     def _run_once(self) -> ir.Program:
         spec = self.spec
         self.scope = {}
+        self.loop_batch_changes: list = []  # (let, repeat span, batched at the end) whose batching a loop changes
         self.prev_used = []
         self.history_used = []
         self.locals_types = {}

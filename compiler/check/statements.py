@@ -25,6 +25,29 @@ class StatementMixin:
                         out.append(n)
         return out
 
+    @staticmethod
+    def _read_before_written(body, name: str) -> bool:
+        """Whether a pass of `body` can read `name` before writing it (so it reads the previous pass's value)."""
+        from ..functions import _names
+
+        def walk(stmts) -> str | None:  # "read", "written" or None (neither) in program order
+            for st in stmts:
+                if isinstance(st, ast.Repeat):
+                    if any(n.name == name for n, _ in _names(st.count)):
+                        return "read"
+                    inner = walk(st.body)
+                    if inner is not None:  # a write inside an inner loop is a write (a repeat runs at least once)
+                        return inner
+                    continue
+                value, index = getattr(st, "value", None), getattr(st, "index", None)
+                if any(n.name == name for n, _ in _names([x for x in (value, index) if x is not None])):
+                    return "read"
+                if getattr(st, "target", None) == name:
+                    return "read" if index is not None else "written"  # X[i] = v keeps the other entries
+            return None
+
+        return walk(body) == "read"
+
     def _block(self, body, depth: int, states: list[ir.State]) -> list:
         out = []
         for s in body:
@@ -153,7 +176,14 @@ class StatementMixin:
             if sym is not None and sym.kind in ("state", "local"):
                 sym.level = inner
                 sym.version += 1
+        entry = {name: self.scope[name].type.batched for name in carried
+                 if name in self.scope and self.scope[name].kind == "local" and self.scope[name].type is not None}
         body = self._block(s.body, inner, states)
+        for name, was in entry.items():  # the next pass reads the value the loop leaves: same batching required
+            sym = self.scope.get(name)
+            if sym is not None and sym.kind == "local" and sym.type is not None and sym.type.batched != was \
+                    and value != 1 and self._read_before_written(s.body, name):  # `repeat 1`: no next pass
+                self.loop_batch_changes.append((name, s.span, sym.type.batched))
         for name in carried:
             sym = self.scope.get(name)
             if sym is not None and sym.kind in ("state", "local"):
