@@ -317,3 +317,24 @@ def test_a_carried_let_that_stays_per_sample_runs_like_numpy(one_torch_thread):
             x = x + u.sum() * y[b].numpy()
             u = u + y[b].numpy()
         np.testing.assert_allclose(out[b], x, rtol=1e-12)
+
+
+LITERAL_INTO_DIM_AXIS = """spec literal_into_dim_axis
+dims T, n
+input y : real[T, n]
+state X : real[T + 1, n] = 0
+layers 1
+step:
+    X[3] = y[0]
+output X
+"""
+
+
+def test_a_literal_index_into_an_axis_sized_by_dims_is_checked_when_they_are_bound(one_torch_thread):
+    # fuzz msa_pmp~1031683 (`X[100] = x0` with X : real[T + 1, ...]): IndexError in forward
+    net = load_text(LITERAL_INTO_DIM_AXIS, "literal_into_dim_axis")()
+    with pytest.raises(ValueError, match=r"^y: the spec needs `T \+ 1` > `3` for `X\[3\] = y\[0\]` at line 7, "
+                                         r"got `T` = 2"):
+        net(y=torch.ones(1, 2, 3, dtype=torch.float64))
+    out = net(y=torch.ones(1, 3, 3, dtype=torch.float64))  # T = 3: X has 4 rows, X[3] is the last
+    assert torch.equal(out[0, 3], torch.ones(3, dtype=torch.float64)) and not out[0, :3].any()

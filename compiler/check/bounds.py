@@ -113,12 +113,16 @@ def dim_relation(index: ir.Node, size, why: str) -> tuple | None:
     relation the sizes must satisfy, `size >= index + 1`, as (size terms, size const, index terms, index
     const, why) for the generated module to check once the dims are bound; None where it always holds
     or the index is not a dim expression."""
-    if not (isinstance(index.static, DimExpr) and isinstance(size, DimExpr)) or index.static.is_int:
-        return None
-    gap = size + DimExpr.of(-1) * index.static  # size - index: a positive number always holds
+    static = DimExpr.of(index.static) if isinstance(index.static, int) and not isinstance(index.static, bool) \
+        else index.static
+    if not (isinstance(static, DimExpr) and isinstance(size, DimExpr)) or (static.is_int and size.is_int):
+        return None  # two numbers: check/bounds.py index_problem decides at compile time
+    if static.is_int and static.const < 0:
+        return None  # negative: a located error elsewhere
+    gap = size + DimExpr.of(-1) * static  # size - index: a positive number always holds
     if gap.is_int and gap.const > 0:
         return None
-    return (tuple(size.terms), size.const, tuple(index.static.terms), index.static.const, why)
+    return (tuple(size.terms), size.const, tuple(static.terms), static.const, why)
 
 
 def int_power_problem(base: ir.Node, exponent: ir.Node) -> tuple[str, str] | None:
