@@ -13,6 +13,8 @@ import torch
 from unroll.compiler import CompileError, compile_source
 from unroll.runtime.loader import load_text
 
+from regression_specs import REGRESSIONS
+
 SIZE_HYPER = """spec size_hyper
 dims n
 hyper m : int = {default}
@@ -97,17 +99,7 @@ def test_solve_of_singular_constant_names_the_statement(one_torch_thread):
     np.testing.assert_allclose(Net(A=A, b=b)(y).numpy(), y * [0.5, 0.5, 0.6], rtol=1e-12)
 
 
-COMPOSITE_DATA_AXIS = """spec composite_data_axis
-dims n
-data c : real[2*n]
-input y : real[n]
-let r = y * sum(c)
-state s : real = 0
-layers 1
-step:
-    s = s + 1
-output r
-"""
+COMPOSITE_DATA_AXIS = REGRESSIONS["composite_data_axis_bound_by_input"].spec  # tests/regression_specs.py
 
 
 def test_composite_data_axis_bound_by_an_input_is_checked_when_bound(one_torch_thread):
