@@ -10,10 +10,9 @@ import re
 import numpy as np
 import pytest
 import torch
+from regression_specs import REGRESSIONS
 from unroll.compiler import CompileError, compile_source
 from unroll.runtime.loader import load_text
-
-from regression_specs import REGRESSIONS
 
 SIZE_HYPER = """spec size_hyper
 dims n
