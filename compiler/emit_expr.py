@@ -54,7 +54,8 @@ class ExprPrinter:
                 index = self.layer if not offset else (
                     str(int(self.layer) + offset) if self.layer.isdigit() else f"{self.layer} + {offset}")
                 return Arg(f"{node.attrs['name']}[{index}]", node.type, P_ATOM, static=node.static)
-            return Arg(node.attrs["name"], node.type, P_ATOM, py=node.py, static=node.static)
+            name = node.attrs["name"]
+            return Arg(name, node.type, P_ATOM, py=node.py or name in self.python_constants, static=node.static)
         if op == "number":
             v = node.attrs["value"]
             return Arg(repr(v), node.type, P_ATOM if v >= 0 else P_MUL, py=True, static=node.static)

@@ -19,7 +19,7 @@ from .emit_init import ConstructorPrinter, pending_data_axes
 from .operators import P_ATOM, Arg, wrap
 from .planner import Loop, Plan, Stmt
 from .planner import plan as make_plan
-from .types import COMPLEX, INT, REAL
+from .types import BOOL, COMPLEX, INT, REAL
 
 
 class ModulePrinter(ConstructorPrinter):
@@ -86,6 +86,17 @@ class ModulePrinter(ConstructorPrinter):
         return f"{atom}.expand({self._shape(state)})"
 
     @staticmethod
+    def _tensor_where_read_as_one(code: Arg, st: Stmt) -> Arg:
+        """A value the printer computes as a Python number (a function of constants kept as Python numbers,
+        `let u = c^1.5`) but that its readers take for a tensor (the checker typed it one: `tanh(u)`): a 0-d
+        tensor of its dtype, so that every torch function it reaches receives a tensor (fuzz statements
+        1064891).  States are fitted to their shape by `_fit_state`."""
+        if not code.py or (st.value.py if st.read_py is None else st.read_py):
+            return code
+        dt = {COMPLEX: "cdtype", INT: "torch.long", BOOL: "torch.bool"}.get(st.value.type.dtype, "dtype")
+        return Arg(f"torch.as_tensor({code.code}, dtype={dt}, device=device)", st.value.type, P_ATOM)
+
+    @staticmethod
     def _shape(state: ir.State) -> str:
         dims = ", ".join(d.python() for d in state.type.shape)
         if state.type.batched:
@@ -122,7 +133,8 @@ class ModulePrinter(ConstructorPrinter):
         for item in block:
             if isinstance(item, Loop):
                 for st in item.before:
-                    out.add(f"{st.target} = {printer.code(st.value)}  # {st.comment}", indent)
+                    code = self._tensor_where_read_as_one(printer.render(st.value), st).code
+                    out.add(f"{st.target} = {code}  # {st.comment}", indent)
                 count = printer.code(item.count)
                 counter = "range(" + (f"{count} - 1, -1, -1" if item.backward else count) + ")"
                 out.add(f"for {item.index or '_'} in {counter}:  # {item.comment}", indent)
@@ -130,6 +142,9 @@ class ModulePrinter(ConstructorPrinter):
                                                                                        printer))
                 continue
             value = printer.render(item.value)
+            fitted = item.state is not None and item.kind == "state"
+            if not fitted:
+                value = self._tensor_where_read_as_one(value, item)
             if item.kind == "temp" and item.state is None:
                 noqa = "  # noqa: B023, RUF100 (called at once)" if emit_diff.reads_autodiff(item.value) else ""
                 out.add(f"{item.target} = {value.code}{noqa}", indent)
@@ -138,15 +153,14 @@ class ModulePrinter(ConstructorPrinter):
             if item.value.op == "var" and item.value.attrs["name"] == item.target and not item.value.attrs.get("prev"):
                 out.add(f"# ({item.target} is unchanged here)", indent)
                 continue
-            code = self._fit_state(item.state, value, item.value) if item.state is not None and item.kind == "state" \
-                else value.code
+            code = self._fit_state(item.state, value, item.value) if fitted else value.code
             if emit_diff.reads_autodiff(item.value):
                 code += "  # noqa: B023, RUF100 (called at once)"
             out.add(f"{item.target} = {code}", indent)
 
     def _hoisted_lines(self, out: Lines, block: list, indent: int) -> None:
         for st in block:
-            code = self.fwd.code(st.value)
+            code = self._tensor_where_read_as_one(self.fwd.render(st.value), st).code
             if st.condition is not None:
                 flag, branch = st.condition
                 code = f"({code}) if {'' if branch == 0 else 'not '}{flag} else None"

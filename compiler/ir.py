@@ -22,6 +22,19 @@ CONST, FORWARD, LAYER = 0, 1, 2
 LEVEL_NAMES = {CONST: "constant", FORWARD: "layer-invariant", LAYER: "per-layer"}
 
 
+# Node attributes that describe a value for messages and `explain` without changing what it computes: the only
+# ones that common-subexpression elimination ignores.
+DESCRIPTIVE_ATTRS = frozenset({"of", "grad_of", "grad_path"})
+
+
+def _hashable(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
+
+
 @dataclass(eq=False)
 class Node:
     op: str  # a registry operator name, or one of: var, number, dim, index, set_index, list
@@ -38,8 +51,9 @@ class Node:
         """Structural identity, used for common-subexpression elimination."""
         k = self.__dict__.get("_key")
         if k is None:
-            attrs = tuple(sorted((a, v) for a, v in self.attrs.items() if a in ("name", "version", "value", "axis",
-                                                                                 "per_layer", "prev", "kind")))
+            # every attribute but the descriptive ones: `K(x)` and `K.H(x)` differ only in `adjoint`, and a
+            # list of attributes that count let such a difference merge two values (fuzz expressions 1079809)
+            attrs = tuple(sorted((a, _hashable(v)) for a, v in self.attrs.items() if a not in DESCRIPTIVE_ATTRS))
             k = (self.op, attrs, tuple(a.key for a in self.args))
             self.__dict__["_key"] = k
         return k

@@ -96,7 +96,8 @@ class Builder:
                     if name is None:
                         value = self.lower_args(node, depth)
                         name = self.names.fresh(describe(node))
-                        pre.append(Stmt(name, value, self.span_text(node), "temp", node.span.line))
+                        pre.append(Stmt(name, value, self.span_text(node), "temp", node.span.line,
+                                        read_py=node.py))
                         names[node.key] = name
                     return ref(name, node)
                 break
@@ -171,7 +172,8 @@ class Builder:
             value = self.lower(node, level)
             name = self.names.fresh(describe(node.args[0]) + "_inv" if node.op == "inverse" else describe(node))
             self.hoisted.setdefault(level, []).append(Stmt(name, value, self.span_text(node), "temp",
-                                                           node.span.line, condition=self.condition))
+                                                           node.span.line, condition=self.condition,
+                                                           read_py=node.py))
             keys[node.key] = name
         else:
             self._widen(self.hoisted.get(level, []), name)
@@ -229,7 +231,8 @@ class Builder:
                 value = self.lower(st.value, st.value.level)
                 if st.value.level > ir.CONST:
                     self.hoisted.setdefault(st.value.level, []).append(
-                        Stmt(st.target, value, self.line_text(st.span.line), "local", st.span.line))
+                        Stmt(st.target, value, self.line_text(st.span.line), "local", st.span.line,
+                             read_py=st.value.py))
                 else:
                     self.plan.constants.append(Constant(st.target, value, self.line_text(st.span.line), "local",
                                                         st.value.py, st.span.line))
@@ -248,7 +251,9 @@ class Builder:
             self.cse_stack.pop()
             out.extend(pre)
             state = next((s for s in self.p.states if s.name == st.target), None) if st.kind == "state" else None
-            out.append(Stmt(st.target, value, self.stmt_text(st), st.kind, st.span.line, state))
+            # the readers of a `let` take it as the checker typed its latest assignment (check/statements.py)
+            out.append(Stmt(st.target, value, self.stmt_text(st), st.kind, st.span.line, state,
+                            read_py=st.value.py))
         return out
 
 

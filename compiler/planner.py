@@ -108,6 +108,10 @@ class Stmt:
     state: ir.State | None = None  # for kind == "state": the declaration (shape the value is fitted to)
     skip_last: bool = False  # not needed after the last layer: skipped there unless the trace records states
     condition: tuple | None = None  # (flag, branch): computed only when the constructor chose that branch
+    # whether the readers of `target` take it for a Python number (the checker's typing of the assigned value,
+    # or of the `ref`s to a temporary); None: as `value` is.  A value printed as a Python number that its readers take
+    # for a tensor is made one (emitter.py `_tensor_where_read_as_one`)
+    read_py: bool | None = None
 
 
 @dataclass

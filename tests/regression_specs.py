@@ -71,6 +71,49 @@ output x, p
 """, {"K": _real(5, 6)}, {"z": _real(B, 5), "f": _real(B, 2, 3)},
     lambda d, i: ((i["z"] @ d["K"]).reshape(B, 2, 3), i["f"].reshape(B, 6) @ d["K"].T), {"h": 2, "w": 3, "m": 5})
 
+REGRESSIONS["operator_and_adjoint_of_one_value"] = Regression(  # fuzz expressions 1079809: K.H(x) computed as K(x)
+    """spec operator_and_adjoint
+dims n
+data K : operator[n <- n]
+input y : real[n]
+state a : real[n] = 0
+state b : real[n] = 0
+layers 1
+step:
+    a = K(y)
+    b = K.H(y)
+output a, b
+""", {"K": _real(4, 4)}, {"y": _real(B, 4)}, lambda d, i: (i["y"] @ d["K"].T, i["y"] @ d["K"]), {"dtype": "float64", "n": 4})
+
+REGRESSIONS["python_number_let_read_as_tensor"] = Regression(  # fuzz statements 1064891
+    # `c^1.5` of real scalar data is a constant kept as a Python number; the `let` holding it is read by `tanh`,
+    # a torch function (TypeError: tanh(): argument 'input' must be Tensor, not float)
+    """spec python_number_let
+data c : real
+input y : real
+state x : real = 0
+layers 2
+step:
+    let u = c^1.5
+    x = tanh(u) + y
+    u = x
+output x
+""", {"c": np.array(0.7)}, {"y": _real(B)}, lambda d, i: (np.tanh(0.7 ** 1.5) + i["y"],))
+
+REGRESSIONS["python_bool_hoisted_before_repeat"] = Regression(  # fuzz statements 1079873
+    # `layer >= mean(a)` does not change inside the `repeat`: computed once before it, as a Python bool (`mean(a)`
+    # of scalar data is a constant kept as a Python number), and `torch.where` takes only a tensor condition
+    """spec python_bool_before_repeat
+data a : real
+input y : real
+state x : real = 0
+layers 3
+step:
+    repeat 2:
+        x = where(layer >= mean(a), y + x, x + 1)
+output x
+""", {"a": np.array(1.5)}, {"y": _real(B)}, lambda d, i: (2 * i["y"] + 4,))
+
 REGRESSIONS["net_named_like_temporary"] = Regression(
     """spec net_name_capture
 dims n

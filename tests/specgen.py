@@ -189,8 +189,9 @@ def _without_invariant_reassignments(prog: Program) -> list:
 
 def _reassignable(pool: Pool) -> list[Decl]:
     """Temporaries that may get a new value (while the bug is known: those computed from a state at the
-    top of the step, which the planner never hoists)."""
-    return [d for d in pool.locals.values() if not d.py and
+    top of the step, which the planner never hoists).  Not an integer one: the expression generator makes real
+    and complex values (an `int` request may give complex pieces; statements 1091984)."""
+    return [d for d in pool.locals.values() if not d.py and d.ty.dtype in ("real", "complex") and
             (d.assigned or "reassigned_invariant_local" not in pool.banned)]
 
 

@@ -281,19 +281,25 @@ class Program:
         return [d for d in PLAIN_DIMS if d in found]
 
     def batched_names(self) -> set:
-        """Names whose values carry a batch axis: inputs and what depends on them (to a fixpoint)."""
+        """Names whose values carry a batch axis where the outputs are read: inputs and what depends on them,
+        as the checker types them (docs/language.md, States).  A state is batched if its initial value or any
+        update depends on a batched value (it carries over the layers: to a fixpoint); a `let` of the step or
+        the final stage is batched from an assignment that depends on a batched value to the next one that does
+        not (flow-sensitive: `let u = A` at the top of the step is shared by the batch even where a later
+        `u = y` makes it per sample, fuzz statements 1061876)."""
         decls = self.used_decls()
-        out = {d.name for d in decls if d.kind == "input"}
-        assigns = [(d.name, d.init) for d in decls if d.kind in ("let", "state")] + list(assignments(self.step)) \
-            + list(assignments(self.final))
-        changed = True
-        while changed:
-            changed = False
-            for name, e in assigns:
-                if name not in out and dependencies(e) & out:
-                    out.add(name)
-                    changed = True
-        return out
+        states = {d.name for d in decls if d.kind == "state"}
+        batched = {d.name for d in decls if d.kind == "input"}
+        while True:
+            before = set(batched)
+            for d in decls:
+                if d.kind in ("let", "state") and d.init is not None and dependencies(d.init) & batched:
+                    batched.add(d.name)
+            current = set(batched)
+            _flow_batched(self.step, current, batched, states)
+            _flow_batched(self.final, current, batched, states)
+            if batched == before:
+                return current | batched
 
     def all_exprs(self):
         def block(stmts):
@@ -403,6 +409,24 @@ class Program:
                 decl = self.pool.decls.get(s.target)
                 ty = decl.ty if decl is not None else self.pool.local_types[s.target]
                 env[s.target] = _fill(evaluate_or_mark(s.expr, env), ty)
+
+
+def _flow_batched(stmts, current: set, batched: set, states: set) -> None:
+    """Walk `stmts` in order: `current` the names batched at this point, `batched` the states batched anywhere."""
+    for s in stmts:
+        if s.kind == "repeat":
+            for _ in range(min(s.count, len(states) + 8)):  # each pass, until what is batched stops changing
+                before = set(current)
+                _flow_batched(s.body, current, batched, states)
+                if current == before:
+                    break
+            continue
+        if dependencies(s.expr) & current or s.target in batched:
+            current.add(s.target)
+            if s.target in states:
+                batched.add(s.target)
+        else:
+            current.discard(s.target)
 
 
 def assignments(stmts):

@@ -135,7 +135,9 @@ class StatementMixin:
         if node.type.dtype == COMPLEX and target_t.dtype != COMPLEX:
             self.error(f"complex value assigned to the real {sym.kind} `{s.target}`", s.value.span,
                        "a real value is required: take `real(...)`, `abs(...)` or `abs2(...)`, or declare the state "
-                       "`complex[...]`")
+                       "`complex[...]`" if sym.kind == "state" else
+                       "a `let` keeps the dtype of its first value: take `real(...)`, `abs(...)` or `abs2(...)` "
+                       "here, or give the `let` a complex first value")
             return None
         if sym.kind == "state" and not self._assign_dtype_ok(s, target_t, node, sym.kind):
             return None
