@@ -24,7 +24,7 @@ import random
 
 from specgen_exprs import Expr, Ty, dependencies, make, num, value_level
 from specgen_ops import ExprGen
-from specgen_program import Decl, Pool, Program, Stmt, assignments
+from specgen_program import Decl, Pool, Program, Stmt, assignments, flow_batched
 
 KNOWN_BUG_CONSTRUCTS = (
     # the bugs of tests/fuzz_known_bugs.md that main (61495b0) still has; the fixed ones were deleted:
@@ -74,6 +74,7 @@ def _finish(prog: Program) -> Program:
     pool.context = "top"
     if "reassigned_invariant_local" in pool.banned:
         prog.step = _without_invariant_reassignments(prog)
+    _without_batch_changing_loops(prog)
     if not prog.step:
         counter = pool.add(Decl(pool.fresh("c"), "state", Ty((), "real"), 2, init=num("0", 0), assigned=True))
         prog.step.append(Stmt("assign", counter.static[0], make("add", (counter, num("1", 1)), counter.ty)))
@@ -157,6 +158,85 @@ def _statements(rng, pool: Pool, gen: ExprGen, states, max_depth, depth) -> list
         else:
             out.append(_update(rng, gen, states, max_depth))
     pool.locals, pool.recent = saved, recent
+    return out
+
+
+def _without_batch_changing_loops(prog: Program) -> None:
+    """Drop the reassignments that make a `repeat` loop change whether a `let` it carries to its next pass is per
+    sample: the checker refuses such a loop (the next pass would read the `let` with another shape;
+    check/statements.py), which the generator's specs must not contain (fuzz statements 1006328)."""
+    for _ in range(100):
+        found = _loop_batch_change(prog)
+        if found is None:
+            break
+        loop, name = found
+        loop.body = _without_assignments(loop.body, name)
+        prog.step = _without_empty_loops(prog.step)
+
+
+def _without_empty_loops(stmts: list) -> list:
+    out = []
+    for s in stmts:
+        if s.kind == "repeat":
+            s.body = _without_empty_loops(s.body)
+            if not s.body:
+                continue
+        out.append(s)
+    return out
+
+
+def _loop_batch_change(prog: Program):
+    """The first (repeat statement, let name) whose per-sample-ness the loop changes while a pass reads it first."""
+    decls = prog.used_decls()
+    states = {d.name for d in decls if d.kind == "state"}
+    batched = prog.batched_names() & {d.name for d in decls if d.kind in ("input", "state", "let")}
+    current = set(batched)
+
+    def walk(stmts):
+        for s in stmts:
+            if s.kind != "repeat":
+                flow_batched([s], current, batched, states)
+                continue
+            entry = set(current)
+            found = walk(s.body)
+            if found is not None:
+                return found
+            if s.count != 1:
+                for name in sorted({t for t, _ in assignments(s.body)} - states):
+                    if (name in entry) != (name in current) and _read_first(s.body, name):
+                        return s, name
+            for _ in range(min(s.count, 8) - 1):
+                flow_batched(s.body, current, batched, states)
+        return None
+
+    return walk(prog.step)
+
+
+def _read_first(body: list, name: str) -> bool:
+    """Whether a pass of `body` reads `name` before it assigns it (as check/statements.py decides)."""
+    def walk(stmts):
+        for s in stmts:
+            if s.kind == "repeat":
+                inner = walk(s.body)
+                if inner is not None:
+                    return inner
+                continue
+            if any(x.op in ("leaf", "prev", "history_sum") and x.static[0] == name for x in s.expr.walk()):
+                return "read"
+            if s.target == name:
+                return "written"
+        return None
+    return walk(body) == "read"
+
+
+def _without_assignments(stmts: list, name: str) -> list:
+    out = []
+    for s in stmts:
+        if s.kind == "repeat":
+            s.body = _without_assignments(s.body, name)
+            out.append(s)
+        elif not (s.kind == "assign" and s.target == name):
+            out.append(s)
     return out
 
 

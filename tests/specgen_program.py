@@ -296,8 +296,8 @@ class Program:
                 if d.kind in ("let", "state") and d.init is not None and dependencies(d.init) & batched:
                     batched.add(d.name)
             current = set(batched)
-            _flow_batched(self.step, current, batched, states)
-            _flow_batched(self.final, current, batched, states)
+            flow_batched(self.step, current, batched, states)
+            flow_batched(self.final, current, batched, states)
             if batched == before:
                 return current | batched
 
@@ -411,13 +411,13 @@ class Program:
                 env[s.target] = _fill(evaluate_or_mark(s.expr, env), ty)
 
 
-def _flow_batched(stmts, current: set, batched: set, states: set) -> None:
+def flow_batched(stmts, current: set, batched: set, states: set) -> None:
     """Walk `stmts` in order: `current` the names batched at this point, `batched` the states batched anywhere."""
     for s in stmts:
         if s.kind == "repeat":
             for _ in range(min(s.count, len(states) + 8)):  # each pass, until what is batched stops changing
                 before = set(current)
-                _flow_batched(s.body, current, batched, states)
+                flow_batched(s.body, current, batched, states)
                 if current == before:
                     break
             continue
