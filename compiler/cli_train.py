@@ -36,6 +36,9 @@ def add_parser(sub) -> None:
                    help="refinement learning-rate factors ('' for none)")
     t.add_argument("--patience", type=int, default=5, metavar="P", help="epochs without improvement per stage")
     t.add_argument("--max-cpu-seconds", type=float, metavar="T", help="stop after this much CPU time")
+    t.add_argument("--budget-shares", metavar="S0,S1,..",
+                   help="with --max-cpu-seconds: each stage's share of it (the stage at --lr, then each "
+                        "refinement; stage-wise, layer k's stages get a part proportional to k), e.g. 0.6,0.25,0.15")
     t.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     t.add_argument("--device", default="cpu")
     t.add_argument("--seed", type=int, default=0)

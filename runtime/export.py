@@ -84,10 +84,12 @@ def _as_pairs(net: UnrolledModule, inputs: tuple):
 def _check_batched(net: UnrolledModule, inputs: tuple):
     if not isinstance(net, UnrolledModule):
         raise TypeError(f"net: expected a generated network (unroll.runtime.UnrolledModule), got {type(net).__name__}")
-    if len(inputs) != len(net.input_names):
-        raise TypeError(f"inputs: {type(net).__name__} takes {len(net.input_names)} input(s) {net.input_names}, "
+    names, noise = tuple(net.input_names), tuple(net.noise_names)
+    if len(inputs) not in (len(names), len(names) + len(noise)):
+        also = f", or these and its noise {noise} ([batch, (layers,) ...] each)" if noise else ""
+        raise TypeError(f"inputs: {type(net).__name__} takes {len(names)} input(s) {names}{also}, "
                         f"got {len(inputs)}")
-    args = net._bind_inputs(tuple(inputs), {})
+    args = net._bind_inputs(tuple(inputs[:len(names)]), dict(zip(noise, inputs[len(names):])))
     record = _Trace()  # the call's batch information (no flag on the module: thread-safe)
     with torch.no_grad():
         net._unrolled(*args, record=record)
@@ -227,8 +229,8 @@ def to_onnx(net: UnrolledModule, inputs: tuple, path=None, *, dynamo: bool = Tru
     _check_batched(net, inputs)
     was_training = net.training
     net.eval()
-    module, traced_inputs = _as_pairs(net, inputs)
-    names = list(net.input_names)
+    plain, inputs, names = _with_noise(net, inputs)
+    module, traced_inputs = _as_pairs(plain, inputs)
     outputs = list(net.output_names)
     try:
         with _quiet(), _default_dtype(_real_dtype(net)), torch.no_grad(), _resolved_conjugates(net), _masked(net):
@@ -272,6 +274,56 @@ def _check_graph(net: UnrolledModule, model: bytes) -> None:
                           f"checker rejects ({first[:300]})") from err
 
 
+# ------------------------------------------------------------------ noise as inputs
+class NoiseInputs(nn.Module):
+    """`net` with the draws of its `noise` declarations as inputs after the spec's inputs, in the order of
+    `net.noise_names`, each [batch, (layers,) ...] as `forward(..., NAME=...)` takes it.  An exported model
+    takes its noise from the caller: the target's random operators would not reproduce torch's draws, and a
+    deployment that fixes its noise (or draws it its own way) needs it as an input anyway."""
+
+    def __init__(self, net: UnrolledModule):
+        super().__init__()
+        self.net = net
+        self.count = len(net.input_names)
+
+    def forward(self, *inputs):
+        return self.net(*inputs[:self.count], **dict(zip(self.net.noise_names, inputs[self.count:])))
+
+
+def example_noise(net: UnrolledModule, inputs: tuple) -> tuple:
+    """Draws of `net`'s noise for the batch of `inputs` (the spec's inputs only), from the module's own
+    generator, in the order of `net.noise_names`: example noise inputs for an export, or noise to give both
+    an exported model and the eager module."""
+    names = tuple(net.noise_names)
+    if not names:
+        return ()
+    drawn = {}
+    draw = net._noise_arg
+
+    def capture(name, value, *args, **kwargs):
+        drawn[name] = out = draw(name, value, *args, **kwargs)
+        return out
+
+    net.__dict__["_noise_arg"] = capture  # this instance only, for one call
+    try:
+        with torch.no_grad():
+            net(*inputs)
+    finally:
+        del net.__dict__["_noise_arg"]
+    return tuple(drawn[n] for n in names)
+
+
+def _with_noise(net: UnrolledModule, inputs: tuple):
+    """The module to trace, its example inputs and their names: for a spec with `noise`, the noise is an input
+    after the spec's inputs (drawn from the module's generator when `inputs` has only the spec's inputs)."""
+    names = list(net.input_names)
+    if not net.noise_names:
+        return net, inputs, names
+    if len(inputs) == len(names):
+        inputs = inputs + example_noise(net, inputs)
+    return NoiseInputs(net), inputs, names + list(net.noise_names)
+
+
 # ------------------------------------------------------------------ torch.export / AOTInductor
 def to_pt2(net: UnrolledModule, inputs: tuple, path=None):
     """`torch.export.export` of `net` traced on the batched example `inputs`, the leading batch axis dynamic
@@ -280,11 +332,12 @@ def to_pt2(net: UnrolledModule, inputs: tuple, path=None):
     runs it, `torch._inductor.aoti_compile_and_package(program)` compiles it ahead of time."""
     inputs = tuple(inputs)
     _check_batched(net, inputs)
-    names = list(net.input_names)
+    module, inputs, names = _with_noise(net, inputs)
     batch = torch.export.Dim("batch")
+    shapes = {n: {0: batch} for n in names} if module is net else (tuple({0: batch} for _ in names),)
     try:
         with _quiet(), _masked(net):
-            program = torch.export.export(net, inputs, dynamic_shapes={n: {0: batch} for n in names})
+            program = torch.export.export(module, inputs, dynamic_shapes=shapes)
     except Exception as err:
         raise ExportError(f"cannot export `{net.spec_name}` with torch.export: {_gap(err)}") from err
     if path is not None:
@@ -292,4 +345,4 @@ def to_pt2(net: UnrolledModule, inputs: tuple, path=None):
     return program
 
 
-__all__ = ["ExportError", "RealPairs", "to_onnx", "to_pt2"]
+__all__ = ["ExportError", "NoiseInputs", "RealPairs", "example_noise", "to_onnx", "to_pt2"]

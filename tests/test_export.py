@@ -15,7 +15,7 @@ ort = pytest.importorskip("onnxruntime")
 
 import export_cases
 from unroll.compiler.cli import main as unrollc
-from unroll.runtime.export import ExportError, to_onnx, to_pt2
+from unroll.runtime.export import ExportError, example_noise, to_onnx, to_pt2
 
 
 def onnx_outputs(model: bytes, names, inputs) -> list:
@@ -25,9 +25,11 @@ def onnx_outputs(model: bytes, names, inputs) -> list:
     return session.run(None, feeds)
 
 
-def eager_outputs(net, inputs) -> list:
+def eager_outputs(net, inputs, noise: tuple = ()) -> list:
+    """The eager module's outputs; `noise`: draws of its `noise` declarations, in the order of `net.noise_names`
+    (an exported model takes them as inputs after the spec's)."""
     with torch.no_grad():
-        out = net(*inputs)
+        out = net(*inputs, **dict(zip(net.noise_names, noise)))
     outs = out if isinstance(out, tuple) else (out,)
     return [(torch.view_as_real(o.resolve_conj()) if o.is_complex() else o).numpy() for o in outs]
 
@@ -180,6 +182,50 @@ def test_export_takes_a_batch(one_torch_thread):
         to_onnx(case.net, (case.inputs[0][0],))
     with pytest.raises(TypeError, match="takes 1 input"):
         to_onnx(case.net, case.inputs + case.inputs)
+
+
+# ---------------------------------------------------------------- specs with `noise`
+def test_a_noise_spec_exports_with_its_noise_as_inputs(one_torch_thread):
+    """rnn_em draws theta0 ~ normal: the ONNX model takes the draw after the spec's input, with a dynamic batch
+    axis, and agrees with the eager module given the same draw (a different draw gives other outputs)."""
+    case = export_cases.build("rnn_em")
+    net = case.net
+    assert net.noise_names == ("theta0",)
+    model = to_onnx(net, case.inputs, dynamo=False)  # example noise drawn from the module's generator
+    names = [i.name for i in ort.InferenceSession(model).get_inputs()]
+    assert names == ["x", "theta0"]
+    noise = example_noise(net, case.other)
+    assert noise[0].shape[0] == case.other[0].shape[0] == 3  # [batch, ...] for the other batch size
+    want = eager_outputs(net, case.other, noise)
+    assert relative_error(onnx_outputs(model, names, case.other + noise), want) <= 1e-12
+    other_draw = example_noise(net, case.other)
+    assert relative_error(onnx_outputs(model, names, case.other + other_draw), want) > 1e-3
+
+
+def test_a_noise_spec_takes_given_example_noise_and_exports_to_pt2(one_torch_thread):
+    case = export_cases.build("rnn_em")
+    net = case.net
+    noise = example_noise(net, case.inputs)
+    program = to_pt2(net, case.inputs + noise)  # the example noise given explicitly
+    other_noise = example_noise(net, case.other)
+    with torch.no_grad():
+        want = net(*case.other, theta0=other_noise[0])
+        got = program.module()(*case.other, *other_noise)
+    for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-14)
+
+
+def test_per_layer_noise_examples_have_a_layer_axis():
+    case = export_cases.build("cnf_euler")  # noise eps : real[d] ~ rademacher per_layer
+    (eps,) = example_noise(case.net, case.inputs)
+    assert eps.shape == (2, case.net.num_layers, case.inputs[0].shape[1])
+    assert set(eps.unique().tolist()) <= {-1.0, 1.0}
+
+
+def test_export_of_a_noise_spec_counts_the_noise_among_its_inputs(one_torch_thread):
+    case = export_cases.build("rnn_em")
+    with pytest.raises(TypeError, match=r"takes 1 input\(s\) \('x',\), or these and its noise \('theta0',\)"):
+        to_onnx(case.net, case.inputs + case.inputs + case.inputs)
 
 
 # ---------------------------------------------------------------- torch.export / AOTInductor

@@ -26,7 +26,7 @@ pytest.importorskip("onnxruntime")
 
 import export_cases
 from test_export import eager_outputs, onnx_outputs, relative_error
-from unroll.runtime.export import ExportError, to_onnx
+from unroll.runtime.export import ExportError, example_noise, to_onnx
 
 SVD = r"`_linalg_svd` \(the spec's `opnorm / svt`\): ONNX has no singular value decomposition"
 ROUTES = {
@@ -53,7 +53,14 @@ ROUTES = {
     "iht": "legacy",
     "ista": "legacy",
     "lcod": "legacy",
-    "ldit": "legacy32",  # ldamp, bm3d_amp: no row, their `noise` probe fails as for every noise spec
+    "ldit": "legacy32",
+    # specs with `noise`: the exported model takes the draws as inputs after the spec's (runtime/export.py)
+    "bm3d_amp": "legacy",
+    "durr": "legacy32",
+    "ldamp": "legacy32",
+    "rnn_em": "legacy",
+    "cnf_euler": r"line \d+: let trace_exact = trace\(jacobian\(",  # autograd in forward, as below
+    "neural_em": r"line \d+: theta = theta \+ eta \* vjp\(",
     "learned_pdhg": "legacy32",
     "learned_primal_dual": "legacy32",
     "lista": "legacy",
@@ -92,6 +99,10 @@ ROUTES = {
     "dekf_training": r"line \d+: let H1 = jacobian\(",
     "msa_pmp": r"line \d+: p\[t\] = grad\(H\(",
 }
+# float32 routes whose outputs amplify rounding (onnxruntime's convolutions sum in another order than torch's):
+# ldamp's Monte-Carlo divergence is a finite difference (D(x + eps b) - D(x)) / eps; durr's 3 CNN denoisers in a
+# row on random (untrained) weights.  Measured: ldamp 3.8e-4, durr 2.0e-4 (float64 has no Conv in onnxruntime).
+FLOAT32_TOLERANCE = {"ldamp": 1e-3, "durr": 1e-3}
 ERROR_ROUTE = {name: "dynamo" if name in ("corona", "rpca_ista")
                else "legacy" for name, route in ROUTES.items() if route not in ("legacy", "dynamo", "legacy32",
                                                                                   "dynamo32")}
@@ -110,10 +121,11 @@ def _compare(name, route, net, inputs, other):
     net = net.to(dtype)
     inputs, other = ([v.to(complex_dtype if v.is_complex() else dtype) for v in batch] for batch in (inputs, other))
     model = to_onnx(net, tuple(inputs), dynamo=route.startswith("dynamo"))
-    want = eager_outputs(net, tuple(other))
+    noise = example_noise(net, tuple(other))  # a spec with `noise`: the model takes the draws as inputs
+    want = eager_outputs(net, tuple(other), noise)
     assert any(abs(w).max() > 0 for w in want), f"{name}: the eager outputs are all zero (a vacuous comparison)"
-    error = relative_error(onnx_outputs(model, net.input_names, other), want)
-    tolerance = 1e-4 if dtype == torch.float32 else 1e-6 if route == "dynamo" else 1e-12
+    error = relative_error(onnx_outputs(model, net.input_names + net.noise_names, tuple(other) + noise), want)
+    tolerance = FLOAT32_TOLERANCE.get(name, 1e-4) if dtype == torch.float32 else 1e-6 if route == "dynamo" else 1e-12
     assert error <= tolerance, f"{name} ({route}): onnxruntime differs from eager by {error:.2e}"
 
 

@@ -158,6 +158,50 @@ def test_stagewise_trains_layer_k_alone_then_refines_layers_up_to_k(task):
         assert g[id(we)][0].abs().sum() == 0 and g[id(we)][2].abs().sum() == 0 and g[id(we)][1].abs().sum() > 0
 
 
+def test_budget_shares_divide_the_cpu_budget_between_the_stages(task):
+    net = small(task)
+    e2e = Trainer(net, task, quick(refine=(0.2, 0.02), max_cpu_seconds=100, budget_shares=(0.6, 0.25, 0.15)),
+                  progress=False)
+    assert e2e.stage_deadlines(e2e.stages()) == pytest.approx([60, 85, 100])
+    # stage-wise, layer k's stages weigh k (a k-layer network costs k layers a step): 0.75, 0.25, 1.5, 0.5, 2.25,
+    # 0.75 of 6
+    stagewise = Trainer(net, task, quick(protocol="stagewise", refine=(0.2,), max_cpu_seconds=120,
+                                         budget_shares=(0.75, 0.25)), progress=False)
+    assert stagewise.stage_deadlines(stagewise.stages()) == pytest.approx([15, 20, 50, 60, 105, 120])
+    assert Trainer(net, task, quick(), progress=False).stage_deadlines(e2e.stages()) is None
+    with pytest.raises(ValueError, match="budget_shares: expected 3 non-negative numbers"):
+        Trainer(net, task, quick(refine=(0.2, 0.02), max_cpu_seconds=1, budget_shares=(1, 1))).fit()
+    with pytest.raises(ValueError, match="give max_cpu_seconds too"):
+        Trainer(net, task, quick(refine=(0.2,), budget_shares=(1, 1))).fit()
+
+
+def test_budget_shares_end_a_stage_when_its_share_is_spent(task, monkeypatch):
+    """A clock that advances 1 CPU-second per reading (one per epoch with log_every above the step count): with
+    10 s and shares (0.6, 0.4), the stage at lr runs until 6 s and the refinement until 10 s, however many epochs
+    they were allowed and although neither stops improving by patience."""
+    import unroll.train.trainer as trainer_module
+
+    class Clock:
+        now = 0.0
+
+        def process_time(self):
+            self.now += 1.0
+            return self.now
+
+        perf_counter = staticmethod(__import__("time").perf_counter)
+
+    monkeypatch.setattr(trainer_module, "time", Clock())
+    net = small(task)
+    config = quick(epochs=100, refine=(0.2,), patience=100, max_cpu_seconds=10, budget_shares=(0.6, 0.4),
+                   log_every=10**9)
+    trainer = Trainer(net, task, config, progress=False)
+    trainer.fit()
+    epochs = {}
+    for record in trainer.history:
+        epochs[record["stage"]] = max(epochs.get(record["stage"], 0), record["epoch"])
+    assert epochs == {"e2e": 6, "e2e x0.2": 4}, epochs
+
+
 # ------------------------------------------------------------------ quality against the classical algorithm
 def _ista_numpy(A, y, lam, iterations):
     L = np.linalg.norm(A, 2) ** 2

@@ -31,6 +31,8 @@ def run(args) -> int:
         config = TrainConfig(protocol=args.protocol, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                              batch_size=args.batch_size, lr=args.lr, refine=refine, patience=args.patience,
                              max_cpu_seconds=args.max_cpu_seconds, dtype=args.dtype, seed=args.seed,
+                             budget_shares=tuple(float(f) for f in args.budget_shares.split(","))
+                             if args.budget_shares else None,
                              layer_weights=args.layer_weights,
                              layer_lr=[float(r) for r in args.layer_lr.split(",")] if args.layer_lr else None)
         net = build_net(args.spec, task, dtype=DTYPES[args.dtype], device=device, layers=layers,

@@ -56,6 +56,11 @@ class TrainConfig:
     dtype: str = "float32"
     log_every: int = 10
     max_cpu_seconds: float | None = None  # stop (keeping the best weights) when this much CPU time is spent
+    # with max_cpu_seconds: the share of the CPU budget of each stage of a group (the stage at lr, then each
+    # refinement), e.g. (0.6, 0.25, 0.15); stage-wise, layer k's group gets a part of the budget proportional to
+    # k (a k-layer network costs k layers a step).  A stage ends at its patience or when its share is spent, so
+    # that every stage runs within the budget.  None: stages end at their patience or `epochs` only.
+    budget_shares: tuple | None = None
 
 
 @dataclass
@@ -120,6 +125,25 @@ class Trainer:
             self._log_file = open(self.out_dir / "log.jsonl", "a")  # noqa: SIM115 - open for the run, closed by _finish
 
     # ------------------------------------------------------------------ plan
+    def stage_deadlines(self, stages: list[Stage]) -> list[float] | None:
+        """The CPU time (s) by which each stage ends, from `budget_shares` (None without them)."""
+        cfg = self.config
+        if cfg.budget_shares is None:
+            return None
+        shares = [float(x) for x in cfg.budget_shares]
+        if cfg.max_cpu_seconds is None:
+            raise ValueError("budget_shares: give max_cpu_seconds too (the shares divide that budget)")
+        if len(shares) != 1 + len(cfg.refine) or min(shares) < 0 or sum(shares) <= 0:
+            raise ValueError(f"budget_shares: expected {1 + len(cfg.refine)} non-negative numbers (the stage at lr, "
+                             f"then the refinements {tuple(cfg.refine)}), got {cfg.budget_shares!r}")
+        group = len(shares)
+        weights = [(st.depth or 1) * shares[i % group] for i, st in enumerate(stages)]
+        total, elapsed, out = sum(weights), 0.0, []
+        for w in weights:
+            elapsed += w
+            out.append(cfg.max_cpu_seconds * elapsed / total)
+        return out
+
     def stages(self) -> list[Stage]:
         cfg = self.config
         if cfg.protocol != "stagewise":  # then the same refinement at decayed learning rates
@@ -214,6 +238,7 @@ class Trainer:
         if not self.progress.classical and self.task.test is not None and hasattr(type(self.net), "num_layers"):
             self.progress.classical = {"per_layer": self.per_layer(self.task.test)}
         stages = self.stages()
+        deadlines = self.stage_deadlines(stages)
         start_cpu = time.process_time() - self.progress.cpu_seconds
         start_wall = time.perf_counter()
         while self.progress.stage < len(stages) and not self.progress.done:
@@ -223,6 +248,7 @@ class Trainer:
             rates = LayerRates(self.net, stage.rates) if stage.rates is not None else None
             rates = rates if rates is None or rates.entries or rates.shared else None
             steps = self.task.epoch_steps(cfg.batch_size, self.world) or cfg.steps_per_epoch
+            spent = False  # this stage's share of the CPU budget (budget_shares)
             while self.progress.epoch < cfg.epochs:
                 epoch_seed = cfg.seed * 100003 + self.progress.stage * 1009 + self.progress.epoch
                 batches = self.task.batches(cfg.batch_size, epoch_seed, self.rank, self.world)
@@ -255,10 +281,11 @@ class Trainer:
                 self._end_epoch(stage, time.perf_counter() - start_wall)
                 if budget is not None:
                     budget -= 1
-                if self._out_of_time() or self.progress.stale >= cfg.patience or budget == 0:
+                spent = deadlines is not None and self.progress.cpu_seconds >= deadlines[self.progress.stage]
+                if self._out_of_time() or self.progress.stale >= cfg.patience or budget == 0 or spent:
                     break
             if budget == 0 and self.progress.epoch < cfg.epochs and self.progress.stale < cfg.patience \
-                    and not self._out_of_time():
+                    and not self._out_of_time() and not spent:
                 return self._pause()
             self._end_stage(stage)
             if budget == 0 and self.progress.stage < len(stages):
