@@ -8,6 +8,10 @@ Every public function defined here is exported by unroll.runtime (`__all__` at t
 
 from __future__ import annotations
 
+import functools
+import math
+
+import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -64,13 +68,14 @@ def conv2s_adj(kernel: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- moment-constrained filters (PDE-Net)
-def _taylor_matrix(s: int, like: torch.Tensor) -> torch.Tensor:
-    """T[n, a] = (-(a - c))^n / n!, c = (s-1)//2: the n-th Taylor moment of tap a of a convolution kernel
-    (convolution reads u[i - (a - c)])."""
-    offsets = -(torch.arange(s, dtype=like.dtype, device=like.device) - (s - 1) // 2)
-    orders = torch.arange(s, dtype=like.dtype, device=like.device)
-    factorials = torch.exp(torch.lgamma(orders + 1)).round()
-    return offsets[None, :] ** orders[:, None] / factorials[:, None]
+@functools.lru_cache(maxsize=32)
+def _taylor_inverse_values(s: int) -> tuple:
+    """The inverse of T[n, a] = (-(a - c))^n / n!, c = (s-1)//2: the n-th Taylor moment of tap a of a convolution
+    kernel (convolution reads u[i - (a - c)]).  It depends on the size only: computed once per size, in float64
+    outside torch (a constant of the graph when a network is traced or exported: ONNX has no matrix inverse)."""
+    c = (s - 1) // 2
+    taylor = [[(-(a - c)) ** n / math.factorial(n) for a in range(s)] for n in range(s)]
+    return tuple(map(tuple, np.linalg.inv(np.array(taylor, dtype=np.float64))))
 
 
 def moment_filter(m: torch.Tensor) -> torch.Tensor:
@@ -78,8 +83,8 @@ def moment_filter(m: torch.Tensor) -> torch.Tensor:
     conv2(q, u) = sum_ab m[a, b] d^a/di^a d^b/dj^b u + higher-order terms (grid units), i.e.
     m = T1 q T2^T with T the Taylor matrices, so q = T1^-1 m T2^-T (PDE-Net's moment parametrisation)."""
     s1, s2 = m.shape[-2:]
-    t1_inv = torch.linalg.inv(_taylor_matrix(s1, m))
-    t2_inv = torch.linalg.inv(_taylor_matrix(s2, m))
+    t1_inv = torch.tensor(_taylor_inverse_values(int(s1)), dtype=m.dtype, device=m.device)
+    t2_inv = torch.tensor(_taylor_inverse_values(int(s2)), dtype=m.dtype, device=m.device)
     return t1_inv @ m @ t2_inv.transpose(-2, -1)
 
 
