@@ -1,4 +1,5 @@
-"""Family A (catalog A1-A8, A15): the shipped specs against the numpy references.
+"""Family A (catalog A1-A8, A15): the shipped specs against the numpy references (training, float32 and
+unbatched samples: tests/test_family_a_training.py).
 
 * Equivalence: every default network equals its classical algorithm in
   tests/reference.py (float64, max relative error max|a-b|/max|b| <= 1e-10 at
@@ -12,101 +13,30 @@
 * float32 modules track float64 ones; an unbatched sample equals its batched row.
 """
 
+# ruff: noqa: F811 - the fixtures imported from family_a_helpers are the arguments of the tests
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 import pytest
 import reference as ref  # tests/ is on sys.path (conftest.py)
 import torch
-import unroll
-
-LAM = 0.05          # catalog A1 test value
-TOL = 1e-10         # float64 equivalence, relative to the largest reference entry
-K_SPARSE = 4        # sparsity of the catalog A1 codes (also IHT's k here)
-
-
-# ----------------------------------------------------------------------------
-# Helpers
-# ----------------------------------------------------------------------------
-
-def rel(a, b):
-    """max|a - b| / max|b| (b == 0 everywhere: plain max|a|)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    scale = np.abs(b).max()
-    return float(np.abs(a - b).max() / (scale if scale > 0 else 1.0))
-
-
-def to_np(t):
-    return t.detach().cpu().numpy() if torch.is_tensor(t) else np.asarray(t)
-
-
-@functools.cache
-def net_class(spec, layers=None):
-    return unroll.load(spec, layers=layers)
-
-
-def make(spec, A, layers=None, **hyper):
-    A = torch.from_numpy(A) if isinstance(A, np.ndarray) else A
-    return net_class(spec, layers)(A=A, **hyper)
-
-
-def trace_of(net, y, key):
-    with torch.no_grad():
-        tr = net.trace(torch.as_tensor(y))
-    assert len(tr) == net.num_layers + 1
-    return [to_np(step[key]) for step in tr]
-
-
-def assert_trace_matches(got, want, tol=TOL, what=""):
-    """Layer-by-layer comparison; layer 0 (the zero initial state) must match exactly."""
-    assert len(got) == len(want), (len(got), len(want))
-    np.testing.assert_array_equal(got[0], want[0])
-    errs = [rel(g, w) for g, w in zip(got[1:], want[1:])]
-    worst = int(np.argmax(errs))
-    assert errs[worst] <= tol, f"{what}: layer {worst + 1}: relative error {errs[worst]:.3e} > {tol:g}"
-    return max(errs)
-
-
-def spectral_sq(A):
-    return float(np.linalg.norm(A, 2) ** 2)
-
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny problems: threads only add overhead
-
-
-# ----------------------------------------------------------------------------
-# Data
-# ----------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def lasso():
-    """Catalog A1 data: A 20x50 with unit-norm columns, 4-sparse codes, noise 0.01."""
-    A, x_star, y = ref.lasso_problem(n=20, m=50, k=K_SPARSE, noise=0.01, batch=8, seed=0)
-    return A, x_star, y
-
-
-@pytest.fixture(scope="module")
-def lasso_solution(lasso):
-    """The exact lasso minimiser per sample (20,000 numpy ISTA steps, KKT-checked)."""
-    A, _, y = lasso
-    x = ref.ista(A, y, LAM, 20000)[-1]
-    assert max(ref.lasso_kkt_residual(A, y, x, LAM)) < 1e-12
-    return x
-
-
-@pytest.fixture(scope="module")
-def cs_problem():
-    """Compressed sensing: A 250x500 with i.i.d. N(0, 1/250) entries (catalog A15),
-    Bernoulli(0.1)-Gaussian codes, noise sigma = 0.01."""
-    A, x, y = ref.bernoulli_gaussian_problem(n=250, m=500, pnz=0.1, batch=16, seed=0,
-                                             normalize_columns=False)
-    y = y + 0.01 * np.random.default_rng(1).standard_normal(y.shape)
-    return A, x, y
-
+from family_a_helpers import (  # noqa: F401 (fixtures)
+    K_SPARSE,
+    LAM,
+    TOL,
+    assert_trace_matches,
+    cs_problem,
+    lasso,
+    lasso_solution,
+    make,
+    net_class,
+    rel,
+    spectral_sq,
+    to_np,
+    trace_of,
+)
 
 # ----------------------------------------------------------------------------
 # Equivalence of the default networks with the classical algorithms (float64)
@@ -448,142 +378,3 @@ def test_iht_residual_nonincreasing(lasso):
         r = np.stack([np.sum((y - x @ A.T) ** 2, axis=1) for x in xs])
         assert np.all(np.diff(r, axis=0) <= 1e-12 * r[:-1]), name
         assert np.all(r[-1] < r[0]), name
-
-
-# ----------------------------------------------------------------------------
-# Training: L = 5 learned layers beat 5 classical iterations (float32)
-# ----------------------------------------------------------------------------
-
-TRAIN_LAYERS = 5
-N_TRAIN, N_TEST = 4000, 1000
-MARGIN_DB = 3.0
-
-
-@pytest.fixture(scope="module")
-def training_data():
-    """Catalog A3 (b) setting: n = 20, m = 50, 4-sparse N(0,1) codes, noise 0.01; the
-    targets are the ground-truth codes x*.  The baselines are ISTA and FISTA with
-    L = 5 iterations at their *best* lambda on a grid (on the held-out set)."""
-    A, X, Y = ref.lasso_problem(n=20, m=50, k=K_SPARSE, noise=0.01, batch=N_TRAIN + N_TEST, seed=1)
-    Xte, Yte = X[N_TRAIN:], Y[N_TRAIN:]
-    grid = np.geomspace(1e-3, 1.0, 31)
-    ista5 = min((ref.nmse_db(ref.ista(A, Yte, lam, TRAIN_LAYERS)[-1], Xte), lam) for lam in grid)
-    fista5 = min((ref.nmse_db(ref.fista(A, Yte, lam, TRAIN_LAYERS)[-1], Xte), lam) for lam in grid)
-    return {"A": A, "Xtr": X[:N_TRAIN], "Ytr": Y[:N_TRAIN], "Xte": Xte, "Yte": Yte,
-            "ista5_db": ista5[0], "fista5_db": fista5[0], "lam": float(ista5[1])}
-
-
-TRAIN_SETTINGS = {  # spec: (Adam steps, learning rate); batch 128 throughout
-    "lista": (500, 3e-3),
-    "lista_untied": (500, 3e-3),
-    "lista_cp": (500, 3e-3),
-    "lista_cpss": (400, 3e-3),
-    "alista": (300, 3e-2),
-}
-
-
-def _train(spec, data, steps, lr, batch=128, seed=0):
-    A32 = torch.tensor(data["A"], dtype=torch.float32)
-    net = make(spec, A32, layers=TRAIN_LAYERS, lam=data["lam"])
-    assert all(p.dtype == torch.float32 for p in net.parameters())
-    ytr = torch.tensor(data["Ytr"], dtype=torch.float32)
-    xtr = torch.tensor(data["Xtr"], dtype=torch.float32)
-    rng = np.random.default_rng(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    for _ in range(steps):
-        idx = torch.from_numpy(rng.integers(0, len(ytr), batch))
-        loss = (net(ytr[idx]) - xtr[idx]).square().sum(dim=1).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        out = net(torch.tensor(data["Yte"], dtype=torch.float32))
-    assert torch.isfinite(out).all()
-    return ref.nmse_db(out.double().numpy(), data["Xte"])
-
-
-@pytest.mark.parametrize("spec", list(TRAIN_SETTINGS))
-def test_training_beats_classical(spec, training_data, record_property):
-    steps, lr = TRAIN_SETTINGS[spec]
-    learned = _train(spec, training_data, steps, lr)
-    ista5, fista5 = training_data["ista5_db"], training_data["fista5_db"]
-    record_property("nmse_db", learned)
-    record_property("margin_vs_ista5_db", ista5 - learned)
-    print(f"\n{spec}: NMSE {learned:.2f} dB after {steps} steps; ISTA_5 {ista5:.2f} dB, FISTA_5 {fista5:.2f} dB "
-          f"(margin {ista5 - learned:.2f} dB vs ISTA, {fista5 - learned:.2f} dB vs FISTA)")
-    assert learned < ista5 - MARGIN_DB
-    assert learned < fista5 - MARGIN_DB
-
-
-# ----------------------------------------------------------------------------
-# float32 modules and unbatched samples
-# ----------------------------------------------------------------------------
-
-ALL_SPECS = ["ista", "fista", "lista", "lista_untied", "lista_cp", "lista_cpss", "alista",
-             "iht", "lista_iht", "lcod", "amp"]
-
-
-def _setup(spec, lasso, cs_problem):
-    if spec == "amp":
-        A, _, y = cs_problem
-        return A, y, {"alpha": 1.5}
-    A, _, y = lasso
-    return A, y, ({"k": K_SPARSE} if spec in ("iht", "lista_iht") else {"lam": LAM})
-
-
-@pytest.mark.parametrize("spec", ALL_SPECS)
-def test_float32_matches_float64(spec, lasso, cs_problem):
-    A, y, hyper = _setup(spec, lasso, cs_problem)
-    net64 = make(spec, A, **hyper)
-    net32 = make(spec, torch.tensor(A, dtype=torch.float32), **hyper)
-    assert all(t.dtype == torch.float32 for t in list(net32.parameters()) + list(net32.buffers())
-               if t.is_floating_point())
-    with torch.no_grad():
-        out32 = net32(torch.tensor(y, dtype=torch.float32))
-        out64 = net64(torch.from_numpy(y))
-    assert out32.dtype == torch.float32 and out64.dtype == torch.float64
-    assert rel(out32.double().numpy(), out64.numpy()) < 1e-5
-
-
-@pytest.mark.parametrize("spec", ["lista_cpss", "alista"])
-def test_float32_support_selection_count_m500(spec, cs_problem):
-    """float32 and float64 modules keep the same number of entries at every layer
-    (ceil(p m) is computed with a tolerance, so float32(p) does not round it up).
-    The outputs themselves may differ slightly: top-k selection is discontinuous."""
-    import math
-
-    from unroll.runtime import ss_soft
-
-    A, _, _ = cs_problem
-    m = A.shape[1]
-    net64 = make(spec, A, lam=LAM)
-    net32 = make(spec, torch.tensor(A, dtype=torch.float32), lam=LAM)
-    p64, p32 = net64.p_l, net32.p_l
-    assert p32.dtype == torch.float32
-    v = torch.linspace(1.0, 2.0, m, dtype=torch.float64).flip(0).unsqueeze(0)  # distinct magnitudes
-    for layer in range(len(p64)):
-        want = ref.ss_count(float(p64[layer]), m)
-        assert want == math.ceil(min(0.012 * (layer + 1), 0.13) * m * (1 - 1e-6))
-        for p, dt in ((p64[layer], torch.float64), (p32[layer], torch.float32)):
-            out = ss_soft(v.to(dt), 0.5, float(p))
-            kept = int((out == v.to(dt)).sum())  # entries that bypassed the shrinkage
-            assert kept == want, (layer, dt, kept, want)
-
-
-@pytest.mark.parametrize("spec", ALL_SPECS)
-def test_unbatched_sample_equals_batched_row(spec, lasso, cs_problem):
-    A, y, hyper = _setup(spec, lasso, cs_problem)
-    net = make(spec, A, layers=10, **hyper)
-    yt = torch.from_numpy(y)
-    with torch.no_grad():
-        batched = to_np(net(yt))
-        for b in (0, y.shape[0] - 1):
-            single = net(yt[b])
-            assert tuple(single.shape) == (A.shape[1],)
-            assert rel(to_np(single), batched[b]) <= 1e-13
-        tr = net.trace(yt[0])
-    assert len(tr) == 11
-    for state, value in tr[-1].items():
-        v = to_np(value)
-        assert v.ndim == 0 or v.shape[0] != 1, (state, v.shape)  # no stray batch axis
-    assert rel(to_np(tr[-1][net.state_names[0]]), to_np(net.trace(yt)[-1][net.state_names[0]])[0]) <= 1e-13
