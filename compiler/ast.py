@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from .diagnostics import Span
 
@@ -273,3 +273,26 @@ class Spec:
     output_span: Span | None = None
     comments: list[str] = field(default_factory=list)  # leading comment block (header)
     functions: list[FnDecl] = field(default_factory=list)  # `fn` declarations, in source order
+
+
+def names_read(e, in_call: bool = False):
+    """(Name node, whether it is called) for every name an expression reads; keyword names and attributes
+    are not names."""
+    if isinstance(e, Name):
+        yield e, in_call
+    elif isinstance(e, Call):
+        yield from names_read(e.func, True)
+        for a in e.args:
+            yield from names_read(a)
+        for k in e.kwargs:
+            yield from names_read(k.value)
+    elif isinstance(e, Attribute):
+        yield from names_read(e.value)
+    elif isinstance(e, list):
+        for x in e:
+            yield from names_read(x)
+    elif isinstance(e, Expr):
+        for f in fields(e):
+            value = getattr(e, f.name)
+            if isinstance(value, (list, Expr)):
+                yield from names_read(value)

@@ -99,7 +99,7 @@ class _Expander:
     def check_body(self, fn: ast.FnDecl, params: set[str]) -> bool:
         """The body reads only its parameters and the names declared above the function."""
         ok = True
-        for node, in_call in _names(fn.body):
+        for node, in_call in ast.names_read(fn.body):
             name = node.name
             if in_call:
                 if name == fn.name:
@@ -208,29 +208,6 @@ class _Expander:
                     setattr(out, f.name, self.substitute(value, binding))
             return out
         return e
-
-
-def _names(e, in_call: bool = False):
-    """(Name node, whether it is called) for every name an expression reads; keyword names and attributes
-    are not names."""
-    if isinstance(e, ast.Name):
-        yield e, in_call
-    elif isinstance(e, ast.Call):
-        yield from _names(e.func, True)
-        for a in e.args:
-            yield from _names(a)
-        for k in e.kwargs:
-            yield from _names(k.value)
-    elif isinstance(e, ast.Attribute):
-        yield from _names(e.value)
-    elif isinstance(e, list):
-        for x in e:
-            yield from _names(x)
-    elif isinstance(e, ast.Expr):
-        for f in fields(e):
-            value = getattr(e, f.name)
-            if isinstance(value, (list, ast.Expr)):
-                yield from _names(value)
 
 
 def _noun(kind: str) -> str:

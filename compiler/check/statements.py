@@ -28,19 +28,17 @@ class StatementMixin:
     @staticmethod
     def _read_before_written(body, name: str) -> bool:
         """Whether a pass of `body` can read `name` before writing it (so it reads the previous pass's value)."""
-        from ..functions import _names
-
         def walk(stmts) -> str | None:  # "read", "written" or None (neither) in program order
             for st in stmts:
                 if isinstance(st, ast.Repeat):
-                    if any(n.name == name for n, _ in _names(st.count)):
+                    if any(n.name == name for n, _ in ast.names_read(st.count)):
                         return "read"
                     inner = walk(st.body)
                     if inner is not None:  # a write inside an inner loop is a write (a repeat runs at least once)
                         return inner
                     continue
                 value, index = getattr(st, "value", None), getattr(st, "index", None)
-                if any(n.name == name for n, _ in _names([x for x in (value, index) if x is not None])):
+                if any(n.name == name for n, _ in ast.names_read([x for x in (value, index) if x is not None])):
                     return "read"
                 if getattr(st, "target", None) == name:
                     return "read" if index is not None else "written"  # X[i] = v keeps the other entries
