@@ -12,32 +12,50 @@ from ..ast import DimExpr
 from ..types import INT
 
 
-def int_bounds(node: ir.Node, depth) -> tuple[int, int] | None:
-    """(lowest, highest) value of an integer expression over every layer (`layer` is 0 .. depth - 1), or
-    None where it is not known at compile time (hyperparameters, sizes, per-sample values).  `depth` is the
-    number of layers or a function giving it, called only if the expression uses `layer` (the `layers`
-    line itself is checked before the depth is known)."""
+def _neg(v):
+    return DimExpr.of(-1) * v if isinstance(v, DimExpr) else -v
+
+
+def _interval(node: ir.Node, leaf, lift, products: bool):
+    """(lowest, highest) of an integer expression of `+`, `-`, unary `-` (and `*` where `products`) over
+    literals, compile-time values (`node.static`, made a bound by `lift`) and the leaves `leaf` bounds; None
+    where some part is not bounded.  The one walk of int_bounds (numbers) and loop_index_range (DimExprs)."""
+    found = leaf(node)
+    if found is not None:
+        return found
     if node.op == "number" and isinstance(node.attrs.get("value"), int):
-        v = node.attrs["value"]
+        v = lift(node.attrs["value"])
         return v, v
-    if isinstance(node.static, int):
-        return node.static, node.static
-    if node.op == "var" and node.attrs.get("kind") == "layer":
-        return 0, (depth() if callable(depth) else depth) - 1
+    if isinstance(node.static, (int, DimExpr)) and not isinstance(node.static, bool):
+        v = lift(node.static)
+        return None if v is None else (v, v)
     if node.op == "neg" and len(node.args) == 1:
-        b = int_bounds(node.args[0], depth)
-        return None if b is None else (-b[1], -b[0])
-    if node.op in ("add", "sub", "mul") and len(node.args) == 2:
-        a, b = (int_bounds(x, depth) for x in node.args)
+        b = _interval(node.args[0], leaf, lift, products)
+        return None if b is None else (_neg(b[1]), _neg(b[0]))
+    if node.op in ("add", "sub", "mul") and len(node.args) == 2 and (products or node.op != "mul"):
+        a, b = (_interval(x, leaf, lift, products) for x in node.args)
         if a is None or b is None:
             return None
         if node.op == "add":
             return a[0] + b[0], a[1] + b[1]
         if node.op == "sub":
-            return a[0] - b[1], a[1] - b[0]
-        products = [x * y for x in a for y in b]
-        return min(products), max(products)
+            return a[0] + _neg(b[1]), a[1] + _neg(b[0])
+        values = [x * y for x in a for y in b]
+        return min(values), max(values)
     return None
+
+
+def int_bounds(node: ir.Node, depth) -> tuple[int, int] | None:
+    """(lowest, highest) value of an integer expression over every layer (`layer` is 0 .. depth - 1), or
+    None where it is not known at compile time (hyperparameters, sizes, per-sample values).  `depth` is the
+    number of layers or a function giving it, called only if the expression uses `layer` (the `layers`
+    line itself is checked before the depth is known)."""
+    def layer(n: ir.Node):
+        if n.op == "var" and n.attrs.get("kind") == "layer":
+            return 0, (depth() if callable(depth) else depth) - 1
+        return None
+
+    return _interval(node, layer, lambda v: v if isinstance(v, int) else None, products=True)
 
 
 def single_dim(size) -> str | None:
@@ -65,31 +83,17 @@ def loop_index_range(node: ir.Node, loop_counts: dict) -> tuple | None:
     None where the expression reads no such index or its range is not a sum of dims and integers."""
     found = False
 
-    def walk(n: ir.Node):
+    def index(n: ir.Node):
         nonlocal found
         if n.op == "var" and n.attrs.get("kind") == "index":
             count = loop_counts.get(n.attrs.get("name"))
             if count is None:
-                return None
+                return None  # an index of unknown range: not bounded (a var has no other bound below)
             found = True
             return DimExpr.of(0), DimExpr.of(count) + DimExpr.of(-1)
-        if n.op == "number" and isinstance(n.attrs.get("value"), int):
-            v = DimExpr.of(n.attrs["value"])
-            return v, v
-        if isinstance(n.static, (int, DimExpr)) and not isinstance(n.static, bool):
-            v = DimExpr.of(n.static)
-            return v, v
-        if n.op in ("add", "sub") and len(n.args) == 2:
-            a, b = walk(n.args[0]), walk(n.args[1])
-            if a is None or b is None:
-                return None
-            if n.op == "add":
-                return a[0] + b[0], a[1] + b[1]
-            minus = DimExpr.of(-1)
-            return a[0] + minus * b[1], a[1] + minus * b[0]
         return None
 
-    bounds = walk(node)
+    bounds = _interval(node, index, DimExpr.of, products=False)
     return bounds if found else None
 
 
