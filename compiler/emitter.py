@@ -77,10 +77,6 @@ class ModulePrinter(ConstructorPrinter):
         if tuple(node.type.shape) == tuple(state.type.shape) and node.type.batched == state.type.batched:
             return value
         atom = value if convert or code.prec >= P_ATOM else f"({value})"
-        if node.type.rank == 0 and not node.type.batched and not convert:
-            # a scalar that may be a Python number at run time (a hoisted temporary of constants kept as Python
-            # numbers, `(layer + k) * (a @ a)`): as a tensor of the state's dtype before it is broadcast
-            atom = f"torch.as_tensor({value}, dtype={dt}, device=device)"
         if node.type.batched and node.type.rank < state.type.rank:
             atom += "[:, " + ", ".join(["None"] * (state.type.rank - node.type.rank)) + "]"
         return f"{atom}.expand({self._shape(state)})"

@@ -167,4 +167,22 @@ output s
 """, {}, {"y": _real(B, 4)}, lambda d, i: (i["y"].sum(-1),), {"dtype": "float64"})
 
 
+a3 = _real(3)
+REGRESSIONS["python_number_temporary_into_state"] = Regression(  # fuzz statements 1048916
+    # `(layer + 1) * dot(a, a)` of constants kept as Python numbers, computed once for both statements (a
+    # temporary), broadcast into the per-sample state x ('float' object has no attribute 'expand')
+    """spec scalar_temporary_into_state
+data a : real[3]
+input y : real[4]
+state x : real[4] = y
+state z : real[4] = 0
+layers 3
+step:
+    x = (layer + 1) * dot(a, a)
+    z = z + (layer + 1) * dot(a, a) + y
+output x, z
+""", {"a": a3}, {"y": _real(B, 4)},
+    lambda d, i: (np.full((B, 4), 3 * d["a"] @ d["a"]), 6 * (d["a"] @ d["a"]) + 3 * i["y"]))
+
+
 FUZZ_REGRESSIONS = REGRESSIONS
