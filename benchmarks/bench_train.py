@@ -33,19 +33,25 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 # the share of the CPU budget of the stage at lr, then of x0.2 and x0.02 (stage-wise: of each layer's part, ∝ k)
 E2E = {"lr": 1e-3, "budget_shares": (0.4, 0.35, 0.25), "patience": 8}
-STAGEWISE = {"lr": 5e-4, "budget_shares": (0.6, 0.25, 0.15), "patience": 4}
+# stage-wise: layer k starts as a copy of the trained layer k-1 (stage_init), the thresholds (learned on a log
+# scale, `positive`) at 10x the rate, and most of each layer's part of the budget goes to the refinement of layers
+# 1..k (training layer k alone saturates within an epoch of its copy)
+STAGEWISE = {"lr": 1e-3, "budget_shares": (0.15, 0.6, 0.25), "patience": 4, "stage_init": "previous",
+             "layer_lr": {"theta": 10}}
 
 
-def trained_run(protocol: str, budget: float, epochs: int, lr: float, budget_shares: tuple, patience: int) -> dict:
+def trained_run(protocol: str, budget: float, epochs: int, lr: float, budget_shares: tuple, patience: int,
+                **options) -> dict:
     T = unroll.train
     task = T.sparse_coding()
     net = T.build_net("lista_cp", task, layers=16)
     out = RESULTS / protocol
     result = T.train(net, task, out_dir=out, protocol=protocol, lr=lr, batch_size=64, steps_per_epoch=100,
                      epochs=epochs, patience=patience, max_cpu_seconds=budget, budget_shares=budget_shares,
-                     progress=True)
+                     progress=True, **options)
     T.plots.plot_all(net, result, out)
-    summary = {"protocol": protocol, "cpu_budget_s": budget, "cpu_s": result["progress"]["cpu_seconds"],
+    summary = {"protocol": protocol, "config": {"lr": lr, "budget_shares": budget_shares, "patience": patience,
+                                                **options}, "cpu_budget_s": budget, "cpu_s": result["progress"]["cpu_seconds"],
                "steps": result["progress"]["step"], "stages_done": result["progress"]["stage"],
                "test_nmse_db": result["test_metric"], "per_layer_trained": result["per_layer"]["trained"],
                "per_layer_classical": result["per_layer"]["classical"]}

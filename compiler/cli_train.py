@@ -31,7 +31,11 @@ def add_parser(sub) -> None:
     t.add_argument("--steps-per-epoch", type=int, default=100, metavar="S")
     t.add_argument("--batch-size", type=int, default=64, metavar="B")
     t.add_argument("--lr", type=float, default=5e-4)
-    t.add_argument("--layer-lr", metavar="R1,..,RL", help="per-layer learning-rate multipliers (one per layer)")
+    t.add_argument("--layer-lr", metavar="R1,..,RL",
+                   help="per-layer learning-rate multipliers (one per layer), or per parameter: NAME=R,.. "
+                        "(e.g. theta=10; the parameters not named use 1)")
+    t.add_argument("--stage-init", choices=("default", "previous"), default="default",
+                   help="stage-wise: layer k starts at the spec's defaults, or as a copy of the trained layer k-1")
     t.add_argument("--refine", default="0.2,0.02", metavar="F,..",
                    help="refinement learning-rate factors ('' for none)")
     t.add_argument("--patience", type=int, default=5, metavar="P", help="epochs without improvement per stage")

@@ -113,6 +113,8 @@ def head(plan, options_text: str, version: str, ctor_args: list[str]) -> Lines:
     h.add(f"spec_sha256 = {digest!r}", 1)
     h.add(f"compiler_version = {version!r}", 1)
     h.add(f"num_layers = {p.layers}", 1)
+    if plan.peeled is not None:  # layer 0 is emitted apart, specialised to the initial states: it always runs
+        h.add("min_layers = 1", 1)
     h.add(f"input_names = {tuple(i.name for i in p.inputs)!r}", 1)
     h.add(f"state_names = {tuple(s.name for s in p.states)!r}", 1)
     h.add(f"state_batched = {tuple(s.type.batched for s in p.states)!r}", 1)

@@ -189,9 +189,12 @@ class ModulePrinter(ConstructorPrinter):
         for st in plan.prologue:
             body.add(f"# {st.comment}", 2)
             body.add(f"{st.target} = {self.fwd.code(st.value)}", 2)
+        mode_call, mode_method = emit_mode(self, self.backward) if self.backward.kind != "unroll" else (None, None)
+        trace_only = set(plan.trace_only_inits) if mode_call is None else set()
         for st in plan.state_inits:
-            body.add(f"# {st.comment}", 2)
-            body.add(f"{st.target} = {self._fit_state(st.state, self.fwd.render(st.value), st.value)}", 2)
+            if st.target not in trace_only:
+                body.add(f"# {st.comment}", 2)
+                body.add(f"{st.target} = {self._fit_state(st.state, self.fwd.render(st.value), st.value)}", 2)
         for name in p.history_used:
             body.add(f"{plan.history_names[name]} = [{name}]  # values at the start of each layer", 2)
         if plan.invariants:
@@ -199,9 +202,14 @@ class ModulePrinter(ConstructorPrinter):
             self._hoisted_lines(body, plan.invariants, 2)
         emit_diff.until_start(p, plan, body)
         body.add("if record is not None:", 2)
+        if trace_only:  # nothing else reads them: layer 0 is peeled and assigns them first
+            body.add("# initial values only the trace reads (layer 0 assigns these states before any use)", 3)
+        for st in plan.state_inits:
+            if st.target in trace_only:
+                body.add(f"# {st.comment}", 3)
+                body.add(f"{st.target} = {self._fit_state(st.state, self.fwd.render(st.value), st.value)}", 3)
         body.add(f"record.append({self._record()})", 3)
         start = 0
-        mode_call, mode_method = emit_mode(self, self.backward) if self.backward.kind != "unroll" else (None, None)
         if mode_call is not None:  # compiler/emit_backward.py: the layers through a runtime helper
             body.extend(mode_call)
         elif plan.peeled is not None:

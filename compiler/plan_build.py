@@ -304,7 +304,7 @@ def hoistable_locals(stmts: list, depth: int, step_counts: dict[str, int] | None
 
 
 def build(program: ir.Program, class_name: str) -> Plan:
-    from .plan_uses import count_uses
+    from .plan_uses import count_uses, trace_only_inits
 
     program = factor_solves(program)
     program = associate_invariant_products(distribute_products(fold_scalars(program)))
@@ -346,6 +346,7 @@ def build(program: ir.Program, class_name: str) -> Plan:
     plan.split_params = split_per_layer_params(program)
     plan.outputs = [(name, output_batched(program, name)) for name in p.outputs]
     count_uses(plan)
+    plan.trace_only_inits = trace_only_inits(plan)
     return plan
 
 

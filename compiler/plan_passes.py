@@ -180,21 +180,56 @@ def _static(node: ir.Node, states: set[str], locals_: set[str]) -> bool:
 
 # ---------------------------------------------------------------- first-layer peeling
 def peel_first_layer(program: ir.Program, builder) -> tuple[list | None, str]:
-    """The step of layer 0 with the zero initial values of states propagated, when that removes work."""
-    zero_states = {s.name for s in program.states if _is_zero(s.init)}
-    assigned = {st.target for st in _assignments(program.step)}
-    zero_states &= assigned  # a state the step never assigns is hoisted anyway
-    if not zero_states:
+    """The step of layer 0 with the zero initial values of states propagated, when that removes work.
+    A real scalar state with a literal initial value (FISTA's t = 1) is propagated too, as far as it makes
+    a factor zero ((t - 1)/t_new · (x_new - x) vanishes in layer 0)."""
+    assigned = {st.target for st in _assignments(program.step)}  # a state the step never assigns is hoisted
+    zero_states = {s.name for s in program.states if _is_zero(s.init)} & assigned
+    numbers = {s.name: s.init.attrs["value"] for s in program.states
+               if s.name in assigned and s.init.op == "number" and _real_scalar(s.type)}
+    if not zero_states and not numbers:
         return None, ""
-    initial = set(zero_states)  # states not assigned yet in layer 0: they still hold their initial zero
+    initial = set(zero_states) | set(numbers)  # states not assigned yet in layer 0: they hold their initial value
     zero_defs: set[tuple[str, int]] = set()  # (name, version) of assignments whose value is zero
     dropped: list[ir.Node] = []
+    used_numbers: set[str] = set()
 
     def is_zero_var(node: ir.Node) -> bool:
         name = node.attrs["name"]
         if node.attrs.get("kind") == "state" and name in zero_states and (node.attrs.get("prev") or name in initial):
             return True  # prev(x) in layer 0 is the initial value too
         return (name, node.attrs.get("version")) in zero_defs
+
+    def known_number(node: ir.Node):
+        """The value of a real scalar at layer 0 when it is a literal or a state's literal initial value."""
+        if node.op == "number" and node.type.dtype in ("real", "int") and tuple(node.type.shape) == ():
+            return node.attrs["value"]
+        name = node.attrs.get("name")
+        if node.op == "var" and node.attrs.get("kind") == "state" and name in numbers \
+                and (node.attrs.get("prev") or name in initial):
+            used_numbers.add(name)
+            return numbers[name]
+        return None
+
+    def known_value(node: ir.Node):
+        """The value at layer 0 of a real scalar expression of literals and such states, else None."""
+        value = known_number(node)
+        if value is not None or node.op not in ("add", "sub", "mul", "div", "neg") or node.type.dtype not in (
+                "real", "int") or tuple(node.type.shape) != () or node.type.batched:
+            return value
+        values = [known_value(a) for a in node.args]
+        if node.op in ("mul", "div") and values[0] == 0:
+            return 0  # 0 · s and 0 / s (s nonzero: the classical step divides by it too)
+        if node.op == "mul" and values[1] == 0:
+            return 0
+        if any(v is None for v in values):
+            return None
+        if node.op == "neg":
+            return -values[0]
+        if node.op == "div":
+            return values[0] / values[1] if values[1] != 0 else None
+        a, b = values
+        return a + b if node.op == "add" else a - b if node.op == "sub" else a * b
 
     def simplify(node: ir.Node) -> tuple[ir.Node, bool]:
         """(an exact computation of node at layer 0, whether its value is known to be zero)."""
@@ -204,10 +239,15 @@ def peel_first_layer(program: ir.Program, builder) -> tuple[list | None, str]:
             return node, False  # its variable is a function argument, never the zero initial value
         if not node.args:
             return node, False
+        if known_value(node) == 0:  # t - 1 with t = 1 in layer 0
+            return node, True
         parts = [simplify(a) for a in node.args]
         args = [p[0] for p in parts]
         zeros = [p[1] for p in parts]
         op = node.op
+        if op == "lerp" and known_value(node.args[2]) == 1 and _same_type(args[1], node):
+            dropped.append(node)  # lerp(b, a, 1) = a: FISTA's first momentum step, (t - 1)/t_new = 0
+            return args[1], False
         if op in ("matmul", "mul", "div") and sum(a.op == "neg" for a in args) == 1 and not any(zeros) \
                 and any(a.op == "neg" and a is not b for a, b in zip(args, node.args)):
             # a negation this pass introduced moves outwards (exact), where a subtraction can absorb it
@@ -255,9 +295,10 @@ def peel_first_layer(program: ir.Program, builder) -> tuple[list | None, str]:
     if not any(n.op in EXPENSIVE_OPS or n.op in ("add", "sub", "mul") for n in dropped):
         return None, ""
     removed = [builder.span_text(n).split(": ", 1)[-1] for n in dropped if n.op in EXPENSIVE_OPS]
-    names = ", ".join(sorted(zero_states))
+    known = ([f"{', '.join(sorted(zero_states))} = 0"] if zero_states else []) + [
+        f"{n} = {_number_text(numbers[n])}" for n in sorted(used_numbers)]
     vanished = list(dict.fromkeys(removed))
-    note = f"layer 0 with {names} = 0" + (
+    note = f"layer 0 with {'; '.join(known)}" + (
         f" ({'; '.join(vanished)} {'vanishes' if len(vanished) == 1 else 'vanish'})" if vanished else "")
     return builder.block(stmts, ir.LAYER), note
 
@@ -274,6 +315,14 @@ def _is_zero(node: ir.Node) -> bool:
     if node.op == "number":
         return node.attrs["value"] == 0
     return node.op == "zeros"
+
+
+def _real_scalar(t) -> bool:
+    return t.dtype == "real" and tuple(t.shape) == () and not t.batched
+
+
+def _number_text(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _same_type(a: ir.Node, b: ir.Node) -> bool:

@@ -124,9 +124,33 @@ def _remove_dead(plan: Plan, uses: Counter) -> bool:
     return changed
 
 
+def trace_only_inits(plan: Plan) -> list[str]:
+    """States whose initial value only the trace reads: the peeled layer 0 (which always runs) assigns the
+    state before any use, so forward computes it only when `record` asks for the states (ISTA's x⁰ = 0
+    allocates nothing; ADMM-CSNet's zero-filled x⁰ costs no inverse FFT).  Without a peeled layer, a network
+    run with zero layers (`num_layers = 0`: the final stage on the initial states) reads them."""
+    p = plan.program
+    if plan.peeled is None:
+        return []
+    first_layer = plan.peeled
+    candidates = {s.name for s in p.states} - set(p.prev_used) - set(p.history_used)
+    read: Counter = Counter()
+    for block in (plan.state_inits, plan.invariants):
+        _block_reads(block, read, plan)
+    candidates -= set(read)
+    assigned: set[str] = set()
+    for item in first_layer:
+        reads: Counter = Counter()
+        _block_reads([item], reads, plan)
+        candidates -= {name for name in reads if name not in assigned}
+        if isinstance(item, Stmt) and item.kind == "state" and item.condition is None:
+            assigned.add(item.target)
+    return [s.name for s in p.states if s.name in candidates and s.name in assigned]
+
+
 def constant_needed(plan: Plan, c: Constant) -> bool:
     """Whether the constructor must compute `c` at all (forward or other constructor code reads it)."""
     return c.read_by_forward or plan.init_uses[c.name] > 0 or c.name in plan.program.outputs
 
 
-__all__ = ["Stmt", "constant_needed", "count_uses", "node_reads"]
+__all__ = ["Stmt", "constant_needed", "count_uses", "node_reads", "trace_only_inits"]

@@ -179,6 +179,8 @@ class Plan:
     noise_names: dict[str, str] = field(default_factory=dict)  # per-layer noise -> its draws for every layer
     until_names: dict[str, str] = field(default_factory=dict)  # `step until`: active mask, stop flag, start values
     until: object = None  # the lowered stopping condition (an ir.Node), evaluated after each layer
+    # states whose initial value only the trace reads (the first layer peeled): computed only when it records
+    trace_only_inits: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------ queries
     def all_stmts(self, include_peeled: bool = True):

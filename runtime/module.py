@@ -37,6 +37,13 @@ class UnrolledModule(NoiseMixin, nn.Module):
     # (`ys[n]` with `ys : real[T, k]`) needs size > index, e.g. ((('T', 1),), 0, (('n', 1),), 0, '`ys[n]` ...')
     dim_relations: tuple = ()
     early_exit: bool = True  # `step until`: stop the layer loop once no sample is active (False: masked, no break)
+    min_layers: int = 0  # 1 where layer 0 is emitted apart (specialised to the initial states): it always runs
+
+    def __setattr__(self, name, value):
+        if name == "num_layers" and isinstance(value, int) and value < type(self).min_layers:
+            raise ValueError(f"num_layers: {type(self).__name__} runs at least {type(self).min_layers} layer (its "
+                             f"first layer is specialised to the initial states), got {value}")
+        super().__setattr__(name, value)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -387,6 +387,44 @@ def test_peeling_needs_a_zero_initial_state():
     assert p.peeled is None
 
 
+def test_a_literal_initial_scalar_state_is_propagated_into_the_first_layer():
+    """FISTA's t = 1: (t - 1)/t_new is 0 in layer 0, so the momentum step is v = x_new there (no lerp with the
+    zero x); the loop keeps the lerp."""
+    p = plan_of("fista")
+    assert p.peel_note.startswith("layer 0 with v, x = 0; t = 1")
+    (v0,) = [st for st in p.peeled if getattr(st, "target", None) == "v"]
+    assert "lerp" not in ops(v0.value) and var_names(v0.value) == {"x_new"}
+    (v,) = [st for st in p.step if getattr(st, "target", None) == "v"]
+    assert "lerp" in ops(v.value)
+    # a state whose literal value does not make a factor zero is not propagated
+    q = plan_of_source("""spec t2 "t = 2"
+dims m
+input y : real[m]
+state x : real[m] = 0
+state t : real = 2
+layers 3
+step:
+    x = y + (t - 1) * (y - x)
+    t = t + 1
+output x
+""")
+    assert "t = 2" not in q.peel_note
+
+
+def test_initial_values_only_the_trace_reads_are_computed_only_for_it():
+    """The peeled layer 0 assigns these states before reading them: ISTA's x0 = 0, ADMM-CSNet's zero-filled
+    x0 (an inverse FFT), ADMM-lasso's x; a state whose initial value layer 0 reads is computed as before."""
+    assert plan_of("ista").trace_only_inits == ["x"]
+    assert plan_of("admm_csnet").trace_only_inits == ["x"]
+    assert plan_of("fista").trace_only_inits == ["x", "v"]  # t is read: t_new and the t-table row
+    assert "x" not in plan_of("domke_heavy_ball").trace_only_inits  # x - xp reads x0
+    assert plan_of("dublid").trace_only_inits == []  # no peeled layer: zero layers read the initial states
+    code = compile_source(SHIPPED["ista"].read_text(), "ista.unroll")
+    record_block = code[code.index("        if record is not None:\n            # initial values"):]
+    assert "x = torch.zeros((batch, m)" in record_block.split("record.append")[0]
+    assert code.count("torch.zeros((batch, m)") == 1
+
+
 def test_is_trivial():
     program = program_of("lista")
     soft = program.step[0].value

@@ -145,6 +145,7 @@ output x
     net = Net(A=A)
     y = torch.from_numpy(rng.standard_normal((2, 3)))
     trace = net.trace(y)
+    assert trace[0]["x"].shape == (2, 5) and not trace[0]["x"].any()  # x0 is computed for the trace only
     W, B = (v.detach().numpy() for v in (net.W, net.B))
     x = np.zeros((2, 5))
     for layer in range(4):
@@ -155,6 +156,11 @@ output x
     out.pow(2).sum().backward()
     assert net.W.grad is not None and torch.count_nonzero(net.W.grad[0]) == 0  # W[0] only meets x0 = 0
     assert torch.count_nonzero(net.W.grad[1]) > 0 and torch.count_nonzero(net.B.grad[0]) > 0
+    # layer 0 always runs: a depth of 0 layers is refused rather than silently running one
+    with pytest.raises(ValueError, match="num_layers: Pl runs at least 1 layer"):
+        net.num_layers = 0
+    net.num_layers = 2
+    assert np.abs(net(y).detach().numpy() - trace[2]["x"].detach().numpy()).max() < 1e-13
 
 
 def test_a_reassigned_step_let_with_an_invariant_value(tmp_path):

@@ -115,16 +115,56 @@ def test_per_layer_learning_rates_scale_each_layers_step(task, optimizer):
         assert deltas["ones"][k][2].abs().sum() > 0
 
 
+def test_per_parameter_learning_rates_in_every_protocol(task):
+    """layer_lr={"theta": 10}: theta's step is 10x (SGD: exactly proportional), We's is 1x; stage-wise, the
+    multipliers scale the layers each stage trains and leave the frozen ones at 0; an unknown name is refused."""
+    net = small(task)
+    e2e = Trainer(net, task, quick(layer_lr={"theta": 10}), progress=False)
+    assert e2e.stages()[0].rates == {"We": [1.0] * 3, "theta": [10.0] * 3}
+    stagewise = Trainer(net, task, quick(protocol="stagewise", refine=(0.2,), layer_lr={"theta": [10, 20, 30]}),
+                        progress=False)
+    stages = stagewise.stages()
+    assert stages[2].name == "layer 2" and stages[2].rates == {"We": [0.0, 1.0, 0.0], "theta": [0.0, 20.0, 0.0]}
+    assert stages[3].name == "layers 1-2 x0.2" and stages[3].rates == {"We": [1.0, 1.0, 0.0],
+                                                                       "theta": [10.0, 20.0, 0.0]}
+    with pytest.raises(ValueError, match="layer_lr: 'A' is not a per-layer trainable parameter of ListaCp"):
+        Trainer(net, task, quick(layer_lr={"A": 2}), progress=False).stages()
+    deltas = {}
+    inputs, targets = {"y": task.validation[0]["y"][:32]}, {"x": task.validation[1]["x"][:32]}
+    for label, spec in (("ones", None), ("theta x10", {"theta": 10})):
+        net = build_net("lista_cp", task, layers=3, dtype=torch.float64)
+        start = {k: v.clone() for k, v in net.state_dict().items()}
+        trainer = Trainer(net, task, quick(optimizer="sgd", dtype="float64", layer_lr=spec), progress=False)
+        opt = trainer._make_optimizer(1e-3)
+        rates = trainer.stages()[0].rates
+        scaler = LayerRates(net, rates) if rates else None
+        trainer.loss(inputs, targets).backward()
+        if scaler:
+            scaler.before_step()
+        opt.step()
+        if scaler:
+            scaler.after_step()
+        deltas[label] = {k: net.state_dict()[k] - start[k] for k in ("We", "theta.log_scale")}
+    assert torch.allclose(deltas["theta x10"]["We"], deltas["ones"]["We"], rtol=1e-12, atol=0)
+    assert torch.allclose(deltas["theta x10"]["theta.log_scale"], 10 * deltas["ones"]["theta.log_scale"], rtol=1e-9)
+    assert deltas["ones"]["theta.log_scale"].abs().min() > 0
+
+
 def test_layer_rates_reject_wrong_lengths(task):
     with pytest.raises(ValueError, match=r"2 rates given for '(We|theta.log_scale)', the network has 3 layers"):
         LayerRates(small(task), [1.0, 2.0])
 
 
-def test_stagewise_trains_layer_k_alone_then_refines_layers_up_to_k(task):
+@pytest.mark.parametrize(("optimizer", "weight_decay"), [("adam", 0.0), ("adamw", 0.0), ("sgd", 0.0), ("adamw", 0.1)])
+def test_stagewise_trains_layer_k_alone_then_refines_layers_up_to_k(task, optimizer, weight_decay):
     """Stage `layer k` changes only layer k; the refinements change only layers 1..k (all others stay
-    bit for bit); the gradients of frozen layers are zeroed before the optimiser sees them."""
+    bit for bit); the gradients of frozen layers are zeroed before the optimiser sees them.  Without weight
+    decay the frozen slices are not copied and restored (their zero gradients leave them as they are); with
+    it they are."""
     net = small(task)
-    trainer = Trainer(net, task, quick(protocol="stagewise", epochs=1, refine=(0.2,)), progress=False)
+    trainer = Trainer(net, task, quick(protocol="stagewise", epochs=1, refine=(0.2,), optimizer=optimizer,
+                                       weight_decay=weight_decay), progress=False)
+    assert trainer._zero_grad_keeps_params() == (weight_decay == 0)
     snapshots = [{k: v.clone() for k, v in net.state_dict().items()}]
     grads = []
     end_stage = trainer._end_stage
@@ -138,7 +178,7 @@ def test_stagewise_trains_layer_k_alone_then_refines_layers_up_to_k(task):
 
     def spy(self):
         before_step(self)
-        grads.append({id(p): p.grad.clone() for p, _ in self.entries})
+        grads.append({id(p): p.grad.clone() for p, _ in self.entries + self.masked})
 
     LayerRates.before_step = spy
     try:
@@ -156,6 +196,35 @@ def test_stagewise_trains_layer_k_alone_then_refines_layers_up_to_k(task):
     we = net.We
     for g in grads[20:30]:  # stage "layer 2": layer 1 feeds layer 2 but its gradient is zeroed
         assert g[id(we)][0].abs().sum() == 0 and g[id(we)][2].abs().sum() == 0 and g[id(we)][1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("stage_init", ["default", "previous"])
+def test_stage_init_previous_starts_layer_k_as_the_trained_layer_k_minus_1(task, stage_init):
+    """stage_init "previous": when stage `layer k` starts, every per-layer parameter of layer k is a copy of the
+    trained layer k-1 (later layers untouched); "default": layer k starts at the spec's defaults."""
+    net = small(task)
+    default = {k: v.clone() for k, v in net.state_dict().items()}
+    trainer = Trainer(net, task, quick(protocol="stagewise", epochs=1, stage_init=stage_init), progress=False)
+    starts = {}
+    start_stage = trainer._start_stage
+
+    def spy(stage):
+        start_stage(stage)
+        starts[stage.name] = {k: v.clone() for k, v in net.state_dict().items()}
+
+    trainer._start_stage = spy
+    trainer.fit()
+    assert list(starts) == ["layer 1", "layer 2", "layer 3"]
+    for k in (2, 3):
+        at = starts[f"layer {k}"]
+        for key in ("We", "theta.log_scale"):
+            expected = at[key][k - 2] if stage_init == "previous" else default[key][k - 1]
+            assert torch.equal(at[key][k - 1], expected), (k, key)
+            assert not torch.equal(at[key][k - 2], default[key][k - 2]), (k, key)  # layer k-1 was trained
+            if k < 3:
+                assert torch.equal(at[key][k], default[key][k])
+    with pytest.raises(ValueError, match="stage_init: expected 'default' or 'previous'"):
+        Trainer(net, task, quick(stage_init="last"), progress=False)
 
 
 def test_budget_shares_divide_the_cpu_budget_between_the_stages(task):
@@ -371,6 +440,15 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     assert main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "3", "--epochs", "1",
                  "--steps-per-epoch", "2", "--layer-lr", "1,0", "-o", str(tmp_path / "x"), "--no-progress"]) == 1
     assert "2 rates given" in capsys.readouterr().err
+    stagewise = tmp_path / "stagewise"
+    assert main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "2", "--epochs", "1",
+                 "--steps-per-epoch", "2", "--protocol", "stagewise", "--stage-init", "previous", "--layer-lr",
+                 "theta=10", "-o", str(stagewise), "--no-progress"]) == 0
+    logged = [json.loads(line) for line in (stagewise / "log.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in logged if r["event"] == "stage_end"][:2] == ["layer 1", "layers 1-1 x0.2"]
+    assert main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "2", "--epochs", "1",
+                 "--layer-lr", "theta=x", "-o", str(tmp_path / "y"), "--no-progress"]) == 1
+    assert "--layer-lr: expected numbers (one per layer) or NAME=NUMBER items, got 'theta=x'" in capsys.readouterr().err
     assert main(["train", "lista_cp", "--task", "nope", "-o", str(out)]) == 1
     assert "unknown task 'nope'" in capsys.readouterr().err
     assert main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "4", "-o", str(out),

@@ -35,7 +35,7 @@ MODULE_ATTRIBUTES = {
     "report", "requires_grad_", "set_extra_state", "set_submodule", "share_memory", "spec_name", "state_dict",
     "state_names", "to", "to_empty", "trace", "train", "training", "type", "xpu", "zero_grad",
     "spec_sha256", "compiler_version", "hyper_defaults", "python_constants", "state_batched", "gram_form",
-    "dim_minimums", "dim_relations", "early_exit", "noise_names", "noise_seed", "reseed",
+    "dim_minimums", "dim_relations", "early_exit", "min_layers", "noise_names", "noise_seed", "reseed",
 }
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 

@@ -33,8 +33,8 @@ def run(args) -> int:
                              max_cpu_seconds=args.max_cpu_seconds, dtype=args.dtype, seed=args.seed,
                              budget_shares=tuple(float(f) for f in args.budget_shares.split(","))
                              if args.budget_shares else None,
-                             layer_weights=args.layer_weights,
-                             layer_lr=[float(r) for r in args.layer_lr.split(",")] if args.layer_lr else None)
+                             layer_weights=args.layer_weights, layer_lr=_layer_lr(args.layer_lr),
+                             stage_init=args.stage_init)
         net = build_net(args.spec, task, dtype=DTYPES[args.dtype], device=device, layers=layers,
                         learn=args.learn, freeze=args.freeze, tie=args.tie, untie=args.untie)
         if main:
@@ -60,6 +60,19 @@ def run(args) -> int:
     print(f"\nwrote {args.output}: best.pt final.pt last.pt log.jsonl summary.json "
           + " ".join(p.name for p in paths), file=sys.stderr)
     return 0
+
+
+def _layer_lr(text: str | None):
+    """`--layer-lr 1,0.5,..` (one per layer) or `--layer-lr theta=10,We=0.5` (per parameter)."""
+    if not text:
+        return None
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    try:
+        if all("=" in x for x in items):
+            return {name.strip(): float(value) for name, value in (x.split("=", 1) for x in items)}
+        return [float(x) for x in items]
+    except ValueError:
+        raise ValueError(f"--layer-lr: expected numbers (one per layer) or NAME=NUMBER items, got {text!r}") from None
 
 
 def _catalog(spec: str, seed: int):

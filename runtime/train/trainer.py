@@ -29,7 +29,7 @@ import torch.distributed as dist
 
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .forward import NetForward
-from .layers import LayerRates
+from .layers import LayerRates, copy_layer, layer_parameters
 from .metrics import resolve_loss, resolve_metric
 from .tasks import convert_batch
 
@@ -48,7 +48,9 @@ class TrainConfig:
     losses: dict | None = None  # target -> loss name; default: the task's
     loss_weights: dict | None = None  # target -> weight (default 1)
     layer_weights: object = "uniform"  # deep supervision
-    layer_lr: object = None  # per-layer multipliers: list of L numbers, or {parameter: list} (e2e/deep)
+    # learning-rate multipliers: a list of L numbers (per layer), or {parameter: a number or L numbers} (per
+    # parameter, e.g. {"theta": 10}); a parameter not named uses 1.  Stage-wise, they scale each stage's layers
+    layer_lr: object = None
     refine: tuple = (0.2, 0.02)  # stagewise refinement learning-rate factors
     patience: int = 5  # epochs without a better validation metric before a stage stops
     grad_clip: float | None = None
@@ -61,6 +63,10 @@ class TrainConfig:
     # k (a k-layer network costs k layers a step).  A stage ends at its patience or when its share is spent, so
     # that every stage runs within the budget.  None: stages end at their patience or `epochs` only.
     budget_shares: tuple | None = None
+    # stage-wise: how layer k starts its stage. "default": the spec's defaults (the reference code); "previous":
+    # a copy of the trained layer k-1 (every per-layer parameter), so that the new layer starts as the step the
+    # network has learned rather than the classical one
+    stage_init: str = "default"
 
 
 @dataclass
@@ -76,6 +82,7 @@ class Progress:
     stage: int = 0
     epoch: int = 0  # epochs finished in this stage
     step: int = 0  # steps in all
+    step_in_stage: int = 0
     best: float | None = None  # best validation metric of this stage
     stale: int = 0  # epochs since it improved
     cpu_seconds: float = 0.0
@@ -93,6 +100,8 @@ class Trainer:
         cfg = self.config
         if cfg.protocol not in ("e2e", "stagewise", "deep"):
             raise ValueError(f"protocol: expected e2e, stagewise or deep, got {cfg.protocol!r}")
+        if cfg.stage_init not in ("default", "previous"):
+            raise ValueError(f"stage_init: expected 'default' or 'previous', got {cfg.stage_init!r}")
         self.net, self.task = net, task
         self.losses = {t: resolve_loss(l) for t, l in (cfg.losses or task.losses).items()}
         self.weights = {t: float((cfg.loss_weights or {}).get(t, 1.0)) for t in self.losses}
@@ -147,16 +156,41 @@ class Trainer:
     def stages(self) -> list[Stage]:
         cfg = self.config
         if cfg.protocol != "stagewise":  # then the same refinement at decayed learning rates
-            return [Stage(cfg.protocol, None, cfg.layer_lr, cfg.lr)] + [
-                Stage(f"{cfg.protocol} x{f:g}", None, cfg.layer_lr, cfg.lr * f) for f in cfg.refine]
+            rates = self._layer_multipliers(type(self.net).num_layers) if isinstance(cfg.layer_lr, dict) \
+                else cfg.layer_lr
+            return [Stage(cfg.protocol, None, rates, cfg.lr)] + [
+                Stage(f"{cfg.protocol} x{f:g}", None, rates, cfg.lr * f) for f in cfg.refine]
         layers = type(self.net).num_layers
-        base = cfg.layer_lr if isinstance(cfg.layer_lr, (list, tuple)) else [1.0] * layers  # per-layer multipliers
+        base = self._layer_multipliers(layers)  # {parameter: per-layer multipliers}, None: one list for all
+
+        def masked(keep):
+            if isinstance(base, dict):
+                return {name: [r if keep(l) else 0.0 for l, r in enumerate(row)] for name, row in base.items()}
+            row = cfg.layer_lr if isinstance(cfg.layer_lr, (list, tuple)) else [1.0] * layers
+            return [float(row[l]) if keep(l) else 0.0 for l in range(layers)]
+
         out = []
         for k in range(1, layers + 1):
-            only = [float(base[l]) if l == k - 1 else 0.0 for l in range(layers)]
-            upto = [float(base[l]) if l < k else 0.0 for l in range(layers)]
-            out.append(Stage(f"layer {k}", k, only, cfg.lr))
-            out.extend(Stage(f"layers 1-{k} x{f:g}", k, upto, cfg.lr * f) for f in cfg.refine)
+            out.append(Stage(f"layer {k}", k, masked(lambda l, k=k: l == k - 1), cfg.lr))
+            out.extend(Stage(f"layers 1-{k} x{f:g}", k, masked(lambda l, k=k: l < k), cfg.lr * f)
+                       for f in cfg.refine)
+        return out
+
+    def _layer_multipliers(self, layers: int) -> dict | None:
+        """`layer_lr` given per parameter: {every per-layer parameter: L multipliers} (1 where not named)."""
+        spec = self.config.layer_lr
+        if not isinstance(spec, dict):
+            return None
+        names = {name.split(".")[0] for name, _, _ in layer_parameters(self.net)}
+        unknown = sorted(set(spec) - names)
+        if unknown:
+            raise ValueError(f"layer_lr: {', '.join(map(repr, unknown))} is not a per-layer trainable parameter of "
+                             f"{type(self.net).__name__} (those are: {', '.join(sorted(names)) or 'none'})")
+        out = {}
+        for name in sorted(names):
+            row = spec.get(name, 1.0)
+            row = [float(row)] * layers if isinstance(row, (int, float)) else [float(r) for r in row]
+            out[name] = row
         return out
 
     def _make_optimizer(self, lr):
@@ -175,6 +209,11 @@ class Trainer:
         if name == "sgd":
             return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=self.config.weight_decay)
         raise ValueError(f"optimizer: expected adam, adamw or sgd, got {name!r}")
+
+    def _zero_grad_keeps_params(self) -> bool:
+        """Whether this stage's optimiser (created for it) leaves a slice whose gradient stays zero exactly as
+        it is: Adam, AdamW and SGD (momentum) without weight decay (their moments of a zero gradient are 0)."""
+        return self.config.optimizer in ("adam", "adamw", "sgd") and self.config.weight_decay == 0
 
     # ------------------------------------------------------------------ losses and evaluation
     def _layer_weights(self, layers: int) -> list[float]:
@@ -243,10 +282,13 @@ class Trainer:
         start_wall = time.perf_counter()
         while self.progress.stage < len(stages) and not self.progress.done:
             stage = stages[self.progress.stage]
+            if self.progress.epoch == 0 and self.progress.step_in_stage == 0:
+                self._start_stage(stage)
             if self.optimizer is None:
                 self.optimizer = self._make_optimizer(stage.lr)
-            rates = LayerRates(self.net, stage.rates) if stage.rates is not None else None
-            rates = rates if rates is None or rates.entries or rates.shared else None
+            rates = LayerRates(self.net, stage.rates, zero_grad_keeps_params=self._zero_grad_keeps_params()) \
+                if stage.rates is not None else None
+            rates = rates if rates is None or rates.entries or rates.shared or rates.masked else None
             steps = self.task.epoch_steps(cfg.batch_size, self.world) or cfg.steps_per_epoch
             spent = False  # this stage's share of the CPU budget (budget_shares)
             while self.progress.epoch < cfg.epochs:
@@ -266,6 +308,7 @@ class Trainer:
                     if rates is not None:
                         rates.after_step()
                     self.progress.step += 1
+                    self.progress.step_in_stage += 1
                     if self.progress.step % cfg.log_every == 0:
                         value = loss.item()
                         self._log(event="step", stage=stage.name, step=self.progress.step, loss=value,
@@ -294,6 +337,12 @@ class Trainer:
                 self.progress.done = True
         self.progress.done = True
         return self._finish()
+
+    def _start_stage(self, stage: Stage) -> None:
+        """Before the first step of a stage: stage-wise with stage_init "previous", layer k (k > 1) becomes a
+        copy of the trained layer k-1."""
+        if self.config.stage_init == "previous" and stage.depth and stage.depth > 1 and _trains_one_layer(stage):
+            copy_layer(self.net, stage.depth - 2, stage.depth - 1)
 
     def _pause(self) -> dict:
         if self._log_file is not None:
@@ -332,6 +381,7 @@ class Trainer:
             save_checkpoint(self.out_dir / "best.pt", self.net, {"progress": asdict(self.progress)})
         self.progress.stage += 1
         self.progress.epoch, self.progress.best, self.progress.stale = 0, None, 0
+        self.progress.step_in_stage = 0
         self._stage_best_state = None
         self.optimizer = None  # a fresh optimiser per stage, as in the reference code
         if self.out_dir is not None and self.main and getattr(self.net, "recipe", None) is not None:
@@ -389,6 +439,12 @@ class Trainer:
         if self._log_file is not None:
             self._log_file.write(json.dumps(record) + "\n")
             self._log_file.flush()
+
+
+def _trains_one_layer(stage: Stage) -> bool:
+    rows = stage.rates.values() if isinstance(stage.rates, dict) else [stage.rates]
+    active = {l for row in rows if isinstance(row, (list, tuple)) for l, r in enumerate(row) if r}
+    return len(active) == 1
 
 
 def _weighted(terms):
