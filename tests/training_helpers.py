@@ -40,3 +40,19 @@ def adam(parameters, loss_fn, steps: int, lr: float) -> list[float]:
         opt.step()
         losses.append(loss.item())
     return losses
+
+
+def small(task, layers=3, spec="lista_cp", **options):
+    """A small generated network on `task` (the unit tests of unroll.train)."""
+    from unroll.train import build_net
+
+    return build_net(spec, task, layers=layers, **options)
+
+
+def quick(**kw):
+    """A TrainConfig of a few steps (the unit tests of unroll.train)."""
+    from unroll.train import TrainConfig
+
+    base = {"epochs": 2, "steps_per_epoch": 10, "lr": 5e-3, "refine": (), "batch_size": 32}
+    base.update(kw)
+    return TrainConfig(**base)

@@ -29,8 +29,9 @@ import torch.distributed as dist
 
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .forward import NetForward
-from .layers import LayerRates, copy_layer, layer_parameters
+from .layers import LayerRates, copy_layer
 from .metrics import resolve_loss, resolve_metric
+from .stages import Stage, plan_stages, stage_deadlines, trains_one_layer
 from .tasks import convert_batch
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -67,14 +68,6 @@ class TrainConfig:
     # a copy of the trained layer k-1 (every per-layer parameter), so that the new layer starts as the step the
     # network has learned rather than the classical one
     stage_init: str = "default"
-
-
-@dataclass
-class Stage:
-    name: str
-    depth: int | None
-    rates: list | None
-    lr: float
 
 
 @dataclass
@@ -133,65 +126,13 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._log_file = open(self.out_dir / "log.jsonl", "a")  # noqa: SIM115 - open for the run, closed by _finish
 
-    # ------------------------------------------------------------------ plan
+    # ------------------------------------------------------------------ plan (runtime/train/stages.py)
     def stage_deadlines(self, stages: list[Stage]) -> list[float] | None:
         """The CPU time (s) by which each stage ends, from `budget_shares` (None without them)."""
-        cfg = self.config
-        if cfg.budget_shares is None:
-            return None
-        shares = [float(x) for x in cfg.budget_shares]
-        if cfg.max_cpu_seconds is None:
-            raise ValueError("budget_shares: give max_cpu_seconds too (the shares divide that budget)")
-        if len(shares) != 1 + len(cfg.refine) or min(shares) < 0 or sum(shares) <= 0:
-            raise ValueError(f"budget_shares: expected {1 + len(cfg.refine)} non-negative numbers (the stage at lr, "
-                             f"then the refinements {tuple(cfg.refine)}), got {cfg.budget_shares!r}")
-        group = len(shares)
-        weights = [(st.depth or 1) * shares[i % group] for i, st in enumerate(stages)]
-        total, elapsed, out = sum(weights), 0.0, []
-        for w in weights:
-            elapsed += w
-            out.append(cfg.max_cpu_seconds * elapsed / total)
-        return out
+        return stage_deadlines(self.config, stages)
 
     def stages(self) -> list[Stage]:
-        cfg = self.config
-        if cfg.protocol != "stagewise":  # then the same refinement at decayed learning rates
-            rates = self._layer_multipliers(type(self.net).num_layers) if isinstance(cfg.layer_lr, dict) \
-                else cfg.layer_lr
-            return [Stage(cfg.protocol, None, rates, cfg.lr)] + [
-                Stage(f"{cfg.protocol} x{f:g}", None, rates, cfg.lr * f) for f in cfg.refine]
-        layers = type(self.net).num_layers
-        base = self._layer_multipliers(layers)  # {parameter: per-layer multipliers}, None: one list for all
-
-        def masked(keep):
-            if isinstance(base, dict):
-                return {name: [r if keep(l) else 0.0 for l, r in enumerate(row)] for name, row in base.items()}
-            row = cfg.layer_lr if isinstance(cfg.layer_lr, (list, tuple)) else [1.0] * layers
-            return [float(row[l]) if keep(l) else 0.0 for l in range(layers)]
-
-        out = []
-        for k in range(1, layers + 1):
-            out.append(Stage(f"layer {k}", k, masked(lambda l, k=k: l == k - 1), cfg.lr))
-            out.extend(Stage(f"layers 1-{k} x{f:g}", k, masked(lambda l, k=k: l < k), cfg.lr * f)
-                       for f in cfg.refine)
-        return out
-
-    def _layer_multipliers(self, layers: int) -> dict | None:
-        """`layer_lr` given per parameter: {every per-layer parameter: L multipliers} (1 where not named)."""
-        spec = self.config.layer_lr
-        if not isinstance(spec, dict):
-            return None
-        names = {name.split(".")[0] for name, _, _ in layer_parameters(self.net)}
-        unknown = sorted(set(spec) - names)
-        if unknown:
-            raise ValueError(f"layer_lr: {', '.join(map(repr, unknown))} is not a per-layer trainable parameter of "
-                             f"{type(self.net).__name__} (those are: {', '.join(sorted(names)) or 'none'})")
-        out = {}
-        for name in sorted(names):
-            row = spec.get(name, 1.0)
-            row = [float(row)] * layers if isinstance(row, (int, float)) else [float(r) for r in row]
-            out[name] = row
-        return out
+        return plan_stages(self.config, self.net)
 
     def _make_optimizer(self, lr):
         params = [p for p in self.net.parameters() if p.requires_grad]
@@ -341,7 +282,7 @@ class Trainer:
     def _start_stage(self, stage: Stage) -> None:
         """Before the first step of a stage: stage-wise with stage_init "previous", layer k (k > 1) becomes a
         copy of the trained layer k-1."""
-        if self.config.stage_init == "previous" and stage.depth and stage.depth > 1 and _trains_one_layer(stage):
+        if self.config.stage_init == "previous" and stage.depth and stage.depth > 1 and trains_one_layer(stage):
             copy_layer(self.net, stage.depth - 2, stage.depth - 1)
 
     def _pause(self) -> dict:
@@ -439,12 +380,6 @@ class Trainer:
         if self._log_file is not None:
             self._log_file.write(json.dumps(record) + "\n")
             self._log_file.flush()
-
-
-def _trains_one_layer(stage: Stage) -> bool:
-    rows = stage.rates.values() if isinstance(stage.rates, dict) else [stage.rates]
-    active = {l for row in rows if isinstance(row, (list, tuple)) for l, r in enumerate(row) if r}
-    return len(active) == 1
 
 
 def _weighted(terms):

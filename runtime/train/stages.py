@@ -1,0 +1,88 @@
+"""The stages of a training run: which layers each trains at which learning rate, and the CPU time by which
+each ends (`budget_shares`).
+
+e2e and deep: one stage at `lr`, then one per refinement factor, every layer trained.  stagewise (the
+LISTA-CP/CPSS reference code): for k = 1..L, layer k alone at `lr`, then layers 1..k at lr·refine[i].  A
+stage's `rates` are per-layer learning-rate multipliers (a list, or {parameter: list} when `layer_lr` is
+given per parameter); 0 freezes a layer (unroll.train.layers.LayerRates)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .layers import layer_parameters
+
+
+@dataclass
+class Stage:
+    name: str
+    depth: int | None  # run only the first `depth` layers (stage-wise); None: all
+    rates: list | dict | None
+    lr: float
+
+
+def plan_stages(cfg, net) -> list[Stage]:
+    if cfg.protocol != "stagewise":  # then the same refinement at decayed learning rates
+        rates = layer_multipliers(cfg, net) if isinstance(cfg.layer_lr, dict) else cfg.layer_lr
+        return [Stage(cfg.protocol, None, rates, cfg.lr)] + [
+            Stage(f"{cfg.protocol} x{f:g}", None, rates, cfg.lr * f) for f in cfg.refine]
+    layers = type(net).num_layers
+    base = layer_multipliers(cfg, net)  # {parameter: per-layer multipliers}, None: one list for all
+
+    def masked(keep):
+        if isinstance(base, dict):
+            return {name: [r if keep(l) else 0.0 for l, r in enumerate(row)] for name, row in base.items()}
+        row = cfg.layer_lr if isinstance(cfg.layer_lr, (list, tuple)) else [1.0] * layers
+        return [float(row[l]) if keep(l) else 0.0 for l in range(layers)]
+
+    out = []
+    for k in range(1, layers + 1):
+        out.append(Stage(f"layer {k}", k, masked(lambda l, k=k: l == k - 1), cfg.lr))
+        out.extend(Stage(f"layers 1-{k} x{f:g}", k, masked(lambda l, k=k: l < k), cfg.lr * f) for f in cfg.refine)
+    return out
+
+
+def layer_multipliers(cfg, net) -> dict | None:
+    """`layer_lr` given per parameter: {every per-layer parameter: L multipliers} (1 where not named)."""
+    spec = cfg.layer_lr
+    if not isinstance(spec, dict):
+        return None
+    layers = type(net).num_layers
+    names = {name.split(".")[0] for name, _, _ in layer_parameters(net)}
+    unknown = sorted(set(spec) - names)
+    if unknown:
+        raise ValueError(f"layer_lr: {', '.join(map(repr, unknown))} is not a per-layer trainable parameter of "
+                         f"{type(net).__name__} (those are: {', '.join(sorted(names)) or 'none'})")
+    out = {}
+    for name in sorted(names):
+        row = spec.get(name, 1.0)
+        out[name] = [float(row)] * layers if isinstance(row, (int, float)) else [float(r) for r in row]
+    return out
+
+
+def stage_deadlines(cfg, stages: list[Stage]) -> list[float] | None:
+    """The CPU time (s) by which each stage ends, from `budget_shares` (None without them): the shares divide
+    the budget between a group's stages (the stage at lr, then each refinement); stage-wise, layer k's group
+    weighs k (a k-layer network costs k layers a step)."""
+    if cfg.budget_shares is None:
+        return None
+    shares = [float(x) for x in cfg.budget_shares]
+    if cfg.max_cpu_seconds is None:
+        raise ValueError("budget_shares: give max_cpu_seconds too (the shares divide that budget)")
+    if len(shares) != 1 + len(cfg.refine) or min(shares) < 0 or sum(shares) <= 0:
+        raise ValueError(f"budget_shares: expected {1 + len(cfg.refine)} non-negative numbers (the stage at lr, "
+                         f"then the refinements {tuple(cfg.refine)}), got {cfg.budget_shares!r}")
+    group = len(shares)
+    weights = [(st.depth or 1) * shares[i % group] for i, st in enumerate(stages)]
+    total, elapsed, out = sum(weights), 0.0, []
+    for w in weights:
+        elapsed += w
+        out.append(cfg.max_cpu_seconds * elapsed / total)
+    return out
+
+
+def trains_one_layer(stage: Stage) -> bool:
+    """Whether the stage trains exactly one layer (stage-wise `layer k`)."""
+    rows = stage.rates.values() if isinstance(stage.rates, dict) else [stage.rates]
+    active = {l for row in rows if isinstance(row, (list, tuple)) for l, r in enumerate(row) if r}
+    return len(active) == 1
