@@ -218,8 +218,8 @@ def peel_first_layer(program: ir.Program, builder) -> tuple[list | None, str]:
                 "real", "int") or tuple(node.type.shape) != () or node.type.batched:
             return value
         values = [known_value(a) for a in node.args]
-        if node.op in ("mul", "div") and values[0] == 0:
-            return 0  # 0 · s and 0 / s (s nonzero: the classical step divides by it too)
+        if node.op in ("mul", "div") and values[0] == 0 and not (node.op == "div" and values[1] == 0):
+            return 0  # 0 · s, 0 / s: exact for finite s and a nonzero divisor, as everywhere in this pass
         if node.op == "mul" and values[1] == 0:
             return 0
         if any(v is None for v in values):

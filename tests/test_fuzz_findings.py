@@ -329,3 +329,20 @@ def test_a_literal_index_into_an_axis_sized_by_dims_is_checked_when_they_are_bou
         net(y=torch.ones(1, 2, 3, dtype=torch.float64))
     out = net(y=torch.ones(1, 3, 3, dtype=torch.float64))  # T = 3: X has 4 rows, X[3] is the last
     assert torch.equal(out[0, 3], torch.ones(3, dtype=torch.float64)) and not out[0, :3].any()
+
+
+def test_a_diverging_iteration_refused_by_svt_is_not_a_failure_when_numpy_diverges_too(one_torch_thread):
+    """Fuzz run 5, statements 2000586: `x = svt(normalize_columns(x), 2.)` thresholds x to zero in layer 1, so
+    layer 2 normalises zero columns (0/0).  The runtime refuses the NaN matrix with a ValueError that says the
+    iteration diverged; numpy's reference has no defined value either.  The harness counts that as agreement
+    (before: a "forward" failure); the same refusal when numpy's values are finite stays a failure."""
+    from specgen import statement_program
+    from specgen_check import BATCH, _reference_diverges, check
+
+    prog = statement_program(2000586, ())
+    assert check(prog, 2000586).ok
+    data, inputs, _ = prog.values(2000586, BATCH)
+    assert _reference_diverges(prog, data, inputs)
+    finite = statement_program(2000587, ())
+    data, inputs, _ = finite.values(2000587, BATCH)
+    assert not _reference_diverges(finite, data, inputs)
