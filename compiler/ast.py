@@ -21,20 +21,20 @@ class DimExpr:
     const: int = 0
 
     @staticmethod
-    def of(value: "int | str | DimExpr") -> "DimExpr":
+    def of(value: int | str | DimExpr) -> DimExpr:
         if isinstance(value, DimExpr):
             return value
         if isinstance(value, int):
             return DimExpr((), value)
         return DimExpr(((value, 1),), 0)
 
-    def __add__(self, other: "DimExpr") -> "DimExpr":
+    def __add__(self, other: DimExpr) -> DimExpr:
         acc = dict(self.terms)
         for name, coef in other.terms:
             acc[name] = acc.get(name, 0) + coef
         return DimExpr(tuple(sorted((k, v) for k, v in acc.items() if v)), self.const + other.const)
 
-    def __mul__(self, other: "DimExpr") -> "DimExpr | None":
+    def __mul__(self, other: DimExpr) -> DimExpr | None:
         if not self.terms:
             return DimExpr(tuple((k, v * self.const) for k, v in other.terms if v * self.const), self.const * other.const)
         if not other.terms:
@@ -89,8 +89,8 @@ class TypeSyntax:
     dims: list[DimExpr] | None = None  # None: scalar
     dim_spans: list[Span] = field(default_factory=list)
     out_dims: list[DimExpr] | None = None  # operator[out <- in]
-    args: list["TypeSyntax"] | None = None  # function(args) -> result: the argument types
-    result: "TypeSyntax | None" = None  # ... and the result type (its dims are `dims`)
+    args: list[TypeSyntax] | None = None  # function(args) -> result: the argument types
+    result: TypeSyntax | None = None  # ... and the result type (its dims are `dims`)
 
 
 # ---------------------------------------------------------------- expressions

@@ -30,7 +30,7 @@ class Span:
     end_column: int
 
     @staticmethod
-    def point(line: int, column: int, width: int = 1) -> "Span":
+    def point(line: int, column: int, width: int = 1) -> Span:
         return Span(line, column, line, column + max(width, 1))
 
 

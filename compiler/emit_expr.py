@@ -12,7 +12,7 @@ from __future__ import annotations
 from . import ir
 from .check.literals import INT64_MAX
 from .ir import IMAGE_NETS
-from .operators import INTERNAL_OPERATORS, OPERATORS, P_ADD, P_ATOM, P_MUL, Arg, tensor, wrap
+from .operators import INTERNAL_OPERATORS, OPERATORS, P_ATOM, P_MUL, Arg, tensor, wrap
 from .operators.core import all_axes, axis_code
 from .operators.linalg import TRANSPOSE
 

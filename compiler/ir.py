@@ -38,7 +38,7 @@ def _hashable(value):
 @dataclass(eq=False)
 class Node:
     op: str  # a registry operator name, or one of: var, number, dim, index, set_index, list
-    args: list["Node"]
+    args: list[Node]
     type: Type
     span: Span
     level: int

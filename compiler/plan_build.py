@@ -19,14 +19,14 @@ from __future__ import annotations
 from . import ir
 from .plan_algebra import (
     associate_invariant_products,
-    gram_choice,
     distribute_products,
     factor_solves,
     fold_scalars,
     fuse_addmm,
     fuse_lerp,
-    squared_norms,
+    gram_choice,
     python_scalar_lets,
+    squared_norms,
 )
 from .plan_passes import (
     find_layer_table,

@@ -39,7 +39,7 @@ class Type:
     def numeric(self) -> bool:
         return self.dtype in NUMERIC
 
-    def with_(self, **changes) -> "Type":
+    def with_(self, **changes) -> Type:
         return replace(self, **changes)
 
     def __str__(self) -> str:

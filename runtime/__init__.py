@@ -13,8 +13,8 @@ from .array_ops import *  # sqdist, diff_adj (listed in array_ops.__all__)
 from .autodiff import *  # differentiation in the forward pass, `step until` masks
 from .autodiff import __all__ as _autodiff_all
 from .backward import LayerSlice, checkpoint_layers, implicit_layers
-from .index_ops import *  # gather, scatter-add, indexed writes (index_ops.__all__)
 from .function_data import FunctionData  # function data (a user-supplied nonlinear callable)
+from .index_ops import *  # gather, scatter-add, indexed writes (index_ops.__all__)
 from .module import UnrolledModule
 from .nets import (
     CNN,

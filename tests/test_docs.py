@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
+from unroll.compiler import opdocs
 from unroll.compiler.diagnostics import CompileError
 from unroll.compiler.driver import check_source, compile_source
-from unroll.compiler import opdocs
 from unroll.compiler.operators import INTERNAL_OPERATORS, OPERATORS, SPECIAL_FORMS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "language.md"
@@ -18,7 +18,7 @@ TEXT = DOC.read_text(encoding="utf-8")
 
 def _blocks():
     out = []
-    for match in re.finditer(r"(<!-- expect-error -->\n)?```unroll\n(.*?)```", TEXT, re.S):
+    for match in re.finditer(r"(<!-- expect-error -->\n)?```unroll\n(.*?)```", TEXT, re.DOTALL):
         line = TEXT[:match.start(2)].count("\n") + 1
         after = TEXT[match.end():match.end() + 600]
         expected = re.match(r"\s*```text\n[^\n]*?:\d+:\d+: error: ([^\n]*)", after)
@@ -27,7 +27,7 @@ def _blocks():
     return out
 
 
-BLOCKS = [b for b in _blocks() if re.search(r"^spec ", b.values[0], re.M)]
+BLOCKS = [b for b in _blocks() if re.search(r"^spec ", b.values[0], re.MULTILINE)]
 
 
 def test_the_manual_has_examples():

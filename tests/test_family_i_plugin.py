@@ -9,7 +9,6 @@ numpy.linalg.solve of the fixed-point or normal equations."""
 import numpy as np
 import pytest
 import torch
-
 import unroll
 
 ndimage = pytest.importorskip("scipy.ndimage")

@@ -5,7 +5,6 @@ the data term). pnp_fbs and pnp_admm train with the Lipschitz-bounded DnCNN (eps
 
 import pytest
 import torch
-
 import unroll
 from unroll.runtime.problems import problem_for
 

@@ -6,7 +6,6 @@ column by column from scipy.ndimage.correlate, its norm by numpy.linalg.norm(W, 
 import numpy as np
 import pytest
 import torch
-
 from unroll.runtime.loader import load_text
 from unroll.runtime.nets_denoisers import DnCNN, SpectralConv2d, UNet
 

@@ -274,7 +274,7 @@ class DeclarationMixin:
             sizes.setdefault("out", sizes.get("in"))
             if "in" in sizes and sizes["out"] != sizes["in"]:
                 out_arg = next(a for a in d.net_args if a.name == "out")
-                self.error(f"a `dncnn` gives x - R(x): `out` must equal `in`", out_arg.value.span,
+                self.error("a `dncnn` gives x - R(x): `out` must equal `in`", out_arg.value.span,
                            "leave `out` out (it is `in`), or use a `cnn` for a map between different channels")
                 return None
             options.pop("out_channels", None)

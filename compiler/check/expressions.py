@@ -13,10 +13,10 @@ from ..types import BOOL, INT, OPERATOR, REAL, ShapeError, Type
 from .bounds import (
     dim_relation,
     index_problem,
-    loop_index_problem,
-    loop_index_range,
     int_bounds,
     int_power_problem,
+    loop_index_problem,
+    loop_index_range,
     onehot_problem,
     single_dim,
     symbolic_index_problem,

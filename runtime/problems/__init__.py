@@ -72,6 +72,7 @@ def known_specs() -> list[str]:
 
 def _load_all() -> None:
     from . import (  # noqa: F401  (registering is their import side effect)
+        denoising_amp,
         dynamics,
         imaging,
         inference,
@@ -83,4 +84,3 @@ def _load_all() -> None:
         training_algorithms,
         trellis_graphs,
     )
-    from . import denoising_amp  # noqa: F401  (family I1)

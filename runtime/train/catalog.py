@@ -12,8 +12,8 @@ report a metric the trainer does not have (symbol or labelling error rates) are 
 from __future__ import annotations
 
 import torch
-
 from unroll.runtime.problems import problem_for
+
 from .tasks import Task, from_tensors
 
 # the demo metric -> the trainer's headline metric of the same quantity
