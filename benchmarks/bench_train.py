@@ -9,7 +9,7 @@
 
 Setting: Chen et al. (NeurIPS 2018), noiseless: A 250x500 Gaussian with unit columns, codes
 Bernoulli(0.1)·N(0,1), fresh training batches of 64, validation and test sets of 1000 samples; Adam with
-refinement at 0.2 and 0.02 of the learning rate (their code), each stage ending at its patience (epochs of 100
+refinement at decayed learning rates (E2E, STAGEWISE below), each stage ending at its patience (epochs of 100
 steps without a better validation NMSE) or when its share of the CPU budget is spent (E2E, STAGEWISE below;
 stage-wise, layer k's three stages share a part of the budget proportional to k).  CPU time is
 time.process_time().
@@ -35,9 +35,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 E2E = {"lr": 1e-3, "budget_shares": (0.4, 0.35, 0.25), "patience": 8}
 # stage-wise: layer k starts as a copy of the trained layer k-1 (stage_init), the thresholds (learned on a log
 # scale, `positive`) at 10x the rate, and most of each layer's part of the budget goes to the refinement of layers
-# 1..k (training layer k alone saturates within an epoch of its copy)
+# 1..k at 0.5x and 0.05x (training layer k alone saturates within an epoch of its copy); benchmarks/README.md
 STAGEWISE = {"lr": 1e-3, "budget_shares": (0.15, 0.6, 0.25), "patience": 4, "stage_init": "previous",
-             "layer_lr": {"theta": 10}}
+             "layer_lr": {"theta": 10}, "refine": (0.5, 0.05)}
 
 
 def trained_run(protocol: str, budget: float, epochs: int, lr: float, budget_shares: tuple, patience: int,

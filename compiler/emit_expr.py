@@ -32,6 +32,7 @@ class ExprPrinter:
         self.per_layer = {x.name for x in plan.program.params if x.per_layer}
         # constants of the data kept as Python numbers (`let L = opnorm(A)^2`): a Python number wherever read
         self.python_constants = {c.name for c in plan.constants if c.python}
+        self.transposed = {} if in_init else dict(plan.transposed)  # forward reads M as its stored Mᵀ, transposed
 
     def at(self, layer: str) -> ExprPrinter:
         return ExprPrinter(self.plan, self.in_init, layer)
@@ -55,6 +56,8 @@ class ExprPrinter:
                     str(int(self.layer) + offset) if self.layer.isdigit() else f"{self.layer} + {offset}")
                 return Arg(f"{node.attrs['name']}[{index}]", node.type, P_ATOM, static=node.static)
             name = node.attrs["name"]
+            if name in self.transposed:
+                return Arg(f"{self.transposed[name]}{TRANSPOSE}", node.type, P_ATOM, static=node.static)
             return Arg(name, node.type, P_ATOM, py=node.py or name in self.python_constants, static=node.static)
         if op == "number":
             v = node.attrs["value"]
@@ -66,7 +69,10 @@ class ExprPrinter:
             if matrix.op in ("transpose", "adjoint"):
                 mat2 = wrap(self.render(matrix.args[0]), P_ATOM) + (".conj()" if matrix.op == "adjoint" else "")
             else:
-                mat2 = f"{wrap(self.render(matrix), P_ATOM)}{TRANSPOSE}"
+                rendered = self.render(matrix)
+                stored = rendered.code[:-len(TRANSPOSE)] if matrix.op == "ref" and rendered.code.endswith(
+                    TRANSPOSE) and matrix.attrs.get("name") in self.transposed else None
+                mat2 = stored if stored is not None else f"{wrap(rendered, P_ATOM)}{TRANSPOSE}"
             extra = "".join(f", {k}={v}" for k, v in sorted(node.attrs.items()) if k in ("alpha", "beta"))
             if other.op == "matmul" and not other.py and other.type == node.type and other.args[0].type.rank == 2 \
                     and not other.args[0].type.batched and other.args[1].type.rank == 1 and other.args[1].type.batched:
@@ -186,6 +192,8 @@ class ExprPrinter:
             return Arg(self.plan.prev_names[name], node.type, P_ATOM)
         if kind == "param" and name in self.per_layer and not self.in_init:
             return Arg(f"{name}[{self.layer}]", node.type, P_ATOM)
+        if name in self.transposed:
+            return Arg(f"{self.transposed[name]}{TRANSPOSE}", node.type, P_ATOM, static=node.static)
         return Arg(name, node.type, P_ATOM, py=node.py or name in self.python_constants, static=node.static)
 
 

@@ -38,6 +38,12 @@ class ConstructorPrinter:
         out = Lines()
         names = tuple(c.name for c in self.plan.constants
                       if c.python and not c.value.py and c.read_by_forward and constant_needed(self.plan, c))
+        transposed = tuple((c.name, self.plan.transposed[c.name]) for c in self.plan.constants
+                           if c.name in self.plan.transposed and c.read_by_forward)
+        if transposed:  # state_dict keeps each under its own name and orientation (UnrolledModule)
+            out.add(f"transposed_buffers = {transposed!r}  # (constant, the buffer holding its transpose)", 1)
+            if not names:
+                out.add()
         if names:
             out.add(f"python_constants = {names!r}  # constants of the data kept as Python numbers", 1)
             out.add()
@@ -263,7 +269,12 @@ class ConstructorPrinter:
                 flag, branch = c.condition
                 code = f"({code}) if {'' if branch == 0 else 'not '}{flag} else None"
             out.add(f"{c.name} = {code}{tail}", 2)
-            if c.read_by_forward:
+            stored = plan.transposed.get(c.name)
+            if c.read_by_forward and stored is not None:  # forward reads it only as x @ Mᵀ: keep Mᵀ contiguous
+                value = f"{c.name}.transpose(-2, -1).contiguous()"
+                value = value if c.condition is None else f"{value} if {c.name} is not None else None"
+                out.add(f"self.register_buffer({stored!r}, {value})", 2)
+            elif c.read_by_forward:
                 out.add(f"self.register_buffer({c.name!r}, {c.name})", 2)
 
     def _param(self, out: Lines, x: ir.Param) -> None:

@@ -276,8 +276,9 @@ class ModulePrinter(ConstructorPrinter):
             if d.name in used:
                 pre.add(f"{d.name} = self.{d.name}", 2)
         for c in plan.constants:
-            if c.read_by_forward and c.name in used:
-                pre.add(f"{c.name} = self.{c.name}", 2)
+            name = plan.transposed.get(c.name, c.name)
+            if c.read_by_forward and name in used:
+                pre.add(f"{name} = self.{name}", 2)
         if plan.table is not None:
             for name in [n for n, _ in plan.table.columns] + list(plan.table.rows.values()):
                 if name in used:

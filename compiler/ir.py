@@ -53,7 +53,8 @@ class Node:
         if k is None:
             # every attribute but the descriptive ones: `K(x)` and `K.H(x)` differ only in `adjoint`, and a
             # list of attributes that count let such a difference merge two values (fuzz expressions 1079809)
-            attrs = tuple(sorted((a, _hashable(v)) for a, v in self.attrs.items() if a not in DESCRIPTIVE_ATTRS))
+            attrs = tuple(sorted((a, _hashable(v)) for a, v in self.attrs.items() if a not in DESCRIPTIVE_ATTRS
+                                 and not (a == "statics" and all(x is None for x in v))))  # (None, ...): none
             k = (self.op, attrs, tuple(a.key for a in self.args))
             self.__dict__["_key"] = k
         return k

@@ -304,7 +304,7 @@ def hoistable_locals(stmts: list, depth: int, step_counts: dict[str, int] | None
 
 
 def build(program: ir.Program, class_name: str) -> Plan:
-    from .plan_uses import count_uses, trace_only_inits
+    from .plan_uses import count_uses, stored_transposed, trace_only_inits
 
     program = factor_solves(program)
     program = associate_invariant_products(distribute_products(fold_scalars(program)))
@@ -337,6 +337,7 @@ def build(program: ir.Program, class_name: str) -> Plan:
     for s in p.states:
         plan.state_inits.append(Stmt(s.name, b.lower(s.init, ir.FORWARD), b.line_text(s.line), "state", s.line, s))
     plan.invariants = b.hoisted.get(ir.FORWARD, [])
+    share_initial_values(plan, b)
     widen_conditions(plan)
     fuse_block_addmm(plan)
     if p.until is None:  # the stopping condition may read any state after the last layer too
@@ -347,7 +348,32 @@ def build(program: ir.Program, class_name: str) -> Plan:
     plan.outputs = [(name, output_batched(program, name)) for name in p.outputs]
     count_uses(plan)
     plan.trace_only_inits = trace_only_inits(plan)
+    plan.transposed = stored_transposed(plan)
     return plan
+
+
+def share_initial_values(plan, b) -> None:
+    """A state whose initial value the step also uses as a loop-invariant term (unfolded PGD's x⁰ = Aᵀy and
+    its gradient's Aᵀy): the term is computed once, before the states, and the state starts from it."""
+    from collections import Counter
+
+    from .plan_uses import node_reads
+
+    hoisted = b.hoist_keys.get(ir.FORWARD, {})
+    states = {s.name for s in plan.program.states}
+    for st, s in zip(plan.state_inits, plan.program.states):
+        name = hoisted.get(s.init.key)
+        item = next((x for x in plan.invariants if x.target == name), None) if name else None
+        if item is None:
+            continue
+        reads: Counter = Counter()
+        node_reads(item.value, reads)
+        if states & set(reads):
+            continue  # it reads a state: it stays after the initial values
+        plan.invariants.remove(item)
+        item.condition = None  # the state needs it whichever form the constructor chose
+        plan.prologue.append(item)
+        st.value = ref(name, s.init)
 
 
 def widen_conditions(plan) -> None:

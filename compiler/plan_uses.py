@@ -148,9 +148,52 @@ def trace_only_inits(plan: Plan) -> list[str]:
     return [s.name for s in p.states if s.name in candidates and s.name in assigned]
 
 
+def stored_transposed(plan: Plan) -> dict[str, str]:
+    """Real constant matrices that forward reads only as the matrix of a product with a batch of vectors
+    (`M @ x` prints `x @ Mᵀ`, `addmm(b, x, Mᵀ)`): stored transposed and contiguous, so that the GEMM reads
+    its operand in memory order (a transposed view costs 1-2 % at 2 threads here).  {constant: buffer}"""
+    p = plan.program
+    candidates = {c.name for c in plan.constants if c.read_by_forward and not c.python and c.value.type.rank == 2
+                  and not c.value.type.batched and c.value.type.dtype == "real" and c.name not in p.outputs}
+    good: set[str] = set()
+    bad: set[str] = set()
+
+    def as_matrix_of_a_batch(parent: ir.Node, index: int) -> bool:
+        if parent.op == "addmm":
+            return index == 1
+        return parent.op == "matmul" and index == 0 and parent.args[1].type.rank == 1 \
+            and parent.args[1].type.batched
+
+    def visit(node: ir.Node) -> None:
+        for index, arg in enumerate(node.args):
+            if arg.op in ("ref", "var") and arg.attrs.get("name") in candidates and not arg.attrs.get("table"):
+                (good if as_matrix_of_a_batch(node, index) else bad).add(arg.attrs["name"])
+            else:
+                visit(arg)
+
+    roots = [st.value for st in plan.all_stmts()] + [loop.count for loop in _loops(plan)]
+    if plan.until is not None:
+        roots.append(plan.until)
+    for root in roots:
+        if root.op in ("ref", "var") and root.attrs.get("name") in candidates:
+            bad.add(root.attrs["name"])
+        visit(root)
+    return {name: plan.names.fresh(f"{name}_t") for name in sorted(good - bad)}
+
+
+def _loops(plan: Plan):
+    def walk(block):
+        for item in block:
+            if isinstance(item, Loop):
+                yield item
+                yield from walk(item.body)
+    for block in (plan.peeled or [], plan.step, plan.final):
+        yield from walk(block)
+
+
 def constant_needed(plan: Plan, c: Constant) -> bool:
     """Whether the constructor must compute `c` at all (forward or other constructor code reads it)."""
     return c.read_by_forward or plan.init_uses[c.name] > 0 or c.name in plan.program.outputs
 
 
-__all__ = ["Stmt", "constant_needed", "count_uses", "node_reads", "trace_only_inits"]
+__all__ = ["Stmt", "constant_needed", "count_uses", "node_reads", "stored_transposed", "trace_only_inits"]

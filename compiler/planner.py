@@ -181,6 +181,9 @@ class Plan:
     until: object = None  # the lowered stopping condition (an ir.Node), evaluated after each layer
     # states whose initial value only the trace reads (the first layer peeled): computed only when it records
     trace_only_inits: list[str] = field(default_factory=list)
+    # constant matrices forward reads only as the matrix of a batched product (x @ Mᵀ): kept as a contiguous Mᵀ
+    # under the second name, so that every GEMM reads its operand in memory order (constant -> buffer name)
+    transposed: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------ queries
     def all_stmts(self, include_peeled: bool = True):

@@ -38,6 +38,22 @@ class UnrolledModule(NoiseMixin, nn.Module):
     dim_relations: tuple = ()
     early_exit: bool = True  # `step until`: stop the layer loop once no sample is active (False: masked, no break)
     min_layers: int = 0  # 1 where layer 0 is emitted apart (specialised to the initial states): it always runs
+    # (constant, buffer): a constant matrix forward only multiplies batches by is kept transposed (contiguous Mᵀ);
+    # state_dict holds it under the constant's name in its own orientation, as before the buffer was transposed
+    transposed_buffers: tuple = ()
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        for name, stored in type(self).transposed_buffers:
+            if prefix + stored in destination:
+                destination[prefix + name] = destination.pop(prefix + stored).transpose(-2, -1)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name, stored in type(self).transposed_buffers:  # (load_state_dict hands a copy of the user's dict)
+            if prefix + name in state_dict and prefix + stored not in state_dict:
+                value = state_dict.pop(prefix + name)
+                state_dict[prefix + stored] = value.transpose(-2, -1) if torch.is_tensor(value) else value
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def __setattr__(self, name, value):
         if name == "num_layers" and isinstance(value, int) and value < type(self).min_layers:

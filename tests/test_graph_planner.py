@@ -4,12 +4,15 @@ sub-expressions computed once, first-layer peeling, layer tables, factor-once so
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from unroll.compiler import ir
 from unroll.compiler.driver import check_source, compile_source, make_options, shipped_specs
 from unroll.compiler.plan_build import hoistable_locals, repeated_keys
 from unroll.compiler.planner import Loop, Names, Plan, describe, is_trivial, plan, summary
 
 SHIPPED = shipped_specs()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def program_of(name: str, **options) -> ir.Program:
@@ -270,6 +273,44 @@ def test_initial_values_only_the_trace_reads_are_computed_only_for_it():
     record_block = code[code.index("        if record is not None:\n            # initial values"):]
     assert "x = torch.zeros((batch, m)" in record_block.split("record.append")[0]
     assert code.count("torch.zeros((batch, m)") == 1
+
+
+def test_constant_matrices_read_only_by_batched_products_are_stored_transposed():
+    """ADMM's (AᵀA + ρI)⁻¹ pieces and ISTA's Gram matrix are only ever the matrix of a product with a batch
+    (`x @ Mᵀ`): the constructor keeps Mᵀ contiguous under a second name and the GEMMs read it in memory order;
+    a constant read any other way keeps its orientation."""
+    p = plan_of("admm_lasso")
+    assert p.transposed == {"M_A_c": "M_A_c_t", "rho_M_c": "rho_M_c_t"}
+    code = compile_source(SHIPPED["admm_lasso"].read_text(), "admm_lasso.unroll")
+    assert "self.register_buffer('rho_M_c_t', rho_M_c.transpose(-2, -1).contiguous())" in code
+    forward = code[code.index("    def _unrolled"):]
+    assert "torch.addmm(M_A_y, z - alpha, rho_M_c_t)" in forward and ".transpose" not in forward
+    assert plan_of("ista").transposed == {"A_L_c": "A_L_c_t"}
+    q = plan_of_source("""spec tr "one constant read as a matrix, one not"
+dims n
+data A : real[n, n]
+input y : real[n]
+let B = A @ A
+let C = A @ A.T
+state x : real[n] = 0
+layers 2
+step:
+    x = B @ x + y + sum(C)
+output x
+""")
+    assert q.transposed == {"B": "B_t"}
+
+
+def test_an_initial_value_the_step_also_uses_is_computed_once():
+    """Unfolded PGD starts from x0 = A.T @ y, and its gradient A.T @ (A @ x - y) has the loop-invariant term
+    A.T @ y: one GEMM per call, before the states, and x starts from it (before: computed twice)."""
+    text = (ROOT / "benchmarks" / "specs" / "pgd_unfolded.unroll").read_text()
+    p = plan_of_source(text, "pgd_unfolded")
+    (x0,) = p.state_inits
+    assert x0.value.op == "ref" and [st.target for st in p.prologue] == [x0.value.attrs["name"]]
+    assert p.prologue[0].condition is None  # needed in either association
+    code = compile_source(text, "pgd_unfolded.unroll")
+    assert code.count("y @ A") == 1, code
 
 
 def test_is_trivial():

@@ -237,7 +237,7 @@ def test_ista_gradient_step_in_either_association_equals_numpy(n, m):
         v = x - (x @ A.T - y) @ A / L
         x = np.sign(v) * np.maximum(np.abs(v) - 0.05 / L, 0)
         assert np.abs(trace[layer + 1]["x"].numpy() - x).max() < 1e-12 * max(1, np.abs(x).max())
-    assert (net.A_L_c is None) == (not net.gram_form)  # the unchosen form's matrix is not computed
+    assert (net.A_L_c_t is None) == (not net.gram_form)  # the unchosen form's matrix is not computed (kept as its transpose)
 
 
 def test_a_squared_norm_has_finite_second_derivatives_at_zero(tmp_path):
@@ -284,3 +284,31 @@ output x, z
     x, z = Net(n=4, dtype=torch.float64)(y)
     assert torch.equal(x, y)
     torch.testing.assert_close(z, 3 * 3 * (2 * y + 1), rtol=1e-15, atol=0)
+
+
+def test_a_constant_kept_transposed_keeps_its_state_dict_form(tmp_path):
+    """`let B = A @ A` is only the matrix of a batched product: forward reads a contiguous Bᵀ (buffer B_t), while
+    state_dict still holds `B` in its own orientation (checkpoints of earlier versions load; a loaded `B` is
+    what forward uses)."""
+    Net = build(tmp_path, """spec tr "a constant kept transposed"
+dims n
+data A : real[n, n]
+input y : real[n]
+let B = A @ A
+state x : real[n] = 0
+layers 2
+step:
+    x = B @ x + y
+output x
+""")
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((4, 4))
+    net = Net(A=A)
+    assert net.transposed_buffers == (("B", "B_t"),) and net.B_t.is_contiguous()
+    state = net.state_dict()
+    assert "B_t" not in state and np.allclose(state["B"].numpy(), A @ A)
+    y = rng.standard_normal((3, 4))
+    assert np.allclose(net(torch.from_numpy(y)).numpy(), (y @ (A @ A).T) + y)  # x2 = B x1 + y, x1 = y
+    other = rng.standard_normal((4, 4))
+    net.load_state_dict({**state, "B": torch.from_numpy(other)})
+    assert np.allclose(net(torch.from_numpy(y)).numpy(), (y @ other.T) + y)

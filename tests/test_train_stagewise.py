@@ -206,3 +206,18 @@ def test_budget_shares_end_a_stage_when_its_share_is_spent(task, monkeypatch):
     for record in trainer.history:
         epochs[record["stage"]] = max(epochs.get(record["stage"], 0), record["epoch"])
     assert epochs == {"e2e": 6, "e2e x0.2": 4}, epochs
+
+
+def test_a_stage_that_only_makes_things_worse_ends_where_it_started(task):
+    """The starting weights are each stage's first best: at an absurd learning rate every epoch is worse than
+    the start, so the run ends with the weights it started with (before: the best of the stage's own epochs,
+    worse than its start)."""
+    net = small(task)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    trainer = Trainer(net, task, quick(lr=100.0, epochs=3, patience=2), progress=False)
+    trainer.fit()
+    metrics = [r["metric"] for r in trainer.history]
+    _, start_metric = trainer.validate(task.validation)
+    assert not any(m <= start_metric for m in metrics), (start_metric, metrics)  # NMSE (lower is better) or NaN
+    for key, value in start.items():
+        assert torch.equal(net.state_dict()[key], value), key

@@ -281,9 +281,14 @@ class Trainer:
 
     def _start_stage(self, stage: Stage) -> None:
         """Before the first step of a stage: stage-wise with stage_init "previous", layer k (k > 1) becomes a
-        copy of the trained layer k-1."""
+        copy of the trained layer k-1.  The starting weights are the stage's first best (validated here): a
+        stage that only makes the network worse (a refinement whose rate overshoots) ends where it started."""
         if self.config.stage_init == "previous" and stage.depth and stage.depth > 1 and trains_one_layer(stage):
             copy_layer(self.net, stage.depth - 2, stage.depth - 1)
+        _, metric = self.validate(self.task.validation, stage.depth)
+        self.progress.best, self.progress.stale = metric, 0
+        self._stage_best_state = copy.deepcopy(self.net.state_dict())
+        self._log(event="stage_start", stage=stage.name, metric=metric, step=self.progress.step)
 
     def _pause(self) -> dict:
         if self._log_file is not None:
