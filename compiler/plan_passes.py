@@ -207,9 +207,13 @@ def peel_first_layer(program: ir.Program, builder) -> tuple[list | None, str]:
         name = node.attrs.get("name")
         if node.op == "var" and node.attrs.get("kind") == "state" and name in numbers \
                 and (node.attrs.get("prev") or name in initial):
-            used_numbers.add(name)
             return numbers[name]
         return None
+
+    def note_numbers(node: ir.Node) -> None:
+        """The literal states whose values made `node` known (for the note)."""
+        used_numbers.update(n.attrs["name"] for n in node.walk() if n.op == "var" and known_number(n) is not None
+                            and n.attrs.get("kind") == "state")
 
     def known_value(node: ir.Node):
         """The value at layer 0 of a real scalar expression of literals and such states, else None."""
@@ -240,12 +244,14 @@ def peel_first_layer(program: ir.Program, builder) -> tuple[list | None, str]:
         if not node.args:
             return node, False
         if known_value(node) == 0:  # t - 1 with t = 1 in layer 0
+            note_numbers(node)
             return node, True
         parts = [simplify(a) for a in node.args]
         args = [p[0] for p in parts]
         zeros = [p[1] for p in parts]
         op = node.op
         if op == "lerp" and known_value(node.args[2]) == 1 and _same_type(args[1], node):
+            note_numbers(node.args[2])
             dropped.append(node)  # lerp(b, a, 1) = a: FISTA's first momentum step, (t - 1)/t_new = 0
             return args[1], False
         if op in ("matmul", "mul", "div") and sum(a.op == "neg" for a in args) == 1 and not any(zeros) \

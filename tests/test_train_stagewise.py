@@ -23,6 +23,18 @@ def test_layer_parameters_of_stacked_and_reparametrised_parameters(task):
     assert names == {"We": None, "theta.log_scale": None}
 
 
+def one_step(trainer, rates, inputs, targets, lr):
+    """One optimiser step of `trainer`'s network with per-layer `rates` (None: none) applied as the trainer does."""
+    opt = trainer._make_optimizer(lr)
+    scaler = LayerRates(trainer.net, rates) if rates else None
+    trainer.loss(inputs, targets).backward()
+    if scaler:
+        scaler.before_step()
+    opt.step()
+    if scaler:
+        scaler.after_step()
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_per_layer_learning_rates_scale_each_layers_step(task, optimizer):
     """One step with rates r equals r[l] times the step with rates 1, layer by layer; rate 0 is bit-exact."""
@@ -34,15 +46,7 @@ def test_per_layer_learning_rates_scale_each_layers_step(task, optimizer):
         net = build_net("lista_cp", task, layers=3, dtype=torch.float64)
         start = {k: v.clone() for k, v in net.state_dict().items()}
         trainer = Trainer(net, task, quick(optimizer=optimizer, dtype="float64"), progress=False)
-        opt = trainer._make_optimizer(1e-2)
-        scaler = LayerRates(net, r) if r else None
-        loss = trainer.loss(inputs, targets)
-        loss.backward()
-        if scaler:
-            scaler.before_step()
-        opt.step()
-        if scaler:
-            scaler.after_step()
+        one_step(trainer, r, inputs, targets, lr=1e-2)
         deltas[label] = {k: net.state_dict()[k] - start[k] for k in ("We", "theta.log_scale")}
         if r:
             assert torch.equal(net.state_dict()["We"][2], start["We"][2])  # frozen: bit for bit
@@ -72,15 +76,7 @@ def test_per_parameter_learning_rates_in_every_protocol(task):
         net = build_net("lista_cp", task, layers=3, dtype=torch.float64)
         start = {k: v.clone() for k, v in net.state_dict().items()}
         trainer = Trainer(net, task, quick(optimizer="sgd", dtype="float64", layer_lr=spec), progress=False)
-        opt = trainer._make_optimizer(1e-3)
-        rates = trainer.stages()[0].rates
-        scaler = LayerRates(net, rates) if rates else None
-        trainer.loss(inputs, targets).backward()
-        if scaler:
-            scaler.before_step()
-        opt.step()
-        if scaler:
-            scaler.after_step()
+        one_step(trainer, trainer.stages()[0].rates, inputs, targets, lr=1e-3)
         deltas[label] = {k: net.state_dict()[k] - start[k] for k in ("We", "theta.log_scale")}
     assert torch.allclose(deltas["theta x10"]["We"], deltas["ones"]["We"], rtol=1e-12, atol=0)
     assert torch.allclose(deltas["theta x10"]["theta.log_scale"], 10 * deltas["ones"]["theta.log_scale"], rtol=1e-9)
