@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
                    help="deep supervision weights: uniform, linear, log, last")
     t.add_argument("--epochs", type=int, default=20, metavar="E", help="epochs per stage at most")
     t.add_argument("--steps-per-epoch", type=int, default=100, metavar="S")
-    t.add_argument("--batch-size", type=int, default=64, metavar="B")
+    t.add_argument("--batch-size", default="64", metavar="B[,B1,..]",
+                   help="samples a step; or one per stage of a group (the stage at --lr, then each refinement)")
     t.add_argument("--lr", type=float, default=5e-4)
     t.add_argument("--layer-lr", metavar="R1,..,RL",
                    help="per-layer learning-rate multipliers (one per layer), or per parameter: NAME=R,.. "

@@ -217,3 +217,29 @@ def test_a_stage_that_only_makes_things_worse_ends_where_it_started(task):
     assert not any(m <= start_metric for m in metrics), (start_metric, metrics)  # NMSE (lower is better) or NaN
     for key, value in start.items():
         assert torch.equal(net.state_dict()[key], value), key
+
+
+def test_batch_size_per_stage_of_a_group(task, monkeypatch):
+    """`batch_size` as one number per stage of a group (the stage at lr, then each refinement): every step of a
+    stage draws batches of its size, in both protocols; a wrong count or a non-integer is a ValueError at
+    construction."""
+    drawn = []
+    original = type(task).batches
+
+    def batches(self, batch_size, seed, rank=0, world=1):
+        for inputs, targets in original(self, batch_size, seed, rank, world):
+            drawn.append(len(next(iter(inputs.values()))))
+            yield inputs, targets
+
+    monkeypatch.setattr(type(task), "batches", batches)
+    for protocol, names in (("e2e", ["e2e", "e2e x0.2"]), ("stagewise", ["layer 1", "layers 1-1 x0.2"])):
+        trainer = Trainer(small(task), task, quick(protocol=protocol, refine=(0.2,), batch_size=(8, 24), epochs=1,
+                                                   steps_per_epoch=3, log_every=1), progress=False)
+        assert [(s.name, s.batch_size) for s in trainer.stages()][:2] == list(zip(names, (8, 24)))
+        drawn.clear()
+        trainer.fit()
+        stages = len(trainer.stages())
+        assert drawn == [8, 8, 8, 24, 24, 24] * (stages // 2), drawn
+    for bad in ((8,), (8, 0), 64.0, (8, True)):
+        with pytest.raises(ValueError, match="batch_size: expected a positive integer or 2 of them"):
+            Trainer(small(task), task, quick(refine=(0.2,), batch_size=bad), progress=False)

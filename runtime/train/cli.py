@@ -29,7 +29,7 @@ def run(args) -> int:
     try:
         refine = tuple(float(f) for f in args.refine.split(",") if f.strip())
         config = TrainConfig(protocol=args.protocol, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                             batch_size=args.batch_size, lr=args.lr, refine=refine, patience=args.patience,
+                             batch_size=_batch_size(args.batch_size), lr=args.lr, refine=refine, patience=args.patience,
                              max_cpu_seconds=args.max_cpu_seconds, dtype=args.dtype, seed=args.seed,
                              budget_shares=tuple(float(f) for f in args.budget_shares.split(","))
                              if args.budget_shares else None,
@@ -60,6 +60,16 @@ def run(args) -> int:
     print(f"\nwrote {args.output}: best.pt final.pt last.pt log.jsonl summary.json "
           + " ".join(p.name for p in paths), file=sys.stderr)
     return 0
+
+
+def _batch_size(text: str):
+    """`--batch-size 64` or `--batch-size 64,256,256` (the stage at --lr, then each refinement)."""
+    try:
+        sizes = tuple(int(x) for x in str(text).split(","))
+    except ValueError:
+        raise ValueError(f"--batch-size: expected a positive integer or a comma-separated list of them, got "
+                         f"{text!r}") from None
+    return sizes[0] if len(sizes) == 1 else sizes
 
 
 def _layer_lr(text: str | None):

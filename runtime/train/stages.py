@@ -19,13 +19,15 @@ class Stage:
     depth: int | None  # run only the first `depth` layers (stage-wise); None: all
     rates: list | dict | None
     lr: float
+    batch_size: int = 64
 
 
 def plan_stages(cfg, net) -> list[Stage]:
+    batch = group_batch_sizes(cfg)  # the stage at lr, then each refinement
     if cfg.protocol != "stagewise":  # then the same refinement at decayed learning rates
         rates = layer_multipliers(cfg, net) if isinstance(cfg.layer_lr, dict) else cfg.layer_lr
-        return [Stage(cfg.protocol, None, rates, cfg.lr)] + [
-            Stage(f"{cfg.protocol} x{f:g}", None, rates, cfg.lr * f) for f in cfg.refine]
+        return [Stage(cfg.protocol, None, rates, cfg.lr, batch[0])] + [
+            Stage(f"{cfg.protocol} x{f:g}", None, rates, cfg.lr * f, b) for f, b in zip(cfg.refine, batch[1:])]
     layers = type(net).num_layers
     base = layer_multipliers(cfg, net)  # {parameter: per-layer multipliers}, None: one list for all
 
@@ -37,9 +39,22 @@ def plan_stages(cfg, net) -> list[Stage]:
 
     out = []
     for k in range(1, layers + 1):
-        out.append(Stage(f"layer {k}", k, masked(lambda l, k=k: l == k - 1), cfg.lr))
-        out.extend(Stage(f"layers 1-{k} x{f:g}", k, masked(lambda l, k=k: l < k), cfg.lr * f) for f in cfg.refine)
+        out.append(Stage(f"layer {k}", k, masked(lambda l, k=k: l == k - 1), cfg.lr, batch[0]))
+        out.extend(Stage(f"layers 1-{k} x{f:g}", k, masked(lambda l, k=k: l < k), cfg.lr * f, b)
+                   for f, b in zip(cfg.refine, batch[1:]))
     return out
+
+
+def group_batch_sizes(cfg) -> list[int]:
+    """`batch_size` for each stage of a group (the stage at lr, then each refinement): one number for all, or
+    one per stage (a refinement at a low rate averages its gradient over more samples per step)."""
+    spec = cfg.batch_size
+    sizes = list(spec) if isinstance(spec, (list, tuple)) else [spec] * (1 + len(cfg.refine))
+    if len(sizes) != 1 + len(cfg.refine) or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0
+                                                     for b in sizes):
+        raise ValueError(f"batch_size: expected a positive integer or {1 + len(cfg.refine)} of them (the stage at "
+                         f"lr, then the refinements {tuple(cfg.refine)}), got {spec!r}")
+    return sizes
 
 
 def layer_multipliers(cfg, net) -> dict | None:

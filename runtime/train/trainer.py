@@ -31,7 +31,7 @@ from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .forward import NetForward
 from .layers import LayerRates, copy_layer
 from .metrics import resolve_loss, resolve_metric
-from .stages import Stage, plan_stages, stage_deadlines, trains_one_layer
+from .stages import Stage, group_batch_sizes, plan_stages, stage_deadlines, trains_one_layer
 from .tasks import convert_batch
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -42,7 +42,7 @@ class TrainConfig:
     protocol: str = "e2e"  # e2e | stagewise | deep
     epochs: int = 20  # at most, per stage (early stopping: patience)
     steps_per_epoch: int = 100  # synthetic tasks (a dataset: one pass)
-    batch_size: int = 64
+    batch_size: int | tuple = 64  # or one per stage of a group: the stage at lr, then each refinement
     lr: float = 1e-3
     optimizer: str = "adam"  # adam | adamw | sgd
     weight_decay: float = 0.0
@@ -95,6 +95,7 @@ class Trainer:
             raise ValueError(f"protocol: expected e2e, stagewise or deep, got {cfg.protocol!r}")
         if cfg.stage_init not in ("default", "previous"):
             raise ValueError(f"stage_init: expected 'default' or 'previous', got {cfg.stage_init!r}")
+        group_batch_sizes(cfg)  # a ValueError now rather than when the first stage starts
         self.net, self.task = net, task
         self.losses = {t: resolve_loss(l) for t, l in (cfg.losses or task.losses).items()}
         self.weights = {t: float((cfg.loss_weights or {}).get(t, 1.0)) for t in self.losses}
@@ -230,11 +231,11 @@ class Trainer:
             rates = LayerRates(self.net, stage.rates, zero_grad_keeps_params=self._zero_grad_keeps_params()) \
                 if stage.rates is not None else None
             rates = rates if rates is None or rates.entries or rates.shared or rates.masked else None
-            steps = self.task.epoch_steps(cfg.batch_size, self.world) or cfg.steps_per_epoch
+            steps = self.task.epoch_steps(stage.batch_size, self.world) or cfg.steps_per_epoch
             spent = False  # this stage's share of the CPU budget (budget_shares)
             while self.progress.epoch < cfg.epochs:
                 epoch_seed = cfg.seed * 100003 + self.progress.stage * 1009 + self.progress.epoch
-                batches = self.task.batches(cfg.batch_size, epoch_seed, self.rank, self.world)
+                batches = self.task.batches(stage.batch_size, epoch_seed, self.rank, self.world)
                 bar = _bar(steps, f"{stage.name} epoch {self.progress.epoch + 1}/{cfg.epochs}", self.show)
                 for _ in range(steps):
                     inputs, targets = convert_batch(next(batches), self.dtype, self.device)
