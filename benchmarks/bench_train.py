@@ -41,16 +41,16 @@ STAGEWISE = {"lr": 1e-3, "budget_shares": (0.15, 0.6, 0.25), "patience": 4, "sta
 
 
 def trained_run(protocol: str, budget: float, epochs: int, lr: float, budget_shares: tuple, patience: int,
-                **options) -> dict:
+                batch_size: int | tuple = 64, **options) -> dict:
     T = unroll.train
     task = T.sparse_coding()
     net = T.build_net("lista_cp", task, layers=16)
     out = RESULTS / protocol
-    result = T.train(net, task, out_dir=out, protocol=protocol, lr=lr, batch_size=64, steps_per_epoch=100,
+    result = T.train(net, task, out_dir=out, protocol=protocol, lr=lr, batch_size=batch_size, steps_per_epoch=100,
                      epochs=epochs, patience=patience, max_cpu_seconds=budget, budget_shares=budget_shares,
                      progress=True, **options)
     T.plots.plot_all(net, result, out)
-    summary = {"protocol": protocol, "config": {"lr": lr, "budget_shares": budget_shares, "patience": patience,
+    summary = {"protocol": protocol, "config": {"lr": lr, "batch_size": batch_size, "budget_shares": budget_shares, "patience": patience,
                                                 **options}, "cpu_budget_s": budget, "cpu_s": result["progress"]["cpu_seconds"],
                "steps": result["progress"]["step"], "stages_done": result["progress"]["stage"],
                "test_nmse_db": result["test_metric"], "per_layer_trained": result["per_layer"]["trained"],
