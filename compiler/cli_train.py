@@ -39,6 +39,8 @@ def add_parser(sub) -> None:
                    help="stage-wise: layer k starts at the spec's defaults, or as a copy of the trained layer k-1")
     t.add_argument("--refine", default="0.2,0.02", metavar="F,..",
                    help="refinement learning-rate factors ('' for none)")
+    t.add_argument("--refine-decay", type=float, default=1.0, metavar="D",
+                   help="stage-wise: refining layers 1..k, layer l learns at D^(k-l) of the rate (reference code: 0.3)")
     t.add_argument("--patience", type=int, default=5, metavar="P", help="epochs without improvement per stage")
     t.add_argument("--max-cpu-seconds", type=float, metavar="T", help="stop after this much CPU time")
     t.add_argument("--budget-shares", metavar="S0,S1,..",

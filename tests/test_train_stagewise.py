@@ -243,3 +243,32 @@ def test_batch_size_per_stage_of_a_group(task, monkeypatch):
     for bad in ((8,), (8, 0), 64.0, (8, True)):
         with pytest.raises(ValueError, match="batch_size: expected a positive integer or 2 of them"):
             Trainer(small(task), task, quick(refine=(0.2,), batch_size=bad), progress=False)
+
+
+def test_refine_decay_slows_the_earlier_layers_of_a_refinement(task):
+    """refine_decay d: refining layers 1..k, layer l's multiplier is d^(k-l) times its own (the layer-k stage
+    and the frozen layers are unchanged); only stage-wise, and only in (0, 1]."""
+    net = small(task)
+    trainer = Trainer(net, task, quick(protocol="stagewise", refine=(0.2,), refine_decay=0.5), progress=False)
+    rates = {s.name: s.rates for s in trainer.stages()}
+    assert rates["layer 3"] == [0.0, 0.0, 1.0]
+    assert rates["layers 1-2 x0.2"] == [0.5, 1.0, 0.0]
+    assert rates["layers 1-3 x0.2"] == [0.25, 0.5, 1.0]
+    per_parameter = Trainer(net, task, quick(protocol="stagewise", refine=(0.2,), refine_decay=0.5,
+                                             layer_lr={"theta": 10}), progress=False)
+    assert {s.name: s.rates for s in per_parameter.stages()}["layers 1-3 x0.2"] == {
+        "We": [0.25, 0.5, 1.0], "theta": [2.5, 5.0, 10.0]}
+    # one refinement step at depth 3: each layer's change is its rate times the change at rate 1
+    inputs, targets = task.sampler(32, torch.Generator().manual_seed(1))
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    moved = []
+    for stage_rates in ([1.0, 1.0, 1.0], rates["layers 1-3 x0.2"]):
+        net.load_state_dict(start)
+        one_step(trainer, stage_rates, *[{k: v.float() for k, v in d.items()} for d in (inputs, targets)], 1e-3)
+        moved.append((net.We.detach() - start["We"]).flatten(1).norm(dim=1))
+    assert torch.allclose(moved[1], moved[0] * torch.tensor([0.25, 0.5, 1.0]), rtol=1e-4, atol=0), moved
+    for bad in (0, 1.5, "0.3"):
+        with pytest.raises(ValueError, match="refine_decay: expected a number in"):
+            Trainer(net, task, quick(protocol="stagewise", refine_decay=bad), progress=False)
+    with pytest.raises(ValueError, match="refine_decay applies to the stagewise protocol only"):
+        Trainer(net, task, quick(refine_decay=0.3), progress=False)

@@ -107,7 +107,7 @@ class LayerRates:
     @torch.no_grad()
     def after_step(self) -> None:
         for (param, scale), old in zip(self._all(), self._saved):
-            param.copy_(old + scale * (param - old))  # rate 0: exactly the old value
+            param.copy_(old.lerp_(param, scale))  # rate 0: exactly the old value, rate 1 the new one (one pass)
         self._saved = []
 
 

@@ -2,7 +2,8 @@
 each ends (`budget_shares`).
 
 e2e and deep: one stage at `lr`, then one per refinement factor, every layer trained.  stagewise (the
-LISTA-CP/CPSS reference code): for k = 1..L, layer k alone at `lr`, then layers 1..k at lr·refine[i].  A
+LISTA-CP/CPSS reference code): for k = 1..L, layer k alone at `lr`, then layers 1..k at lr·refine[i], layer l
+of them at refine_decay^(k-l) of that (1: all at the same rate).  A
 stage's `rates` are per-layer learning-rate multipliers (a list, or {parameter: list} when `layer_lr` is
 given per parameter); 0 freezes a layer (unroll.train.layers.LayerRates)."""
 
@@ -31,17 +32,19 @@ def plan_stages(cfg, net) -> list[Stage]:
     layers = type(net).num_layers
     base = layer_multipliers(cfg, net)  # {parameter: per-layer multipliers}, None: one list for all
 
-    def masked(keep):
+    def scaled(scale):  # the per-layer multipliers times scale(l) (0: frozen)
         if isinstance(base, dict):
-            return {name: [r if keep(l) else 0.0 for l, r in enumerate(row)] for name, row in base.items()}
+            return {name: [r * scale(l) for l, r in enumerate(row)] for name, row in base.items()}
         row = cfg.layer_lr if isinstance(cfg.layer_lr, (list, tuple)) else [1.0] * layers
-        return [float(row[l]) if keep(l) else 0.0 for l in range(layers)]
+        return [float(row[l]) * scale(l) for l in range(layers)]
 
+    decay = float(cfg.refine_decay)
     out = []
     for k in range(1, layers + 1):
-        out.append(Stage(f"layer {k}", k, masked(lambda l, k=k: l == k - 1), cfg.lr, batch[0]))
-        out.extend(Stage(f"layers 1-{k} x{f:g}", k, masked(lambda l, k=k: l < k), cfg.lr * f, b)
-                   for f, b in zip(cfg.refine, batch[1:]))
+        out.append(Stage(f"layer {k}", k, scaled(lambda l, k=k: float(l == k - 1)), cfg.lr, batch[0]))
+        # refining layers 1..k: layer l (1-based) at refine_decay^(k-l) (the reference code's decay_rate)
+        out.extend(Stage(f"layers 1-{k} x{f:g}", k, scaled(lambda l, k=k: decay ** (k - 1 - l) if l < k else 0.0),
+                         cfg.lr * f, b) for f, b in zip(cfg.refine, batch[1:]))
     return out
 
 

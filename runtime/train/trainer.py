@@ -53,6 +53,10 @@ class TrainConfig:
     # parameter, e.g. {"theta": 10}); a parameter not named uses 1.  Stage-wise, they scale each stage's layers
     layer_lr: object = None
     refine: tuple = (0.2, 0.02)  # stagewise refinement learning-rate factors
+    # stage-wise: refining layers 1..k, layer l learns at refine_decay^(k-l) of the stage's rate, so that the
+    # refinement works mostly on the recent layers (the reference code's decay_rate = 0.3, which it applies to
+    # the gradients before Adam, whose normalisation undoes it but near its epsilon; here it scales the update)
+    refine_decay: float = 1.0
     patience: int = 5  # epochs without a better validation metric before a stage stops
     grad_clip: float | None = None
     seed: int = 0
@@ -96,6 +100,10 @@ class Trainer:
         if cfg.stage_init not in ("default", "previous"):
             raise ValueError(f"stage_init: expected 'default' or 'previous', got {cfg.stage_init!r}")
         group_batch_sizes(cfg)  # a ValueError now rather than when the first stage starts
+        if not (isinstance(cfg.refine_decay, (int, float)) and 0 < cfg.refine_decay <= 1):
+            raise ValueError(f"refine_decay: expected a number in (0, 1], got {cfg.refine_decay!r}")
+        if cfg.refine_decay != 1 and cfg.protocol != "stagewise":
+            raise ValueError(f"refine_decay applies to the stagewise protocol only (protocol {cfg.protocol!r})")
         self.net, self.task = net, task
         self.losses = {t: resolve_loss(l) for t, l in (cfg.losses or task.losses).items()}
         self.weights = {t: float((cfg.loss_weights or {}).get(t, 1.0)) for t in self.losses}
