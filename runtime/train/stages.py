@@ -3,9 +3,9 @@ each ends (`budget_shares`).
 
 e2e and deep: one stage at `lr`, then one per refinement factor, every layer trained.  stagewise (the
 LISTA-CP/CPSS reference code): for k = 1..L, layer k alone at `lr`, then layers 1..k at lr·refine[i], layer l
-of them at refine_decay^(k-l) of that (1: all at the same rate).  A
-stage's `rates` are per-layer learning-rate multipliers (a list, or {parameter: list} when `layer_lr` is
-given per parameter); 0 freezes a layer (unroll.train.layers.LayerRates)."""
+of them at refine_decay^(k-l) of that (1: all at the same rate).  A stage's `rates` are per-layer learning-rate
+multipliers (a list, or {parameter: list} when `layer_lr` is given per parameter); 0 freezes a layer
+(unroll.train.layers.LayerRates).  Each stage of a group may have its own batch size."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class Stage:
     depth: int | None  # run only the first `depth` layers (stage-wise); None: all
     rates: list | dict | None
     lr: float
-    batch_size: int = 64
+    batch_size: int
 
 
 def plan_stages(cfg, net) -> list[Stage]:
@@ -46,6 +46,16 @@ def plan_stages(cfg, net) -> list[Stage]:
         out.extend(Stage(f"layers 1-{k} x{f:g}", k, scaled(lambda l, k=k: decay ** (k - 1 - l) if l < k else 0.0),
                          cfg.lr * f, b) for f, b in zip(cfg.refine, batch[1:]))
     return out
+
+
+def check_stage_options(cfg) -> None:
+    """A ValueError for stage options that cannot work, when the trainer is built rather than when a stage
+    starts."""
+    group_batch_sizes(cfg)
+    if not (isinstance(cfg.refine_decay, (int, float)) and 0 < cfg.refine_decay <= 1):
+        raise ValueError(f"refine_decay: expected a number in (0, 1], got {cfg.refine_decay!r}")
+    if cfg.refine_decay != 1 and cfg.protocol != "stagewise":
+        raise ValueError(f"refine_decay applies to the stagewise protocol only (protocol {cfg.protocol!r})")
 
 
 def group_batch_sizes(cfg) -> list[int]:

@@ -31,7 +31,7 @@ from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .forward import NetForward
 from .layers import LayerRates, copy_layer
 from .metrics import resolve_loss, resolve_metric
-from .stages import Stage, group_batch_sizes, plan_stages, stage_deadlines, trains_one_layer
+from .stages import Stage, check_stage_options, plan_stages, stage_deadlines, trains_one_layer
 from .tasks import convert_batch
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -99,11 +99,7 @@ class Trainer:
             raise ValueError(f"protocol: expected e2e, stagewise or deep, got {cfg.protocol!r}")
         if cfg.stage_init not in ("default", "previous"):
             raise ValueError(f"stage_init: expected 'default' or 'previous', got {cfg.stage_init!r}")
-        group_batch_sizes(cfg)  # a ValueError now rather than when the first stage starts
-        if not (isinstance(cfg.refine_decay, (int, float)) and 0 < cfg.refine_decay <= 1):
-            raise ValueError(f"refine_decay: expected a number in (0, 1], got {cfg.refine_decay!r}")
-        if cfg.refine_decay != 1 and cfg.protocol != "stagewise":
-            raise ValueError(f"refine_decay applies to the stagewise protocol only (protocol {cfg.protocol!r})")
+        check_stage_options(cfg)
         self.net, self.task = net, task
         self.losses = {t: resolve_loss(l) for t, l in (cfg.losses or task.losses).items()}
         self.weights = {t: float((cfg.loss_weights or {}).get(t, 1.0)) for t in self.losses}
