@@ -70,7 +70,7 @@ def step_lines(p: ir.Program, stmts, indent: int) -> list[str]:
     return out
 
 
-def head(plan, options_text: str, version: str, ctor_args: list[str]) -> Lines:
+def head(plan, options_text: str, version: str, ctor_args: list[str], layer_split: tuple = ()) -> Lines:
     p = plan.program
     class_name = plan.class_name
     h = Lines()
@@ -119,6 +119,8 @@ def head(plan, options_text: str, version: str, ctor_args: list[str]) -> Lines:
     h.add(f"state_names = {tuple(s.name for s in p.states)!r}", 1)
     h.add(f"state_batched = {tuple(s.type.batched for s in p.states)!r}", 1)
     h.add(f"output_names = {tuple(p.outputs)!r}", 1)
+    if layer_split:  # read one layer at a time by `self._per_layer` (where a trainer may install per-layer views)
+        h.add(f"layer_split = {layer_split!r}", 1)
     if p.dim_minimums:  # an index such as `ys[layer]` needs the dim at least this large (checked when bound)
         h.add(f"dim_minimums = {tuple((d, n, why) for d, (n, why) in sorted(p.dim_minimums.items()))!r}", 1)
     if p.dim_relations:  # an index that is another dim (`ys[n]`): the axis size must exceed it (checked when bound)

@@ -35,7 +35,9 @@ class ModulePrinter(ConstructorPrinter):
 
     def emit(self) -> str:
         body = Lines()
-        body.extend(head(self.plan, self.options_text, self.version, self._ctor_args()))
+        # the per-layer parameters forward reads with `self._per_layer` (a memory mode slices the stacks per segment)
+        split = tuple(self.plan.split_params) if self.backward.kind == "unroll" else ()
+        body.extend(head(self.plan, self.options_text, self.version, self._ctor_args(), split))
         body.extend(self._extra_state())
         body.extend(self._init())
         body.add()
@@ -44,17 +46,6 @@ class ModulePrinter(ConstructorPrinter):
         if "torch." not in text.replace("import torch\n", ""):
             text = text.replace("import torch\n", "", 1)  # a spec with no tensor code of its own
         return text
-
-
-
-
-
-
-
-
-
-
-
 
     def _depth(self) -> str:
         """The number of layers: the class attribute, or the dim of `layers T` (bound per call)."""
@@ -295,7 +286,7 @@ class ModulePrinter(ConstructorPrinter):
             value = f"self.{x.name}()" if x.learned and x.constraint else f"self.{x.name}"
             note = f"  # {x.constraint} reparametrisation" if x.learned and x.constraint else ""
             if x.name in plan.split_params and mode_call is None:  # other modes slice the stack per segment
-                value += ".unbind(0)"
+                value = f"self._per_layer({x.name!r})"
                 note = "  # one tensor per layer" + (f" ({x.constraint} reparametrisation)" if note else "")
             pre.add(f"{x.name} = {value}{note}", 2)
         pre.extend(body)

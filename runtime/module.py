@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from . import python_numbers
+from .layer_views import layer_values
 from .ops import complex_dtype
 from .python_numbers import check_dim_relations, guard_constructor
 from .randomness import NoiseMixin
@@ -41,6 +42,9 @@ class UnrolledModule(NoiseMixin, nn.Module):
     # (constant, buffer): a constant matrix forward only multiplies batches by is kept transposed (contiguous Mᵀ);
     # state_dict holds it under the constant's name in its own orientation, as before the buffer was transposed
     transposed_buffers: tuple = ()
+    # the per-layer parameters forward reads one layer at a time with `self._per_layer(name)` (a memory mode's
+    # forward slices the stacks per segment instead): where a trainer may install per-layer views
+    layer_split: tuple = ()
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         super()._save_to_state_dict(destination, prefix, keep_vars)
@@ -60,6 +64,10 @@ class UnrolledModule(NoiseMixin, nn.Module):
             raise ValueError(f"num_layers: {type(self).__name__} runs at least {type(self).min_layers} layer (its "
                              f"first layer is specialised to the initial states), got {value}")
         super().__setattr__(name, value)
+
+    def _per_layer(self, name: str) -> tuple:
+        """Per-layer parameter `name` (constraint applied) as one tensor per layer (runtime/layer_views.py)."""
+        return layer_values(self, name)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -9,7 +9,10 @@
     unit_norm     value = raw / ‖raw‖ per filter p[i]          (default normalised once)
     zero_mean unit_norm   both: (raw − mean) / ‖raw − mean‖    (TNRD's filters)
 
-Generated code calls the module to get the value: `theta = self.theta()`.
+Generated code calls the module to get the value: `theta = self.theta()`.  Every module names its trainable
+tensor (`raw_name`) and computes the value from any part of it with `transform(raw, layer)`: a constraint
+acts on each layer of a per-layer stack alone, so a trainer may optimise one layer's slice as its own tensor
+(runtime/layer_views.py).
 """
 
 from __future__ import annotations
@@ -28,9 +31,16 @@ class Positive(nn.Module):
         self.register_buffer("init", init.detach().clone())
         self.log_scale = nn.Parameter(torch.zeros_like(init))
 
+    raw_name = "log_scale"
+
     def forward(self) -> torch.Tensor:
+        return self.transform(self.log_scale)
+
+    def transform(self, raw: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        """The value for `raw` (all of log_scale, or layer `layer` of a per-layer stack)."""
+        init = self.init if layer is None else self.init[layer]
         # the clamp keeps the value strictly positive even after a wild optimiser step (exp(-60) > 0 in float32)
-        return self.init * torch.exp(self.log_scale.clamp(min=-60.0))
+        return init * torch.exp(raw.clamp(min=-60.0))
 
 
 class NonNegative(nn.Module):
@@ -42,8 +52,13 @@ class NonNegative(nn.Module):
             raise ValueError(f"{name}: a `nonnegative` parameter needs a nonnegative default")
         self.raw = nn.Parameter(init.detach().clone())
 
+    raw_name = "raw"
+
     def forward(self) -> torch.Tensor:
-        return torch.clamp_min(self.raw, 0)
+        return self.transform(self.raw)
+
+    def transform(self, raw: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        return torch.clamp_min(raw, 0)
 
 
 class Range(nn.Module):
@@ -56,8 +71,13 @@ class Range(nn.Module):
         self.lo, self.hi = float(lo), float(hi)
         self.raw = nn.Parameter(init.detach().clone())
 
+    raw_name = "raw"
+
     def forward(self) -> torch.Tensor:
-        return torch.clamp(self.raw, self.lo, self.hi)
+        return self.transform(self.raw)
+
+    def transform(self, raw: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        return torch.clamp(raw, self.lo, self.hi)
 
     def extra_repr(self) -> str:
         return f"range=({self.lo}, {self.hi})"
@@ -73,8 +93,13 @@ class UnitColumns(nn.Module):
             raise ValueError(f"{name}: `unit_columns` needs a default without zero columns")
         self.raw = nn.Parameter((init / norms).detach().clone())
 
+    raw_name = "raw"
+
     def forward(self) -> torch.Tensor:
-        return self.raw / torch.linalg.vector_norm(self.raw, dim=-2, keepdim=True)
+        return self.transform(self.raw)
+
+    def transform(self, raw: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        return raw / torch.linalg.vector_norm(raw, dim=-2, keepdim=True)
 
 
 def _filter_axes(value: torch.Tensor, axes: int) -> tuple[int, ...]:
@@ -104,8 +129,13 @@ class ZeroMean(nn.Module):
         self.axes = int(axes)
         self.raw = nn.Parameter(remove_mean(init.detach(), self.axes).clone())
 
+    raw_name = "raw"
+
     def forward(self) -> torch.Tensor:
-        return remove_mean(self.raw, self.axes)
+        return self.transform(self.raw)
+
+    def transform(self, raw: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        return remove_mean(raw, self.axes)
 
 
 class UnitNorm(nn.Module):
@@ -116,8 +146,13 @@ class UnitNorm(nn.Module):
         self.axes = int(axes)
         self.raw = nn.Parameter(normalise(init.detach(), self.axes, name).clone())
 
+    raw_name = "raw"
+
     def forward(self) -> torch.Tensor:
-        return self.raw / torch.linalg.vector_norm(self.raw, dim=_filter_axes(self.raw, self.axes), keepdim=True)
+        return self.transform(self.raw)
+
+    def transform(self, raw: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        return raw / torch.linalg.vector_norm(raw, dim=_filter_axes(raw, self.axes), keepdim=True)
 
 
 class ZeroMeanUnitNorm(nn.Module):
@@ -129,8 +164,13 @@ class ZeroMeanUnitNorm(nn.Module):
         centred = remove_mean(init.detach(), self.axes)
         self.raw = nn.Parameter(normalise(centred, self.axes, name, "zero_mean unit_norm").clone())
 
+    raw_name = "raw"
+
     def forward(self) -> torch.Tensor:
-        centred = remove_mean(self.raw, self.axes)
+        return self.transform(self.raw)
+
+    def transform(self, raw: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        centred = remove_mean(raw, self.axes)
         return centred / torch.linalg.vector_norm(centred, dim=_filter_axes(centred, self.axes), keepdim=True)
 
 

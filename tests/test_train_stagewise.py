@@ -8,6 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 from training_helpers import quick, small
 from unroll.train import LayerRates, Trainer, build_net, layer_parameters, sparse_coding
+from unroll.train.optim import make_optimizer
+from unroll.train.stages import Stage
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -23,9 +25,18 @@ def test_layer_parameters_of_stacked_and_reparametrised_parameters(task):
     assert names == {"We": None, "theta.log_scale": None}
 
 
-def one_step(trainer, rates, inputs, targets, lr):
-    """One optimiser step of `trainer`'s network with per-layer `rates` (None: none) applied as the trainer does."""
-    opt = trainer._make_optimizer(lr)
+def one_step(trainer, rates, inputs, targets, lr, views):
+    """One optimiser step of `trainer`'s network with per-layer `rates` (None: none) applied as the trainer does:
+    through per-layer views and one parameter group per rate (views), or by update scaling (LayerRates)."""
+    if views:
+        trainer._make_optimizer(Stage("test", None, rates, lr, 32))
+        assert trainer._stage_opt.rates is None and trainer._stage_opt.views
+        with trainer._views_installed():
+            loss = trainer.loss(inputs, targets)
+        loss.backward()
+        trainer.optimizer.step()
+        return
+    opt = make_optimizer([{"params": list(trainer.net.parameters()), "lr": lr}], trainer.config)
     scaler = LayerRates(trainer.net, rates) if rates else None
     trainer.loss(inputs, targets).backward()
     if scaler:
@@ -35,8 +46,9 @@ def one_step(trainer, rates, inputs, targets, lr):
         scaler.after_step()
 
 
+@pytest.mark.parametrize("views", [True, False])
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_per_layer_learning_rates_scale_each_layers_step(task, optimizer):
+def test_per_layer_learning_rates_scale_each_layers_step(task, optimizer, views):
     """One step with rates r equals r[l] times the step with rates 1, layer by layer; rate 0 is bit-exact."""
     rates = [1.0, 0.5, 0.0]
     inputs = {"y": task.validation[0]["y"][:32]}
@@ -46,7 +58,7 @@ def test_per_layer_learning_rates_scale_each_layers_step(task, optimizer):
         net = build_net("lista_cp", task, layers=3, dtype=torch.float64)
         start = {k: v.clone() for k, v in net.state_dict().items()}
         trainer = Trainer(net, task, quick(optimizer=optimizer, dtype="float64"), progress=False)
-        one_step(trainer, r, inputs, targets, lr=1e-2)
+        one_step(trainer, r, inputs, targets, lr=1e-2, views=views)
         deltas[label] = {k: net.state_dict()[k] - start[k] for k in ("We", "theta.log_scale")}
         if r:
             assert torch.equal(net.state_dict()["We"][2], start["We"][2])  # frozen: bit for bit
@@ -56,7 +68,8 @@ def test_per_layer_learning_rates_scale_each_layers_step(task, optimizer):
         assert deltas["ones"][k][2].abs().sum() > 0
 
 
-def test_per_parameter_learning_rates_in_every_protocol(task):
+@pytest.mark.parametrize("views", [True, False])
+def test_per_parameter_learning_rates_in_every_protocol(task, views):
     """layer_lr={"theta": 10}: theta's step is 10x (SGD: exactly proportional), We's is 1x; stage-wise, the
     multipliers scale the layers each stage trains and leave the frozen ones at 0; an unknown name is refused."""
     net = small(task)
@@ -76,7 +89,7 @@ def test_per_parameter_learning_rates_in_every_protocol(task):
         net = build_net("lista_cp", task, layers=3, dtype=torch.float64)
         start = {k: v.clone() for k, v in net.state_dict().items()}
         trainer = Trainer(net, task, quick(optimizer="sgd", dtype="float64", layer_lr=spec), progress=False)
-        one_step(trainer, trainer.stages()[0].rates, inputs, targets, lr=1e-3)
+        one_step(trainer, trainer.stages()[0].rates, inputs, targets, lr=1e-3, views=views)
         deltas[label] = {k: net.state_dict()[k] - start[k] for k in ("We", "theta.log_scale")}
     assert torch.allclose(deltas["theta x10"]["We"], deltas["ones"]["We"], rtol=1e-12, atol=0)
     assert torch.allclose(deltas["theta x10"]["theta.log_scale"], 10 * deltas["ones"]["theta.log_scale"], rtol=1e-9)
@@ -93,10 +106,10 @@ def test_stagewise_trains_layer_k_alone_then_refines_layers_up_to_k(task, optimi
     """Stage `layer k` changes only layer k; the refinements change only layers 1..k (all others stay
     bit for bit); the gradients of frozen layers are zeroed before the optimiser sees them.  Without weight
     decay the frozen slices are not copied and restored (their zero gradients leave them as they are); with
-    it they are."""
+    it they are.  This is update scaling (layer_views=False); tests/test_train_views.py has the views."""
     net = small(task)
     trainer = Trainer(net, task, quick(protocol="stagewise", epochs=1, refine=(0.2,), optimizer=optimizer,
-                                       weight_decay=weight_decay), progress=False)
+                                       weight_decay=weight_decay, layer_views=False), progress=False)
     assert trainer._zero_grad_keeps_params() == (weight_decay == 0)
     snapshots = [{k: v.clone() for k, v in net.state_dict().items()}]
     grads = []
@@ -245,7 +258,8 @@ def test_batch_size_per_stage_of_a_group(task, monkeypatch):
             Trainer(small(task), task, quick(refine=(0.2,), batch_size=bad), progress=False)
 
 
-def test_refine_decay_slows_the_earlier_layers_of_a_refinement(task):
+@pytest.mark.parametrize("views", [True, False])
+def test_refine_decay_slows_the_earlier_layers_of_a_refinement(task, views):
     """refine_decay d: refining layers 1..k, layer l's multiplier is d^(k-l) times its own (the layer-k stage
     and the frozen layers are unchanged); only stage-wise, and only in (0, 1]."""
     net = small(task)
@@ -264,7 +278,8 @@ def test_refine_decay_slows_the_earlier_layers_of_a_refinement(task):
     moved = []
     for stage_rates in ([1.0, 1.0, 1.0], rates["layers 1-3 x0.2"]):
         net.load_state_dict(start)
-        one_step(trainer, stage_rates, *[{k: v.float() for k, v in d.items()} for d in (inputs, targets)], 1e-3)
+        one_step(trainer, stage_rates, *[{k: v.float() for k, v in d.items()} for d in (inputs, targets)], 1e-3,
+                 views)
         moved.append((net.We.detach() - start["We"]).flatten(1).norm(dim=1))
     assert torch.allclose(moved[1], moved[0] * torch.tensor([0.25, 0.5, 1.0]), rtol=1e-4, atol=0), moved
     for bad in (0, 1.5, "0.3"):

@@ -36,7 +36,7 @@ MODULE_ATTRIBUTES = {
     "state_names", "to", "to_empty", "trace", "train", "training", "type", "xpu", "zero_grad",
     "spec_sha256", "compiler_version", "hyper_defaults", "python_constants", "state_batched", "gram_form",
     "dim_minimums", "dim_relations", "early_exit", "min_layers", "noise_names", "noise_seed", "reseed",
-    "transposed_buffers",
+    "transposed_buffers", "layer_split",
 }
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 

@@ -20,7 +20,7 @@ from unroll.compiler.driver import VERSION, make_options, resolve_spec
 from unroll.runtime.loader import load_text
 
 FORMAT = "unroll-checkpoint-1"
-OPTION_NAMES = ("layers", "tie", "untie", "learn", "freeze", "class_name")
+OPTION_NAMES = ("layers", "tie", "untie", "learn", "freeze", "class_name", "backward")
 
 
 class CheckpointMismatch(ValueError):
@@ -32,7 +32,7 @@ class Recipe:
     spec_name: str
     spec_text: str
     spec_sha256: str
-    options: dict  # layers, tie, untie, learn, freeze, class_name
+    options: dict  # layers, tie, untie, learn, freeze, class_name, backward (a memory mode; absent: unroll)
     compiler_version: str = VERSION
     arguments: dict = field(default_factory=dict)  # constructor arguments (tensors and numbers)
 
@@ -42,13 +42,18 @@ class Recipe:
 
 def recipe(spec, **options) -> Recipe:
     """The recipe of SPEC (a path or a shipped name) compiled with the options of unroll.load."""
-    options = {k: options.get(k) for k in OPTION_NAMES}
+    unknown = sorted(set(options) - set(OPTION_NAMES))
+    if unknown:
+        raise TypeError(f"unknown compile option {', '.join(map(repr, unknown))} (the options of unroll.load: "
+                        f"{', '.join(OPTION_NAMES)})")
     made = make_options(**options)
     path = resolve_spec(str(spec))
     text = path.read_text()
-    return Recipe(path.stem, text, hashlib.sha256(text.encode()).hexdigest(),
-                  {"layers": made.layers, "tie": made.tie, "untie": made.untie, "learn": made.learn,
-                   "freeze": made.freeze, "class_name": made.class_name})
+    compiled = {"layers": made.layers, "tie": made.tie, "untie": made.untie, "learn": made.learn,
+                "freeze": made.freeze, "class_name": made.class_name}
+    if made.backward is not None:  # (absent from the recipes of checkpoints written before memory modes)
+        compiled["backward"] = made.backward
+    return Recipe(path.stem, text, hashlib.sha256(text.encode()).hexdigest(), compiled)
 
 
 def compile_recipe(rec: Recipe):

@@ -63,13 +63,16 @@ class LayerRates:
     been zero since the optimiser was created exactly as it is (Adam, AdamW and SGD with or without momentum,
     without weight decay: their moments stay 0, so the update is 0).  Then a tensor whose rates are all 0 or 1
     (stage-wise freezing) only has its frozen gradients zeroed: no copy of the parameters before the step and
-    no rescaling after it (for LISTA-CP's 2M weights, ~5 ms of a ~30 ms step)."""
+    no rescaling after it (for LISTA-CP's 2M weights, ~5 ms of a ~30 ms step).  `skip`: ids of parameters
+    the optimiser trains through per-layer views instead (unroll.train.optim)."""
 
-    def __init__(self, net, rates, shared_rate: float = 1.0, zero_grad_keeps_params: bool = False):
+    def __init__(self, net, rates, shared_rate: float = 1.0, zero_grad_keeps_params: bool = False, skip=()):
         self.layers = type(net).num_layers
         self.entries = []  # (param, rates) rescaled after the step
         self.masked = []  # (param, 0/1 rates) whose frozen slices only need a zero gradient (zero_grad_keeps_params)
         for name, param, layer in layer_parameters(net):
+            if id(param) in skip:  # trained through per-layer views (unroll.train.optim)
+                continue
             row = rates.get(name.split(".")[0], [1.0] * self.layers) if isinstance(rates, dict) else rates
             row = [float(r) for r in row]
             if len(row) != self.layers:

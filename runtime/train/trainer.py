@@ -12,11 +12,14 @@ Protocols (TrainConfig.protocol):
              ends with its best weights.
 e2e and deep also continue at the refinement rates once the validation metric stops improving
 (`refine=()` for one stage only).
-Per-layer learning rates (`layer_lr`) and stage-wise freezing use update scaling (unroll.train.layers).
+Per-layer learning rates (`layer_lr`) and stage-wise freezing: per-layer views of the stacked parameters,
+one optimiser parameter group per rate, frozen layers outside autograd (unroll.train.optim); update scaling
+(unroll.train.layers) where views do not apply.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -26,11 +29,13 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from unroll.runtime.layer_views import installed
 
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .forward import NetForward
-from .layers import LayerRates, copy_layer
+from .layers import copy_layer
 from .metrics import resolve_loss, resolve_metric
+from .optim import StageOptimizer, stage_optimizer, zero_grad_keeps_params
 from .stages import Stage, check_stage_options, plan_stages, stage_deadlines, trains_one_layer
 from .tasks import convert_batch
 
@@ -72,6 +77,10 @@ class TrainConfig:
     # a copy of the trained layer k-1 (every per-layer parameter), so that the new layer starts as the step the
     # network has learned rather than the classical one
     stage_init: str = "default"
+    # train each layer of a stacked per-layer parameter through its own view (one optimiser group per rate,
+    # frozen layers outside autograd: unroll.train.optim); False: update scaling of the whole stacks (the same
+    # numbers, slower).  Views apply to a generated network in one process
+    layer_views: bool = True
 
 
 @dataclass
@@ -124,7 +133,8 @@ class Trainer:
         self.show = progress and self.main
         self.progress = Progress()
         self.history: list[dict] = []
-        self.optimizer = None
+        self.optimizer = None  # the stage's torch optimiser (self._stage_opt.optimizer)
+        self._stage_opt: StageOptimizer | None = None
         self._stage_best_state = None
         self._log_file = None
         if self.out_dir is not None and self.main:
@@ -139,27 +149,17 @@ class Trainer:
     def stages(self) -> list[Stage]:
         return plan_stages(self.config, self.net)
 
-    def _make_optimizer(self, lr):
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        if not params:
-            raise ValueError(f"{type(self.net).__name__} has no trainable parameters (compile with --learn, or "
-                             "train a spec with learned parameters)")
-        name = self.config.optimizer
-        # the fused Adam kernel (one pass over all parameters) where torch has it: the same update, 4x cheaper
-        # than the default on CPU for lista_cp's 2M weights (1.4 ms against 5.4 ms a step, one thread)
-        fused = {"fused": True} if _fused_adam_applies(params) else {}
-        if name == "adam":
-            return torch.optim.Adam(params, lr=lr, weight_decay=self.config.weight_decay, **fused)
-        if name == "adamw":
-            return torch.optim.AdamW(params, lr=lr, weight_decay=self.config.weight_decay, **fused)
-        if name == "sgd":
-            return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=self.config.weight_decay)
-        raise ValueError(f"optimizer: expected adam, adamw or sgd, got {name!r}")
+    def _make_optimizer(self, stage: Stage) -> torch.optim.Optimizer:
+        """A fresh optimiser for `stage` (with its per-layer views and update scaling: unroll.train.optim)."""
+        self._stage_opt = stage_optimizer(self.net, stage, self.config,
+                                          use_views=self.config.layer_views and not self.distributed)
+        self.optimizer = self._stage_opt.optimizer
+        return self.optimizer
 
     def _zero_grad_keeps_params(self) -> bool:
         """Whether this stage's optimiser (created for it) leaves a slice whose gradient stays zero exactly as
         it is: Adam, AdamW and SGD (momentum) without weight decay (their moments of a zero gradient are 0)."""
-        return self.config.optimizer in ("adam", "adamw", "sgd") and self.config.weight_decay == 0
+        return zero_grad_keeps_params(self.config)
 
     # ------------------------------------------------------------------ losses and evaluation
     def _layer_weights(self, layers: int) -> list[float]:
@@ -231,10 +231,8 @@ class Trainer:
             if self.progress.epoch == 0 and self.progress.step_in_stage == 0:
                 self._start_stage(stage)
             if self.optimizer is None:
-                self.optimizer = self._make_optimizer(stage.lr)
-            rates = LayerRates(self.net, stage.rates, zero_grad_keeps_params=self._zero_grad_keeps_params()) \
-                if stage.rates is not None else None
-            rates = rates if rates is None or rates.entries or rates.shared or rates.masked else None
+                self._make_optimizer(stage)
+            rates, trained = self._stage_opt.rates, self._stage_opt.parameters()
             steps = self.task.epoch_steps(stage.batch_size, self.world) or cfg.steps_per_epoch
             spent = False  # this stage's share of the CPU budget (budget_shares)
             while self.progress.epoch < cfg.epochs:
@@ -243,13 +241,14 @@ class Trainer:
                 bar = _bar(steps, f"{stage.name} epoch {self.progress.epoch + 1}/{cfg.epochs}", self.show)
                 for _ in range(steps):
                     inputs, targets = convert_batch(next(batches), self.dtype, self.device)
-                    loss = self.loss(inputs, targets, stage.depth)
+                    with self._views_installed():
+                        loss = self.loss(inputs, targets, stage.depth)
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if rates is not None:
                         rates.before_step()
                     if cfg.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+                        torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)
                     self.optimizer.step()
                     if rates is not None:
                         rates.after_step()
@@ -283,6 +282,11 @@ class Trainer:
                 self.progress.done = True
         self.progress.done = True
         return self._finish()
+
+    def _views_installed(self):
+        """The stage's per-layer views in the network's forward (a no-op without views)."""
+        views = self._stage_opt.views if self._stage_opt is not None else None
+        return installed(self.net, views) if views else contextlib.nullcontext()
 
     def _start_stage(self, stage: Stage) -> None:
         """Before the first step of a stage: stage-wise with stage_init "previous", layer k (k > 1) becomes a
@@ -334,7 +338,7 @@ class Trainer:
         self.progress.epoch, self.progress.best, self.progress.stale = 0, None, 0
         self.progress.step_in_stage = 0
         self._stage_best_state = None
-        self.optimizer = None  # a fresh optimiser per stage, as in the reference code
+        self.optimizer = self._stage_opt = None  # a fresh optimiser per stage, as in the reference code
         if self.out_dir is not None and self.main and getattr(self.net, "recipe", None) is not None:
             save_checkpoint(self.out_dir / "last.pt", self.net, self._resume_state())
 
@@ -382,7 +386,7 @@ class Trainer:
         self._stage_best_state = state.get("stage_best")
         if state.get("optimizer") is not None:
             stage = self.stages()[min(self.progress.stage, len(self.stages()) - 1)]
-            self.optimizer = self._make_optimizer(stage.lr)
+            self._make_optimizer(stage)
             self.optimizer.load_state_dict(state["optimizer"])
         return self
 
@@ -435,8 +439,3 @@ def train(net, task, out_dir=None, progress: bool = True, resume=None, **options
 
 __all__ = ["TrainConfig", "Trainer", "init_distributed", "train"]
 
-
-def _fused_adam_applies(params) -> bool:
-    """torch's fused Adam/AdamW takes real floating-point parameters on CPU or CUDA, all on one device type."""
-    devices = {p.device.type for p in params}
-    return len(devices) == 1 and devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params)
