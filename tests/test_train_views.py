@@ -167,3 +167,11 @@ def _matrix_products(fn) -> int:
         seen.add(node)
         stack.extend(next_fn for next_fn, _ in node.next_functions)
     return sum("mm" in type(node).__name__.lower() for node in seen)
+
+
+def test_resume_with_another_layer_views_setting_says_so(task, tmp_path):
+    config = {"protocol": "stagewise", "epochs": 2, "refine": (0.2,), "patience": 10}
+    Trainer(small(task), task, quick(**config), out_dir=tmp_path, progress=False).fit(epochs=3)
+    other = Trainer(small(task), task, quick(**config, layer_views=False), out_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="it was written with layer_views=True, this trainer has layer_views=False"):
+        other.resume(tmp_path / "last.pt")

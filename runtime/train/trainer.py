@@ -387,6 +387,13 @@ class Trainer:
         if state.get("optimizer") is not None:
             stage = self.stages()[min(self.progress.stage, len(self.stages()) - 1)]
             self._make_optimizer(stage)
+            problem = _optimizer_mismatch(self.optimizer, state["optimizer"])
+            if problem:  # the optimiser groups of another layer_views setting (or trainer version)
+                written = (state.get("config") or {}).get("layer_views", False)  # (before views: stacks only)
+                why = (f"it was written with layer_views={written}, this trainer has layer_views="
+                       f"{self.config.layer_views}" if written != self.config.layer_views else problem)
+                raise ValueError(f"resume: the optimiser state in {path} does not fit this stage's optimiser: {why}; "
+                                 "resume with the configuration of the run that wrote it")
             self.optimizer.load_state_dict(state["optimizer"])
         return self
 
@@ -394,6 +401,22 @@ class Trainer:
         if self._log_file is not None:
             self._log_file.write(json.dumps(record) + "\n")
             self._log_file.flush()
+
+
+def _optimizer_mismatch(optimizer, saved: dict) -> str | None:
+    """Why optimiser state `saved` does not fit `optimizer` (torch checks the group sizes only, not the
+    shapes: a [16, m, n] moment would load onto a [m, n] view); None if it fits."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    sizes = [len(g["params"]) for g in saved["param_groups"]]
+    own = [len(g["params"]) for g in optimizer.param_groups]
+    if sizes != own:
+        return f"parameter groups of {sizes} tensors, the optimiser's of {own}"
+    ids = [i for g in saved["param_groups"] for i in g["params"]]
+    for index, param in zip(ids, params):
+        for name, value in saved["state"].get(index, {}).items():
+            if torch.is_tensor(value) and value.dim() > 0 and value.shape != param.shape:
+                return f"a saved {name} has shape {list(value.shape)}, its parameter {list(param.shape)}"
+    return None
 
 
 def _weighted(terms):
