@@ -41,6 +41,9 @@ def add_parser(sub) -> None:
                    help="refinement learning-rate factors ('' for none)")
     t.add_argument("--refine-decay", type=float, default=1.0, metavar="D",
                    help="stage-wise: refining layers 1..k, layer l learns at D^(k-l) of the rate (reference code: 0.3)")
+    t.add_argument("--refine-window", type=int, metavar="W",
+                   help="stage-wise: refine only the last W layers k-W+1..k (the older ones stay frozen: the backward "
+                        "pass stops at layer k-W+1)")
     t.add_argument("--patience", type=int, default=5, metavar="P", help="epochs without improvement per stage")
     t.add_argument("--max-cpu-seconds", type=float, metavar="T", help="stop after this much CPU time")
     t.add_argument("--budget-shares", metavar="S0,S1,..",

@@ -242,12 +242,14 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     stagewise = tmp_path / "stagewise"
     assert main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "2", "--epochs", "1",
                  "--steps-per-epoch", "2", "--protocol", "stagewise", "--stage-init", "previous", "--layer-lr",
-                 "theta=10", "--batch-size", "8,16,32", "--refine-decay", "0.3", "-o", str(stagewise),
+                 "theta=10", "--batch-size", "8,16,32", "--refine-decay", "0.3", "--refine-window", "1", "-o", str(stagewise),
                  "--no-progress"]) == 0
     logged = [json.loads(line) for line in (stagewise / "log.jsonl").read_text().splitlines()]
-    assert [r["stage"] for r in logged if r["event"] == "stage_end"][:2] == ["layer 1", "layers 1-1 x0.2"]
+    assert [r["stage"] for r in logged if r["event"] == "stage_end"] == [
+        "layer 1", "layers 1-1 x0.2", "layers 1-1 x0.02", "layer 2", "layers 2-2 x0.2", "layers 2-2 x0.02"]
     config = read_checkpoint(stagewise / "last.pt")["config"]
     assert config["batch_size"] in ((8, 16, 32), [8, 16, 32]) and config["refine_decay"] == 0.3
+    assert config["refine_window"] == 1
     for bad, message in (("8,x", "--batch-size: expected a positive integer or a comma-separated list of them"),
                          ("8,16", "batch_size: expected a positive integer or 3 of them")):
         assert main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "2", "--epochs", "1",

@@ -287,3 +287,35 @@ def test_refine_decay_slows_the_earlier_layers_of_a_refinement(task, views):
             Trainer(net, task, quick(protocol="stagewise", refine_decay=bad), progress=False)
     with pytest.raises(ValueError, match="refine_decay applies to the stagewise protocol only"):
         Trainer(net, task, quick(refine_decay=0.3), progress=False)
+
+
+def test_refine_window_refines_the_last_layers_only(task):
+    """refine_window W: refining at depth k trains layers k-W+1..k only (with refine_decay, at their decayed
+    rates), the older ones frozen; the stage is named by the layers it trains; only stage-wise, a positive
+    integer."""
+    net = small(task, layers=4)
+    trainer = Trainer(net, task, quick(protocol="stagewise", refine=(0.2,), refine_decay=0.5, refine_window=2),
+                      progress=False)
+    stages = {s.name: s.rates for s in trainer.stages()}
+    assert list(stages) == ["layer 1", "layers 1-1 x0.2", "layer 2", "layers 1-2 x0.2", "layer 3",
+                            "layers 2-3 x0.2", "layer 4", "layers 3-4 x0.2"]
+    assert stages["layers 2-3 x0.2"] == [0.0, 0.5, 1.0, 0.0]
+    assert stages["layers 3-4 x0.2"] == [0.0, 0.0, 0.5, 1.0]
+    snapshots = [{k: v.clone() for k, v in net.state_dict().items()}]
+    end_stage = trainer._end_stage
+
+    def record(stage):
+        end_stage(stage)
+        snapshots.append({k: v.clone() for k, v in net.state_dict().items()})
+
+    trainer._end_stage = record
+    trainer.fit()
+    for index, (name, rates) in enumerate(stages.items()):  # each stage changes exactly the layers it trains
+        for layer in range(4):
+            changed = not torch.equal(snapshots[index]["We"][layer], snapshots[index + 1]["We"][layer])
+            assert changed == (rates[layer] > 0), (name, layer)
+    for bad in (0, 2.0, True):
+        with pytest.raises(ValueError, match="refine_window: expected a positive number of layers"):
+            Trainer(net, task, quick(protocol="stagewise", refine_window=bad), progress=False)
+    with pytest.raises(ValueError, match="refine_window applies to the stagewise protocol only"):
+        Trainer(net, task, quick(refine_window=2), progress=False)

@@ -30,7 +30,8 @@ def run(args) -> int:
         refine = tuple(float(f) for f in args.refine.split(",") if f.strip())
         config = TrainConfig(protocol=args.protocol, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                              batch_size=_batch_size(args.batch_size), lr=args.lr, refine=refine,
-                             refine_decay=args.refine_decay, patience=args.patience,
+                             refine_decay=args.refine_decay, refine_window=args.refine_window,
+                             patience=args.patience,
                              max_cpu_seconds=args.max_cpu_seconds, dtype=args.dtype, seed=args.seed,
                              budget_shares=tuple(float(f) for f in args.budget_shares.split(","))
                              if args.budget_shares else None,

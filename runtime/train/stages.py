@@ -3,7 +3,7 @@ each ends (`budget_shares`).
 
 e2e and deep: one stage at `lr`, then one per refinement factor, every layer trained.  stagewise (the
 LISTA-CP/CPSS reference code): for k = 1..L, layer k alone at `lr`, then layers 1..k at lr·refine[i], layer l
-of them at refine_decay^(k-l) of that (1: all at the same rate).  A stage's `rates` are per-layer learning-rate
+of them at refine_decay^(k-l) of that (1: all at the same rate), the layers before k-refine_window+1 frozen.  A stage's `rates` are per-layer learning-rate
 multipliers (a list, or {parameter: list} when `layer_lr` is given per parameter); 0 freezes a layer
 (unroll.train.layers.LayerRates).  Each stage of a group may have its own batch size."""
 
@@ -39,11 +39,14 @@ def plan_stages(cfg, net) -> list[Stage]:
         return [float(row[l]) * scale(l) for l in range(layers)]
 
     decay = float(cfg.refine_decay)
+    window = cfg.refine_window or layers
     out = []
     for k in range(1, layers + 1):
         out.append(Stage(f"layer {k}", k, scaled(lambda l, k=k: float(l == k - 1)), cfg.lr, batch[0]))
         # refining layers 1..k: layer l (1-based) at refine_decay^(k-l) (the reference code's decay_rate)
-        out.extend(Stage(f"layers 1-{k} x{f:g}", k, scaled(lambda l, k=k: decay ** (k - 1 - l) if l < k else 0.0),
+        first = max(1, k - window + 1)  # the first layer refined (1-based)
+        out.extend(Stage(f"layers {first}-{k} x{f:g}", k,
+                         scaled(lambda l, k=k, first=first: decay ** (k - 1 - l) if first - 1 <= l < k else 0.0),
                          cfg.lr * f, b) for f, b in zip(cfg.refine, batch[1:]))
     return out
 
@@ -56,6 +59,11 @@ def check_stage_options(cfg) -> None:
         raise ValueError(f"refine_decay: expected a number in (0, 1], got {cfg.refine_decay!r}")
     if cfg.refine_decay != 1 and cfg.protocol != "stagewise":
         raise ValueError(f"refine_decay applies to the stagewise protocol only (protocol {cfg.protocol!r})")
+    window = cfg.refine_window
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise ValueError(f"refine_window: expected a positive number of layers or None, got {window!r}")
+    if window is not None and cfg.protocol != "stagewise":
+        raise ValueError(f"refine_window applies to the stagewise protocol only (protocol {cfg.protocol!r})")
 
 
 def group_batch_sizes(cfg) -> list[int]:

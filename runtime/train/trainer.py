@@ -62,6 +62,9 @@ class TrainConfig:
     # refinement works mostly on the recent layers (the reference code's decay_rate = 0.3, which it applies to
     # the gradients before Adam, whose normalisation undoes it but near its epsilon; here it scales the update)
     refine_decay: float = 1.0
+    # stage-wise: refine only the last `refine_window` layers k-W+1..k (None: all k); the older layers stay frozen,
+    # so the backward pass stops at layer k-W+1 (with refine_decay their rates are small anyway: 0.5^6 < 2 %)
+    refine_window: int | None = None
     patience: int = 5  # epochs without a better validation metric before a stage stops
     grad_clip: float | None = None
     seed: int = 0
