@@ -24,6 +24,13 @@ torch.no_grad) and forward+backward (gradients of every learned parameter, or of
 implementations alternate inside every round (the order rotates; `_common.alternate`, with its
 noise control), after warm-up calls; the result is the median over rounds of the per-round ratio
 generated / hand-written (< 1: the generated module is faster).
+
+A third implementation, "generated, split": the same generated module after `unroll.train.split_layers(net)`,
+i.e. with every layer of its stacked per-layer parameters viewed as its own leaf tensor (what unroll.train's
+trainer optimises, and what a training loop of one's own gets from split_layers): the backward pass then
+gives each layer its own gradient, as the hand-written `nn.ParameterList` does, instead of stacking them into
+one [layers, ...] gradient.  It is timed where the generated module has trainable per-layer parameters
+(`--no-split` leaves it out).
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ sys.path.insert(0, str(HERE))
 import unroll
 from _common import Stats, alternate, machine, median_ratio, sparse_coding_problem, spread, table
 from handwritten_baselines import BASELINES, SOFT_FORMS, lipschitz, use_soft
+from unroll.train import split_layers
+from unroll.train.optim import viewable
 
 PAIRS = ("lista_untied", "lista_cp", "ista", "fista", "admm_lasso", "pgd_unfolded", "deepinv")
 SPEC_PATHS = {"pgd_unfolded": HERE / "specs" / "pgd_unfolded.unroll"}  # the others are catalog ids
@@ -236,6 +245,19 @@ def check_deepinv_float32_defaults(deepinv, layers, n, m, batch) -> str:
 # ---------------------------------------------------------------- timing
 
 
+class Split(nn.Module):
+    """A generated module trained through per-layer views (`split_layers`): its parameters are the views."""
+
+    def __init__(self, net):
+        super().__init__()
+        object.__setattr__(self, "inner", net)  # not a submodule: parameters() are the views (and the rest)
+        self.trainable = nn.ParameterList(split_layers(net))
+
+    def forward(self, y):
+        return self.inner(y)
+
+
+
 def forward_fn(net, y):
     def run():
         with torch.no_grad():
@@ -287,6 +309,7 @@ def main(argv=None) -> int:
                    help="the baselines' learned-threshold soft threshold (default: function, a custom autograd "
                         "Function; copysign: the form of unroll.runtime.soft)")
     p.add_argument("--check-only", action="store_true", help="run the float64 checks, no timing")
+    p.add_argument("--no-split", action="store_true", help="do not time the generated modules after split_layers")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default 2; 1 with --quick)")
     p.add_argument("--reps", type=int, default=None, help="timed rounds per mode (default 30; 3 with --quick)")
     p.add_argument("--warmup", type=int, default=None, help="untimed calls per implementation (default 3; 1 quick)")
@@ -337,6 +360,8 @@ def main(argv=None) -> int:
         hypers = dict(Net.hyper_defaults)
         nets = {"generated": Net(A=A, **hypers),
                 "hand-written": BASELINES[spec](A, layers=args.layers, **hypers)}
+        if not args.no_split and name != "deepinv" and viewable(nets["generated"]):
+            nets["generated, split"] = Split(Net(A=A, **hypers))
         if name == "deepinv":
             nets["deepinv"] = DeepinvPgd(deepinv, A, layers=args.layers, **hypers)
         times = time_implementations(nets, y, args, stats)

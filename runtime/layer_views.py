@@ -68,4 +68,24 @@ def installed(net: nn.Module, views: dict[str, dict[int, nn.Parameter]]):
             net.__dict__["_layer_views"] = previous
 
 
-__all__ = ["installed", "layer_values", "make_views", "raw_tensor"]
+def split_layers(net: nn.Module) -> list[nn.Parameter]:
+    """For a training loop of one's own: view every layer of every trainable per-layer parameter that `net`'s
+    forward reads one layer at a time, for good (until `join_layers(net)`), and return what the optimiser
+    should take: the views, then every other trainable parameter.  The backward pass then gives each layer its
+    own gradient, as a hand-written `nn.ParameterList` does, instead of stacking them into one [layers, ...]
+    gradient; `state_dict`, `parameter_values()` and checkpoints still see (and share storage with) the
+    stacked parameters."""
+    names = [name for name in getattr(type(net), "layer_split", ()) if raw_tensor(getattr(net, name)).requires_grad]
+    views = {name: make_views(net, name, range(type(net).num_layers)) for name in names}
+    net.__dict__["_layer_views"] = views
+    stacked = {id(raw_tensor(getattr(net, name))) for name in names}
+    return [v for name in names for v in views[name].values()] + [
+        p for p in net.parameters() if p.requires_grad and id(p) not in stacked]
+
+
+def join_layers(net: nn.Module) -> None:
+    """Undo `split_layers`: the forward reads the stacked parameters again (their values are the views')."""
+    net.__dict__.pop("_layer_views", None)
+
+
+__all__ = ["installed", "join_layers", "layer_values", "make_views", "raw_tensor", "split_layers"]

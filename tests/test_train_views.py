@@ -175,3 +175,26 @@ def test_resume_with_another_layer_views_setting_says_so(task, tmp_path):
     other = Trainer(small(task), task, quick(**config, layer_views=False), out_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match="it was written with layer_views=True, this trainer has layer_views=False"):
         other.resume(tmp_path / "last.pt")
+
+
+def test_split_layers_for_a_loop_of_ones_own(task):
+    """split_layers: an optimiser over the returned views trains the network exactly as one over the stacked
+    parameters (float64, SGD), each layer's gradient its own tensor; join_layers restores the stacked forward."""
+    from unroll.train import join_layers, split_layers
+
+    inputs, targets = task.sampler(32, torch.Generator().manual_seed(4))
+    nets = [small(task, dtype=torch.float64) for _ in range(2)]
+    params = split_layers(nets[0])
+    assert [tuple(p.shape) for p in params] == [(50, 20)] * 3 + [()] * 3
+    optimisers = [torch.optim.SGD(params, lr=0.05, momentum=0.9), torch.optim.SGD(nets[1].parameters(), lr=0.05,
+                                                                                    momentum=0.9)]
+    for _ in range(3):
+        for net, opt in zip(nets, optimisers):
+            opt.zero_grad()
+            (net(inputs["y"]) - targets["x"]).square().sum().backward()
+            opt.step()
+    assert nets[0].We.grad is None and all(p.grad is not None for p in params)
+    join_layers(nets[0])
+    for key, value in nets[1].state_dict().items():
+        assert torch.allclose(nets[0].state_dict()[key], value, rtol=1e-12, atol=1e-15), key
+    assert not torch.equal(nets[1].We, small(task, dtype=torch.float64).We)

@@ -10,6 +10,8 @@ networks: Chain and train_composed.  Command line: `unrollc train SPEC [--task N
 task, `unroll.train.catalog_task(SPEC)`).
 """
 
+from unroll.runtime.layer_views import join_layers, split_layers
+
 from . import plots
 from .catalog import catalog_task
 from .checkpoint import CheckpointMismatch, Recipe, build_net, load_checkpoint, recipe, save_checkpoint
@@ -32,6 +34,7 @@ from .trainer import TrainConfig, Trainer, train
 __all__ = [
     "TASKS", "Chain", "CheckpointMismatch", "LayerRates", "Recipe", "Task", "TrainConfig", "Trainer",
     "beta_divergence", "blind_deblur", "build_net", "catalog_task", "compressive_mri", "depth", "from_loader", "from_tensors",
-    "get_task", "layer_parameters", "load_checkpoint", "mse", "nmf_separation", "nmse", "nmse_db", "nrmse",
-    "plots", "psnr", "recipe", "save_checkpoint", "sparse_coding", "sq_error", "ti_mse", "train", "train_composed",
+    "get_task", "join_layers", "layer_parameters", "load_checkpoint", "mse", "nmf_separation", "nmse", "nmse_db", "nrmse",
+    "plots", "psnr", "recipe", "save_checkpoint", "sparse_coding", "split_layers", "sq_error", "ti_mse", "train",
+    "train_composed",
 ]
