@@ -36,10 +36,11 @@ E2E = {"lr": 1e-3, "budget_shares": (0.4, 0.35, 0.25), "patience": 8}
 # stage-wise: layer k starts as a copy of the trained layer k-1 (stage_init), the thresholds (learned on a log
 # scale, `positive`) at 10x the rate, most of each layer's part of the budget goes to the refinement of layers
 # 1..k at 0.5x and 0.05x (training layer k alone saturates within an epoch of its copy), and that refinement
-# works mostly on the recent layers (layer l of 1..k at 0.5^(k-l): the reference code's decay_rate);
+# works mostly on the recent layers (layer l of 1..k at 0.7^(k-l): the reference code's decay_rate); every
+# trained layer its own tensor, frozen layers outside autograd (the trainer's per-layer views, the default);
 # benchmarks/README.md
 STAGEWISE = {"lr": 1e-3, "budget_shares": (0.15, 0.6, 0.25), "patience": 4, "stage_init": "previous",
-             "layer_lr": {"theta": 10}, "refine": (0.5, 0.05), "refine_decay": 0.5}
+             "layer_lr": {"theta": 10}, "refine": (0.5, 0.05), "refine_decay": 0.7}
 
 
 def trained_run(protocol: str, budget: float, epochs: int, lr: float, budget_shares: tuple, patience: int,
