@@ -49,8 +49,8 @@ sys.path.insert(0, str(HERE))
 import unroll
 from _common import Stats, alternate, machine, median_ratio, sparse_coding_problem, spread, table
 from handwritten_baselines import BASELINES, SOFT_FORMS, lipschitz, use_soft
+from unroll.runtime.layer_views import viewable
 from unroll.train import split_layers
-from unroll.train.optim import viewable
 
 PAIRS = ("lista_untied", "lista_cp", "ista", "fista", "admm_lasso", "pgd_unfolded", "deepinv")
 SPEC_PATHS = {"pgd_unfolded": HERE / "specs" / "pgd_unfolded.unroll"}  # the others are catalog ids

@@ -31,15 +31,23 @@ def raw_tensor(value) -> nn.Parameter:
 def layer_values(net: nn.Module, name: str) -> tuple[torch.Tensor, ...]:
     """Per-layer parameter `name` of `net` (constraint applied) as one tensor per layer."""
     value = getattr(net, name)
+    constrained = isinstance(value, nn.Module)
     views = net.__dict__.get("_layer_views")
     trained = views.get(name) if views is not None else None  # {}: every layer is a constant
     if trained is None:
-        return (value() if isinstance(value, nn.Module) else value).unbind(0)
-    with torch.no_grad():  # the layers without a view: constants for autograd
-        fixed = (value() if isinstance(value, nn.Module) else value.detach()).unbind(0)
-    if isinstance(value, nn.Module):
+        return (value() if constrained else value).unbind(0)
+    with torch.no_grad():  # the layers without a view: constants for autograd (a view of a leaf made under
+        fixed = (value() if constrained else value.detach()).unbind(0)  # no_grad still requires grad: detach)
+    if constrained:
         return tuple(value.transform(trained[l], l) if l in trained else v for l, v in enumerate(fixed))
     return tuple(trained.get(l, v) for l, v in enumerate(fixed))
+
+
+def viewable(net: nn.Module) -> tuple[str, ...]:
+    """The per-layer parameters of `net` that may be viewed one layer at a time: those its forward reads with
+    `self._per_layer` (a generated network's `layer_split`) whose stacked tensor is trainable."""
+    return tuple(name for name in getattr(type(net), "layer_split", ())
+                 if raw_tensor(getattr(net, name)).requires_grad)
 
 
 def make_views(net: nn.Module, name: str, layers) -> dict[int, nn.Parameter]:
@@ -75,7 +83,7 @@ def split_layers(net: nn.Module) -> list[nn.Parameter]:
     own gradient, as a hand-written `nn.ParameterList` does, instead of stacking them into one [layers, ...]
     gradient; `state_dict`, `parameter_values()` and checkpoints still see (and share storage with) the
     stacked parameters."""
-    names = [name for name in getattr(type(net), "layer_split", ()) if raw_tensor(getattr(net, name)).requires_grad]
+    names = viewable(net)
     views = {name: make_views(net, name, range(type(net).num_layers)) for name in names}
     net.__dict__["_layer_views"] = views
     stacked = {id(raw_tensor(getattr(net, name))) for name in names}
@@ -88,4 +96,4 @@ def join_layers(net: nn.Module) -> None:
     net.__dict__.pop("_layer_views", None)
 
 
-__all__ = ["installed", "join_layers", "layer_values", "make_views", "raw_tensor", "split_layers"]
+__all__ = ["installed", "join_layers", "layer_values", "make_views", "raw_tensor", "split_layers", "viewable"]

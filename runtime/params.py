@@ -21,7 +21,19 @@ import torch
 from torch import nn
 
 
-class Positive(nn.Module):
+class Reparametrised(nn.Module):
+    """A constrained parameter: the trainable tensor `raw_name` and the value `transform(raw, layer)` makes of it."""
+
+    raw_name = "raw"
+
+    def forward(self) -> torch.Tensor:
+        return self.transform(getattr(self, self.raw_name))
+
+    def transform(self, raw: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Positive(Reparametrised):
     """Strictly positive parameter: init · exp(log_scale), log_scale starting at 0."""
 
     def __init__(self, init: torch.Tensor, name: str = "parameter"):
@@ -33,9 +45,6 @@ class Positive(nn.Module):
 
     raw_name = "log_scale"
 
-    def forward(self) -> torch.Tensor:
-        return self.transform(self.log_scale)
-
     def transform(self, raw: torch.Tensor, layer: int | None = None) -> torch.Tensor:
         """The value for `raw` (all of log_scale, or layer `layer` of a per-layer stack)."""
         init = self.init if layer is None else self.init[layer]
@@ -43,7 +52,7 @@ class Positive(nn.Module):
         return init * torch.exp(raw.clamp(min=-60.0))
 
 
-class NonNegative(nn.Module):
+class NonNegative(Reparametrised):
     """Nonnegative parameter: the projection max(raw, 0)."""
 
     def __init__(self, init: torch.Tensor, name: str = "parameter"):
@@ -52,16 +61,11 @@ class NonNegative(nn.Module):
             raise ValueError(f"{name}: a `nonnegative` parameter needs a nonnegative default")
         self.raw = nn.Parameter(init.detach().clone())
 
-    raw_name = "raw"
-
-    def forward(self) -> torch.Tensor:
-        return self.transform(self.raw)
-
     def transform(self, raw: torch.Tensor, layer: int | None = None) -> torch.Tensor:
         return torch.clamp_min(raw, 0)
 
 
-class Range(nn.Module):
+class Range(Reparametrised):
     """Parameter confined to [lo, hi] by projection."""
 
     def __init__(self, init: torch.Tensor, lo: float, hi: float, name: str = "parameter"):
@@ -71,11 +75,6 @@ class Range(nn.Module):
         self.lo, self.hi = float(lo), float(hi)
         self.raw = nn.Parameter(init.detach().clone())
 
-    raw_name = "raw"
-
-    def forward(self) -> torch.Tensor:
-        return self.transform(self.raw)
-
     def transform(self, raw: torch.Tensor, layer: int | None = None) -> torch.Tensor:
         return torch.clamp(raw, self.lo, self.hi)
 
@@ -83,7 +82,7 @@ class Range(nn.Module):
         return f"range=({self.lo}, {self.hi})"
 
 
-class UnitColumns(nn.Module):
+class UnitColumns(Reparametrised):
     """Matrix (or per-layer stack of matrices) with unit-ℓ2-norm columns."""
 
     def __init__(self, init: torch.Tensor, name: str = "parameter"):
@@ -92,11 +91,6 @@ class UnitColumns(nn.Module):
         if not bool((norms > 0).all()):
             raise ValueError(f"{name}: `unit_columns` needs a default without zero columns")
         self.raw = nn.Parameter((init / norms).detach().clone())
-
-    raw_name = "raw"
-
-    def forward(self) -> torch.Tensor:
-        return self.transform(self.raw)
 
     def transform(self, raw: torch.Tensor, layer: int | None = None) -> torch.Tensor:
         return raw / torch.linalg.vector_norm(raw, dim=-2, keepdim=True)
@@ -121,7 +115,7 @@ def normalise(value: torch.Tensor, axes: int, name: str = "parameter", what: str
     return value / norms
 
 
-class ZeroMean(nn.Module):
+class ZeroMean(Reparametrised):
     """Filters with zero mean (each p[i] of a bank): raw minus its mean; the default is projected once."""
 
     def __init__(self, init: torch.Tensor, axes: int, name: str = "parameter"):
@@ -129,16 +123,11 @@ class ZeroMean(nn.Module):
         self.axes = int(axes)
         self.raw = nn.Parameter(remove_mean(init.detach(), self.axes).clone())
 
-    raw_name = "raw"
-
-    def forward(self) -> torch.Tensor:
-        return self.transform(self.raw)
-
     def transform(self, raw: torch.Tensor, layer: int | None = None) -> torch.Tensor:
         return remove_mean(raw, self.axes)
 
 
-class UnitNorm(nn.Module):
+class UnitNorm(Reparametrised):
     """Filters with unit ℓ2 norm (each p[i] of a bank): raw / ‖raw‖; the default is normalised once."""
 
     def __init__(self, init: torch.Tensor, axes: int, name: str = "parameter"):
@@ -146,16 +135,11 @@ class UnitNorm(nn.Module):
         self.axes = int(axes)
         self.raw = nn.Parameter(normalise(init.detach(), self.axes, name).clone())
 
-    raw_name = "raw"
-
-    def forward(self) -> torch.Tensor:
-        return self.transform(self.raw)
-
     def transform(self, raw: torch.Tensor, layer: int | None = None) -> torch.Tensor:
         return raw / torch.linalg.vector_norm(raw, dim=_filter_axes(raw, self.axes), keepdim=True)
 
 
-class ZeroMeanUnitNorm(nn.Module):
+class ZeroMeanUnitNorm(Reparametrised):
     """Filters with zero mean and unit ℓ2 norm (TNRD's filters): (raw − mean) / ‖raw − mean‖."""
 
     def __init__(self, init: torch.Tensor, axes: int, name: str = "parameter"):
@@ -163,11 +147,6 @@ class ZeroMeanUnitNorm(nn.Module):
         self.axes = int(axes)
         centred = remove_mean(init.detach(), self.axes)
         self.raw = nn.Parameter(normalise(centred, self.axes, name, "zero_mean unit_norm").clone())
-
-    raw_name = "raw"
-
-    def forward(self) -> torch.Tensor:
-        return self.transform(self.raw)
 
     def transform(self, raw: torch.Tensor, layer: int | None = None) -> torch.Tensor:
         centred = remove_mean(raw, self.axes)

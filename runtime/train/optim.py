@@ -20,8 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from unroll.runtime.layer_views import make_views, raw_tensor
-from unroll.runtime.module import UnrolledModule
+from unroll.runtime.layer_views import make_views, raw_tensor, viewable
 
 from .layers import LayerRates
 
@@ -59,14 +58,6 @@ def stage_optimizer(net, stage, cfg, use_views: bool) -> StageOptimizer:
         rates = LayerRates(net, stage.rates, zero_grad_keeps_params=zero_grad_keeps_params(cfg), skip=skipped)
         rates = rates if rates.entries or rates.shared or rates.masked else None
     return StageOptimizer(make_optimizer(param_groups, cfg), views, rates)
-
-
-def viewable(net) -> tuple[str, ...]:
-    """The per-layer parameters of `net` a trainer may view one layer at a time: those its forward reads with
-    `self._per_layer` (a generated network's `layer_split`) whose stacked tensor is trainable."""
-    if not isinstance(net, UnrolledModule):
-        return ()
-    return tuple(name for name in type(net).layer_split if raw_tensor(getattr(net, name)).requires_grad)
 
 
 def _row(rates, name: str, layers: int) -> list[float]:
@@ -109,4 +100,4 @@ def _fused_adam_applies(params) -> bool:
     return len(devices) == 1 and devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params)
 
 
-__all__ = ["StageOptimizer", "make_optimizer", "stage_optimizer", "viewable", "zero_grad_keeps_params"]
+__all__ = ["StageOptimizer", "make_optimizer", "stage_optimizer", "zero_grad_keeps_params"]
