@@ -305,9 +305,10 @@ def main(argv=None) -> int:
     p.add_argument("--pairs", default=",".join(PAIRS), help=f"comma-separated subset of {','.join(PAIRS)}")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: batch 100, 3 rounds after 1 warm-up, 1 thread (unless given)")
-    p.add_argument("--soft", choices=sorted(SOFT_FORMS), default="function",
-                   help="the baselines' learned-threshold soft threshold (default: function, a custom autograd "
-                        "Function; copysign: the form of unroll.runtime.soft)")
+    p.add_argument("--soft", choices=sorted(SOFT_FORMS), default="fused",
+                   help="the baselines' learned-threshold soft threshold (default: fused, a custom autograd "
+                        "Function with fused softshrink kernels, as unroll.runtime.soft on the CPU; function: "
+                        "the same Function with four in-place passes forward; copysign: torch's autograd)")
     p.add_argument("--check-only", action="store_true", help="run the float64 checks, no timing")
     p.add_argument("--no-split", action="store_true", help="do not time the generated modules after split_layers")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default 2; 1 with --quick)")

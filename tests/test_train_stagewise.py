@@ -217,6 +217,41 @@ def test_budget_shares_end_a_stage_when_its_share_is_spent(task, monkeypatch):
     assert epochs == {"e2e": 6, "e2e x0.2": 4}, epochs
 
 
+def test_a_stage_that_stops_early_leaves_its_time_to_all_the_stages_after_it(task, monkeypatch):
+    """The same clock (1 CPU-second an epoch), 20 s and shares (0.2, 0.4, 0.4): static deadlines 4, 12, 20 s.
+    The stage at lr never improves and stops by patience after 2 epochs; its 2 unused seconds go to both
+    refinements in proportion to their shares (9 epochs each: they end at 11 and 20 s), not all to the next one
+    (10 and 8 epochs)."""
+    import itertools
+
+    import unroll.train.trainer as trainer_module
+
+    class Clock:
+        now = 0.0
+
+        def process_time(self):
+            self.now += 1.0
+            return self.now
+
+        perf_counter = staticmethod(__import__("time").perf_counter)
+
+    monkeypatch.setattr(trainer_module, "time", Clock())
+    config = quick(epochs=100, refine=(0.2, 0.02), patience=2, max_cpu_seconds=20, budget_shares=(0.2, 0.4, 0.4),
+                   log_every=10**9)
+    trainer = Trainer(small(task), task, config, progress=False)
+    assert trainer.stage_deadlines(trainer.stages()) == pytest.approx([4, 12, 20])
+    falling = itertools.count()
+    # the stage at lr: always the same metric (never better); the refinements: better at every validation
+    monkeypatch.setattr(trainer, "validate", lambda batch, depth=None: (
+        0.0, 0.0 if trainer.progress.stage == 0 else -float(next(falling))))
+    trainer.fit()
+    epochs = {}
+    for record in trainer.history:
+        epochs[record["stage"]] = max(epochs.get(record["stage"], 0), record["epoch"])
+    assert epochs == {"e2e": 2, "e2e x0.2": 9, "e2e x0.02": 9}, epochs
+    assert trainer.progress.cpu_seconds == 20
+
+
 def test_a_stage_that_only_makes_things_worse_ends_where_it_started(task):
     """The starting weights are each stage's first best: at an absurd learning rate every epoch is worse than
     the start, so the run ends with the weights it started with (before: the best of the stage's own epochs,

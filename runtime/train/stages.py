@@ -96,10 +96,10 @@ def layer_multipliers(cfg, net) -> dict | None:
     return out
 
 
-def stage_deadlines(cfg, stages: list[Stage]) -> list[float] | None:
-    """The CPU time (s) by which each stage ends, from `budget_shares` (None without them): the shares divide
-    the budget between a group's stages (the stage at lr, then each refinement); stage-wise, layer k's group
-    weighs k (a k-layer network costs k layers a step)."""
+def stage_weights(cfg, stages: list[Stage]) -> list[float] | None:
+    """Each stage's weight in the CPU budget, from `budget_shares` (None without them): the shares divide the
+    budget between a group's stages (the stage at lr, then each refinement); stage-wise, layer k's group weighs
+    k (a k-layer network costs k layers a step)."""
     if cfg.budget_shares is None:
         return None
     shares = [float(x) for x in cfg.budget_shares]
@@ -109,12 +109,32 @@ def stage_deadlines(cfg, stages: list[Stage]) -> list[float] | None:
         raise ValueError(f"budget_shares: expected {1 + len(cfg.refine)} non-negative numbers (the stage at lr, "
                          f"then the refinements {tuple(cfg.refine)}), got {cfg.budget_shares!r}")
     group = len(shares)
-    weights = [(st.depth or 1) * shares[i % group] for i, st in enumerate(stages)]
+    return [(st.depth or 1) * shares[i % group] for i, st in enumerate(stages)]
+
+
+def stage_deadlines(cfg, stages: list[Stage]) -> list[float] | None:
+    """The CPU time (s) by which each stage ends when none stops early (None without `budget_shares`)."""
+    weights = stage_weights(cfg, stages)
+    if weights is None:
+        return None
     total, elapsed, out = sum(weights), 0.0, []
     for w in weights:
         elapsed += w
         out.append(cfg.max_cpu_seconds * elapsed / total)
     return out
+
+
+def stage_deadline(cfg, stages: list[Stage], index: int, start_cpu: float) -> float | None:
+    """The CPU time (s) by which stage `index`, started at `start_cpu`, ends: its weight's part of the budget
+    still left (None without `budget_shares`).  With no early stop that is `stage_deadlines`; a stage that stops
+    early (patience) leaves its unused time to all the stages after it, in proportion to their weights (not all
+    of it to the next one: after a refinement at a high rate that would be the one at the lowest rate)."""
+    weights = stage_weights(cfg, stages)
+    if weights is None:
+        return None
+    rest = sum(weights[index:])
+    left = max(cfg.max_cpu_seconds - start_cpu, 0.0)
+    return start_cpu + (left * weights[index] / rest if rest > 0 else left)
 
 
 def trains_one_layer(stage: Stage) -> bool:

@@ -36,7 +36,7 @@ from .forward import NetForward
 from .layers import copy_layer
 from .metrics import resolve_loss, resolve_metric
 from .optim import StageOptimizer, stage_optimizer, zero_grad_keeps_params
-from .stages import Stage, check_stage_options, plan_stages, stage_deadlines, trains_one_layer
+from .stages import Stage, check_stage_options, plan_stages, stage_deadline, stage_deadlines, trains_one_layer
 from .tasks import convert_batch
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -74,7 +74,8 @@ class TrainConfig:
     # with max_cpu_seconds: the share of the CPU budget of each stage of a group (the stage at lr, then each
     # refinement), e.g. (0.6, 0.25, 0.15); stage-wise, layer k's group gets a part of the budget proportional to
     # k (a k-layer network costs k layers a step).  A stage ends at its patience or when its share is spent, so
-    # that every stage runs within the budget.  None: stages end at their patience or `epochs` only.
+    # that every stage runs within the budget; one that stops early leaves its unused time to all the stages
+    # after it, in proportion to their shares.  None: stages end at their patience or `epochs` only.
     budget_shares: tuple | None = None
     # stage-wise: how layer k starts its stage. "default": the spec's defaults (the reference code); "previous":
     # a copy of the trained layer k-1 (every per-layer parameter), so that the new layer starts as the step the
@@ -95,6 +96,7 @@ class Progress:
     best: float | None = None  # best validation metric of this stage
     stale: int = 0  # epochs since it improved
     cpu_seconds: float = 0.0
+    stage_start_cpu: float | None = None  # CPU time (s) at which this stage started (its budget_shares deadline)
     classical: dict = field(default_factory=dict)  # per-layer test metric of the untrained network
     done: bool = False
 
@@ -226,13 +228,19 @@ class Trainer:
         if not self.progress.classical and self.task.test is not None and hasattr(type(self.net), "num_layers"):
             self.progress.classical = {"per_layer": self.per_layer(self.task.test)}
         stages = self.stages()
-        deadlines = self.stage_deadlines(stages)
+        static_deadlines = self.stage_deadlines(stages)
         start_cpu = time.process_time() - self.progress.cpu_seconds
         start_wall = time.perf_counter()
         while self.progress.stage < len(stages) and not self.progress.done:
             stage = stages[self.progress.stage]
             if self.progress.epoch == 0 and self.progress.step_in_stage == 0:
+                self.progress.stage_start_cpu = self.progress.cpu_seconds  # (as of the last epoch's end)
                 self._start_stage(stage)
+            deadline = None
+            if static_deadlines is not None:  # (a checkpoint from before stage_start_cpu: the static deadline)
+                start = self.progress.stage_start_cpu
+                deadline = static_deadlines[self.progress.stage] if start is None else \
+                    stage_deadline(cfg, stages, self.progress.stage, start)
             if self.optimizer is None:
                 self._make_optimizer(stage)
             rates, trained = self._stage_opt.rates, self._stage_opt.parameters()
@@ -272,7 +280,7 @@ class Trainer:
                 self._end_epoch(stage, time.perf_counter() - start_wall)
                 if budget is not None:
                     budget -= 1
-                spent = deadlines is not None and self.progress.cpu_seconds >= deadlines[self.progress.stage]
+                spent = self._all_replicas_agree(deadline is not None and self.progress.cpu_seconds >= deadline)
                 if self._out_of_time() or self.progress.stale >= cfg.patience or budget == 0 or spent:
                     break
             if budget == 0 and self.progress.epoch < cfg.epochs and self.progress.stale < cfg.patience \
@@ -347,12 +355,16 @@ class Trainer:
 
     def _out_of_time(self) -> bool:
         limit = self.config.max_cpu_seconds
-        over = limit is not None and self.progress.cpu_seconds >= limit
-        if self.distributed:  # every replica stops together
-            flag = torch.tensor([float(over)], device=self.device if self.device.type == "cuda" else "cpu")
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            over = bool(flag.item())
-        return over
+        return self._all_replicas_agree(limit is not None and self.progress.cpu_seconds >= limit)
+
+    def _all_replicas_agree(self, flag: bool) -> bool:
+        """A CPU-time test, true on every replica once it is true on one (each replica has its own clock, and
+        they must end a stage or the run together)."""
+        if not self.distributed:
+            return flag
+        value = torch.tensor([float(flag)], device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
 
     def _finish(self) -> dict:
         result = {"progress": asdict(self.progress), "history": self.history}
