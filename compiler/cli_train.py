@@ -49,6 +49,9 @@ def add_parser(sub) -> None:
     t.add_argument("--budget-shares", metavar="S0,S1,..",
                    help="with --max-cpu-seconds: each stage's share of it (the stage at --lr, then each "
                         "refinement; stage-wise, layer k's stages get a part proportional to k), e.g. 0.6,0.25,0.15")
+    t.add_argument("--budget-rollover", choices=("next", "spread"), default="next",
+                   help="with --budget-shares: where a stage that stops early leaves its unused time (next: the "
+                        "next stage; spread: all later stages, in proportion to their shares)")
     t.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     t.add_argument("--device", default="cpu")
     t.add_argument("--seed", type=int, default=0)

@@ -243,6 +243,7 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     assert main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "2", "--epochs", "1",
                  "--steps-per-epoch", "2", "--protocol", "stagewise", "--stage-init", "previous", "--layer-lr",
                  "theta=10", "--batch-size", "8,16,32", "--refine-decay", "0.3", "--refine-window", "1", "-o", str(stagewise),
+                 "--max-cpu-seconds", "600", "--budget-shares", "1,1,1", "--budget-rollover", "spread",
                  "--no-progress"]) == 0
     logged = [json.loads(line) for line in (stagewise / "log.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in logged if r["event"] == "stage_end"] == [
@@ -250,6 +251,7 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     config = read_checkpoint(stagewise / "last.pt")["config"]
     assert config["batch_size"] in ((8, 16, 32), [8, 16, 32]) and config["refine_decay"] == 0.3
     assert config["refine_window"] == 1
+    assert config["budget_rollover"] == "spread" and tuple(config["budget_shares"]) == (1.0, 1.0, 1.0)
     for bad, message in (("8,x", "--batch-size: expected a positive integer or a comma-separated list of them"),
                          ("8,16", "batch_size: expected a positive integer or 3 of them")):
         assert main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "2", "--epochs", "1",

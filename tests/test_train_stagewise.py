@@ -217,11 +217,13 @@ def test_budget_shares_end_a_stage_when_its_share_is_spent(task, monkeypatch):
     assert epochs == {"e2e": 6, "e2e x0.2": 4}, epochs
 
 
-def test_a_stage_that_stops_early_leaves_its_time_to_all_the_stages_after_it(task, monkeypatch):
-    """The same clock (1 CPU-second an epoch), 20 s and shares (0.2, 0.4, 0.4): static deadlines 4, 12, 20 s.
-    The stage at lr never improves and stops by patience after 2 epochs; its 2 unused seconds go to both
-    refinements in proportion to their shares (9 epochs each: they end at 11 and 20 s), not all to the next one
-    (10 and 8 epochs)."""
+@pytest.mark.parametrize("rollover, want", [("next", {"e2e": 2, "e2e x0.2": 8, "e2e x0.02": 10}),
+                                             ("spread", {"e2e": 2, "e2e x0.2": 6, "e2e x0.02": 12})])
+def test_where_a_stage_that_stops_early_leaves_its_time(task, monkeypatch, rollover, want):
+    """The same clock (1 CPU-second an epoch), 20 s and shares (0.25, 0.25, 0.5): deadlines 5, 10, 20 s.  The
+    stage at lr never improves and stops by patience after 2 epochs.  budget_rollover "next": its 3 unused
+    seconds go to the next stage (which ends at 10 s: 8 epochs); "spread": to both refinements in proportion to
+    their shares (the first ends at 2 + 18·0.25/0.75 = 8 s: 6 epochs, the second at 20 s)."""
     import itertools
 
     import unroll.train.trainer as trainer_module
@@ -236,10 +238,10 @@ def test_a_stage_that_stops_early_leaves_its_time_to_all_the_stages_after_it(tas
         perf_counter = staticmethod(__import__("time").perf_counter)
 
     monkeypatch.setattr(trainer_module, "time", Clock())
-    config = quick(epochs=100, refine=(0.2, 0.02), patience=2, max_cpu_seconds=20, budget_shares=(0.2, 0.4, 0.4),
-                   log_every=10**9)
+    config = quick(epochs=100, refine=(0.2, 0.02), patience=2, max_cpu_seconds=20, budget_shares=(0.25, 0.25, 0.5),
+                   budget_rollover=rollover, log_every=10**9)
     trainer = Trainer(small(task), task, config, progress=False)
-    assert trainer.stage_deadlines(trainer.stages()) == pytest.approx([4, 12, 20])
+    assert trainer.stage_deadlines(trainer.stages()) == [5, 10, 20]
     falling = itertools.count()
     # the stage at lr: always the same metric (never better); the refinements: better at every validation
     monkeypatch.setattr(trainer, "validate", lambda batch, depth=None: (
@@ -248,8 +250,10 @@ def test_a_stage_that_stops_early_leaves_its_time_to_all_the_stages_after_it(tas
     epochs = {}
     for record in trainer.history:
         epochs[record["stage"]] = max(epochs.get(record["stage"], 0), record["epoch"])
-    assert epochs == {"e2e": 2, "e2e x0.2": 9, "e2e x0.02": 9}, epochs
+    assert epochs == want, epochs
     assert trainer.progress.cpu_seconds == 20
+    with pytest.raises(ValueError, match="budget_rollover: expected 'next' or 'spread'"):
+        Trainer(small(task), task, quick(budget_rollover="all"), progress=False)
 
 
 def test_a_stage_that_only_makes_things_worse_ends_where_it_started(task):

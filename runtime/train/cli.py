@@ -34,7 +34,7 @@ def run(args) -> int:
                              patience=args.patience,
                              max_cpu_seconds=args.max_cpu_seconds, dtype=args.dtype, seed=args.seed,
                              budget_shares=tuple(float(f) for f in args.budget_shares.split(","))
-                             if args.budget_shares else None,
+                             if args.budget_shares else None, budget_rollover=args.budget_rollover,
                              layer_weights=args.layer_weights, layer_lr=_layer_lr(args.layer_lr),
                              stage_init=args.stage_init)
         net = build_net(args.spec, task, dtype=DTYPES[args.dtype], device=device, layers=layers,

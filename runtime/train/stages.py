@@ -59,6 +59,8 @@ def check_stage_options(cfg) -> None:
         raise ValueError(f"refine_decay: expected a number in (0, 1], got {cfg.refine_decay!r}")
     if cfg.refine_decay != 1 and cfg.protocol != "stagewise":
         raise ValueError(f"refine_decay applies to the stagewise protocol only (protocol {cfg.protocol!r})")
+    if cfg.budget_rollover not in ("next", "spread"):
+        raise ValueError(f"budget_rollover: expected 'next' or 'spread', got {cfg.budget_rollover!r}")
     window = cfg.refine_window
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
         raise ValueError(f"refine_window: expected a positive number of layers or None, got {window!r}")
@@ -113,7 +115,8 @@ def stage_weights(cfg, stages: list[Stage]) -> list[float] | None:
 
 
 def stage_deadlines(cfg, stages: list[Stage]) -> list[float] | None:
-    """The CPU time (s) by which each stage ends when none stops early (None without `budget_shares`)."""
+    """The CPU time (s) by which each stage ends (None without `budget_shares`): cumulative, so that the unused
+    time of a stage that stops early goes to the next one (`budget_rollover="next"`)."""
     weights = stage_weights(cfg, stages)
     if weights is None:
         return None
@@ -125,10 +128,10 @@ def stage_deadlines(cfg, stages: list[Stage]) -> list[float] | None:
 
 
 def stage_deadline(cfg, stages: list[Stage], index: int, start_cpu: float) -> float | None:
-    """The CPU time (s) by which stage `index`, started at `start_cpu`, ends: its weight's part of the budget
-    still left (None without `budget_shares`).  With no early stop that is `stage_deadlines`; a stage that stops
-    early (patience) leaves its unused time to all the stages after it, in proportion to their weights (not all
-    of it to the next one: after a refinement at a high rate that would be the one at the lowest rate)."""
+    """`budget_rollover="spread"`: the CPU time (s) by which stage `index`, started at `start_cpu`, ends: its
+    weight's part of the budget still left (None without `budget_shares`).  With no early stop that is
+    `stage_deadlines`; a stage that stops early (patience) leaves its unused time to all the stages after it,
+    in proportion to their weights, instead of all of it to the next one."""
     weights = stage_weights(cfg, stages)
     if weights is None:
         return None

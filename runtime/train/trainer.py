@@ -74,9 +74,11 @@ class TrainConfig:
     # with max_cpu_seconds: the share of the CPU budget of each stage of a group (the stage at lr, then each
     # refinement), e.g. (0.6, 0.25, 0.15); stage-wise, layer k's group gets a part of the budget proportional to
     # k (a k-layer network costs k layers a step).  A stage ends at its patience or when its share is spent, so
-    # that every stage runs within the budget; one that stops early leaves its unused time to all the stages
-    # after it, in proportion to their shares.  None: stages end at their patience or `epochs` only.
+    # that every stage runs within the budget.  None: stages end at their patience or `epochs` only.
     budget_shares: tuple | None = None
+    # where the unused time of a stage that stops early (patience) goes: "next": to the next stage (the shares
+    # are cumulative deadlines); "spread": to all the stages after it, in proportion to their shares
+    budget_rollover: str = "next"
     # stage-wise: how layer k starts its stage. "default": the spec's defaults (the reference code); "previous":
     # a copy of the trained layer k-1 (every per-layer parameter), so that the new layer starts as the step the
     # network has learned rather than the classical one
@@ -237,10 +239,11 @@ class Trainer:
                 self.progress.stage_start_cpu = self.progress.cpu_seconds  # (as of the last epoch's end)
                 self._start_stage(stage)
             deadline = None
-            if static_deadlines is not None:  # (a checkpoint from before stage_start_cpu: the static deadline)
-                start = self.progress.stage_start_cpu
-                deadline = static_deadlines[self.progress.stage] if start is None else \
-                    stage_deadline(cfg, stages, self.progress.stage, start)
+            if static_deadlines is not None:
+                start = self.progress.stage_start_cpu  # (None: a checkpoint written before it was recorded)
+                deadline = static_deadlines[self.progress.stage]
+                if cfg.budget_rollover == "spread" and start is not None:
+                    deadline = stage_deadline(cfg, stages, self.progress.stage, start)
             if self.optimizer is None:
                 self._make_optimizer(stage)
             rates, trained = self._stage_opt.rates, self._stage_opt.parameters()
