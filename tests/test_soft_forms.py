@@ -1,4 +1,4 @@
-"""The soft threshold's two forward forms (runtime/ops.py `_SoftThreshold`): one fused `softshrink` kernel where
+"""The soft threshold's two forward forms (runtime/soft_kernel.py `_SoftThreshold`): one fused `softshrink` kernel where
 θ is one non-negative number on the CPU in eager mode, else the tensor form (|v| − θ, relu, copysign).  Both must
 give the same values and the same gradients, the fused form must be the one eager CPU calls take, and a traced or
 compiled graph must keep θ an input (reading it as a number would bake it into the graph)."""
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from unroll import runtime as rt
-from unroll.runtime import ops
+from unroll.runtime import soft_kernel
 
 F64 = torch.float64
 
@@ -25,7 +25,7 @@ def run(v, theta, forced_tensor_form: bool, monkeypatch):
     """Output and gradients (v, θ) of loss = Σ c·soft(v, θ), in one form."""
     with monkeypatch.context() as mp:
         if forced_tensor_form:
-            mp.setattr(ops, "_cpu_scalar_threshold", lambda v, theta: None)
+            mp.setattr(soft_kernel, "_cpu_scalar_threshold", lambda v, theta: None)
         vt = v.clone().requires_grad_()
         tt = theta.clone().requires_grad_()
         out = rt.soft(vt, tt)
@@ -109,7 +109,7 @@ def test_double_backward_through_both_forms(monkeypatch):
     for forced in (False, True):
         with monkeypatch.context() as mp:
             if forced:
-                mp.setattr(ops, "_cpu_scalar_threshold", lambda v, theta: None)
+                mp.setattr(soft_kernel, "_cpu_scalar_threshold", lambda v, theta: None)
             v = torch.tensor([[-2.0, -0.1, 0.05, 1.5]], dtype=F64, requires_grad=True)
             theta = torch.tensor(0.3, dtype=F64, requires_grad=True)
             (gv,) = torch.autograd.grad(rt.soft(v, theta).square().sum(), v, create_graph=True)
