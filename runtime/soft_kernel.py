@@ -29,13 +29,14 @@ class _SoftThreshold(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, v, theta):
-        scalar = _cpu_scalar_threshold(v, theta) if torch.is_tensor(theta) else None
+        learned = torch.is_tensor(theta)  # (else a negative Python number: no gradient)
+        scalar = _cpu_scalar_threshold(v, theta) if learned else None
         if scalar is not None:
             out = torch.nn.functional.softshrink(v, scalar)
         else:
             out = v.abs().sub_(theta).relu_().copysign_(v)
         ctx.save_for_backward(out)
-        ctx.theta_shape = theta.shape if torch.is_tensor(theta) else None  # (a negative number: no gradient)
+        ctx.theta_shape = theta.shape if learned else None
         return out
 
     @staticmethod

@@ -190,10 +190,8 @@ def test_budget_shares_divide_the_cpu_budget_between_the_stages(task):
         Trainer(net, task, quick(refine=(0.2,), budget_shares=(1, 1))).fit()
 
 
-def test_budget_shares_end_a_stage_when_its_share_is_spent(task, monkeypatch):
-    """A clock that advances 1 CPU-second per reading (one per epoch with log_every above the step count): with
-    10 s and shares (0.6, 0.4), the stage at lr runs until 6 s and the refinement until 10 s, however many epochs
-    they were allowed and although neither stops improving by patience."""
+def one_cpu_second_per_reading(monkeypatch) -> None:
+    """The trainer's CPU clock advances 1 s per reading (one per epoch with log_every above the step count)."""
     import unroll.train.trainer as trainer_module
 
     class Clock:
@@ -206,14 +204,26 @@ def test_budget_shares_end_a_stage_when_its_share_is_spent(task, monkeypatch):
         perf_counter = staticmethod(__import__("time").perf_counter)
 
     monkeypatch.setattr(trainer_module, "time", Clock())
+
+
+def epochs_per_stage(trainer) -> dict:
+    epochs = {}
+    for record in trainer.history:
+        epochs[record["stage"]] = max(epochs.get(record["stage"], 0), record["epoch"])
+    return epochs
+
+
+def test_budget_shares_end_a_stage_when_its_share_is_spent(task, monkeypatch):
+    """A clock that advances 1 CPU-second per reading (one per epoch with log_every above the step count): with
+    10 s and shares (0.6, 0.4), the stage at lr runs until 6 s and the refinement until 10 s, however many epochs
+    they were allowed and although neither stops improving by patience."""
+    one_cpu_second_per_reading(monkeypatch)
     net = small(task)
     config = quick(epochs=100, refine=(0.2,), patience=100, max_cpu_seconds=10, budget_shares=(0.6, 0.4),
                    log_every=10**9)
     trainer = Trainer(net, task, config, progress=False)
     trainer.fit()
-    epochs = {}
-    for record in trainer.history:
-        epochs[record["stage"]] = max(epochs.get(record["stage"], 0), record["epoch"])
+    epochs = epochs_per_stage(trainer)
     assert epochs == {"e2e": 6, "e2e x0.2": 4}, epochs
 
 
@@ -226,18 +236,7 @@ def test_where_a_stage_that_stops_early_leaves_its_time(task, monkeypatch, rollo
     their shares (the first ends at 2 + 18·0.25/0.75 = 8 s: 6 epochs, the second at 20 s)."""
     import itertools
 
-    import unroll.train.trainer as trainer_module
-
-    class Clock:
-        now = 0.0
-
-        def process_time(self):
-            self.now += 1.0
-            return self.now
-
-        perf_counter = staticmethod(__import__("time").perf_counter)
-
-    monkeypatch.setattr(trainer_module, "time", Clock())
+    one_cpu_second_per_reading(monkeypatch)
     config = quick(epochs=100, refine=(0.2, 0.02), patience=2, max_cpu_seconds=20, budget_shares=(0.25, 0.25, 0.5),
                    budget_rollover=rollover, log_every=10**9)
     trainer = Trainer(small(task), task, config, progress=False)
@@ -247,9 +246,7 @@ def test_where_a_stage_that_stops_early_leaves_its_time(task, monkeypatch, rollo
     monkeypatch.setattr(trainer, "validate", lambda batch, depth=None: (
         0.0, 0.0 if trainer.progress.stage == 0 else -float(next(falling))))
     trainer.fit()
-    epochs = {}
-    for record in trainer.history:
-        epochs[record["stage"]] = max(epochs.get(record["stage"], 0), record["epoch"])
+    epochs = epochs_per_stage(trainer)
     assert epochs == want, epochs
     assert trainer.progress.cpu_seconds == 20
     with pytest.raises(ValueError, match="budget_rollover: expected 'next' or 'spread'"):

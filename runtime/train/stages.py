@@ -115,26 +115,23 @@ def stage_weights(cfg, stages: list[Stage]) -> list[float] | None:
 
 
 def stage_deadlines(cfg, stages: list[Stage]) -> list[float] | None:
-    """The CPU time (s) by which each stage ends (None without `budget_shares`): cumulative, so that the unused
-    time of a stage that stops early goes to the next one (`budget_rollover="next"`)."""
+    """The CPU time (s) by which each stage ends when none stops early (None without `budget_shares`)."""
+    if cfg.budget_shares is None:
+        return None
+    return [stage_deadline(cfg, stages, index, None) for index in range(len(stages))]
+
+
+def stage_deadline(cfg, stages: list[Stage], index: int, start_cpu: float | None) -> float | None:
+    """The CPU time (s) by which stage `index`, started at `start_cpu`, ends (None without `budget_shares`).
+    `budget_rollover="next"`: its cumulative deadline (`stage_deadlines`).  "spread": its weight's part of the
+    budget still left: with no early stop that is the same time, and a stage that stops early (patience) leaves
+    its unused time to all the stages after it, in proportion to their weights, instead of all of it to the next
+    one.  (`start_cpu` None: a checkpoint written before the start was recorded; the cumulative deadline.)"""
     weights = stage_weights(cfg, stages)
     if weights is None:
         return None
-    total, elapsed, out = sum(weights), 0.0, []
-    for w in weights:
-        elapsed += w
-        out.append(cfg.max_cpu_seconds * elapsed / total)
-    return out
-
-
-def stage_deadline(cfg, stages: list[Stage], index: int, start_cpu: float) -> float | None:
-    """`budget_rollover="spread"`: the CPU time (s) by which stage `index`, started at `start_cpu`, ends: its
-    weight's part of the budget still left (None without `budget_shares`).  With no early stop that is
-    `stage_deadlines`; a stage that stops early (patience) leaves its unused time to all the stages after it,
-    in proportion to their weights, instead of all of it to the next one."""
-    weights = stage_weights(cfg, stages)
-    if weights is None:
-        return None
+    if cfg.budget_rollover == "next" or start_cpu is None:
+        return cfg.max_cpu_seconds * sum(weights[:index + 1]) / sum(weights)
     rest = sum(weights[index:])
     left = max(cfg.max_cpu_seconds - start_cpu, 0.0)
     return start_cpu + (left * weights[index] / rest if rest > 0 else left)

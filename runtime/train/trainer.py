@@ -230,7 +230,6 @@ class Trainer:
         if not self.progress.classical and self.task.test is not None and hasattr(type(self.net), "num_layers"):
             self.progress.classical = {"per_layer": self.per_layer(self.task.test)}
         stages = self.stages()
-        static_deadlines = self.stage_deadlines(stages)
         start_cpu = time.process_time() - self.progress.cpu_seconds
         start_wall = time.perf_counter()
         while self.progress.stage < len(stages) and not self.progress.done:
@@ -238,12 +237,7 @@ class Trainer:
             if self.progress.epoch == 0 and self.progress.step_in_stage == 0:
                 self.progress.stage_start_cpu = self.progress.cpu_seconds  # (as of the last epoch's end)
                 self._start_stage(stage)
-            deadline = None
-            if static_deadlines is not None:
-                start = self.progress.stage_start_cpu  # (None: a checkpoint written before it was recorded)
-                deadline = static_deadlines[self.progress.stage]
-                if cfg.budget_rollover == "spread" and start is not None:
-                    deadline = stage_deadline(cfg, stages, self.progress.stage, start)
+            deadline = stage_deadline(cfg, stages, self.progress.stage, self.progress.stage_start_cpu)
             if self.optimizer is None:
                 self._make_optimizer(stage)
             rates, trained = self._stage_opt.rates, self._stage_opt.parameters()
