@@ -54,7 +54,7 @@ class ExprPrinter:
                 offset = node.attrs.get("offset", 0)
                 index = self.layer if not offset else (
                     str(int(self.layer) + offset) if self.layer.isdigit() else f"{self.layer} + {offset}")
-                return Arg(f"{node.attrs['name']}[{index}]", node.type, P_ATOM, static=node.static)
+                return Arg(f"{node.attrs['name']}[{index}]", node.type, P_ATOM, py=node.py, static=node.static)
             name = node.attrs["name"]
             if name in self.transposed:
                 return Arg(f"{self.transposed[name]}{TRANSPOSE}", node.type, P_ATOM, static=node.static)

@@ -332,7 +332,10 @@ class ConstructorPrinter:
             if item.target in rows:
                 out.add(f"{rows[item.target]}_rows.append({item.target})", 3)
         for name in columns + [rows[t] for t in sorted(rows)]:
-            out.add(f"self.register_buffer({name!r}, rt.layer_table({name}_rows, dtype, device), persistent=False)", 2)
+            if name in table.python_columns:  # real scalars: Python numbers, operands that cost no tensor op
+                out.add(f"self.{name} = rt.python_table({name}_rows)", 2)
+            else:
+                out.add(f"self.register_buffer({name!r}, rt.layer_table({name}_rows, dtype, device), persistent=False)", 2)
 
 
 def _shape_code(shape) -> str:

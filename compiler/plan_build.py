@@ -34,13 +34,7 @@ from .plan_passes import (
     peel_first_layer,
     split_per_layer_params,
 )
-from .planner import Constant, Loop, Names, Plan, Stmt, describe, is_trivial, ref
-from .types import REAL
-
-
-def real_scalar(node: ir.Node) -> bool:
-    """A real scalar constant: kept as a Python number (thresholds and steps then cost no tensor op)."""
-    return node.type.rank == 0 and not node.type.batched and node.type.dtype == REAL
+from .planner import Constant, Loop, Names, Plan, Stmt, describe, is_trivial, real_scalar, ref
 
 
 def comment_text(text: str) -> str:
@@ -77,6 +71,7 @@ class Builder:
         if node.key in self.table_refs and depth >= ir.LAYER:
             lookup = ref(self.table_refs[node.key], node)
             lookup.attrs.update(table=True, offset=0)
+            lookup.py = real_scalar(node)  # a column of Python numbers (find_layer_table)
             return lookup
         if node.key in self.constant_keys and not node.py:
             self._widen(self.plan.constants, self.constant_keys[node.key])

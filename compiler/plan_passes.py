@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 
 from . import ir
-from .planner import LayerTable, is_trivial
+from .planner import LayerTable, is_trivial, real_scalar
 
 EXPENSIVE_OPS = {"matmul", "dot", "outer", "solve", "conv2", "conv2_adj", "conv2z", "conv2z_adj", "chanmix", "fft",
                  "ifft", "fft2", "ifft2", "svt", "row_shrink", "patches", "unpatch", "patch_average", "stft", "istft"}
@@ -153,7 +153,8 @@ def find_layer_table(program: ir.Program, builder) -> LayerTable | None:
     builder.table_rows = {t: (name, 1 if t in static_states else 0) for t, name in rows.items()}
     lines = sorted({st.span.line for st in step if isinstance(st, ir.Assign) and st.target in static_targets}
                    | {s.line for s in inits})
-    return LayerTable(statements, inits, [c for c in columns.values()], sorted(static_states), lines, rows)
+    python = frozenset(name for name, node in columns.values() if real_scalar(node))
+    return LayerTable(statements, inits, [c for c in columns.values()], sorted(static_states), lines, rows, python)
 
 
 def _table_hint(node: ir.Node) -> str:

@@ -32,12 +32,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from . import ir
+from .types import REAL
 
 TRIVIAL_OPS = {"var", "number", "list", "ref"}
 
 # Names the generated module uses for itself: no spec symbol or temporary may take them.
 GENERATED_NAMES = ("self", "torch", "rt", "layer", "dtype", "cdtype", "device", "batch", "record", "unbatched",
                    "batch_info", "dims", "states")
+
+
+def real_scalar(node: ir.Node) -> bool:
+    """A real scalar: where its value is a constant (or a layer-table entry), kept as a Python number, so that
+    thresholds, steps and momentum weights cost no tensor op (and no 0-d tensor operand in a kernel)."""
+    return node.type.rank == 0 and not node.type.batched and node.type.dtype == REAL
 
 
 def is_trivial(node: ir.Node) -> bool:
@@ -153,6 +160,8 @@ class LayerTable:
     states: list[str]  # static states
     lines: list[int]
     rows: dict[str, str]  # static state or step `let` -> the table of its values (states: L + 1 rows)
+    # the columns that are real scalars: a tuple of Python numbers (FISTA's momentum weights), not a tensor
+    python_columns: frozenset = frozenset()
 
 
 @dataclass

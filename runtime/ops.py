@@ -145,6 +145,12 @@ def layer_table(rows, dtype, device) -> torch.Tensor:
     return torch.stack([r if torch.is_tensor(r) else torch.tensor(r, dtype=dtype, device=device) for r in rows])
 
 
+def python_table(rows) -> tuple[float, ...]:
+    """Real scalars that depend only on the layer index, one per layer, as Python numbers (their values in the
+    dtype they were computed in): an operand a kernel takes as a number, not a 0-d tensor to broadcast."""
+    return tuple(float(r) for r in rows)
+
+
 def per_layer_default(default, layers: int, shape, dtype, device, name: str) -> torch.Tensor:
     """The [layers, *shape] default of a per-layer parameter whose default depends on `layer`;
     a default that indexes data by the layer (`Dk[layer]`) must have an entry for every layer."""

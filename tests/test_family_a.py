@@ -64,6 +64,25 @@ def test_fista_equals_reference(lasso):
     np.testing.assert_allclose(got_t, ts, rtol=1e-14, atol=0)
 
 
+def test_fista_momentum_weights_are_python_numbers(lasso):
+    # v = x_new + c_k (x_new - x) is lerp(x, x_new, 1 + c_k), c_k = (t_k - 1) / t_{k+1}: the weights depend on
+    # the layer only, so they are computed at construction, as Python numbers (a 0-d tensor weight doubles
+    # the cost of torch's lerp backward); the module then still follows FISTA after a dtype conversion
+    A, _, y = lasso
+    net = make("fista", A, lam=LAM)
+    ts = [1.0]
+    for _ in range(net.num_layers):
+        ts.append((1.0 + math.sqrt(1.0 + 4.0 * ts[-1] ** 2)) / 2.0)
+    weights = net.t_t_new_table
+    assert isinstance(weights, tuple) and all(type(w) is float for w in weights)
+    np.testing.assert_allclose(weights, [1 + (ts[k] - 1) / ts[k + 1] for k in range(net.num_layers)],
+                               rtol=1e-14, atol=0)
+    single = net.float()
+    got = to_np(single(torch.as_tensor(y, dtype=torch.float32)))
+    want = ref.fista(A, y, LAM, net.num_layers)[-1]
+    assert rel(got, want) <= 1e-4
+
+
 def test_lista_default_equals_ista(lasso):
     A, _, y = lasso
     mu = spectral_sq(A)

@@ -205,6 +205,16 @@ def test_fista_momentum_sequence_is_a_layer_table():
     assert all(st.target != "t_new" for st in p.step)
     t_update = next(st for st in p.step if st.target == "t")
     assert t_update.kind == "table" and t_update.value.attrs["offset"] == 1
+    # the momentum weights (a real scalar per layer) are Python numbers: the lerp takes its weight as a number
+    # (a 0-d tensor weight costs torch's lerp twice the backward); t, a state the trace records, stays a tensor
+    assert p.table.python_columns == {column}
+    lookup = next(n for n in v_update.value.walk() if n.op == "ref" and n.attrs.get("table"))
+    assert lookup.py
+
+
+def test_layer_table_columns_of_matrices_stay_tensors():
+    p = plan_of("kalman_filter")
+    assert p.table is not None and p.table.python_columns == frozenset()
 
 
 def test_admm_lasso_factors_its_matrix_once():

@@ -422,7 +422,9 @@ def test_ml_ista_decreases_the_ml_bp_objective_towards_the_optimum():
     for x in X:
         g, gap = mlbp_optimum(D1, D2, x, lam1, lam2)
         fstar = mlbp_objective(D1, D2, x, g, lam1, lam2)
-        assert gap < 1e-8 * fstar
+        # a certificate to 1e-7 of F* (the L-BFGS-B dual stops at 1e-10 .. 3e-8 of it, depending on the BLAS's
+        # rounding, so on the machine): ample for the checks below, which compare with F* to 1e-3 .. 5e-3
+        assert gap < 1e-7 * fstar
         opt.append(fstar)
     final = {}
     for mu_s, layers in ((1.0, 3000), (0.1, 20000)):
@@ -436,7 +438,7 @@ def test_ml_ista_decreases_the_ml_bp_objective_towards_the_optimum():
                  + lam2 * np.abs(g).sum(axis=1))
             assert np.diff(F).max() <= 1e-6 * F[0]
             gaps = (F[[1, 10, 100, layers]] - opt[i]) / opt[i]
-            assert (np.diff(gaps) < 0).all() and gaps[-1] > -1e-9  # decreasing towards, never below, F*
+            assert (np.diff(gaps) < 0).all() and gaps[-1] > -1e-7  # decreasing towards, never below, F* (to its certificate)
             assert abs(F[-1] - F[-100]) < 1e-8 * opt[i]  # converged (to the fixed point, not F*)
             final[mu_s, i] = gaps[-1]
     for i in range(len(X)):
