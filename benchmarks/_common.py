@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -137,6 +138,23 @@ def sparse_coding_problem(n: int, m: int, batch: int, dtype, seed: int = 0):
 def median_ratio(num: list, den: list) -> float:
     """Median over repetitions of the per-repetition ratio num[i] / den[i]."""
     return statistics.median(a / b for a, b in zip(num, den))
+
+
+def median_ratio_interval(num: list, den: list, level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval for the median of the per-repetition ratios: the order statistics
+    r_(j) <= median <= r_(n+1-j) with the largest j such that P(Binomial(n, 1/2) < j) <= (1 - level) / 2 (exact
+    coverage >= level for independent repetitions; no assumption on the ratios' distribution)."""
+    ratios = sorted(a / b for a, b in zip(num, den))
+    n = len(ratios)
+    tail, j = 0.0, 0
+    while j < n // 2:
+        nxt = tail + math.comb(n, j) / 2 ** n  # P(Binomial(n, 1/2) <= j)
+        if nxt > (1 - level) / 2:
+            break
+        tail, j = nxt, j + 1
+    if j == 0:  # too few repetitions for that level: the whole range
+        return ratios[0], ratios[-1]
+    return ratios[j - 1], ratios[n - j]
 
 
 def spread(ts: list) -> float:

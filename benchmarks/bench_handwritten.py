@@ -47,7 +47,16 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import unroll
-from _common import Stats, alternate, machine, median_ratio, sparse_coding_problem, spread, table
+from _common import (
+    Stats,
+    alternate,
+    machine,
+    median_ratio,
+    median_ratio_interval,
+    sparse_coding_problem,
+    spread,
+    table,
+)
 from handwritten_baselines import BASELINES, SOFT_FORMS, lipschitz, use_soft
 from unroll.runtime.layer_views import viewable
 from unroll.train import split_layers
@@ -294,9 +303,10 @@ def rows_for(label: str, times: list, base: str) -> list:
         for impl in t:
             if impl == base:
                 continue
+            low, high = median_ratio_interval(t[impl], t[base])
             rows.append((f"{label}: {impl} / {base}", mode, f"{statistics.median(t[impl]) * 1e3:.1f}",
                          f"{statistics.median(t[base]) * 1e3:.1f}", f"{median_ratio(t[impl], t[base]):.3f}",
-                         f"{spread(t[impl]) * 100:.0f}% / {spread(t[base]) * 100:.0f}%"))
+                         f"{low:.3f} – {high:.3f}", f"{spread(t[impl]) * 100:.0f}% / {spread(t[base]) * 100:.0f}%"))
     return rows
 
 
@@ -376,7 +386,8 @@ def main(argv=None) -> int:
           f"{args.reps} rounds after {args.warmup} warm-up call(s); ratio = median over rounds of "
           f"(time of the first / time of the second); < 1: the first is faster")
     print(machine() + f"; baselines' soft threshold: {args.soft}")
-    print(table(rows, ("pair", "mode", "first ms", "second ms", "median ratio", "IQR/median first / second")))
+    print(table(rows, ("pair", "mode", "first ms", "second ms", "median ratio", "95% interval",
+                       "IQR/median first / second")))
     print(f"noise control: {stats.kept} rounds kept, {stats.discarded} discarded (other processes too busy), "
           f"{stats.contaminated_kept} kept although noisy (budget exhausted)"
           + (f"; {stats.short} measurement(s) cut short by the deadline" if stats.short else ""))
