@@ -260,6 +260,10 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     assert main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "2", "--epochs", "1",
                  "--layer-lr", "theta=x", "-o", str(tmp_path / "y"), "--no-progress"]) == 1
     assert "--layer-lr: expected numbers (one per layer) or NAME=NUMBER items, got 'theta=x'" in capsys.readouterr().err
+    for option, bad in (("--refine", "0.5,x"), ("--budget-shares", "1,,a")):
+        assert main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "2", "--epochs", "1",
+                     option, bad, "--max-cpu-seconds", "60", "-o", str(tmp_path / "w"), "--no-progress"]) == 1
+        assert f"{option}: expected comma-separated numbers, got {bad!r}" in capsys.readouterr().err
     assert main(["train", "lista_cp", "--task", "nope", "-o", str(out)]) == 1
     assert "unknown task 'nope'" in capsys.readouterr().err
     assert main(["train", "lista_cp", "--task", "sparse_coding_small", "--layers", "4", "-o", str(out),

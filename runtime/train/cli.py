@@ -27,14 +27,14 @@ def run(args) -> int:
     device = init_distributed(args.device)  # under torchrun: one process per replica, DDP
     main = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
     try:
-        refine = tuple(float(f) for f in args.refine.split(",") if f.strip())
+        refine = _numbers(args.refine, "--refine")
         config = TrainConfig(protocol=args.protocol, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                              batch_size=_batch_size(args.batch_size), lr=args.lr, refine=refine,
                              refine_decay=args.refine_decay, refine_window=args.refine_window,
                              patience=args.patience,
                              max_cpu_seconds=args.max_cpu_seconds, dtype=args.dtype, seed=args.seed,
-                             budget_shares=tuple(float(f) for f in args.budget_shares.split(","))
-                             if args.budget_shares else None, budget_rollover=args.budget_rollover,
+                             budget_shares=_numbers(args.budget_shares, "--budget-shares") or None,
+                             budget_rollover=args.budget_rollover,
                              layer_weights=args.layer_weights, layer_lr=_layer_lr(args.layer_lr),
                              stage_init=args.stage_init)
         net = build_net(args.spec, task, dtype=DTYPES[args.dtype], device=device, layers=layers,
@@ -62,6 +62,14 @@ def run(args) -> int:
     print(f"\nwrote {args.output}: best.pt final.pt last.pt log.jsonl summary.json "
           + " ".join(p.name for p in paths), file=sys.stderr)
     return 0
+
+
+def _numbers(text: str | None, option: str) -> tuple[float, ...]:
+    """`--refine 0.2,0.02`, `--budget-shares 0.6,0.25,0.15`: comma-separated numbers (none: empty)."""
+    try:
+        return tuple(float(x) for x in (text or "").split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"{option}: expected comma-separated numbers, got {text!r}") from None
 
 
 def _batch_size(text: str):
