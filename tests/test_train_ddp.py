@@ -40,6 +40,10 @@ def _worker(rank, world, port, out_dir):
             T.Trainer(net, task, config, progress=False).fit()
             saved[protocol] = net.state_dict()
         torch.save(saved, os.path.join(out_dir, f"rank{rank}.pt"))
+        # a clean shutdown: both replicas reach this point before either tears the process group down (once, on
+        # a loaded machine, the replica that left first made the other abort in gloo: "terminate called without
+        # an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -59,3 +63,23 @@ def test_two_process_ddp_replicas_agree_bit_for_bit(tmp_path):
         for key, value in r0[protocol].items():
             assert torch.equal(value, r1[protocol][key]), (protocol, key)
         assert not torch.equal(r0[protocol]["We"], start["We"])  # and it trained
+
+
+def test_unrollc_train_under_torchrun_two_replicas(tmp_path):
+    # the command line under torchrun (2 processes, gloo): rank 0 writes the run directory, both replicas end
+    # together (barrier, then the process group is destroyed) and exit 0; the checkpoint is the trained network
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "unroll.compiler.cli", "train", "lista_cp", "--task", "sparse_coding_small", "--layers", "2",
+         "--epochs", "1", "--steps-per-epoch", "3", "--refine", "", "-o", str(out), "--no-progress"],
+        check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("untrained = classical") == 1  # the table comes from rank 0 only
+    for name in ("final.pt", "log.jsonl", "summary.json", "layers.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert "terminate called" not in proc.stderr

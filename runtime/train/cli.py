@@ -24,7 +24,21 @@ def run(args) -> int:
         print(f"unrollc train: error: {err}", file=sys.stderr)
         return 1
     layers = args.layers or task.info.get("layers")
+    started = torch.distributed.is_available() and not torch.distributed.is_initialized()
     device = init_distributed(args.device)  # under torchrun: one process per replica, DDP
+    owns_group = started and torch.distributed.is_initialized()
+    finished = False
+    try:
+        finished = _train(args, task, layers, device) == 0
+        return 0 if finished else 1
+    finally:
+        if owns_group:  # every replica waits for the others (rank 0 writes the plots) before the group goes
+            if finished:
+                torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
+
+def _train(args, task, layers, device) -> int:
     main = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
     try:
         refine = _numbers(args.refine, "--refine")
