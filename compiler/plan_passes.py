@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 
 from . import ir
-from .planner import LayerTable, is_trivial, real_scalar
+from .planner import LayerTable, is_trivial, real_scalar, real_scalar_type
 
 EXPENSIVE_OPS = {"matmul", "dot", "outer", "solve", "conv2", "conv2_adj", "conv2z", "conv2z_adj", "chanmix", "fft",
                  "ifft", "fft2", "ifft2", "svt", "row_shrink", "patches", "unpatch", "patch_average", "stft", "istft"}
@@ -187,7 +187,7 @@ def peel_first_layer(program: ir.Program, builder) -> tuple[list | None, str]:
     assigned = {st.target for st in _assignments(program.step)}  # a state the step never assigns is hoisted
     zero_states = {s.name for s in program.states if _is_zero(s.init)} & assigned
     numbers = {s.name: s.init.attrs["value"] for s in program.states
-               if s.name in assigned and s.init.op == "number" and _real_scalar(s.type)}
+               if s.name in assigned and s.init.op == "number" and real_scalar_type(s.type)}
     if not zero_states and not numbers:
         return None, ""
     initial = set(zero_states) | set(numbers)  # states not assigned yet in layer 0: they hold their initial value
@@ -322,10 +322,6 @@ def _is_zero(node: ir.Node) -> bool:
     if node.op == "number":
         return node.attrs["value"] == 0
     return node.op == "zeros"
-
-
-def _real_scalar(t) -> bool:
-    return t.dtype == "real" and tuple(t.shape) == () and not t.batched
 
 
 def _number_text(value) -> str:

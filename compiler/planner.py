@@ -44,7 +44,12 @@ GENERATED_NAMES = ("self", "torch", "rt", "layer", "dtype", "cdtype", "device", 
 def real_scalar(node: ir.Node) -> bool:
     """A real scalar: where its value is a constant (or a layer-table entry), kept as a Python number, so that
     thresholds, steps and momentum weights cost no tensor op (and no 0-d tensor operand in a kernel)."""
-    return node.type.rank == 0 and not node.type.batched and node.type.dtype == REAL
+    return real_scalar_type(node.type)
+
+
+def real_scalar_type(t) -> bool:
+    """A real, unbatched rank-0 type."""
+    return t.rank == 0 and not t.batched and t.dtype == REAL
 
 
 def is_trivial(node: ir.Node) -> bool:

@@ -27,13 +27,13 @@ def run(args) -> int:
     started = torch.distributed.is_available() and not torch.distributed.is_initialized()
     device = init_distributed(args.device)  # under torchrun: one process per replica, DDP
     owns_group = started and torch.distributed.is_initialized()
-    finished = False
+    code = 1
     try:
-        finished = _train(args, task, layers, device) == 0
-        return 0 if finished else 1
+        code = _train(args, task, layers, device)
+        return code
     finally:
         if owns_group:  # every replica waits for the others (rank 0 writes the plots) before the group goes
-            if finished:
+            if code == 0:
                 torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
