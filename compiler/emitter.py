@@ -26,6 +26,9 @@ class ModulePrinter(ConstructorPrinter):
     def __init__(self, plan: Plan, options_text: str, version: str, backward: BackwardMode | None = None):
         self.plan = plan
         self.backward = backward or BackwardMode()
+        # statements only the trace reads run only when it records (the other backward modes run the layers
+        # through a runtime helper that passes every state on)
+        self._guard_trace_only = self.backward.kind == "unroll"
         self.p = plan.program
         self.options_text = options_text
         self.version = version
@@ -94,9 +97,19 @@ class ModulePrinter(ConstructorPrinter):
     def _stmt_lines(self, out: Lines, block: list, indent: int, printer: ExprPrinter) -> None:
         i = 0
         while i < len(block):
+            if self._guard_trace_only and getattr(block[i], "trace_only", False):
+                run = []
+                while i < len(block) and getattr(block[i], "trace_only", False):
+                    run.append(block[i])
+                    i += 1
+                states = ", ".join(dict.fromkeys(st.target for st in run if st.target in self.plan.trace_only_states))
+                out.add(f"if record is not None:  # only the trace reads {states}", indent)
+                self._nested(out, indent + 1, lambda body, run=run: self._stmt_items(body, run, indent + 1, printer))
+                continue
             if getattr(block[i], "skip_last", False) and printer.layer == "layer":
                 run = []
-                while i < len(block) and getattr(block[i], "skip_last", False):
+                while i < len(block) and getattr(block[i], "skip_last", False) and not (
+                        self._guard_trace_only and getattr(block[i], "trace_only", False)):
                     run.append(block[i])
                     i += 1
                 out.add(f"if layer < {self._depth()} - 1 or record is not None:  # not needed after the last layer",

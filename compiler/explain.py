@@ -244,12 +244,15 @@ def _block_text(block, indent: int) -> list[str]:
                 out.append(f"{pad}{st.target:<14} {st.comment}   [before the loop]")
             out.append(f"{pad}{item.comment}")
             out.extend(_block_text(item.body, indent + 4))
-        elif item.kind == "temp":
-            out.append(f"{pad}{item.target:<14} {item.comment}   [computed once, used twice or more]")
-        elif item.kind == "table":
-            out.append(f"{pad}{item.target:<14} {item.comment}   [looked up: computed at construction]")
         else:
-            out.append(f"{pad}{item.target:<14} {item.comment}")
+            notes = {"temp": ["computed once, used twice or more"], "table": ["looked up: computed at construction"]
+                     }.get(item.kind, [])
+            if item.trace_only:
+                notes.append("only when the trace records: nothing else reads it")
+            elif item.skip_last:
+                notes.append("not after the last layer")
+            note = f"   [{'; '.join(notes)}]" if notes else ""
+            out.append(f"{pad}{item.target:<14} {item.comment}{note}")
     return out
 
 

@@ -299,7 +299,7 @@ def hoistable_locals(stmts: list, depth: int, step_counts: dict[str, int] | None
 
 
 def build(program: ir.Program, class_name: str) -> Plan:
-    from .plan_uses import count_uses, stored_transposed, trace_only_inits
+    from .plan_uses import count_uses, mark_trace_only, stored_transposed, trace_only_inits
 
     program = factor_solves(program)
     program = associate_invariant_products(distribute_products(fold_scalars(program)))
@@ -342,6 +342,7 @@ def build(program: ir.Program, class_name: str) -> Plan:
     plan.split_params = split_per_layer_params(program)
     plan.outputs = [(name, output_batched(program, name)) for name in p.outputs]
     count_uses(plan)
+    plan.trace_only_states = mark_trace_only(plan)
     plan.trace_only_inits = trace_only_inits(plan)
     plan.transposed = stored_transposed(plan)
     return plan

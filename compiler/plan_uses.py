@@ -128,10 +128,12 @@ def trace_only_inits(plan: Plan) -> list[str]:
     """States whose initial value only the trace reads: the peeled layer 0 (which always runs) assigns the
     state before any use, so forward computes it only when `record` asks for the states (ISTA's x⁰ = 0
     allocates nothing; ADMM-CSNet's zero-filled x⁰ costs no inverse FFT).  Without a peeled layer, a network
-    run with zero layers (`num_layers = 0`: the final stage on the initial states) reads them."""
+    run with zero layers (`num_layers = 0`: the final stage on the initial states) reads them.  A state only the
+    trace reads (`mark_trace_only`) is computed only when it records in any case."""
     p = plan.program
+    only_traced = set(plan.trace_only_states)
     if plan.peeled is None:
-        return []
+        return [s.name for s in p.states if s.name in only_traced]
     first_layer = plan.peeled
     candidates = {s.name for s in p.states} - set(p.prev_used) - set(p.history_used)
     read: Counter = Counter()
@@ -140,12 +142,62 @@ def trace_only_inits(plan: Plan) -> list[str]:
     candidates -= set(read)
     assigned: set[str] = set()
     for item in first_layer:
+        if getattr(item, "trace_only", False):  # runs only when the trace records, after the recorded inits
+            continue
         reads: Counter = Counter()
         _block_reads([item], reads, plan)
         candidates -= {name for name in reads if name not in assigned}
         if isinstance(item, Stmt) and item.kind == "state" and item.condition is None:
             assigned.add(item.target)
-    return [s.name for s in p.states if s.name in candidates and s.name in assigned]
+    return [s.name for s in p.states if s.name in only_traced or (s.name in candidates and s.name in assigned)]
+
+
+def mark_trace_only(plan: Plan) -> list[str]:
+    """States that nothing but the per-layer trace reads (FISTA's t once its momentum weights are a layer
+    table: no output, no later value, no stopping condition depends on it): forward assigns them, and computes
+    what only they read, only when `record` asks for the states.  Marks those statements of the layer
+    (`Stmt.trace_only`) and returns the states.  A statement that calls a sub-network (which may keep running
+    statistics) and everything it reads stay unconditional; so does every state of a `step until` spec (its
+    freezing step reads them all)."""
+    p = plan.program
+    if p.until is not None:
+        return []
+    candidates = {s.name for s in p.states} - set(p.outputs) - set(p.prev_used) - set(p.history_used)
+    layer_items = [item for block in (plan.peeled or [], plan.step) for item in block]
+    stmts = [item for item in layer_items if isinstance(item, Stmt)]
+    needed: Counter = Counter()
+    _block_reads(plan.prologue + plan.state_inits + plan.invariants + plan.final, needed, plan)
+    _block_reads([item for item in layer_items if isinstance(item, Loop)], needed, plan)  # nested loops stay
+    for loop in (item for item in layer_items if isinstance(item, Loop)):
+        needed.update(st.target for st in _loop_stmts(loop))
+    needed.update(s.name for s in p.states if s.name not in candidates)  # however assigned (a table lookup too)
+    needed.update(p.outputs)
+    for st in stmts:
+        if any(n.op == "net_call" for n in st.value.walk()):
+            needed[st.target] += 1
+    counted: set[int] = set()  # statements whose reads are in `needed`
+    while True:
+        fresh = [i for i, st in enumerate(stmts) if st.target in needed and i not in counted]
+        if not fresh:
+            break
+        for i in fresh:
+            counted.add(i)
+            _block_reads([stmts[i]], needed, plan)
+    trace_only = {name for name in candidates if name not in needed}
+    if not trace_only:
+        return []
+    for st in stmts:
+        st.trace_only = st.target not in needed
+    return [s.name for s in p.states if s.name in trace_only]
+
+
+def _loop_stmts(loop: Loop):
+    yield from loop.before
+    for item in loop.body:
+        if isinstance(item, Loop):
+            yield from _loop_stmts(item)
+        else:
+            yield item
 
 
 def stored_transposed(plan: Plan) -> dict[str, str]:
@@ -196,4 +248,5 @@ def constant_needed(plan: Plan, c: Constant) -> bool:
     return c.read_by_forward or plan.init_uses[c.name] > 0 or c.name in plan.program.outputs
 
 
-__all__ = ["Stmt", "constant_needed", "count_uses", "node_reads", "stored_transposed", "trace_only_inits"]
+__all__ = ["Stmt", "constant_needed", "count_uses", "mark_trace_only", "node_reads", "stored_transposed",
+           "trace_only_inits"]

@@ -119,6 +119,7 @@ class Stmt:
     line: int = 0
     state: ir.State | None = None  # for kind == "state": the declaration (shape the value is fitted to)
     skip_last: bool = False  # not needed after the last layer: skipped there unless the trace records states
+    trace_only: bool = False  # only the trace reads what it computes: run only when forward records the states
     condition: tuple | None = None  # (flag, branch): computed only when the constructor chose that branch
     # whether the readers of `target` take it for a Python number (the checker's typing of the assigned value,
     # or of the `ref`s to a temporary); None: as `value` is.  A value printed as a Python number that its readers take
@@ -195,6 +196,8 @@ class Plan:
     until: object = None  # the lowered stopping condition (an ir.Node), evaluated after each layer
     # states whose initial value only the trace reads (the first layer peeled): computed only when it records
     trace_only_inits: list[str] = field(default_factory=list)
+    # states only the trace reads (their statements are marked `trace_only`): assigned only when it records
+    trace_only_states: list[str] = field(default_factory=list)
     # constant matrices forward reads only as the matrix of a batched product (x @ Mᵀ): kept as a contiguous Mᵀ
     # under the second name, so that every GEMM reads its operand in memory order (constant -> buffer name)
     transposed: dict[str, str] = field(default_factory=dict)

@@ -35,7 +35,7 @@ def soft(v: torch.Tensor, theta) -> torch.Tensor:
         return v * scale
     if _exporting_onnx():  # ONNX has no copysign: the same values from sign and relu
         return torch.relu(v.abs() - theta) * torch.sign(v)
-    if torch.is_tensor(theta) and (theta.dim() > v.dim() or any(
+    if torch.is_tensor(theta) and theta.dim() and (theta.dim() > v.dim() or any(
             t != 1 and t != m for t, m in zip(reversed(theta.shape), reversed(v.shape)))):
         # a batched threshold on an unbatched value: the result is larger than v
         return torch.copysign(torch.relu(v.abs() - theta), v)

@@ -14,7 +14,7 @@ def _cpu_scalar_threshold(v: torch.Tensor, theta: torch.Tensor) -> float | None:
     that the value becomes a constant, so those keep the tensor form."""
     if torch.compiler.is_compiling() or torch._C._is_tracing():
         return None
-    if theta.numel() != 1 or v.device.type != "cpu" or theta.device.type != "cpu":
+    if theta.numel() != 1 or not v.is_cpu or not theta.is_cpu:  # (`is_cpu`: a flag; `.device.type` builds a device)
         return None
     value = float(theta)
     return value if 0 <= value < math.inf else None  # (softshrink refuses ∞; NaN: the tensor form propagates it)

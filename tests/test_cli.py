@@ -200,6 +200,12 @@ def test_explain(capsys):
     code, latex, _ = run_main(capsys, "explain", "lista", "--latex")
     assert code == 0
     assert "\\mathcal{S}" in latex and "\\begin{aligned}" in latex
+    # the plan's guards: FISTA's t only for the trace, its last momentum step skipped
+    code, out, _ = run_main(capsys, "explain", "fista")
+    lines = out.split("layer loop")[1].split("\n")
+    (t,) = [ln for ln in lines if ln.strip().startswith("t ")]
+    (v,) = [ln for ln in lines if ln.strip().startswith("v ")]
+    assert "only when the trace records" in t and "[not after the last layer]" in v
 
 
 def test_graph(capsys):

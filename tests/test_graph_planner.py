@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from unroll.compiler import ir
 from unroll.compiler.driver import check_source, compile_source, make_options, shipped_specs
 from unroll.compiler.plan_build import hoistable_locals, repeated_keys
@@ -276,13 +279,130 @@ def test_initial_values_only_the_trace_reads_are_computed_only_for_it():
     x0 (an inverse FFT), ADMM-lasso's x; a state whose initial value layer 0 reads is computed as before."""
     assert plan_of("ista").trace_only_inits == ["x"]
     assert plan_of("admm_csnet").trace_only_inits == ["x"]
-    assert plan_of("fista").trace_only_inits == ["x", "v"]  # t is read: t_new and the t-table row
+    assert plan_of("fista").trace_only_inits == ["x", "v", "t"]  # t: only the trace reads it at all (below)
     assert "x" not in plan_of("domke_heavy_ball").trace_only_inits  # x - xp reads x0
     assert plan_of("dublid").trace_only_inits == []  # no peeled layer: zero layers read the initial states
     code = compile_source(SHIPPED["ista"].read_text(), "ista.unroll")
     record_block = code[code.index("        if record is not None:\n            # initial values"):]
     assert "x = torch.zeros((batch, m)" in record_block.split("record.append")[0]
     assert code.count("torch.zeros((batch, m)") == 1
+
+
+RUNNING_COST = """spec count "a running cost only the trace reads"
+dims m
+input y : real[m]
+state x : real[m] = 0
+state k : real = 0
+layers 4
+step:
+    let r = sum(abs(x - y))
+    x = 0.5 * (x + y)
+    k = k + r * r
+output x
+"""
+
+
+def test_states_only_the_trace_reads_are_computed_only_for_it():
+    """FISTA's t: its momentum weights are a layer table, so no output, later value or condition reads t; forward
+    assigns it (and computes what only it reads) only when the trace records.  A state an output, a later value
+    or a sub-network call reads stays unconditional, and so does every state of a `step until` spec."""
+    p = plan_of("fista")
+    assert p.trace_only_states == ["t"]
+    marked = [st.target for st in (p.peeled or []) + p.step if getattr(st, "trace_only", False)]
+    assert marked == ["t", "t"]  # layer 0's and the loop's
+    assert not any(getattr(st, "trace_only", False) for st in p.step if st.target in ("x", "v", "x_new"))
+    counter = RUNNING_COST
+    q = plan_of_source(counter)
+    assert q.trace_only_states == ["k"] and "k" in q.trace_only_inits
+    assert {st.target for st in q.step if getattr(st, "trace_only", False)} == {"k", "r"}  # and what only k reads
+    read = plan_of_source(counter.replace("x = 0.5 * (x + y)", "x = 0.5 * (x + y) + k"))
+    assert read.trace_only_states == [] and not any(getattr(st, "trace_only", False) for st in read.step)
+    read = plan_of_source(counter.replace("x = 0.5 * (x + y)", "x = 0.5 * (x + y) + r"))  # r stays for x
+    assert read.trace_only_states == ["k"]
+    assert {st.target for st in read.step if getattr(st, "trace_only", False)} == {"k"}
+    output = plan_of_source(counter.replace("output x", "output x, k"))
+    assert output.trace_only_states == []
+    assert plan_of("ista").trace_only_states == [] and plan_of("lista_cp").trace_only_states == []
+    assert plan_of("dublid").trace_only_states == []
+    net = plan_of_source(counter.replace("state k : real = 0", "state k : real = 0\nnet g : mlp(in=m, out=1, width=4, "
+                                         "depth=2) learned shared").replace("k = k + r * r", "k = k + sum(g(x))"))
+    assert net.trace_only_states == []  # a sub-network call may keep running statistics: it always runs
+    # an output assigned by a layer-table lookup, beside a state only the trace reads (generated spec 103)
+    lookup = plan_of_source("""spec lookup "an output looked up, a state only traced"
+dims n, m
+data v : real[m, n]
+input w : real[n, n]
+state x1 : real[m, n] = 0
+state x4 : real[n, n] = 0
+layers 1
+step:
+    x1 = v
+    x4 = w
+output x1
+""")
+    assert lookup.trace_only_states == ["x4"]
+    assert [st.target for st in lookup.step if getattr(st, "trace_only", False)] == ["x4"]
+
+
+def test_trace_only_states_are_exact_in_the_trace_and_in_every_backward_mode():
+    """The guarded FISTA records the FISTA sequence t_k (computed here from its recursion) in its trace, its
+    forward is the same with and without the trace, and the checkpointed network (whose layer helper passes every
+    state on) computes t unconditionally and agrees."""
+    import torch
+    import unroll
+    from unroll.runtime.loader import load_text
+
+    torch.manual_seed(0)
+    A = torch.randn(6, 9, dtype=torch.float64)
+    y = torch.randn(3, 6, dtype=torch.float64)
+    outputs = []
+    for backward in ("unroll", "checkpoint:2"):
+        net = unroll.load("fista", layers=5, backward=backward)(A=A)
+        states = net.trace(y)
+        t, expected = 1.0, [1.0]
+        for _ in range(5):
+            t = (1 + (1 + 4 * t * t) ** 0.5) / 2
+            expected.append(t)
+        assert [float(s["t"]) for s in states] == pytest.approx(expected, rel=1e-15)
+        assert torch.equal(states[-1]["x"], net(y))
+        outputs.append(net(y))
+    assert torch.equal(outputs[0], outputs[1])
+    # a running cost only the trace reads, against a numpy loop
+    Net = load_text(RUNNING_COST, "cost")
+    yn = y.numpy()
+    x, k, ks = np.zeros_like(yn), 0.0, [0.0]
+    for _ in range(4):
+        r = np.abs(x - yn).sum(axis=1)
+        x = 0.5 * (x + yn)
+        k = k + r * r
+        ks.append(k)
+    states = Net().trace(y)
+    for recorded, k in zip(states, ks):
+        np.testing.assert_allclose(recorded["k"].numpy(), np.broadcast_to(k, (3,)), rtol=1e-14)
+    np.testing.assert_allclose(Net()(y).numpy(), x, rtol=1e-14)
+    # a state only the trace reads right after a statement skipped after the last layer (generated spec 702757):
+    # each keeps its own guard
+    Net = load_text("""spec adjacent "x4 skipped after the last layer, x5 only traced"
+dims F, N
+data v20 : real
+data v22 : real
+input y3 : real[F, N]
+input v18 : real
+state x4 : real[F, N] = y3
+state x5 : real = 2.5e-1
+layers 2
+step:
+    x4 = prev(x4) + 1
+    x5 = where(v18 >= v20, v22, x5)
+final:
+    let f = 2 * v20
+output f
+""", "adjacent")
+    net = Net(v20=0.0, v22=3.0)
+    y3, v18 = torch.randn(3, 2, 4, dtype=torch.float64), torch.tensor([-1.0, 0.5, 2.0], dtype=torch.float64)
+    assert float(net(y3, v18)) == 0.0  # (the last layer skips x4: nothing reads it after that layer)
+    states = net.trace(y3, v18)
+    assert [s["x5"].tolist() for s in states] == [[0.25] * 3, [0.25, 3.0, 3.0], [0.25, 3.0, 3.0]]
 
 
 def test_constant_matrices_read_only_by_batched_products_are_stored_transposed():
