@@ -162,7 +162,7 @@ def closest(name: str, candidates) -> str | None:
     Ranked by edit distance (a swap of two neighbouring letters counts once), then by
     whether the first letter agrees, then by difflib's similarity ratio.
     """
-    pool = sorted(set(c for c in candidates if c and c != name))
+    pool = sorted({c for c in candidates if c and c != name})
     if not pool:
         return None
     limit = 0 if len(name) <= 1 else max(1, len(name) // 3)

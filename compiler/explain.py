@@ -87,9 +87,9 @@ class LatexPrinter:
         for i, a in enumerate(n.args):
             text = self.node(a)
             child = PREC.get(a.op, 9)
-            if n.op in PREC and (child < mine or (n.op in ("sub", "matmul") and i == 1 and child == mine)):
-                if not (n.op == "div"):
-                    text = f"\\left({text}\\right)"
+            if n.op in PREC and n.op != "div" and (
+                    child < mine or (n.op in ("sub", "matmul") and i == 1 and child == mine)):
+                text = f"\\left({text}\\right)"
             if n.op == "pow" and i == 0 and a.op not in ("var", "number"):
                 text = f"\\left({text}\\right)"
             if n.op in ("transpose", "solve") and i == 0 and a.op not in ("var", "number", "net_call"):
@@ -110,7 +110,7 @@ class LatexPrinter:
                 out.extend("\\quad " + line for line in self.block(st.body))
                 continue
             if st.value.op == "set_index":  # `X[i] = v`
-                target, index, value = st.value.args
+                _target, index, value = st.value.args
                 out.append(f"{latex_name(st.target)}_{{[{self.node(index)}]}} &= {self.node(value)}")
                 continue
             rhs = self.node(st.value)
@@ -140,8 +140,8 @@ def explain(program: ir.Program, latex_only: bool = False) -> str:
     if latex_only:
         return latex_equations(program)
     p = program
-    out = [f"{p.name}: {p.title}", f"  {p.layers_dim or p.layers} layers; inputs: {', '.join(i.name for i in p.inputs) or '-'}; "
-           f"outputs: {', '.join(p.outputs)}", ""]
+    out = [f"{p.name}: {p.title}", (f"  {p.layers_dim or p.layers} layers; inputs: {', '.join(i.name for i in p.inputs) or '-'}; "
+           f"outputs: {', '.join(p.outputs)}"), ""]
     if p.functions:
         out.append("Functions (inlined at every call; the LaTeX below shows them inlined):")
         for _name, line in p.functions:

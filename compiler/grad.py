@@ -141,7 +141,7 @@ def gradient_ast(f: ast.Expr, wrt: str, symbols: dict[str, tuple[str, tuple]], s
         raise GradError("grad with respect to a matrix is not supported yet")
     try:
         g = sp.diff(fx, x) if is_matrix(x) else sp.diff(fx[0, 0] if _is_1x1(fx) else fx, x)
-    except Exception as err:  # sympy raises many kinds of errors on unsupported forms
+    except Exception as err:  # noqa: BLE001 - sympy raises many kinds of errors on unsupported forms
         raise GradError(f"sympy could not differentiate it ({type(err).__name__})") from None
     if is_matrix(g) and g.shape == (1, 1) and ranks.get(wrt) != 0:
         g = g.T
@@ -166,7 +166,7 @@ def _to_ast(expr, span: Span, ranks, sp) -> ast.Expr:
         return ast.Number(span, f, repr(f))
 
     def conv(e) -> ast.Expr:
-        if isinstance(e, sp.MatrixSymbol) or isinstance(e, sp.Symbol):
+        if isinstance(e, (sp.MatrixSymbol, sp.Symbol)):
             return ast.Name(span, str(e.name))
         if e.is_Number:
             return num(e)

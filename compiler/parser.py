@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import ClassVar
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedInput
@@ -27,8 +28,8 @@ class _BadDedent(Exception):
 
 class _SpecIndenter(Indenter):
     NL_type = "_NL"
-    OPEN_PAREN_types = ["LPAR", "LSQB"]
-    CLOSE_PAREN_types = ["RPAR", "RSQB"]
+    OPEN_PAREN_types: ClassVar[list[str]] = ["LPAR", "LSQB"]
+    CLOSE_PAREN_types: ClassVar[list[str]] = ["RPAR", "RSQB"]
     INDENT_type = "_INDENT"
     DEDENT_type = "_DEDENT"
     tab_len = 4
@@ -161,7 +162,7 @@ class _ToAst(Transformer):
         return (a + ast.DimExpr.of(-1) * b, _span_of(meta))
 
     def dim_mul(self, meta, children):
-        (a, sa), (b, sb) = children
+        (a, _sa), (b, _sb) = children
         prod = a * b
         if prod is None:
             raise CompileError([Diagnostic("this product of dimensions is not supported", _span_of(meta),

@@ -43,7 +43,8 @@ from .params import (
     check_constraint,
 )
 
-__all__ = ops.__all__ + array_ops.__all__ + ops_diffusion.__all__ + _autodiff_all + index_ops.__all__ + [
+# (the kernels' lists are computed in their modules: ruff cannot read the sum)
+__all__ = ops.__all__ + array_ops.__all__ + ops_diffusion.__all__ + _autodiff_all + index_ops.__all__ + [  # noqa: PLE0605
     "CNN",
     "ConvGRU",
     "LayerSlice",

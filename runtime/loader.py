@@ -54,7 +54,7 @@ def load_text(text: str, stem: str, path: str = "<spec>", **options):
     diagnostics).  The class remembers the text and the options (`_unroll_recipe`), so that its instances
     pickle by recipe and rebuild in a fresh process or under another compiler (runtime/persist.py)."""
     compile_options = make_options(**options)
-    key = hashlib.sha256("\0".join([compiler_fingerprint(), text, compile_options.text()]).encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{compiler_fingerprint()}\x00{text}\x00{compile_options.text()}".encode()).hexdigest()[:20]
     target = cache_dir() / f"{stem}_{key}.py"
     if not target.exists():
         source = compile_source(text, path, compile_options)

@@ -223,15 +223,15 @@ class UnrolledModule(NoiseMixin, nn.Module):
         """Validate a constructor tensor and bind the dims it carries."""
         if value is None:
             raise TypeError(f"{type(self).__name__}: missing data `{name}` of shape [{', '.join(map(str, dim_names))}]")
-        if isinstance(value, (numbers.Number, list, tuple)) or hasattr(value, "__array__"):
-            if not torch.is_tensor(value):
-                plain = not hasattr(value, "__array__")  # Python numbers and lists: double precision, as numpy
-                try:
-                    value = torch.as_tensor(value)
-                except Exception as err:  # noqa: BLE001 - report the conversion problem clearly
-                    raise TypeError(f"{name}: cannot convert {type(value).__name__} to a tensor ({err})") from None
-                if plain and kind != "int":
-                    value = value.to(torch.complex128 if value.is_complex() else torch.float64)
+        if (isinstance(value, (numbers.Number, list, tuple)) or hasattr(value, "__array__")) \
+                and not torch.is_tensor(value):
+            plain = not hasattr(value, "__array__")  # Python numbers and lists: double precision, as numpy
+            try:
+                value = torch.as_tensor(value)
+            except Exception as err:  # noqa: BLE001 - report the conversion problem clearly
+                raise TypeError(f"{name}: cannot convert {type(value).__name__} to a tensor ({err})") from None
+            if plain and kind != "int":
+                value = value.to(torch.complex128 if value.is_complex() else torch.float64)
         if not torch.is_tensor(value):
             raise TypeError(f"{name}: expected a tensor or array, got {type(value).__name__}")
         if kind == "int":

@@ -119,10 +119,9 @@ class DnCNN(nn.Module):
             raise ValueError("dncnn: depth must be at least 1")
         if torch.is_tensor(lipschitz) and lipschitz.numel() == 1:
             lipschitz = float(lipschitz)
-        if lipschitz is not None:
-            if isinstance(lipschitz, bool) or not isinstance(lipschitz, (int, float)) \
-                    or not math.isfinite(lipschitz) or lipschitz <= 0:
-                raise ValueError(f"dncnn: lipschitz must be a positive number, got {lipschitz!r}")
+        if lipschitz is not None and (isinstance(lipschitz, bool) or not isinstance(lipschitz, (int, float))
+                                      or not math.isfinite(lipschitz) or lipschitz <= 0):
+            raise ValueError(f"dncnn: lipschitz must be a positive number, got {lipschitz!r}")
         self.conditioned = sigma == "input"
         self.lipschitz = None if lipschitz is None else float(lipschitz)
         bound = None if lipschitz is None else float(lipschitz) ** (1.0 / depth)

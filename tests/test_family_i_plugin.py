@@ -278,7 +278,7 @@ def test_gupta_with_the_box_projection_converges_to_lsq_linear():
     H, y = box_problem()
     gamma = 1.0 / np.linalg.norm(H, 2) ** 2
     net = gupta_module(H, 400, gamma, 0.99)
-    xhat, alpha = net(torch.tensor(y[:, None, :]))
+    xhat, _alpha = net(torch.tensor(y[:, None, :]))
     xhat = xhat.detach().numpy()[:, 0]
     for i in range(len(y)):
         reference = optimize.lsq_linear(H, y[i], bounds=(0, 1), method="bvls", tol=1e-15).x

@@ -178,8 +178,8 @@ output X
 
 @pytest.mark.parametrize("write, read, column, message", [
     # fuzz mutant msa_pmp~1325 (`X[t + 2] = ...`): an IndexError from torch on the loop's last pass
-    ("t + 2", "t", 11, r"index `t \+ 2` reaches T \+ 1 on the last pass of its `repeat` loop, out of range for an "
-                      r"axis of size T \+ 1"),
+    ("t + 2", "t", 11, (r"index `t \+ 2` reaches T \+ 1 on the last pass of its `repeat` loop, out of range for an "
+                      r"axis of size T \+ 1")),
     ("t + 1", "t + 2", 22, r"index `t \+ 2` reaches T \+ 1 on the last pass"),
     # `X[t - 1]` at t = 0 would silently read the last entry (a negative index wraps around in torch)
     ("t + 1", "t - 1", 22, r"index `t - 1` is -1 on the first pass of its `repeat` loop: negative"),

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from unroll.compiler import ir
 from unroll.compiler.driver import check_source, compile_source, make_options, shipped_specs
 from unroll.compiler.plan_build import hoistable_locals, repeated_keys

@@ -59,7 +59,7 @@ def test_nmf_mu_equals_numpy_and_decreases_the_divergence(beta, mu):
         assert np.allclose(np.linalg.norm(W, axis=1), 1.0)  # unit-norm columns after every layer
     if beta in (1.0, 2.0) and mu == 0.0:  # MM guarantee for beta in [1, 2]
         d = [beta_div(M, s["W"].detach().numpy() @ s["H"].detach().numpy(), beta) for s in trace]
-        assert all(b <= a * (1 + 1e-10) for a, b in zip(d, d[1:]))
+        assert all(b <= a * (1 + 1e-10) for a, b in itertools.pairwise(d))
 
 
 @pytest.mark.parametrize("beta, mu", [(1.0, 0.0), (2.0, 0.0), (1.5, 0.3), (2.0, 0.3)])
@@ -250,7 +250,7 @@ def test_admm_csnet_conv_adjoint_dot_product():
 
 def test_admm_csnet_trains():
     torch.manual_seed(0)
-    img, mask, y = _mri_problem(seed=2)
+    _img, mask, _y = _mri_problem(seed=2)
     imgs, ys = [], []
     for s in range(8):
         im, _, _ = _mri_problem(seed=10 + s)

@@ -16,6 +16,7 @@ task_driven_dl      defaults == K ISTA steps on the elastic net (columns inside 
 """
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,7 +93,7 @@ def svt(V, t):
 
 def variant_spec(tmp_path, prox):
     """The header's recipe: matrix codes z : real[m, T], a scalar threshold, and the prox swapped."""
-    src = open(f"{SPEC_DIR}/sprechmann_encoder.unroll").read()
+    src = Path(f"{SPEC_DIR}/sprechmann_encoder.unroll").read_text()
     edits = [("dims  n, m\n", "dims  n, m, T\n"), ("input x : real[n] ", "input x : real[n, T]"),
              ("state z : real[m] = 0", "state z : real[m, T] = 0"),
              ("param theta : real[m]    =", "param theta : real       ="),
@@ -242,7 +243,7 @@ def test_task_driven_defaults_equal_elastic_net_ista(col_norm):
     ref = np_enet_ista(D, X, lam1, lam2, K)
     for layer in range(K + 1):
         assert rel(trace[layer]["alpha"].detach().numpy(), ref[layer]) < 1e-10, layer
-    alpha, yhat, Db = (v.detach().numpy() for v in net(t64(X)))
+    _alpha, yhat, Db = (v.detach().numpy() for v in net(t64(X)))
     assert rel(yhat, ref[-1] @ W.T) < 1e-10
     assert rel(Db, ball(D)) < 1e-14
     assert np.linalg.norm(Db, axis=0).max() <= 1 + 1e-12

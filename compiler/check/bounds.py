@@ -107,8 +107,8 @@ def loop_index_problem(bounds: tuple, size, text: str) -> tuple[str, str] | None
     if isinstance(size, DimExpr):
         gap = size + DimExpr.of(-1) * hi  # size - highest index
         if gap.is_int and gap.const <= 0:
-            return (f"index `{text}` reaches {hi} on the last pass of its `repeat` loop, out of range for an "
-                    f"axis of size {size}", f"indices go up to {size + DimExpr.of(-1)}")
+            return ((f"index `{text}` reaches {hi} on the last pass of its `repeat` loop, out of range for an "
+                    f"axis of size {size}"), f"indices go up to {size + DimExpr.of(-1)}")
     return None
 
 

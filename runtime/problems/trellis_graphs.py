@@ -52,7 +52,7 @@ def viterbi(gen, dtype):
 def viterbinet(gen, dtype):
     _, pred, newest = _trellis()
     _, states_tr, y_tr = _blocks(gen, 128, 32)
-    sent_te, states_te, y_te = _blocks(gen, 64, 32)
+    sent_te, _states_te, y_te = _blocks(gen, 64, 32)
     # p(y): a mixture of S Gaussians fitted to the training outputs (moment estimates per true state, as
     # EM's fixed point would give them with the states known)
     flat_y, flat_s = y_tr.reshape(-1), states_tr.reshape(-1)
