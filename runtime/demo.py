@@ -80,7 +80,7 @@ def train(net, problem: Problem, steps: int, seed: int, progress: bool = True, o
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        bar.set_postfix(loss=f"{loss.item():.3g}")
+        bar.set_postfix(loss=f"{loss.item():.3g}", refresh=False)  # redrawn at tqdm's interval, not every step
     bar.close()
 
 
