@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.unrollc-installed
 SPEC ?= lista
 
-.PHONY: demo test env wheel-check clean-env
+.PHONY: demo test lint env wheel-check clean-env
 
 env: $(STAMP)
 
@@ -25,6 +25,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The linter (ruff, pinned in constraints.txt; its rules: pyproject.toml and ruff's defaults); CI runs it too.
+lint: $(STAMP)
+	$(BIN)/ruff check compiler runtime tests benchmarks
 
 # Build a wheel from the repository, install it in a fresh venv (no editable install, no repo on
 # the path) and run `unrollc demo` from it.
