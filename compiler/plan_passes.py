@@ -353,7 +353,7 @@ def mark_dead_after_last_layer(step: list, program: ir.Program) -> None:
     for item in reversed(step):
         if not hasattr(item, "target"):  # a nested loop: everything in it stays, with all it reads
             reads: Counter = Counter()
-            for st in _loop_stmts(item):
+            for st in item.statements():
                 node_reads(st.value, reads)
                 live.add(st.target)
             node_reads(item.count, reads)
@@ -366,12 +366,3 @@ def mark_dead_after_last_layer(step: list, program: ir.Program) -> None:
             live |= set(reads)
         else:
             item.skip_last = True
-
-
-def _loop_stmts(loop):
-    yield from loop.before
-    for item in loop.body:
-        if hasattr(item, "target"):
-            yield item
-        else:
-            yield from _loop_stmts(item)

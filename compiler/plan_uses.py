@@ -169,7 +169,7 @@ def mark_trace_only(plan: Plan) -> list[str]:
     _block_reads(plan.prologue + plan.state_inits + plan.invariants + plan.final, needed, plan)
     _block_reads([item for item in layer_items if isinstance(item, Loop)], needed, plan)  # nested loops stay
     for loop in (item for item in layer_items if isinstance(item, Loop)):
-        needed.update(st.target for st in _loop_stmts(loop))
+        needed.update(st.target for st in loop.statements())
     needed.update(s.name for s in p.states if s.name not in candidates)  # however assigned (a table lookup too)
     needed.update(p.outputs)
     for st in stmts:
@@ -189,15 +189,6 @@ def mark_trace_only(plan: Plan) -> list[str]:
     for st in stmts:
         st.trace_only = st.target not in needed
     return [s.name for s in p.states if s.name in trace_only]
-
-
-def _loop_stmts(loop: Loop):
-    yield from loop.before
-    for item in loop.body:
-        if isinstance(item, Loop):
-            yield from _loop_stmts(item)
-        else:
-            yield item
 
 
 def stored_transposed(plan: Plan) -> dict[str, str]:

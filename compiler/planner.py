@@ -139,6 +139,15 @@ class Loop:
     index: str | None = None  # `repeat N as j:` the loop variable (else the loop prints `for _ in ...`)
     backward: bool = False  # `repeat N as j backward:` counts down from N - 1
 
+    def statements(self):
+        """Every statement of the loop, nested loops included (the values before each loop first)."""
+        yield from self.before
+        for item in self.body:
+            if isinstance(item, Loop):
+                yield from item.statements()
+            else:
+                yield item
+
 
 @dataclass
 class Constant:
@@ -208,8 +217,7 @@ class Plan:
         def walk(block):
             for item in block:
                 if isinstance(item, Loop):
-                    yield from item.before
-                    yield from walk(item.body)
+                    yield from item.statements()
                 else:
                     yield item
         yield from self.prologue
