@@ -10,6 +10,8 @@ text inside comments/docstrings after sanitising.
 
 from __future__ import annotations
 
+import itertools
+
 from . import emit_diff, ir
 from .emit_backward import BackwardMode, check_mode, emit_mode
 from .emit_expr import ExprPrinter
@@ -95,29 +97,28 @@ class ModulePrinter(ConstructorPrinter):
 
     # ------------------------------------------------------------ forward
     def _stmt_lines(self, out: Lines, block: list, indent: int, printer: ExprPrinter) -> None:
-        i = 0
-        while i < len(block):
-            if self._guard_trace_only and getattr(block[i], "trace_only", False):
-                run = []
-                while i < len(block) and getattr(block[i], "trace_only", False):
-                    run.append(block[i])
-                    i += 1
+        """The statements of `block`, each consecutive run under the same guard printed under one `if`."""
+        for guard, group in itertools.groupby(block, key=lambda item: self._guard(item, printer)):
+            run = list(group)
+            if guard is None:
+                self._stmt_items(out, run, indent, printer)
+                continue
+            if guard == "trace":
                 states = ", ".join(dict.fromkeys(st.target for st in run if st.target in self.plan.trace_only_states))
                 out.add(f"if record is not None:  # only the trace reads {states}", indent)
-                self._nested(out, indent + 1, lambda body, run=run: self._stmt_items(body, run, indent + 1, printer))
-                continue
-            if getattr(block[i], "skip_last", False) and printer.layer == "layer":
-                run = []
-                while i < len(block) and getattr(block[i], "skip_last", False) and not (
-                        self._guard_trace_only and getattr(block[i], "trace_only", False)):
-                    run.append(block[i])
-                    i += 1
+            else:
                 out.add(f"if layer < {self._depth()} - 1 or record is not None:  # not needed after the last layer",
                         indent)
-                self._nested(out, indent + 1, lambda body, run=run: self._stmt_items(body, run, indent + 1, printer))
-                continue
-            self._stmt_items(out, [block[i]], indent, printer)
-            i += 1
+            self._nested(out, indent + 1, lambda body, run=run: self._stmt_items(body, run, indent + 1, printer))
+
+    def _guard(self, item, printer: ExprPrinter) -> str | None:
+        """When a statement runs: "trace" (only when the trace records: nothing else reads it), "last" (not
+        after the last layer, unless the trace records), None (always)."""
+        if self._guard_trace_only and getattr(item, "trace_only", False):
+            return "trace"
+        if getattr(item, "skip_last", False) and printer.layer == "layer":
+            return "last"
+        return None
 
     @staticmethod
     def _nested(out: Lines, indent: int, fill) -> None:
